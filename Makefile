@@ -1,0 +1,47 @@
+# Billing Dialer — the two commands a new user needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+CLIENTS ?= 2000
+
+.PHONY: run test setup migrate bench chaos check lint clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+migrate: setup
+	$(PY) manage.py migrate --noinput
+
+# Sets everything up on the embedded default (SQLite, sandbox vendors, sample warehouse), prints
+# a demo login, and runs the portal with its worker. Ctrl-C stops every process started here.
+run: migrate
+	$(PY) manage.py demo_setup --clients $(CLIENTS)
+	@trap 'kill 0' INT TERM EXIT; \
+	  $(PY) manage.py qcluster & \
+	  $(PY) manage.py runserver $(HOST):$(PORT) --noreload & \
+	  wait
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+check: setup
+	$(PY) manage.py check
+	$(PY) -m mypy integrations cadences/services.py campaigns/services
+
+bench: migrate
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+chaos: setup
+	$(PY) -m pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .hypothesis

@@ -1,0 +1,74 @@
+"""Structured JSON log lines with personal data masked.
+
+Phone numbers keep at most their last four digits; card-like digit runs and SSNs are replaced
+entirely. The filter runs on every handler, so a careless `log.info("... %s", phone)` anywhere
+in the code (or in a library) still cannot leak a full number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+# Card-like: 13-19 digits, optionally split by spaces or dashes.
+_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_SSN = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
+# Phone-like: optional +, 10-12 digits possibly separated by spaces, dots, dashes or parentheses.
+_PHONE = re.compile(r"(?<![\w])\+?(?:\(?\d\)?[ .\-()]*){6,11}\d{4}(?!\d)")
+
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def mask_phone(value: str | None) -> str:
+    """Return a phone number with everything but its last four digits hidden."""
+    digits = re.sub(r"\D", "", value or "")
+    return f"***{digits[-4:]}" if digits else ""
+
+
+def mask_text(text: str) -> str:
+    text = _SSN.sub("***-**-****", text)
+    text = _CARD.sub(lambda m: "[card removed]" if len(re.sub(r"\D", "", m.group())) >= 13 else m.group(), text)
+    return _PHONE.sub(lambda m: mask_phone(m.group()), text)
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _mask_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask_value(v) for v in value]
+    return value
+
+
+class MaskPiiFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the line
+            message = str(record.msg)
+        record.msg = mask_text(message)
+        record.args = None
+        for key, value in list(vars(record).items()):
+            if key not in _RESERVED:
+                setattr(record, key, _mask_value(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RESERVED and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = mask_text(self.formatException(record.exc_info))
+        return json.dumps(line, default=str)

@@ -1,0 +1,247 @@
+"""Billing Dialer settings.
+
+Every value comes from the environment (or an optional `.env` file) and has a safe local
+default, so a fresh clone runs on SQLite against the sandbox vendors with no configuration.
+`.env.example` lists every variable; README.md explains each one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Local development is the default (as in healthchecks); production sets DEBUG=False.
+DEBUG = env.bool("DEBUG", default=True)
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise environ.ImproperlyConfigured("SECRET_KEY must be set when DEBUG is False.")
+    SECRET_KEY = "dev-only-insecure-key-never-use-in-production-9f3b7c1e"
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_q",
+    "simple_history",
+    "cadences",
+    "campaigns",
+    "integrations.sandbox",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+    "billing_dialer.middleware.SecurityHeadersMiddleware",
+]
+
+ROOT_URLCONF = "billing_dialer.urls"
+WSGI_APPLICATION = "billing_dialer.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "billing_dialer.context_processors.sandbox_banner",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# Default: an embedded SQLite file under var/, in WAL mode with a busy timeout so the web
+# process and the qcluster workers can share it. Production: DATABASE_URL=postgres://...
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'billing_dialer.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+        }
+    )
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_billing_dialer.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="America/New_York")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+MEDIA_ROOT = VAR_DIR / "media"
+
+LOGIN_URL = "/admin/login/"
+LOGIN_REDIRECT_URL = "/dashboard/"
+
+# --- Security (check --deploy clean with the production variables of README) --------------
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=SECURE_SSL_REDIRECT)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=SECURE_SSL_REDIRECT)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if SECURE_SSL_REDIRECT else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=SECURE_HSTS_SECONDS > 0)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=True) else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default=(
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; "
+        "base-uri 'self'; form-action 'self'"
+    ),
+)
+
+# --- Background work: django-q2 ----------------------------------------------------------
+# ORM broker by default (no extra service); Redis when REDIS_URL is set. `timeout` is shorter
+# than `retry` so a task is never handed to a second worker while the first still runs it;
+# `max_attempts` is finite so a poison task stops; `catch_up` is off so a stopped cluster does
+# not replay every missed schedule when it comes back.
+REDIS_URL = env.str("REDIS_URL", default="")
+Q_CLUSTER: dict[str, object] = {
+    "name": "billing_dialer",
+    "workers": env.int("Q_WORKERS", default=4),
+    "recycle": 500,
+    "timeout": env.int("Q_TIMEOUT", default=300),
+    "retry": env.int("Q_RETRY", default=360),
+    "max_attempts": 3,
+    "catch_up": False,
+    "ack_failures": True,
+    "save_limit": 1000,
+    "queue_limit": 50,
+    "label": "Background tasks",
+    "poll": 0.5,
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- REST API ----------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {"TITLE": "Billing Dialer API", "VERSION": "1.0.0"}
+
+# --- Public base URL (where vendors deliver webhooks) -------------------------------------
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+
+# --- Retell (AI voice agent "Grace") -----------------------------------------------------
+# Live when RETELL_API_KEY is set; otherwise the local simulator under /sandbox/retell/.
+RETELL_API_KEY = env.str("RETELL_API_KEY", default="")
+RETELL_AGENT_ID = env.str("RETELL_AGENT_ID", default="agent_grace_sandbox")
+RETELL_FROM_NUMBERS = env.list("RETELL_FROM_NUMBERS", default=["+12125550100", "+13125550100", "+14155550100"])
+RETELL_BASE_URL = env.str("RETELL_BASE_URL", default="")
+RETELL_CALLS_PER_SECOND = env.float("RETELL_CALLS_PER_SECOND", default=1.0)
+RETELL_MAX_CONCURRENT_CALLS = env.int("RETELL_MAX_CONCURRENT_CALLS", default=20)
+RETELL_SANDBOX_KEY = "sandbox-retell-key"
+
+# --- HeyMarket (SMS) ---------------------------------------------------------------------
+HEYMARKET_API_TOKEN = env.str("HEYMARKET_API_TOKEN", default="")
+HEYMARKET_CREATOR_ID = env.str("HEYMARKET_CREATOR_ID", default="1")
+HEYMARKET_WEBHOOK_TOKEN = env.str("HEYMARKET_WEBHOOK_TOKEN", default="sandbox-heymarket-webhook-token")
+HEYMARKET_BASE_URL = env.str("HEYMARKET_BASE_URL", default="")
+
+# --- Dialflow (live-agent availability) --------------------------------------------------
+DIALFLOW_URL = env.str("DIALFLOW_URL", default="")
+DIALFLOW_API_KEY = env.str("DIALFLOW_API_KEY", default="")
+
+# --- Warehouse (Databricks, or any DB-API database by URL) -------------------------------
+DATABRICKS_SERVER_HOSTNAME = env.str("DATABRICKS_SERVER_HOSTNAME", default="")
+DATABRICKS_HTTP_PATH = env.str("DATABRICKS_HTTP_PATH", default="")
+DATABRICKS_TOKEN = env.str("DATABRICKS_TOKEN", default="")
+WAREHOUSE_URL = env.str("WAREHOUSE_URL", default=f"sqlite:///{VAR_DIR / 'warehouse.sqlite3'}")
+
+# --- Sandbox -----------------------------------------------------------------------------
+# Where the sandbox simulators deliver their webhooks (this app). Tests point it at their
+# live server.
+SANDBOX_APP_URL = env.str("SANDBOX_APP_URL", default=PUBLIC_BASE_URL)
+RECONCILED_FILE_DIR = env.path("RECONCILED_FILE_DIR", default=VAR_DIR / "reconciled")
+PAYMENT_LINK_TEMPLATE = env.str("PAYMENT_LINK_TEMPLATE", default="https://pay.example.com/p/{token}")
+
+# --- Logging: structured (key=value JSON) with phone numbers masked ------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"mask_pii": {"()": "billing_dialer.logging.MaskPiiFilter"}},
+    "formatters": {"json": {"()": "billing_dialer.logging.JsonFormatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["mask_pii"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+    },
+}

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import include, path
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("/dashboard/" if request.user.is_authenticated else "/admin/login/?next=/dashboard/")
+
+
+admin.site.site_header = "Billing Dialer"
+admin.site.site_title = "Billing Dialer"
+admin.site.index_title = "Operations"
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("admin/", admin.site.urls),
+    path("sandbox/", include("integrations.sandbox.urls")),
+]

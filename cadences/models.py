@@ -1,0 +1,279 @@
+"""Segments, their 180-day cadences, SMS templates, and the run-time settings staff edit.
+
+This app stands on Django alone: it knows nothing of campaigns. Campaigns read it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from cadences import templating
+
+# The lifecycle never runs past day 180 (cancellation) for any segment.
+MAX_CADENCE_DAY = 180
+
+
+class Phase(models.TextChoices):
+    PAYMENT_MISSED = "payment_missed", "Payment missed"
+    SOFT_INTRO = "soft_intro", "Soft intro"
+    PAST_DUE = "past_due", "Past due"
+    PRE_SUSPENSION = "pre_suspension", "Pre-suspension"
+    SUSPENSION = "suspension", "Suspension day"
+    RE_ENGAGEMENT = "re_engagement", "Re-engagement"
+    DIRECT = "direct", "Direct"
+    PRE_CANCELLATION = "pre_cancellation", "Pre-cancellation"
+    CANCELLATION = "cancellation", "Cancellation day"
+
+
+# From suspension on, tone, ring group, transfer number and SMS inbox switch to resurrection.
+RESURRECTION_PHASES = frozenset(
+    {Phase.SUSPENSION, Phase.RE_ENGAGEMENT, Phase.DIRECT, Phase.PRE_CANCELLATION, Phase.CANCELLATION}
+)
+
+
+class ActionType(models.TextChoices):
+    SMS = "SMS", "SMS"
+    CALL = "CALL", "Call"
+    BOTH = "BOTH", "SMS and call"
+
+
+class Segment(models.Model):
+    name = models.CharField(max_length=64, unique=True, help_text="As the warehouse spells it, e.g. 'RED Initial'.")
+    sort_order = models.PositiveSmallIntegerField(default=0)
+    first_outreach_day = models.PositiveSmallIntegerField(
+        validators=[MaxValueValidator(MAX_CADENCE_DAY)], help_text="First day past due with outreach (e.g. 14 for Reso Recurring)."
+    )
+    suspension_day = models.PositiveSmallIntegerField(validators=[MaxValueValidator(MAX_CADENCE_DAY)])
+    cancellation_day = models.PositiveSmallIntegerField(validators=[MaxValueValidator(MAX_CADENCE_DAY)])
+    billing_transfer_number = models.CharField(max_length=20, help_text="Talkdesk number for warm transfers before suspension (E.164).")
+    resurrection_transfer_number = models.CharField(max_length=20, help_text="Talkdesk number for warm transfers from suspension on (E.164).")
+    billing_ring_group = models.CharField(max_length=64)
+    resurrection_ring_group = models.CharField(max_length=64)
+    billing_inbox_id = models.CharField(max_length=64, help_text="HeyMarket inbox for billing-phase texts and replies.")
+    resurrection_inbox_id = models.CharField(max_length=64, help_text="HeyMarket inbox for resurrection-phase texts and replies.")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["sort_order", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(first_outreach_day__lt=models.F("suspension_day"))
+                & Q(suspension_day__lt=models.F("cancellation_day"))
+                & Q(cancellation_day__lte=MAX_CADENCE_DAY),
+                name="segment_days_in_order",
+                violation_error_message="Days must satisfy first outreach < suspension < cancellation ≤ 180.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def is_resurrection_day(self, day: int) -> bool:
+        return day >= self.suspension_day
+
+    def routing(self, day: int) -> dict[str, str]:
+        """Transfer number, ring group and inbox for a touchpoint on `day` past due."""
+        if self.is_resurrection_day(day):
+            return {
+                "team": "resurrection",
+                "transfer_number": self.resurrection_transfer_number,
+                "ring_group": self.resurrection_ring_group,
+                "inbox_id": self.resurrection_inbox_id,
+            }
+        return {
+            "team": "billing",
+            "transfer_number": self.billing_transfer_number,
+            "ring_group": self.billing_ring_group,
+            "inbox_id": self.billing_inbox_id,
+        }
+
+
+class SmsTemplate(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    phase = models.CharField(max_length=32, choices=Phase.choices, help_text="The tone this text is written for.")
+    body = models.TextField(
+        help_text="Django template syntax. Variables: {{ client_name }}, {{ amount_due }}, {{ days_past_due }}, "
+        "{{ payment_link }}, {{ suspension_date }}, {{ cancellation_date }}, {{ first_name }}, {{ company_name }}."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors = templating.validate_template(self.body, phase=self.phase)
+        if errors:
+            raise ValidationError({"body": errors})
+
+    def render(self, context: dict[str, Any]) -> str:
+        return templating.render_template(self.body, context)
+
+
+class CadenceStep(models.Model):
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="steps")
+    day = models.PositiveSmallIntegerField(validators=[MaxValueValidator(MAX_CADENCE_DAY)], help_text="Days past due.")
+    action_type = models.CharField(max_length=4, choices=ActionType.choices)
+    phase = models.CharField(max_length=32, choices=Phase.choices)
+    sms_template = models.ForeignKey(SmsTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="steps")
+    voicemail_prompt = models.TextField(blank=True, help_text="What Grace says on voicemail. Name no debt and no amount.")
+    live_call_prompt = models.TextField(blank=True, help_text="Grace's instructions when the client answers.")
+    active = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["segment__sort_order", "day"]
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "day"], name="cadence_step_one_per_segment_day"),
+            models.CheckConstraint(
+                condition=Q(day__gte=0) & Q(day__lte=MAX_CADENCE_DAY),
+                name="cadence_step_day_in_lifecycle",
+                violation_error_message="Day must be between 0 and 180.",
+            ),
+            models.CheckConstraint(
+                condition=Q(action_type=ActionType.SMS) | (~Q(voicemail_prompt="") & ~Q(live_call_prompt="")),
+                name="cadence_step_call_needs_prompts",
+                violation_error_message="Call and SMS-and-call steps need a voicemail prompt and a live-call prompt.",
+            ),
+            models.CheckConstraint(
+                condition=Q(action_type=ActionType.CALL) | Q(sms_template__isnull=False),
+                name="cadence_step_sms_needs_template",
+                violation_error_message="SMS and SMS-and-call steps need an SMS template.",
+            ),
+        ]
+        indexes = [models.Index(fields=["segment", "day", "active"], name="cadence_step_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.segment} day {self.day} ({self.get_action_type_display()})"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.segment_id is not None and self.day is not None:
+            segment = self.segment
+            if self.day > segment.cancellation_day:
+                errors.setdefault("day", []).append(
+                    f"Day {self.day} is after {segment}'s cancellation day ({segment.cancellation_day})."
+                )
+        if self.action_type in (ActionType.CALL, ActionType.BOTH):
+            if not self.voicemail_prompt.strip():
+                errors.setdefault("voicemail_prompt", []).append("Required for call steps.")
+            if not self.live_call_prompt.strip():
+                errors.setdefault("live_call_prompt", []).append("Required for call steps.")
+        if self.action_type in (ActionType.SMS, ActionType.BOTH) and self.sms_template_id is None:
+            errors.setdefault("sms_template", []).append("Required for SMS steps.")
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def is_resurrection(self) -> bool:
+        return self.phase in RESURRECTION_PHASES
+
+    @property
+    def places_call(self) -> bool:
+        return self.action_type in (ActionType.CALL, ActionType.BOTH)
+
+    @property
+    def sends_sms(self) -> bool:
+        return self.action_type in (ActionType.SMS, ActionType.BOTH)
+
+
+class StateCallLimit(models.Model):
+    """A state's stricter call-frequency rule (the federal default is 7 calls in 7 days)."""
+
+    state = models.CharField(max_length=2, unique=True, help_text="Two-letter US state code, e.g. MA.")
+    max_calls = models.PositiveSmallIntegerField(validators=[MinValueValidator(0)])
+    period_days = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    note = models.CharField(max_length=200, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["state"]
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.max_calls} calls per {self.period_days} days"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.state = self.state.upper()
+        super().save(*args, **kwargs)
+
+
+class DialerSettings(models.Model):
+    """The one row of run-time settings staff change in the admin without a deploy."""
+
+    queue_sql = models.TextField(
+        help_text="Runs against the warehouse. Must return client_id, name, phone, segment, days_past_due, ring_group; "
+        "may return amount_due, timezone, state, postal_code, payment_link, email."
+    )
+    revalidation_interval_minutes = models.PositiveSmallIntegerField(default=30, validators=[MinValueValidator(1)])
+    batch_size = models.PositiveSmallIntegerField(default=10, validators=[MinValueValidator(1)])
+    release_threshold = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text="Free agents a ring group needs before a batch is released."
+    )
+    poll_interval_seconds = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1)])
+    batch_timeout_seconds = models.PositiveSmallIntegerField(default=120, validators=[MinValueValidator(5)])
+    sms_window_start = models.TimeField(default=dt.time(10, 0), help_text="SMS-only items go out at a random local time in this window.")
+    sms_window_end = models.TimeField(default=dt.time(13, 0))
+    calling_window_start = models.TimeField(
+        default=dt.time(8, 0), help_text="Local time. Can only narrow the legal 08:00–21:00 window."
+    )
+    calling_window_end = models.TimeField(default=dt.time(21, 0))
+    end_of_day = models.TimeField(default=dt.time(21, 30), help_text="Campaigns stop and flush at this time (portal time zone).")
+    history_table = models.CharField(max_length=200, default="analytics.billing.dialer_call_history")
+    max_calls_per_week = models.PositiveSmallIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(7)], help_text="Call attempts per client in any 7 days."
+    )
+    conversation_blackout_days = models.PositiveSmallIntegerField(
+        default=7, validators=[MinValueValidator(7)], help_text="No calls for this many days after a conversation."
+    )
+    retry_delay_minutes = models.PositiveSmallIntegerField(default=120, validators=[MinValueValidator(1)])
+    max_call_attempts_per_day = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
+    calls_per_second = models.FloatField(default=1.0, validators=[MinValueValidator(0.01)])
+    max_concurrent_calls = models.PositiveSmallIntegerField(default=20, validators=[MinValueValidator(1)])
+    ledger_retention_days = models.PositiveSmallIntegerField(default=400, validators=[MinValueValidator(7)])
+    company_name = models.CharField(max_length=80, default="Billing Team")
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "dialer settings"
+        verbose_name_plural = "dialer settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(calling_window_start__gte=dt.time(8, 0)) & Q(calling_window_end__lte=dt.time(21, 0))
+                & Q(calling_window_start__lt=models.F("calling_window_end")),
+                name="dialer_settings_calling_window_legal",
+                violation_error_message="The calling window must lie inside 08:00–21:00 local time.",
+            ),
+            models.CheckConstraint(
+                condition=Q(sms_window_start__lt=models.F("sms_window_end")),
+                name="dialer_settings_sms_window_ordered",
+                violation_error_message="The SMS window must start before it ends.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "Dialer settings"
+
+    @classmethod
+    def load(cls) -> DialerSettings:
+        obj = cls.objects.order_by("pk").first()
+        if obj is None:
+            obj = cls.objects.create(queue_sql=DEFAULT_QUEUE_SQL)
+        return obj
+
+
+DEFAULT_QUEUE_SQL = """SELECT client_id, name, phone, segment, days_past_due, ring_group,
+       amount_due, timezone, state, postal_code, payment_link, email
+FROM billing_queue
+WHERE days_past_due BETWEEN 0 AND 180
+  AND balance_resolved = 0"""

@@ -1,0 +1,541 @@
+"""Campaigns and everything a day of outreach produces.
+
+Daily rows (queue items, call attempts, SMS messages, rejected rows, batches) are written back to
+the warehouse and cleaned up at flush. Long-lived rows (contact ledger, suppressions, gate
+decisions, follow-up tasks, promises to pay, daily KPIs, webhook events) outlive the queue:
+frequency caps, "why was this client not called" and the KPI trends are computed from them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from cadences.models import ActionType, CadenceStep, Phase, Segment
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        LOADING = "loading", "Loading"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        STOPPING = "stopping", "Stopping"
+        STOPPED = "stopped", "Stopped"
+        FLUSHED = "flushed", "Flushed"
+
+    date = models.DateField(unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    is_sandbox = models.BooleanField(default=True, help_text="Created while vendors ran in sandbox mode.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # Release settings, copied from DialerSettings at creation so a running day is stable.
+    batch_size = models.PositiveSmallIntegerField(default=10)
+    release_threshold = models.PositiveSmallIntegerField(default=1)
+    poll_interval_seconds = models.PositiveSmallIntegerField(default=5)
+    batch_timeout_seconds = models.PositiveSmallIntegerField(default=120)
+    calling_window_start = models.TimeField(default=dt.time(8, 0))
+    calling_window_end = models.TimeField(default=dt.time(21, 0))
+    end_of_day = models.TimeField(default=dt.time(21, 30))
+
+    # Lifecycle timestamps.
+    load_started_at = models.DateTimeField(null=True, blank=True)
+    load_finished_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    flushed_at = models.DateTimeField(null=True, blank=True)
+    last_revalidated_at = models.DateTimeField(null=True, blank=True)
+
+    # Errors a supervisor must see.
+    load_error = models.TextField(blank=True)
+    flush_error = models.TextField(blank=True)
+    halt_reason = models.TextField(blank=True, help_text="Why the campaign paused itself (e.g. Retell payment failure).")
+
+    # Release-loop lease: one loop per campaign across every worker and cluster.
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    # Load progress.
+    rows_read = models.PositiveIntegerField(default=0)
+    rows_inserted = models.PositiveIntegerField(default=0)
+    rows_rejected = models.PositiveIntegerField(default=0)
+    rows_no_touchpoint = models.PositiveIntegerField(default=0)
+
+    # Outcome counters, moved only by the conditional update that moves an item's status, so a
+    # duplicate webhook or a retried task can never count twice. A recount from the items equals them.
+    calls_placed = models.PositiveIntegerField(default=0)
+    answered = models.PositiveIntegerField(default=0)
+    voicemail = models.PositiveIntegerField(default=0)
+    transferred = models.PositiveIntegerField(default=0)
+    no_answer = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    sms_sent = models.PositiveIntegerField(default=0)
+    sms_failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    ineligible = models.PositiveIntegerField(default=0)
+    flushed_rows = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-date"]
+
+    def __str__(self) -> str:
+        return f"Campaign {self.date.isoformat()}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.LOADING, self.Status.RUNNING, self.Status.PAUSED)
+
+
+class QueueItem(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RELEASING = "releasing", "Releasing"
+        DIALING = "dialing", "Dialing"
+        ANSWERED = "answered", "Answered"
+        VOICEMAIL = "voicemail", "Voicemail"
+        TRANSFERRED = "transferred", "Transferred"
+        NO_ANSWER = "no_answer", "No answer"
+        FAILED = "failed", "Failed"
+        SMS_SCHEDULED = "sms_scheduled", "SMS scheduled"
+        SMS_SENT = "sms_sent", "SMS sent"
+        SMS_FAILED = "sms_failed", "SMS failed"
+        INELIGIBLE = "ineligible", "Ineligible"
+        SKIPPED = "skipped", "Skipped"
+
+    class SmsStatus(models.TextChoices):
+        NONE = "none", "No SMS"
+        PENDING = "pending", "Waiting for call outcome"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        NOT_NEEDED = "not_needed", "Not needed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
+    client_id = models.CharField(max_length=64)
+    client_name = models.CharField(max_length=200)
+    phone = models.CharField(max_length=20, help_text="E.164")
+    email = models.CharField(max_length=254, blank=True)
+    segment = models.ForeignKey(Segment, on_delete=models.PROTECT, related_name="+")
+    step = models.ForeignKey(CadenceStep, on_delete=models.PROTECT, related_name="+")
+    days_past_due = models.PositiveSmallIntegerField()
+    phase = models.CharField(max_length=32, choices=Phase.choices)
+    action_type = models.CharField(max_length=4, choices=ActionType.choices)
+
+    # Routing resolved at load (billing before the segment's suspension day, resurrection from it on).
+    team = models.CharField(max_length=16, default="billing")
+    ring_group = models.CharField(max_length=64)
+    warehouse_ring_group = models.CharField(max_length=64, blank=True)
+    transfer_number = models.CharField(max_length=20)
+    inbox_id = models.CharField(max_length=64)
+    voicemail_prompt = models.TextField(blank=True)
+    live_call_prompt = models.TextField(blank=True)
+
+    amount_due = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    payment_link = models.CharField(max_length=500, blank=True)
+    state = models.CharField(max_length=2, blank=True)
+    postal_code = models.CharField(max_length=10, blank=True)
+    timezones = models.CharField(
+        max_length=300, help_text="Candidate IANA zones, comma-separated; all must be inside the window to contact."
+    )
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    status_changed_at = models.DateTimeField(auto_now_add=True)
+    skip_reason = models.CharField(max_length=64, blank=True)
+    skip_detail = models.JSONField(default=dict, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Not before (retry curve, rate-limit backoff).")
+    call_attempts = models.PositiveSmallIntegerField(default=0)
+    last_outcome = models.CharField(max_length=16, blank=True)
+
+    sms_status = models.CharField(max_length=16, choices=SmsStatus.choices, default=SmsStatus.NONE)
+    sms_due_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "client_id"], name="queue_item_one_per_client_per_campaign"),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "status", "ring_group"], name="queue_item_release"),
+            models.Index(fields=["campaign", "sms_status", "sms_due_at"], name="queue_item_sms_due"),
+            models.Index(fields=["phone"], name="queue_item_phone"),
+            models.Index(fields=["client_id"], name="queue_item_client"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} ({self.get_status_display()})"
+
+    @property
+    def timezone_list(self) -> list[str]:
+        return [z for z in self.timezones.split(",") if z]
+
+
+class RejectedRow(models.Model):
+    """A warehouse or CSV row that could not be queued, with why."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="rejected_rows")
+    source = models.CharField(max_length=16, default="warehouse")
+    row_number = models.PositiveIntegerField()
+    client_id = models.CharField(max_length=64, blank=True)
+    reason = models.CharField(max_length=300)
+    row = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["row_number"]
+        indexes = [models.Index(fields=["campaign", "row_number"], name="rejected_row_campaign")]
+
+    def __str__(self) -> str:
+        return f"row {self.row_number}: {self.reason}"
+
+
+class ReleaseBatch(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="batches")
+    ring_group = models.CharField(max_length=64)
+    available_agents = models.PositiveIntegerField()
+    size = models.PositiveIntegerField(default=0)
+    released_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    timed_out = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-released_at"]
+        indexes = [models.Index(fields=["campaign", "ring_group", "resolved_at"], name="release_batch_open")]
+
+
+class CallAttempt(models.Model):
+    class Kind(models.TextChoices):
+        OUTBOUND = "outbound", "Outbound"
+        CALLBACK = "callback", "Requested callback"
+
+    class Status(models.TextChoices):
+        CREATED = "created", "Created"
+        REGISTERED = "registered", "Registered"
+        ONGOING = "ongoing", "Ongoing"
+        ENDED = "ended", "Ended"
+        NOT_CONNECTED = "not_connected", "Not connected"
+        ERROR = "error", "Error"
+        NOT_DIALED = "not_dialed", "Not dialed"
+
+    class Outcome(models.TextChoices):
+        ANSWERED = "answered", "Answered"
+        VOICEMAIL = "voicemail", "Voicemail"
+        TRANSFERRED = "transferred", "Transferred"
+        NO_ANSWER = "no_answer", "No answer"
+        FAILED = "failed", "Failed"
+
+    # The attempt's UUID is the Retell idempotency key: a network retry re-sends the same one.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="call_attempts")
+    queue_item = models.ForeignKey(QueueItem, on_delete=models.CASCADE, related_name="attempts")
+    batch = models.ForeignKey(ReleaseBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="attempts")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OUTBOUND)
+    attempt_number = models.PositiveSmallIntegerField(default=1)
+    call_id = models.CharField(max_length=100, unique=True, null=True, blank=True, help_text="Retell's call id.")
+    from_number = models.CharField(max_length=20, blank=True)
+    to_number = models.CharField(max_length=20)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATED)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    disconnection_reason = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    analyzed = models.BooleanField(default=False)
+    in_voicemail = models.BooleanField(null=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    transcript = models.TextField(blank=True)
+    recording_url = models.URLField(max_length=500, blank=True)
+    summary = models.TextField(blank=True)
+    sentiment = models.CharField(max_length=32, blank=True)
+    transfer_destination = models.CharField(max_length=40, blank=True)
+    cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    custom_analysis = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="call_attempt_open"),
+            models.Index(fields=["campaign", "outcome"], name="call_attempt_outcome"),
+        ]
+
+    def __str__(self) -> str:
+        return self.call_id or str(self.id)
+
+
+class SmsMessage(models.Model):
+    class Kind(models.TextChoices):
+        TOUCHPOINT = "touchpoint", "Cadence touchpoint"
+        FOLLOW_UP = "follow_up", "After voicemail / no answer"
+        OPT_OUT_CONFIRMATION = "opt_out_confirmation", "Opt-out confirmation"
+        HELP_REPLY = "help_reply", "Help reply"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    # Our idempotency key with HeyMarket: the same local_id is never sent twice.
+    local_id = models.CharField(max_length=100, unique=True)
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="sms_messages")
+    queue_item = models.ForeignKey(QueueItem, null=True, blank=True, on_delete=models.CASCADE, related_name="sms_messages")
+    kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.TOUCHPOINT)
+    client_id = models.CharField(max_length=64, blank=True)
+    phone = models.CharField(max_length=20)
+    inbox_id = models.CharField(max_length=64)
+    text = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    heymarket_id = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["phone", "status"], name="sms_message_phone")]
+
+    def __str__(self) -> str:
+        return self.local_id
+
+
+class WebhookEvent(models.Model):
+    """Every authenticated webhook, stored once by the vendor's identity for the event."""
+
+    vendor = models.CharField(max_length=16)
+    dedupe_key = models.CharField(max_length=200)
+    event_type = models.CharField(max_length=64)
+    reference = models.CharField(max_length=100, blank=True, help_text="call_id or message id")
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["vendor", "dedupe_key"], name="webhook_event_once")]
+        indexes = [models.Index(fields=["reference"], name="webhook_event_reference")]
+
+    def __str__(self) -> str:
+        return f"{self.vendor} {self.event_type} {self.reference}"
+
+
+class ContactLedgerEntry(models.Model):
+    """Every contact with a client, kept beyond the daily cleanup: the frequency caps' source."""
+
+    class Kind(models.TextChoices):
+        CALL_ATTEMPT = "call_attempt", "Outbound call attempt"
+        CONVERSATION = "conversation", "Conversation (answered or transferred)"
+        INBOUND_CALL = "inbound_call", "Inbound call"
+        SMS = "sms", "SMS"
+
+    client_id = models.CharField(max_length=64)
+    phone = models.CharField(max_length=20)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    occurred_at = models.DateTimeField()
+    # The call_id / local_id the entry came from: (kind, reference) is unique, so replays add nothing.
+    reference = models.CharField(max_length=100)
+    campaign_date = models.DateField(null=True, blank=True)
+    outcome = models.CharField(max_length=32, blank=True)
+    state = models.CharField(max_length=2, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        verbose_name_plural = "contact ledger entries"
+        constraints = [models.UniqueConstraint(fields=["kind", "reference"], name="ledger_entry_once")]
+        indexes = [
+            models.Index(fields=["client_id", "occurred_at"], name="ledger_client_time"),
+            models.Index(fields=["phone", "occurred_at"], name="ledger_phone_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} {self.kind} {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class Suppression(models.Model):
+    class Reason(models.TextChoices):
+        DO_NOT_CALL = "do_not_call", "Do not call"
+        SMS_OPT_OUT = "sms_opt_out", "SMS opt-out"
+        CEASE_COMMUNICATION = "cease_communication", "Cease communication"
+        DISPUTE_HOLD = "dispute_hold", "Dispute hold"
+        ATTORNEY = "attorney", "Represented by attorney"
+
+    class Channel(models.TextChoices):
+        CALL = "call", "Calls"
+        SMS = "sms", "SMS"
+        ALL = "all", "All channels"
+
+    client_id = models.CharField(max_length=64, blank=True)
+    phone = models.CharField(max_length=20, blank=True, help_text="E.164")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    reason = models.CharField(max_length=24, choices=Reason.choices)
+    source = models.CharField(max_length=100, help_text="Who or what created it (webhook, call id, staff user).")
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(client_id="") | ~Q(phone=""), name="suppression_targets_client_or_phone"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["client_id", "lifted_at"], name="suppression_client"),
+            models.Index(fields=["phone", "lifted_at"], name="suppression_phone"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} ({self.get_channel_display()}) {self.client_id or self.phone}"
+
+    @property
+    def active(self) -> bool:
+        return self.lifted_at is None
+
+
+class GateDecision(models.Model):
+    """A touchpoint the compliance gate blocked or skipped, with the rule and its inputs."""
+
+    client_id = models.CharField(max_length=64)
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    campaign_date = models.DateField(null=True, blank=True)
+    queue_item = models.ForeignKey(QueueItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="gate_decisions")
+    channel = models.CharField(max_length=8)
+    rule = models.CharField(max_length=64)
+    detail = models.CharField(max_length=300)
+    inputs = models.JSONField(default=dict)
+    decided_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-decided_at"]
+        indexes = [models.Index(fields=["client_id", "decided_at"], name="gate_decision_client")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id}: {self.rule}"
+
+
+class FollowUpTask(models.Model):
+    class Kind(models.TextChoices):
+        DISPUTE = "dispute", "Dispute"
+        HARDSHIP = "hardship", "Hardship"
+        CANCELLATION_REQUEST = "cancellation_request", "Cancellation request"
+        LEGAL_LANGUAGE = "legal_language", "Legal language"
+        VULNERABLE_CUSTOMER = "vulnerable_customer", "Vulnerable customer"
+        CALLBACK_REQUEST = "callback_request", "Callback request"
+        BROKEN_PROMISE = "broken_promise", "Broken promise to pay"
+        LOW_CONFIDENCE_MATCH = "low_confidence_match", "Low-confidence match"
+        SMS_REPLY = "sms_reply", "SMS reply"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        IN_PROGRESS = "in_progress", "In progress"
+        DONE = "done", "Done"
+
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    team = models.CharField(max_length=16, default="billing")
+    client_id = models.CharField(max_length=64, blank=True)
+    client_name = models.CharField(max_length=200, blank=True)
+    phone = models.CharField(max_length=20, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="follow_up_tasks")
+    due_at = models.DateTimeField()
+    detail = models.TextField(blank=True)
+    # Where the task came from (call_id, message id): (kind, source_ref) is unique so replays add nothing.
+    source_ref = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["due_at"]
+        constraints = [models.UniqueConstraint(fields=["kind", "source_ref"], name="follow_up_task_once")]
+        indexes = [models.Index(fields=["status", "due_at"], name="follow_up_open")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} — {self.client_name or self.client_id}"
+
+
+class PromiseToPay(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        KEPT = "kept", "Kept"
+        BROKEN = "broken", "Broken"
+
+    client_id = models.CharField(max_length=64)
+    client_name = models.CharField(max_length=200, blank=True)
+    phone = models.CharField(max_length=20, blank=True)
+    segment_name = models.CharField(max_length=64, blank=True)
+    phase = models.CharField(max_length=32, blank=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    promised_date = models.DateField()
+    call_id = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    reminder_at = models.DateTimeField(null=True, blank=True)
+    amount_recovered = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["promised_date"]
+        verbose_name_plural = "promises to pay"
+        indexes = [models.Index(fields=["status", "promised_date"], name="promise_due")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} promised {self.amount} by {self.promised_date}"
+
+
+class Alert(models.Model):
+    class Level(models.TextChoices):
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning"
+        ERROR = "error", "Error"
+
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    level = models.CharField(max_length=8, choices=Level.choices, default=Level.WARNING)
+    source = models.CharField(max_length=32)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.message[:80]
+
+
+class DailyKpi(models.Model):
+    """One day's figures per segment and phase; survives the queue cleanup for the trends."""
+
+    date = models.DateField()
+    segment_name = models.CharField(max_length=64)
+    phase = models.CharField(max_length=32)
+    queued = models.PositiveIntegerField(default=0)
+    calls_placed = models.PositiveIntegerField(default=0)
+    answered = models.PositiveIntegerField(default=0)
+    right_party_contacts = models.PositiveIntegerField(default=0)
+    voicemail = models.PositiveIntegerField(default=0)
+    transferred = models.PositiveIntegerField(default=0)
+    no_answer = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    sms_sent = models.PositiveIntegerField(default=0)
+    promises = models.PositiveIntegerField(default=0)
+    promises_kept = models.PositiveIntegerField(default=0)
+    amount_promised = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    amount_recovered = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    disputes = models.PositiveIntegerField(default=0)
+    opt_outs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-date", "segment_name", "phase"]
+        constraints = [models.UniqueConstraint(fields=["date", "segment_name", "phase"], name="daily_kpi_once")]
