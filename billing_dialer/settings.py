@@ -230,6 +230,8 @@ WAREHOUSE_URL = env.str("WAREHOUSE_URL", default=f"sqlite:///{VAR_DIR / 'warehou
 SANDBOX_APP_URL = env.str("SANDBOX_APP_URL", default=PUBLIC_BASE_URL)
 RECONCILED_FILE_DIR = env.path("RECONCILED_FILE_DIR", default=VAR_DIR / "reconciled")
 PAYMENT_LINK_TEMPLATE = env.str("PAYMENT_LINK_TEMPLATE", default="https://pay.example.com/p/{token}")
+# How long a signed payment-link token stays valid (a text may be read days after it is sent).
+PAYMENT_LINK_MAX_AGE_DAYS = env.int("PAYMENT_LINK_MAX_AGE_DAYS", default=30)
 
 # --- Logging: structured (key=value JSON) with phone numbers masked ------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

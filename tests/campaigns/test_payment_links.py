@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core import signing
+
+from campaigns.services.payment_links import (
+    PaymentLinkError,
+    payment_link_for,
+    payment_link_token,
+    payment_link_verify,
+)
+
+NOW = dt.datetime(2025, 3, 10, 15, 0, tzinfo=dt.timezone.utc)
+
+
+def test_it_round_trips_the_client_id():
+    token = payment_link_token(client_id="C-100:7/ä", now=NOW)
+    assert payment_link_verify(token=token, now=NOW + dt.timedelta(days=3)) == "C-100:7/ä"
+
+
+def test_token_is_url_safe():
+    token = payment_link_token(client_id="client with spaces & symbols?", now=NOW)
+    assert all(c.isalnum() or c in "-_:" for c in token)
+
+
+@pytest.mark.parametrize("days, valid", [(29, True), (30, True), (31, False)])
+def test_it_expires_after_the_configured_age(settings, days, valid):
+    settings.PAYMENT_LINK_MAX_AGE_DAYS = 30
+    token = payment_link_token(client_id="C-1", now=NOW)
+    later = NOW + dt.timedelta(days=days)
+    if valid:
+        assert payment_link_verify(token=token, now=later) == "C-1"
+    else:
+        with pytest.raises(PaymentLinkError) as info:
+            payment_link_verify(token=token, now=later)
+        assert info.value.expired
+
+
+def test_a_forged_token_is_refused():
+    token = payment_link_token(client_id="C-1", now=NOW)
+    payload, ts, sig = token.rsplit(":", 2)
+    other = payment_link_token(client_id="C-2", now=NOW)
+    forged = f"{other.rsplit(':', 2)[0]}:{ts}:{sig}"
+    with pytest.raises(PaymentLinkError) as info:
+        payment_link_verify(token=forged, now=NOW)
+    assert not info.value.expired
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a:b", "a:b:c:d"])
+def test_malformed_tokens_are_refused(token):
+    with pytest.raises(PaymentLinkError):
+        payment_link_verify(token=token, now=NOW)
+
+
+def test_a_token_signed_for_another_purpose_is_refused():
+    # Same SECRET_KEY, different salt: e.g. a value signed by another part of Django.
+    token = signing.TimestampSigner(salt="something.else").sign_object({"client_id": "C-1"})
+    with pytest.raises(PaymentLinkError):
+        payment_link_verify(token=token, now=dt.datetime.now(dt.timezone.utc))
+
+
+def test_a_token_from_the_future_is_refused():
+    token = payment_link_token(client_id="C-1", now=NOW + dt.timedelta(hours=1))
+    with pytest.raises(PaymentLinkError):
+        payment_link_verify(token=token, now=NOW)
+
+
+def test_the_warehouse_link_wins_when_it_is_https(settings):
+    settings.PAYMENT_LINK_TEMPLATE = "https://pay.example.com/p/{token}"
+    link = payment_link_for(client_id="C-1", row_link=" https://billing.example.org/pay/abc ", now=NOW)
+    assert link == "https://billing.example.org/pay/abc"
+
+
+@pytest.mark.parametrize("row_link", ["", "http://insecure.example.org/pay", "javascript:alert(1)"])
+def test_otherwise_the_link_carries_a_signed_token(settings, row_link):
+    settings.PAYMENT_LINK_TEMPLATE = "https://pay.example.com/p/{token}?src=sms"
+    link = payment_link_for(client_id="C-42", row_link=row_link, now=NOW)
+    assert link.startswith("https://pay.example.com/p/") and link.endswith("?src=sms")
+    token = link.removeprefix("https://pay.example.com/p/").removesuffix("?src=sms")
+    assert payment_link_verify(token=token, now=NOW) == "C-42"
