@@ -277,6 +277,7 @@ class SmsMessage(models.Model):
         FOLLOW_UP = "follow_up", "After voicemail / no answer"
         OPT_OUT_CONFIRMATION = "opt_out_confirmation", "Opt-out confirmation"
         HELP_REPLY = "help_reply", "Help reply"
+        OPT_IN_CONFIRMATION = "opt_in_confirmation", "Opt-in confirmation"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -297,6 +298,8 @@ class SmsMessage(models.Model):
     heymarket_id = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     scheduled_for = models.DateTimeField(null=True, blank=True)
+    # HeyMarket answers that can pass (429/5xx) back off and retry; the count bounds the retries.
+    send_attempts = models.PositiveSmallIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
