@@ -9,7 +9,7 @@ import datetime as dt
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
@@ -18,6 +18,8 @@ from cadences import templating
 
 # The lifecycle never runs past day 180 (cancellation) for any segment.
 MAX_CADENCE_DAY = 180
+
+e164_validator = RegexValidator(r"^\+[1-9]\d{7,14}$", "Enter the number in E.164 form, e.g. +12125550110.")
 
 
 class Phase(models.TextChoices):
@@ -52,8 +54,12 @@ class Segment(models.Model):
     )
     suspension_day = models.PositiveSmallIntegerField(validators=[MaxValueValidator(MAX_CADENCE_DAY)])
     cancellation_day = models.PositiveSmallIntegerField(validators=[MaxValueValidator(MAX_CADENCE_DAY)])
-    billing_transfer_number = models.CharField(max_length=20, help_text="Talkdesk number for warm transfers before suspension (E.164).")
-    resurrection_transfer_number = models.CharField(max_length=20, help_text="Talkdesk number for warm transfers from suspension on (E.164).")
+    billing_transfer_number = models.CharField(
+        max_length=20, validators=[e164_validator], help_text="Talkdesk number for warm transfers before suspension (E.164)."
+    )
+    resurrection_transfer_number = models.CharField(
+        max_length=20, validators=[e164_validator], help_text="Talkdesk number for warm transfers from suspension on (E.164)."
+    )
     billing_ring_group = models.CharField(max_length=64)
     resurrection_ring_group = models.CharField(max_length=64)
     billing_inbox_id = models.CharField(max_length=64, help_text="HeyMarket inbox for billing-phase texts and replies.")
@@ -74,6 +80,22 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        days = (self.first_outreach_day, self.suspension_day, self.cancellation_day)
+        if None in days:
+            return
+        errors: dict[str, str] = {}
+        if self.cancellation_day > MAX_CADENCE_DAY:
+            errors["cancellation_day"] = f"The lifecycle ends at day {MAX_CADENCE_DAY}."
+        if self.suspension_day >= self.cancellation_day:
+            errors["suspension_day"] = f"Suspension (day {self.suspension_day}) must come before cancellation (day {self.cancellation_day})."
+        if self.first_outreach_day >= self.suspension_day:
+            errors["first_outreach_day"] = (
+                f"First outreach (day {self.first_outreach_day}) must come before suspension (day {self.suspension_day})."
+            )
+        if errors:
+            raise ValidationError(errors)
 
     def is_resurrection_day(self, day: int) -> bool:
         return day >= self.suspension_day
@@ -157,20 +179,19 @@ class CadenceStep(models.Model):
         return f"{self.segment} day {self.day} ({self.get_action_type_display()})"
 
     def clean(self) -> None:
-        errors: dict[str, list[str]] = {}
-        if self.segment_id is not None and self.day is not None:
-            segment = self.segment
-            if self.day > segment.cancellation_day:
-                errors.setdefault("day", []).append(
-                    f"Day {self.day} is after {segment}'s cancellation day ({segment.cancellation_day})."
-                )
-        if self.action_type in (ActionType.CALL, ActionType.BOTH):
-            if not self.voicemail_prompt.strip():
-                errors.setdefault("voicemail_prompt", []).append("Required for call steps.")
-            if not self.live_call_prompt.strip():
-                errors.setdefault("live_call_prompt", []).append("Required for call steps.")
-        if self.action_type in (ActionType.SMS, ActionType.BOTH) and self.sms_template_id is None:
-            errors.setdefault("sms_template", []).append("Required for SMS steps.")
+        try:
+            segment: Segment | None = self.segment
+        except Segment.DoesNotExist:
+            segment = None
+        errors = step_problems(
+            segment=segment,
+            day=self.day,
+            action_type=self.action_type,
+            phase=self.phase,
+            sms_template=self.sms_template if self.sms_template_id is not None else None,
+            voicemail_prompt=self.voicemail_prompt,
+            live_call_prompt=self.live_call_prompt,
+        )
         if errors:
             raise ValidationError(errors)
 
@@ -187,6 +208,51 @@ class CadenceStep(models.Model):
         return self.action_type in (ActionType.SMS, ActionType.BOTH)
 
 
+def step_problems(
+    *,
+    segment: Segment | None,
+    day: int | None,
+    action_type: str,
+    phase: str,
+    sms_template: SmsTemplate | None,
+    voicemail_prompt: str,
+    live_call_prompt: str,
+) -> dict[str, list[str]]:
+    """Everything wrong with a cadence step, by field; shared by the admin forms and the importer."""
+    errors: dict[str, list[str]] = {}
+
+    def add(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    label = dict(Phase.choices).get(phase, phase)
+    if segment is not None and day is not None and day > segment.cancellation_day:
+        add("day", f"Day {day} is after {segment}'s cancellation day ({segment.cancellation_day}).")
+    if segment is not None and day is not None and phase in Phase.values:
+        resurrection = phase in RESURRECTION_PHASES
+        if resurrection and day < segment.suspension_day:
+            add("phase", f"{label} is a resurrection phase but day {day} is before suspension (day {segment.suspension_day}).")
+        if not resurrection and day >= segment.suspension_day:
+            add("phase", f"{label} is a billing phase but day {day} is on or after suspension (day {segment.suspension_day}).")
+        if phase == Phase.SUSPENSION and day != segment.suspension_day:
+            add("phase", f"The suspension-day phase belongs on day {segment.suspension_day}.")
+        if phase == Phase.CANCELLATION and day != segment.cancellation_day:
+            add("phase", f"The cancellation-day phase belongs on day {segment.cancellation_day}.")
+    if action_type in (ActionType.CALL, ActionType.BOTH):
+        if not voicemail_prompt.strip():
+            add("voicemail_prompt", "Required for call steps.")
+        if not live_call_prompt.strip():
+            add("live_call_prompt", "Required for call steps.")
+    if voicemail_prompt.strip():
+        for message in templating.validate_voicemail_prompt(voicemail_prompt):
+            add("voicemail_prompt", message)
+    if action_type in (ActionType.SMS, ActionType.BOTH) and sms_template is None:
+        add("sms_template", "Required for SMS steps.")
+    if sms_template is not None and phase:
+        for message in templating.validate_template(sms_template.body, phase=phase):
+            add("sms_template", f"'{sms_template}' does not suit a {str(label).lower()} step: {message}")
+    return errors
+
+
 class StateCallLimit(models.Model):
     """A state's stricter call-frequency rule (the federal default is 7 calls in 7 days)."""
 
@@ -198,6 +264,13 @@ class StateCallLimit(models.Model):
 
     class Meta:
         ordering = ["state"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(period_days__gte=1),
+                name="state_call_limit_period_positive",
+                violation_error_message="The period must be at least one day.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.state}: {self.max_calls} calls per {self.period_days} days"
@@ -210,6 +283,8 @@ class StateCallLimit(models.Model):
 class DialerSettings(models.Model):
     """The one row of run-time settings staff change in the admin without a deploy."""
 
+    # Always 1 and unique: the database itself refuses a second settings row.
+    singleton_key = models.PositiveSmallIntegerField(default=1, editable=False, unique=True)
     queue_sql = models.TextField(
         help_text="Runs against the warehouse. Must return client_id, name, phone, segment, days_past_due, ring_group; "
         "may return amount_due, timezone, state, postal_code, payment_link, email."
@@ -255,6 +330,9 @@ class DialerSettings(models.Model):
                 violation_error_message="The calling window must lie inside 08:00–21:00 local time.",
             ),
             models.CheckConstraint(
+                condition=Q(singleton_key=1), name="dialer_settings_single_row", violation_error_message="There is one settings row."
+            ),
+            models.CheckConstraint(
                 condition=Q(sms_window_start__lt=models.F("sms_window_end")),
                 name="dialer_settings_sms_window_ordered",
                 violation_error_message="The SMS window must start before it ends.",
@@ -266,9 +344,8 @@ class DialerSettings(models.Model):
 
     @classmethod
     def load(cls) -> DialerSettings:
-        obj = cls.objects.order_by("pk").first()
-        if obj is None:
-            obj = cls.objects.create(queue_sql=DEFAULT_QUEUE_SQL)
+        """The settings row (a data migration creates it; recreated with defaults if deleted)."""
+        obj, _ = cls.objects.get_or_create(singleton_key=1, defaults={"queue_sql": DEFAULT_QUEUE_SQL})
         return obj
 
 

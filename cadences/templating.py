@@ -1,10 +1,23 @@
-"""SMS template validation and rendering in a restricted context."""
+"""SMS templates: validation, rendering in a restricted context, and SMS length.
+
+Billing managers write templates in Django's template language, but the engine here knows only
+the handful of tags and filters a text message needs: no `load`, `include`, `url`, `debug` or
+anything else that could read files, reach other code or dump the context. A template can read
+the variables in `ALLOWED_VARIABLES` and nothing else.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
-from django.template import Context, Engine
+from django.template import Context, Engine, Library, Node, NodeList, TemplateSyntaxError
+from django.template import defaultfilters, defaulttags
+from django.template.base import FilterExpression, TextNode, Variable
+from django.template.smartif import TokenBase
 
 ALLOWED_VARIABLES = (
     "client_name",
@@ -17,13 +30,211 @@ ALLOWED_VARIABLES = (
     "company_name",
 )
 
-# No loaders, no context processors, no custom tags: a template can only read the variables above.
-_ENGINE = Engine(debug=False, autoescape=False, libraries={}, builtins=["django.template.defaulttags", "django.template.defaultfilters"])
+# The wording every campaign text carries, so a client always knows how to stop them.
+OPT_OUT_TEXT = "Reply STOP to opt out."
+
+# Phases whose texts must not cite an amount: the client may not even know a payment failed yet.
+NO_AMOUNT_PHASES = frozenset({"payment_missed", "soft_intro"})
+
+_ALLOWED_TAGS = ("if", "firstof", "comment")
+_ALLOWED_FILTERS = (
+    "add",
+    "capfirst",
+    "cut",
+    "date",
+    "default",
+    "default_if_none",
+    "floatformat",
+    "lower",
+    "stringformat",
+    "time",
+    "title",
+    "truncatechars",
+    "truncatewords",
+    "upper",
+    "yesno",
+)
+
+_LIBRARY = Library()
+for _name in _ALLOWED_TAGS:
+    _LIBRARY.tag(_name, defaulttags.register.tags[_name])
+for _name in _ALLOWED_FILTERS:
+    _LIBRARY.filters[_name] = defaultfilters.register.filters[_name]
+
+
+class _RestrictedEngine(Engine):
+    """An engine whose only builtins are `_LIBRARY` (Django always adds its own otherwise)."""
+
+    default_builtins: list[str] = []
+
+    def get_template_builtins(self, builtins: list[str]) -> list[Library]:
+        return [_LIBRARY]
+
+
+_ENGINE = _RestrictedEngine(debug=False, autoescape=False, libraries={}, builtins=[], loaders=[])
+
+_AMOUNT_LITERAL = re.compile(r"\$\s?\d")
+_OPT_OUT = re.compile(r"\breply\s+stop\b", re.IGNORECASE)
+_CARD_DETAILS = re.compile(
+    r"\b(card\s*(number|no\b|#|details|info)|credit\s*card|debit\s*card|cvv2?|cvc|security\s+code|"
+    r"expiration\s+date|expiry\s+date|bank\s+account\s+number|routing\s+number)",
+    re.IGNORECASE,
+)
+
+
+def _expressions(obj: Any) -> Iterator[FilterExpression]:
+    """Every FilterExpression inside a node attribute (plain values, lists, `if` conditions)."""
+    if isinstance(obj, FilterExpression):
+        yield obj
+    elif isinstance(obj, NodeList):
+        return  # child nodes are visited on their own
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _expressions(item)
+    elif isinstance(obj, TokenBase):
+        for attr in ("first", "second", "value"):
+            if hasattr(obj, attr):
+                yield from _expressions(getattr(obj, attr))
+
+
+def _variables(nodelist: NodeList) -> Iterator[Variable]:
+    for node in nodelist.get_nodes_by_type(Node):
+        for value in vars(node).values():
+            for expression in _expressions(value):
+                if isinstance(expression.var, Variable) and expression.var.lookups is not None:
+                    yield expression.var
+                for _func, args in expression.filters:
+                    for is_lookup, arg in args:
+                        if is_lookup and isinstance(arg, Variable) and arg.lookups is not None:
+                            yield arg
+
+
+def template_variables(body: str) -> set[str]:
+    """The variable names a template reads; raises TemplateSyntaxError when it does not parse."""
+    template = _ENGINE.from_string(body)
+    return {variable.lookups[0] for variable in _variables(template.nodelist)}
 
 
 def validate_template(body: str, *, phase: str) -> list[str]:
-    return []
+    """Every problem with an SMS template body for `phase`, as messages a billing manager can act on."""
+    if not body.strip():
+        return ["The text is empty."]
+    try:
+        template = _ENGINE.from_string(body)
+    except TemplateSyntaxError as exc:
+        return [f"Template syntax error: {exc}"]
+
+    problems: list[str] = []
+    for text_node in template.nodelist.get_nodes_by_type(TextNode):
+        for marker in ("{{", "}}", "{%", "%}"):
+            if marker in text_node.s:
+                problems.append(f"Unbalanced '{marker}' near '{text_node.s.strip()[:30]}': every {{{{ needs }}}} and every {{% needs %}}.")
+    used: set[str] = set()
+    for variable in _variables(template.nodelist):
+        root = variable.lookups[0]
+        used.add(root)
+        if root not in ALLOWED_VARIABLES:
+            problems.append(
+                f"Unknown variable '{root}'. Available: " + ", ".join(f"{{{{ {name} }}}}" for name in ALLOWED_VARIABLES) + "."
+            )
+        elif len(variable.lookups) > 1:
+            problems.append(f"'{variable.var}' reads an attribute; use '{{{{ {root} }}}}' with a filter instead.")
+    if phase in NO_AMOUNT_PHASES and ("amount_due" in used or _AMOUNT_LITERAL.search(body)):
+        problems.append(
+            "A soft-intro or payment-missed text must not cite the amount ({{ amount_due }} or a $ figure); "
+            "amounts start in the past-due phase."
+        )
+    card = _CARD_DETAILS.search(body)
+    if card:
+        problems.append(
+            f"Never ask for card or bank details by text ('{card.group(0)}'); invite payment through {{{{ payment_link }}}}."
+        )
+    if not _OPT_OUT.search(body):
+        problems.append(f"Add opt-out wording, e.g. '{OPT_OUT_TEXT}'")
+    # One message per problem, in the order found.
+    return list(dict.fromkeys(problems))
 
 
 def render_template(body: str, context: dict[str, Any]) -> str:
-    return _ENGINE.from_string(body).render(Context({k: context.get(k, "") for k in ALLOWED_VARIABLES}))
+    """Render with only the allowed variables; a missing one renders as an empty string."""
+    values = {name: context.get(name, "") for name in ALLOWED_VARIABLES}
+    return _ENGINE.from_string(body).render(Context(values, autoescape=False)).strip()
+
+
+def sample_context(*, company_name: str, today: dt.date, suspension_in_days: int = 37, cancellation_in_days: int = 157) -> dict[str, Any]:
+    """Made-up client data for previews in the admin (a client 23 days past due)."""
+    return {
+        "client_name": "Jordan Avery",
+        "first_name": "Jordan",
+        "amount_due": Decimal("249.00"),
+        "days_past_due": 23,
+        "payment_link": "https://pay.example.com/p/Xk4m9Q2",
+        "suspension_date": today + dt.timedelta(days=suspension_in_days),
+        "cancellation_date": today + dt.timedelta(days=cancellation_in_days),
+        "company_name": company_name,
+    }
+
+
+# --- Voicemail prompts -------------------------------------------------------------------
+# A voicemail may be heard by someone other than the client, so it is a limited-content message:
+# who is calling, a request to call back and a number — nothing that reveals a debt.
+_VOICEMAIL_FORBIDDEN = re.compile(
+    r"\b(debts?|owe[ds]?|owing|overdue|past[\s-]+due|balance|amount|payments?|pay|paid|collections?|collector|"
+    r"delinquent|late|bill|billing|suspend\w*|suspension|cancel\w*|account|invoice|arrears|missed)\b|\$|\{\{\s*amount_due",
+    re.IGNORECASE,
+)
+
+
+def validate_voicemail_prompt(text: str) -> list[str]:
+    """Problems with a voicemail prompt: it must not name a debt, an amount or the reason for the call."""
+    found = sorted({match.group(0).lower() for match in _VOICEMAIL_FORBIDDEN.finditer(text)})
+    if not found:
+        return []
+    return [
+        "A voicemail must be limited-content (who is calling, a call-back request and a number); "
+        "remove: " + ", ".join(f"'{word}'" for word in found) + "."
+    ]
+
+
+# --- SMS length --------------------------------------------------------------------------
+# GSM 03.38 basic character set and the extension table (each extension character costs two
+# septets: an escape plus the character).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = frozenset("\f^{}\\[~]|€")
+GSM7_SINGLE, GSM7_PART = 160, 153
+UCS2_SINGLE, UCS2_PART = 70, 67
+
+
+def _parts(units: list[int], single: int, part: int) -> int:
+    """Message parts for characters costing `units` each; a character is never split across parts."""
+    total = sum(units)
+    if total == 0:
+        return 0
+    if total <= single:
+        return 1
+    parts, used = 1, 0
+    for cost in units:
+        if used + cost > part:
+            parts, used = parts + 1, 0
+        used += cost
+    return parts
+
+
+def sms_length_info(text: str) -> dict[str, Any]:
+    """Encoding ("GSM-7" or "UCS-2"), length in that encoding's units, and the number of SMS parts."""
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text):
+        units = [2 if ch in GSM7_EXTENDED else 1 for ch in text]
+        return {"encoding": "GSM-7", "characters": sum(units), "segments": _parts(units, GSM7_SINGLE, GSM7_PART)}
+    # UCS-2 as carriers send it is UTF-16: characters outside the BMP (emoji) take two units.
+    units = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+    return {"encoding": "UCS-2", "characters": sum(units), "segments": _parts(units, UCS2_SINGLE, UCS2_PART)}
+
+
+def sms_length_summary(info: dict[str, Any]) -> str:
+    """One line for the admin: '142 characters, 1 SMS part (GSM-7)'."""
+    parts = info["segments"]
+    return f"{info['characters']} characters, {parts} SMS part{'' if parts == 1 else 's'} ({info['encoding']})"
+
