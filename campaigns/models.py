@@ -65,6 +65,8 @@ class Campaign(models.Model):
     rows_inserted = models.PositiveIntegerField(default=0)
     rows_rejected = models.PositiveIntegerField(default=0)
     rows_no_touchpoint = models.PositiveIntegerField(default=0)
+    # Rows whose client an earlier load (or upload) already queued: a reload adds nothing.
+    rows_already_queued = models.PositiveIntegerField(default=0)
 
     # Outcome counters, moved only by the conditional update that moves an item's status, so a
     # duplicate webhook or a retried task can never count twice. A recount from the items equals them.
@@ -119,6 +121,9 @@ class QueueItem(models.Model):
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
     client_id = models.CharField(max_length=64)
+    # Where the client came from. Revalidation re-checks warehouse items only: an uploaded
+    # account is not in the warehouse query, and that must not make it ineligible.
+    source = models.CharField(max_length=16, default="warehouse")
     client_name = models.CharField(max_length=200)
     phone = models.CharField(max_length=20, help_text="E.164")
     email = models.CharField(max_length=254, blank=True)
