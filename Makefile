@@ -16,7 +16,18 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Chart.js for the dashboard charts, fetched from the npm registry into static/vendor/ (not
+# committed). Without npm the pages still work: every chart has its data table.
+CHARTJS_VERSION := 4.6.1
+CHARTJS := static/vendor/chart.js/chart.umd.min.js
+$(CHARTJS):
+	@mkdir -p $(@D) var/npm
+	@if command -v npm >/dev/null 2>&1 && (cd var/npm && npm pack --silent chart.js@$(CHARTJS_VERSION) >/dev/null); then \
+	  tar -xzf var/npm/chart.js-$(CHARTJS_VERSION).tgz -C var/npm package/dist/chart.umd.min.js package/LICENSE.md && \
+	  cp var/npm/package/LICENSE.md $(@D)/LICENSE.md && cp var/npm/package/dist/chart.umd.min.js $@; \
+	else echo "chart.js $(CHARTJS_VERSION) could not be fetched; dashboard charts fall back to their tables"; fi
+
+setup: $(STAMP) $(CHARTJS)
 
 migrate: setup
 	$(PY) manage.py migrate --noinput
