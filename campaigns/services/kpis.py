@@ -16,7 +16,8 @@ Figures (counts per segment and phase for one campaign day):
 - ``right_party_contacts`` — conversations with the client themself: every conversation except
   those whose post-call analysis says the person on the line was not the client
   (``custom_analysis_data.right_party`` false or ``wrong_party`` true).
-- ``sms_sent`` — campaign texts HeyMarket accepted (sent or delivered).
+- ``sms_sent`` — cadence and follow-up texts HeyMarket accepted (sent or delivered); opt-out
+  confirmations and help replies are not outreach.
 - ``promises`` / ``promises_kept`` / ``amount_promised`` / ``amount_recovered`` — promises to pay
   captured that day (by the portal's local date) and, of those, the ones kept so far with the
   amounts. Promises mature after the day, so every snapshot also refreshes these four columns
@@ -85,8 +86,16 @@ OPT_OUT_REASONS = (
 
 CONVERSATION_OUTCOMES = (CallAttempt.Outcome.ANSWERED, CallAttempt.Outcome.TRANSFERRED)
 
-# The post-call analysis flags someone other than the client on the line.
-WRONG_PARTY_Q = Q(custom_analysis__right_party=False) | Q(custom_analysis__wrong_party=True)
+# The post-call analysis flags someone other than the client on the line. Retell sends these
+# as booleans, or as text when the analysis field is configured as text ("no", "yes").
+WRONG_PARTY_Q = (
+    Q(custom_analysis__right_party=False)
+    | Q(custom_analysis__right_party__iexact="no")
+    | Q(custom_analysis__right_party__iexact="false")
+    | Q(custom_analysis__wrong_party=True)
+    | Q(custom_analysis__wrong_party__iexact="yes")
+    | Q(custom_analysis__wrong_party__iexact="true")
+)
 
 
 def empty_figures() -> Figures:
@@ -179,6 +188,7 @@ def campaign_kpi_figures(*, campaign: Campaign) -> dict[SegmentPhase, Figures]:
         SmsMessage.objects.filter(
             campaign=campaign,
             queue_item__isnull=False,
+            kind__in=[SmsMessage.Kind.TOUCHPOINT, SmsMessage.Kind.FOLLOW_UP],
             status__in=[SmsMessage.Status.SENT, SmsMessage.Status.DELIVERED],
         )
         .values("queue_item__segment__name", "queue_item__phase")

@@ -48,11 +48,13 @@ def day_of_outreach() -> dict[str, object]:
         campaign=campaign, queue_item=red_items[5], to_number=red_items[5].phone, status=CallAttempt.Status.NOT_DIALED
     )
     reso_answer = make_attempt(reso_items[0], outcome=O.ANSWERED)
+    make_attempt(reso_items[2], outcome=O.ANSWERED, custom_analysis={"right_party": "No", "call_summary": "spoke to a roommate"})
     make_attempt(reso_items[1], outcome=O.VOICEMAIL)
 
     make_sms(red_items[3])
     make_sms(red_items[4], status=SmsMessage.Status.DELIVERED)
     make_sms(reso_items[2], status=SmsMessage.Status.FAILED)
+    make_sms(red_items[3], kind=SmsMessage.Kind.OPT_OUT_CONFIRMATION)
 
     make_promise(answered, amount="120.50", status=PromiseToPay.Status.KEPT, amount_recovered=Decimal("120.50"), created_at=at(DAY, 11))
     make_promise(reso_answer, amount="80.00", created_at=at(DAY, 12))
@@ -91,7 +93,8 @@ def test_it_computes_each_figure_per_segment_and_phase(day_of_outreach: dict[str
     assert red["opt_outs"] == 1
 
     reso = figures[("Reso Initial", Phase.RE_ENGAGEMENT)]
-    assert (reso["queued"], reso["calls_placed"], reso["answered"], reso["voicemail"]) == (3, 2, 1, 1)
+    assert (reso["queued"], reso["calls_placed"], reso["answered"], reso["voicemail"]) == (3, 3, 2, 1)
+    assert reso["right_party_contacts"] == 1  # "No" as text is a wrong party too
     assert reso["sms_sent"] == 0  # the failed text is not a sent one
     assert reso["promises"] == 1 and reso["promises_kept"] == 0
     assert reso["amount_promised"] == Decimal("80.00") and reso["amount_recovered"] == 0
@@ -121,9 +124,9 @@ def test_a_rate_without_a_denominator_is_none_not_zero() -> None:
 def test_totals_are_sums_of_figures(day_of_outreach: dict[str, object]) -> None:
     figures = kpis.campaign_kpi_figures(campaign=day_of_outreach["campaign"])
     total = kpis.sum_figures(figures.values())
-    assert total["calls_placed"] == 8
+    assert total["calls_placed"] == 9
     assert total["amount_promised"] == Decimal("200.50")
-    assert kpis.kpi_rates(total)["contact_rate"] == pytest.approx(4 / 8)
+    assert kpis.kpi_rates(total)["contact_rate"] == pytest.approx(5 / 9)
 
 
 def test_snapshot_survives_the_queue_cleanup_and_is_idempotent(day_of_outreach: dict[str, object]) -> None:
