@@ -1,0 +1,1 @@
+"""The warehouse adapter (Databricks or any DB-API database) and the local sample warehouse."""
