@@ -249,7 +249,8 @@ def step_problems(
         add("sms_template", "Required for SMS steps.")
     if sms_template is not None and phase:
         for message in templating.validate_template(sms_template.body, phase=phase):
-            add("sms_template", f"'{sms_template}' does not suit a {str(label).lower()} step: {message}")
+            which = f"Template '{sms_template}'" if sms_template.pk else "The SMS text"
+            add("sms_template", f"{which} does not suit a {str(label).lower()} step: {message}")
     return errors
 
 
