@@ -1,0 +1,803 @@
+"""Steps 1 and 2 of the daily workflow: load the queue, keep it honest while the day runs.
+
+Queue load runs the queue SQL (stored in `DialerSettings`, editable in the admin) against the
+warehouse and streams the rows in chunks. Each row is checked, its phone normalised to E.164,
+its cadence step for today resolved from (segment, days past due) with the phase routing, and
+its local time zone(s) derived; valid rows are inserted in bulk, every unusable row is stored
+as a `RejectedRow` with its reason, and the rest load. A CSV upload goes through the very same
+row checks. Progress counters move once per chunk, in the chunk's transaction, so the admin
+page shows a load as it happens and a counter never disagrees with the rows.
+
+Idempotency: a queue item is unique per (campaign, client). A reload (or a retry after a
+warehouse error) skips clients already queued and inserts only the rest, so loading twice adds
+nothing. The rejected rows of a warehouse load are replaced by each run, not accumulated.
+
+Speed: the whole cadence is resolved from memory (one `cadence_index()` per load), the clients
+already queued are read once per load, and on PostgreSQL the items go in with `COPY` (the
+fastest way in; a conflict with a concurrent writer falls back to INSERT ... ON CONFLICT DO
+NOTHING). Elsewhere `bulk_create` with large batches. `make bench` measures it.
+
+Revalidation re-runs the query for its client ids only and, in one set-based UPDATE against a
+temporary table of those ids, marks queued items whose client is gone as `ineligible`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import IO, Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Field
+from django.utils import timezone
+from django_q.models import Schedule
+
+from cadences.models import MAX_CADENCE_DAY, ActionType, DialerSettings
+from cadences.resolution import CadenceIndex, cadence_index
+from campaigns import geo
+from campaigns.models import Alert, Campaign, QueueItem, RejectedRow
+from integrations import modes
+from integrations.http import IntegrationError
+from integrations.warehouse import client as warehouse
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(warehouse.REQUIRED_COLUMNS)
+OPTIONAL_COLUMNS: tuple[str, ...] = tuple(warehouse.OPTIONAL_COLUMNS)
+
+SOURCE_WAREHOUSE = "warehouse"
+SOURCE_CSV = "csv"
+
+# Rows fetched from the warehouse and processed per transaction. Each chunk commits its items,
+# its rejected rows and the progress counters together.
+CHUNK_SIZE = 5000
+# bulk_create batch on databases without COPY.
+BULK_BATCH_SIZE = 2000
+# A larger CSV belongs in the warehouse query, not in an admin upload.
+CSV_MAX_BYTES = 50 * 1024 * 1024
+
+# Campaigns that may still take new queue items.
+LOADABLE_STATUSES = (
+    Campaign.Status.DRAFT,
+    Campaign.Status.LOADING,
+    Campaign.Status.RUNNING,
+    Campaign.Status.PAUSED,
+)
+# Items revalidation may still take out of the day: nothing released, dialed or sent.
+REVALIDATED_STATUSES = (QueueItem.Status.QUEUED, QueueItem.Status.SMS_SCHEDULED)
+
+_MAX_LENGTHS = {
+    "client_id": QueueItem._meta.get_field("client_id").max_length,
+    "name": QueueItem._meta.get_field("client_name").max_length,
+    "email": QueueItem._meta.get_field("email").max_length,
+    "payment_link": QueueItem._meta.get_field("payment_link").max_length,
+    "ring_group": QueueItem._meta.get_field("warehouse_ring_group").max_length,
+}
+_TIMEZONES_MAX_LENGTH = QueueItem._meta.get_field("timezones").max_length
+_AMOUNT_FIELD = QueueItem._meta.get_field("amount_due")
+_AMOUNT_LIMIT = Decimal(10) ** (_AMOUNT_FIELD.max_digits - _AMOUNT_FIELD.decimal_places)
+_CENT = Decimal("0.01")
+
+
+class QueueLoadError(Exception):
+    """The load cannot run at all (campaign state, a query without a required column)."""
+
+
+class CsvFileError(ValueError):
+    """An uploaded file that is not a usable CSV; nothing from it was loaded."""
+
+
+@dataclass
+class LoadProgress:
+    """What one load (or upload) did so far; also its final result."""
+
+    read: int = 0
+    inserted: int = 0
+    rejected: int = 0
+    no_touchpoint: int = 0
+    already_queued: int = 0
+    total: int | None = None
+
+
+@dataclass
+class RowRejection:
+    row_number: int
+    client_id: str
+    reason: str
+    row: dict[str, Any]
+
+
+@dataclass
+class PreparedChunk:
+    """One chunk of rows checked and resolved: the items to insert and what was left out."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    rejections: list[RowRejection] = field(default_factory=list)
+    read: int = 0
+    no_touchpoint: int = 0
+    already_queued: int = 0
+
+
+@dataclass
+class LoadRun:
+    """The state one load carries from chunk to chunk (built once, never per row)."""
+
+    campaign: Campaign
+    source: str
+    index: CadenceIndex
+    now: dt.datetime
+    queued_client_ids: set[str]
+    # A warehouse reload counts clients already queued; an upload reports each as an error.
+    reject_already_queued: bool
+    seen_client_ids: set[str] = field(default_factory=set)
+
+
+# --- campaigns ---------------------------------------------------------------------------------
+
+
+def campaign_create(*, date: dt.date, user: Any = None) -> Campaign:
+    """The campaign for `date` (one per date), created with today's release settings if new."""
+    settings_row = DialerSettings.load()
+    campaign, created = Campaign.objects.get_or_create(
+        date=date,
+        defaults={
+            "created_by": user if getattr(user, "pk", None) else None,
+            "is_sandbox": modes.any_sandbox(),
+            "batch_size": settings_row.batch_size,
+            "release_threshold": settings_row.release_threshold,
+            "poll_interval_seconds": settings_row.poll_interval_seconds,
+            "batch_timeout_seconds": settings_row.batch_timeout_seconds,
+            "calling_window_start": settings_row.calling_window_start,
+            "calling_window_end": settings_row.calling_window_end,
+            "end_of_day": settings_row.end_of_day,
+        },
+    )
+    if created:
+        log.info("campaign created", extra={"campaign_id": campaign.pk, "date": date.isoformat()})
+    return campaign
+
+
+# --- one row ---------------------------------------------------------------------------------
+
+
+def normalize_client_id(value: object) -> str:
+    """The one spelling of a client id, shared by load, upload and revalidation."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _whole_number(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        number = Decimal(_text(value))
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or number != number.to_integral_value():
+        return None
+    return int(number)
+
+
+def _amount(value: object) -> Decimal | None:
+    """Amount due as Decimal(…, 2 places); None when empty; ValueError with the reason."""
+    text = _text(value).replace("$", "").replace(",", "")
+    if not text:
+        return None
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"amount_due {_text(value)!r} is not an amount") from None
+    if not amount.is_finite():
+        raise ValueError(f"amount_due {_text(value)!r} is not an amount")
+    if amount < 0:
+        raise ValueError(f"amount_due {amount} is negative")
+    rounded = amount.quantize(_CENT)
+    if rounded != amount:
+        raise ValueError(f"amount_due {amount} has more than 2 decimal places")
+    if rounded >= _AMOUNT_LIMIT:
+        raise ValueError(f"amount_due {amount} is too large")
+    return rounded
+
+
+def _json_safe(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row as stored on a RejectedRow: JSON types only (warehouse rows carry Decimals, dates)."""
+    safe: dict[str, Any] = {}
+    for key, value in row.items():
+        if value is None or isinstance(value, (str, int, float, bool)):
+            safe[str(key)] = value
+        else:
+            safe[str(key)] = str(value)
+    return safe
+
+
+def _check_row(run: LoadRun, row: Mapping[str, Any]) -> dict[str, Any] | str | None:
+    """The queue item's values for one row, or the reason it is rejected (str), or None when
+    the client has no touchpoint today."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in row]
+    if missing:
+        return f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
+    empty = [c for c in REQUIRED_COLUMNS if not _text(row[c])]
+    if empty:
+        return f"missing value{'s' if len(empty) > 1 else ''} for {', '.join(empty)}"
+
+    client_id = normalize_client_id(row["client_id"])
+    too_long = [
+        c for c, limit in _MAX_LENGTHS.items() if limit is not None and len(_text(row.get(c))) > limit
+    ]
+    if too_long:
+        c = too_long[0]
+        return f"{c} is longer than {_MAX_LENGTHS[c]} characters"
+
+    try:
+        phone = geo.phone_to_e164(row["phone"])
+    except geo.GeoError as exc:
+        return str(exc)
+
+    segment_name = _text(row["segment"])
+    segment = run.index.segment(segment_name)
+    if segment is None:
+        return f"unknown segment {segment_name!r}"
+
+    days = _whole_number(row["days_past_due"])
+    if days is None:
+        return f"days_past_due {_text(row['days_past_due'])!r} is not a whole number"
+    if not 0 <= days <= MAX_CADENCE_DAY:
+        return f"days_past_due {days} is outside 0–{MAX_CADENCE_DAY}"
+
+    try:
+        postal_code = geo.normalize_postal_code(row.get("postal_code"))
+        state = geo.normalize_state(row.get("state")) or geo.state_for_postal_code(postal_code)
+        zones = geo.time_zones_for_client(timezone=row.get("timezone"), state=state, phone=phone)
+        amount_due = _amount(row.get("amount_due"))
+    except ValueError as exc:  # GeoError is a ValueError
+        return str(exc)
+    timezones = ",".join(zones)
+    if len(timezones) > _TIMEZONES_MAX_LENGTH:
+        return f"timezone lists more zones than fit ({len(zones)})"
+
+    touchpoint = run.index.touchpoint(segment, days)
+    if touchpoint is None:
+        return None
+    step = touchpoint.step
+    if step.action_type == ActionType.SMS:
+        status, sms_status = QueueItem.Status.SMS_SCHEDULED, QueueItem.SmsStatus.SCHEDULED
+    elif step.action_type == ActionType.BOTH:
+        status, sms_status = QueueItem.Status.QUEUED, QueueItem.SmsStatus.PENDING
+    else:
+        status, sms_status = QueueItem.Status.QUEUED, QueueItem.SmsStatus.NONE
+    return {
+        "campaign_id": run.campaign.pk,
+        "client_id": client_id,
+        "source": run.source,
+        "client_name": _text(row["name"]),
+        "phone": phone,
+        "email": _text(row.get("email")),
+        "segment_id": segment.pk,
+        "step_id": step.pk,
+        "days_past_due": days,
+        "phase": step.phase,
+        "action_type": step.action_type,
+        "team": touchpoint.team,
+        "ring_group": touchpoint.ring_group,
+        "warehouse_ring_group": _text(row.get("ring_group")),
+        "transfer_number": touchpoint.transfer_number,
+        "inbox_id": touchpoint.inbox_id,
+        "voicemail_prompt": step.voicemail_prompt,
+        "live_call_prompt": step.live_call_prompt,
+        "amount_due": amount_due,
+        "payment_link": _text(row.get("payment_link")),
+        "state": state,
+        "postal_code": postal_code,
+        "timezones": timezones,
+        "status": status,
+        "sms_status": sms_status,
+    }
+
+
+def queue_rows_prepare(*, run: LoadRun, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> PreparedChunk:
+    """Check and resolve numbered rows; nothing is written."""
+    chunk = PreparedChunk()
+    for row_number, row in rows:
+        chunk.read += 1
+        client_id = normalize_client_id(row.get("client_id"))
+        if client_id:
+            if client_id in run.seen_client_ids:
+                chunk.rejections.append(
+                    RowRejection(row_number, client_id[:64], f"client_id {client_id!r} appears more than once", _json_safe(row))
+                )
+                continue
+            run.seen_client_ids.add(client_id)
+            if client_id in run.queued_client_ids:
+                if run.reject_already_queued:
+                    chunk.rejections.append(
+                        RowRejection(row_number, client_id[:64], f"client_id {client_id!r} is already queued in this campaign", _json_safe(row))
+                    )
+                else:
+                    chunk.already_queued += 1
+                continue
+        outcome = _check_row(run, row)
+        if outcome is None:
+            chunk.no_touchpoint += 1
+        elif isinstance(outcome, str):
+            chunk.rejections.append(RowRejection(row_number, client_id[:64], outcome, _json_safe(row)))
+        else:
+            chunk.items.append(outcome)
+    return chunk
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _item_fields() -> list[Field]:
+    return [f for f in QueueItem._meta.concrete_fields if not f.primary_key]
+
+
+def _complete(items: list[dict[str, Any]], fields: Sequence[Field]) -> list[dict[str, Any]]:
+    """Fill every column an item does not set from the field's default (computed once)."""
+    now = timezone.now()
+    defaults: dict[str, Any] = {}
+    for f in fields:
+        if f.attname in ("created_at", "status_changed_at"):
+            defaults[f.attname] = now
+        else:
+            # Django's own default: the declared one, '' for text fields, else None.
+            defaults[f.attname] = f.get_default()
+    return [{**defaults, **item} for item in items]
+
+
+def _copy_items(items: list[dict[str, Any]]) -> int:
+    """PostgreSQL COPY of complete item values into the queue item table."""
+    fields = _item_fields()
+    complete = _complete(items, fields)
+    json_columns = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
+    columns = [f.attname for f in fields]
+    quoted = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(QueueItem._meta.db_table)
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
+            for values in complete:
+                copy.write_row(
+                    [json.dumps(values[c]) if c in json_columns else values[c] for c in columns]
+                )
+    return len(complete)
+
+
+def _bulk_insert_items(campaign_id: int, items: list[dict[str, Any]]) -> int:
+    """INSERT that skips clients already queued (a concurrent upload or load); returns how many went in."""
+    before = QueueItem.objects.filter(campaign_id=campaign_id).count()
+    QueueItem.objects.bulk_create(
+        [QueueItem(**values) for values in items], batch_size=BULK_BATCH_SIZE, ignore_conflicts=True
+    )
+    return QueueItem.objects.filter(campaign_id=campaign_id).count() - before
+
+
+def queue_items_insert(*, campaign_id: int, items: list[dict[str, Any]]) -> int:
+    """Insert prepared items; returns how many were inserted. Call inside a transaction."""
+    if not items:
+        return 0
+    if connection.vendor == "postgresql":
+        try:
+            with transaction.atomic():
+                return _copy_items(items)
+        except IntegrityError:
+            # Someone queued one of these clients since the load read the campaign's clients;
+            # the slower path skips exactly those.
+            log.info("queue copy conflicted; inserting with conflict skipping", extra={"campaign_id": campaign_id})
+    return _bulk_insert_items(campaign_id, items)
+
+
+def _write_chunk(*, run: LoadRun, chunk: PreparedChunk) -> int:
+    """Items, rejected rows and progress counters of one chunk, in one transaction."""
+    with transaction.atomic():
+        inserted = queue_items_insert(campaign_id=run.campaign.pk, items=chunk.items)
+        # Lost to a concurrent writer between our read of the campaign's clients and the insert.
+        raced = len(chunk.items) - inserted
+        RejectedRow.objects.bulk_create(
+            [
+                RejectedRow(
+                    campaign_id=run.campaign.pk,
+                    source=run.source,
+                    row_number=r.row_number,
+                    client_id=r.client_id,
+                    reason=r.reason[:300],
+                    row=r.row,
+                )
+                for r in chunk.rejections
+            ],
+            batch_size=BULK_BATCH_SIZE,
+        )
+        if run.source == SOURCE_WAREHOUSE:
+            Campaign.objects.filter(pk=run.campaign.pk).update(
+                rows_read=F("rows_read") + chunk.read,
+                rows_inserted=F("rows_inserted") + inserted,
+                rows_rejected=F("rows_rejected") + len(chunk.rejections),
+                rows_no_touchpoint=F("rows_no_touchpoint") + chunk.no_touchpoint,
+                rows_already_queued=F("rows_already_queued") + chunk.already_queued + raced,
+            )
+    chunk.already_queued += raced
+    return inserted
+
+
+def _new_run(*, campaign: Campaign, source: str, now: dt.datetime) -> LoadRun:
+    return LoadRun(
+        campaign=campaign,
+        source=source,
+        index=cadence_index(),
+        now=now,
+        queued_client_ids=set(QueueItem.objects.filter(campaign=campaign).values_list("client_id", flat=True)),
+        reject_already_queued=source == SOURCE_CSV,
+    )
+
+
+def _load_chunks(
+    *,
+    run: LoadRun,
+    chunks: Iterable[Sequence[tuple[int, Mapping[str, Any]]]],
+    progress: LoadProgress,
+    on_progress: Callable[[LoadProgress], None] | None,
+) -> None:
+    for numbered in chunks:
+        chunk = queue_rows_prepare(run=run, rows=numbered)
+        inserted = _write_chunk(run=run, chunk=chunk)
+        progress.read += chunk.read
+        progress.inserted += inserted
+        progress.rejected += len(chunk.rejections)
+        progress.no_touchpoint += chunk.no_touchpoint
+        progress.already_queued += chunk.already_queued
+        if on_progress is not None:
+            on_progress(progress)
+
+
+# --- the warehouse load -----------------------------------------------------------------------
+
+
+def _subquery(sql: str, select: str) -> str:
+    body = sql.strip().rstrip(";").strip()
+    # Newlines keep a trailing `-- comment` in the stored query from swallowing the parenthesis.
+    return f"SELECT {select} FROM (\n{body}\n) AS queue_rows"
+
+
+def queue_count(*, sql: str | None = None) -> int | None:
+    """How many rows the queue query returns (for a progress bar); None if the warehouse cannot say."""
+    query = sql if sql is not None else DialerSettings.load().queue_sql
+    try:
+        for chunk in warehouse.iter_query(_subquery(query, "COUNT(*) AS row_count"), chunk_size=1):
+            return int(chunk[0]["row_count"])
+    except (IntegrationError, KeyError, TypeError, ValueError):
+        log.info("queue row count unavailable", exc_info=True)
+    return None
+
+
+def _numbered_warehouse_chunks(sql: str, chunk_size: int) -> Iterator[Sequence[tuple[int, Mapping[str, Any]]]]:
+    row_number = 0
+    checked = False
+    for rows in warehouse.iter_query(sql, chunk_size=chunk_size):
+        if not checked and rows:
+            missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
+            if missing:
+                # Every row would be rejected for the same reason: refuse the query instead,
+                # as the warehouse would refuse a broken one.
+                raise IntegrationError(
+                    f"the queue query does not return the required column(s) {', '.join(missing)}",
+                    permanent=True,
+                    vendor=warehouse.VENDOR,
+                )
+            checked = True
+        numbered: list[tuple[int, Mapping[str, Any]]] = []
+        for row in rows:
+            row_number += 1
+            numbered.append((row_number, row))
+        yield numbered
+
+
+def queue_load(
+    *,
+    campaign: Campaign,
+    now: dt.datetime | None = None,
+    sql: str | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    on_progress: Callable[[LoadProgress], None] | None = None,
+) -> LoadProgress:
+    """Load the campaign's queue from the warehouse (the stored queue SQL unless `sql` is given).
+
+    Idempotent: clients already queued are counted, not inserted again. On a warehouse error the
+    message is stored in `campaign.load_error`, the items already inserted stay, and the
+    IntegrationError propagates (the caller decides what the campaign does next); a retry
+    continues where this one stopped.
+    """
+    now = now or timezone.now()
+    query = sql if sql is not None else DialerSettings.load().queue_sql
+    campaign.refresh_from_db()
+    if campaign.status not in LOADABLE_STATUSES:
+        raise QueueLoadError(f"{campaign} is {campaign.get_status_display().lower()}; it takes no more queue items.")
+    with transaction.atomic():
+        Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.DRAFT).update(status=Campaign.Status.LOADING)
+        # Each run reports on the whole query again: the previous run's rejected rows are
+        # replaced, not accumulated, and the counters start over.
+        RejectedRow.objects.filter(campaign=campaign, source=SOURCE_WAREHOUSE).delete()
+        Campaign.objects.filter(pk=campaign.pk).update(
+            load_started_at=timezone.now(),
+            load_finished_at=None,
+            load_error="",
+            rows_read=0,
+            rows_inserted=0,
+            rows_rejected=0,
+            rows_no_touchpoint=0,
+            rows_already_queued=0,
+        )
+    run = _new_run(campaign=campaign, source=SOURCE_WAREHOUSE, now=now)
+    progress = LoadProgress()
+    if on_progress is not None:
+        progress.total = queue_count(sql=query)
+        on_progress(progress)
+    log.info("queue load started", extra={"campaign_id": campaign.pk, "already_queued": len(run.queued_client_ids)})
+    try:
+        _load_chunks(run=run, chunks=_numbered_warehouse_chunks(query, chunk_size), progress=progress, on_progress=on_progress)
+    except IntegrationError as exc:
+        Campaign.objects.filter(pk=campaign.pk).update(load_error=str(exc))
+        campaign.refresh_from_db()
+        log.warning(
+            "queue load failed",
+            extra={"campaign_id": campaign.pk, "error": str(exc), "rows_read": progress.read, "rows_inserted": progress.inserted},
+        )
+        raise
+    Campaign.objects.filter(pk=campaign.pk).update(load_finished_at=timezone.now())
+    campaign.refresh_from_db()
+    log.info(
+        "queue load finished",
+        extra={
+            "campaign_id": campaign.pk,
+            "rows_read": progress.read,
+            "rows_inserted": progress.inserted,
+            "rows_rejected": progress.rejected,
+            "rows_no_touchpoint": progress.no_touchpoint,
+            "rows_already_queued": progress.already_queued,
+        },
+    )
+    return progress
+
+
+# --- CSV upload --------------------------------------------------------------------------------
+
+
+def _csv_rows(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    """Header and numbered rows of a whole CSV file, or CsvFileError saying why it is not one."""
+    if not data.strip():
+        raise CsvFileError("The file is empty.")
+    if b"\x00" in data:
+        raise CsvFileError("The file contains binary data; it is not a CSV file.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CsvFileError("The file is not UTF-8 text; save it as CSV (UTF-8) and upload it again.") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header_row = next(reader)
+        header = [h.strip().lower() for h in header_row]
+        if len(header) < 2:
+            raise CsvFileError("The first line is not a CSV header (expected comma-separated column names).")
+        duplicated = sorted({h for h in header if h and header.count(h) > 1})
+        if duplicated:
+            raise CsvFileError(f"The header repeats column(s): {', '.join(duplicated)}.")
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise CsvFileError(f"The file lacks the required column(s): {', '.join(missing)}.")
+        rows: list[tuple[int, dict[str, Any]]] = []
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            row: dict[str, Any] = {}
+            for name, value in zip(header, values):
+                if name:
+                    row[name] = value
+            if len(values) > len(header):
+                row["_extra_fields"] = values[len(header):]
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise CsvFileError(f"Line {reader.line_num}: {exc}; the file is not valid CSV.") from None
+    return header, rows
+
+
+def queue_upload_csv(
+    *,
+    campaign: Campaign,
+    upload: IO[bytes],
+    filename: str,
+    now: dt.datetime | None = None,
+) -> LoadProgress:
+    """Queue the clients of an uploaded CSV file (same columns, checks and resolution as the load).
+
+    A file that is not CSV, or lacks a required column, raises CsvFileError and loads nothing.
+    Each unusable row is stored as a RejectedRow (source "csv") with its line number and reason.
+    """
+    now = now or timezone.now()
+    campaign.refresh_from_db()
+    if campaign.status not in LOADABLE_STATUSES:
+        raise CsvFileError(f"{campaign} is {campaign.get_status_display().lower()}; it takes no more queue items.")
+    if not filename.lower().endswith(".csv"):
+        raise CsvFileError(f"{filename!r} is not a CSV file (expected a .csv file).")
+    data = upload.read(CSV_MAX_BYTES + 1)
+    if len(data) > CSV_MAX_BYTES:
+        raise CsvFileError(f"The file is larger than {CSV_MAX_BYTES // (1024 * 1024)} MB; load it through the warehouse query.")
+    _, rows = _csv_rows(data)
+    run = _new_run(campaign=campaign, source=SOURCE_CSV, now=now)
+    progress = LoadProgress(total=len(rows))
+    chunks = (rows[i : i + CHUNK_SIZE] for i in range(0, len(rows), CHUNK_SIZE))
+    # Rows with more fields than the header are rejected before the normal checks.
+    checked_chunks = (_reject_extra_fields(chunk) for chunk in chunks)
+    for numbered, extra in checked_chunks:
+        if extra:
+            with transaction.atomic():
+                RejectedRow.objects.bulk_create(
+                    [
+                        RejectedRow(
+                            campaign_id=campaign.pk,
+                            source=SOURCE_CSV,
+                            row_number=line,
+                            client_id=normalize_client_id(row.get("client_id"))[:64],
+                            reason=reason,
+                            row=_json_safe(row),
+                        )
+                        for line, row, reason in extra
+                    ]
+                )
+            progress.read += len(extra)
+            progress.rejected += len(extra)
+        _load_chunks(run=run, chunks=[numbered], progress=progress, on_progress=None)
+    log.info(
+        "queue csv uploaded",
+        extra={
+            "campaign_id": campaign.pk,
+            "rows_read": progress.read,
+            "rows_inserted": progress.inserted,
+            "rows_rejected": progress.rejected,
+            "rows_no_touchpoint": progress.no_touchpoint,
+        },
+    )
+    return progress
+
+
+def _reject_extra_fields(
+    chunk: list[tuple[int, dict[str, Any]]],
+) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, dict[str, Any], str]]]:
+    good: list[tuple[int, dict[str, Any]]] = []
+    bad: list[tuple[int, dict[str, Any], str]] = []
+    for line, row in chunk:
+        if "_extra_fields" in row:
+            bad.append((line, row, f"the line has {len(row['_extra_fields'])} more field(s) than the header"))
+        else:
+            good.append((line, row))
+    return good, bad
+
+
+# --- revalidation ------------------------------------------------------------------------------
+
+
+def _eligible_client_ids(sql: str) -> set[str]:
+    ids: set[str] = set()
+    for rows in warehouse.iter_query(_subquery(sql, "client_id"), chunk_size=CHUNK_SIZE):
+        for row in rows:
+            client_id = normalize_client_id(row.get("client_id"))
+            if client_id:
+                ids.add(client_id)
+    return ids
+
+
+def _mark_ineligible(*, campaign: Campaign, eligible: set[str], now: dt.datetime) -> int:
+    """One UPDATE against a temporary table of eligible ids; the counter moves in the same transaction."""
+    table = connection.ops.quote_name(QueueItem._meta.db_table)
+    detail = json.dumps({"reason": "no longer returned by the queue query", "revalidated_at": now.isoformat()})
+    params: list[Any] = [
+        QueueItem.Status.INELIGIBLE,
+        connection.ops.adapt_datetimefield_value(now),
+        "ineligible",
+        detail,
+        QueueItem.SmsStatus.PENDING,
+        QueueItem.SmsStatus.SCHEDULED,
+        QueueItem.SmsStatus.SKIPPED,
+        campaign.pk,
+        SOURCE_WAREHOUSE,
+        *REVALIDATED_STATUSES,
+    ]
+    postgres = connection.vendor == "postgresql"
+    update = f"""
+        UPDATE {table} SET
+            status = %s, status_changed_at = %s, skip_reason = %s, skip_detail = %s{'::jsonb' if postgres else ''},
+            sms_status = CASE WHEN sms_status IN (%s, %s) THEN %s ELSE sms_status END
+        WHERE campaign_id = %s AND source = %s AND status IN (%s, %s)
+          AND NOT EXISTS (SELECT 1 FROM queue_eligible e WHERE e.client_id = {table}.client_id)
+    """
+    # The temporary table lives in this connection's own schema (pg_temp / temp), so two
+    # workers revalidating at once never see each other's ids. It is dropped explicitly
+    # because the connection outlives the transaction.
+    temp_table = "pg_temp.queue_eligible" if postgres else "temp.queue_eligible"
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {temp_table}")
+        if postgres:
+            cursor.execute("CREATE TEMPORARY TABLE queue_eligible (client_id varchar(64) PRIMARY KEY)")
+            with connection.wrap_database_errors:
+                with cursor.cursor.copy("COPY queue_eligible (client_id) FROM STDIN") as copy:
+                    for client_id in eligible:
+                        copy.write_row((client_id,))
+            # Fresh statistics let the planner pick a hash anti-join over the whole campaign.
+            cursor.execute("ANALYZE queue_eligible")
+        else:
+            cursor.execute("CREATE TEMPORARY TABLE queue_eligible (client_id TEXT PRIMARY KEY)")
+            cursor.executemany("INSERT INTO queue_eligible (client_id) VALUES (%s)", [(c,) for c in eligible])
+        cursor.execute(update, params)
+        marked = cursor.rowcount
+        cursor.execute(f"DROP TABLE {temp_table}")
+        Campaign.objects.filter(pk=campaign.pk).update(ineligible=F("ineligible") + marked, last_revalidated_at=now)
+    return marked
+
+
+def queue_revalidate(*, campaign: Campaign, now: dt.datetime | None = None, sql: str | None = None) -> int:
+    """Mark queued items whose client the queue query no longer returns as ineligible.
+
+    Only items not yet released or sent (queued, SMS scheduled) that came from the warehouse
+    are touched. Returns how many were marked. An empty result is treated as a warehouse
+    problem (an alert, nothing marked), never as every client having paid at once.
+    """
+    now = now or timezone.now()
+    query = sql if sql is not None else DialerSettings.load().queue_sql
+    eligible = _eligible_client_ids(query)
+    if not eligible:
+        pending = QueueItem.objects.filter(
+            campaign=campaign, source=SOURCE_WAREHOUSE, status__in=REVALIDATED_STATUSES
+        ).exists()
+        if pending:
+            Alert.objects.create(
+                campaign=campaign,
+                level=Alert.Level.WARNING,
+                source="revalidation",
+                message="The queue query returned no clients during revalidation; nothing was marked ineligible.",
+            )
+            log.warning("revalidation skipped: empty queue query result", extra={"campaign_id": campaign.pk})
+        return 0
+    marked = _mark_ineligible(campaign=campaign, eligible=eligible, now=now)
+    log.info("queue revalidated", extra={"campaign_id": campaign.pk, "eligible": len(eligible), "marked_ineligible": marked})
+    return marked
+
+
+def _revalidation_schedule_name(campaign: Campaign) -> str:
+    return f"revalidate-campaign-{campaign.pk}"
+
+
+def revalidation_schedule_install(*, campaign: Campaign, now: dt.datetime | None = None) -> Schedule:
+    """The django-q2 schedule that revalidates this campaign every configured interval (idempotent)."""
+    now = now or timezone.now()
+    minutes = DialerSettings.load().revalidation_interval_minutes
+    schedule, _ = Schedule.objects.update_or_create(
+        name=_revalidation_schedule_name(campaign),
+        defaults={
+            "func": "campaigns.tasks.queue_revalidate_task",
+            "args": repr((campaign.pk,)),
+            "schedule_type": Schedule.MINUTES,
+            "minutes": minutes,
+            "repeats": -1,
+            "next_run": now + dt.timedelta(minutes=minutes),
+        },
+    )
+    log.info("revalidation scheduled", extra={"campaign_id": campaign.pk, "minutes": minutes})
+    return schedule
+
+
+def revalidation_schedule_remove(*, campaign: Campaign) -> int:
+    """Remove the campaign's revalidation schedule; returns how many schedules were deleted."""
+    deleted, _ = Schedule.objects.filter(name=_revalidation_schedule_name(campaign)).delete()
+    return deleted
