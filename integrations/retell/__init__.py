@@ -1,0 +1,1 @@
+"""Retell AI: outbound voice calls placed by the agent "Grace", and their signed webhooks."""
