@@ -14,7 +14,7 @@ from campaigns.models import Campaign, QueueItem
 _counter = itertools.count(1)
 
 
-def make_segment(name: str = "RED Initial") -> Segment:
+def make_segment(name: str = "Release Test Segment") -> Segment:
     segment, _ = Segment.objects.get_or_create(
         name=name,
         defaults={
