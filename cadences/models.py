@@ -135,6 +135,12 @@ class SmsTemplate(models.Model):
 
     def clean(self) -> None:
         errors = templating.validate_template(self.body, phase=self.phase)
+        if not errors and self.pk is not None:
+            # A text shared by steps of other phases must suit them too (no amount on a soft intro step).
+            labels = dict(Phase.choices)
+            for phase in sorted(set(self.steps.values_list("phase", flat=True)) - {self.phase}):
+                for message in templating.validate_template(self.body, phase=phase):
+                    errors.append(f"Used by a {str(labels.get(phase, phase)).lower()} step: {message}")
         if errors:
             raise ValidationError({"body": errors})
 
