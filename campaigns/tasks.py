@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 
 from campaigns.models import Campaign
-from campaigns.services import queue
+from campaigns.services import queue, release
 
 log = logging.getLogger(__name__)
 
@@ -18,3 +21,14 @@ def queue_revalidate_task(campaign_id: int) -> int:
         log.info("revalidation skipped: campaign not running", extra={"campaign_id": campaign_id})
         return 0
     return queue.queue_revalidate(campaign=campaign)
+
+
+def release_loop_task(campaign_id: int) -> str:
+    """One slice of a campaign's release loop; the slice re-enqueues the next one itself."""
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return release.release_loop_run(campaign_id=campaign_id, worker_id=worker_id)
+
+
+def release_watchdog_task() -> list[int]:
+    """Every minute: restart the release loop of any running campaign whose lease expired."""
+    return release.release_watchdog()

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from cadences.models import ActionType, CadenceStep, DialerSettings, Phase, Segment
+from cadences.models import ActionType, CadenceStep, DialerSettings, Phase, Segment, SmsTemplate
 from campaigns.models import Campaign, QueueItem
 
 _counter = itertools.count(1)
@@ -33,11 +33,17 @@ def make_segment(name: str = "Release Test Segment") -> Segment:
 
 
 def make_call_step(segment: Segment, *, day: int = 20, action_type: str = ActionType.CALL) -> CadenceStep:
+    template = None
+    if action_type != ActionType.CALL:
+        template, _ = SmsTemplate.objects.get_or_create(
+            name="Release test reminder", defaults={"phase": Phase.PAST_DUE, "body": "Hi {{ first_name }}, please call us back."}
+        )
     step, _ = CadenceStep.objects.get_or_create(
         segment=segment,
         day=day,
         defaults={
             "action_type": action_type,
+            "sms_template": template,
             "phase": Phase.PAST_DUE,
             "voicemail_prompt": "Please call us back about your account.",
             "live_call_prompt": "Remind the client of the past-due payment and offer the payment link.",

@@ -1,0 +1,894 @@
+"""Release: per ring group, when live agents are free, claim a batch of call items and dial them.
+
+Steps 3–4 of the daily workflow. The shape of it:
+
+- **One loop per running campaign** (`release_loop_run`, run by the django-q2 task
+  `release_loop_task`). A lease on the Campaign row (`lease_owner`, `lease_expires_at`, taken and
+  renewed by conditional UPDATEs) keeps a second loop from running beside it on any worker or
+  cluster. The loop runs in slices shorter than the cluster timeout, hands the lease back and
+  re-enqueues itself; the `release-watchdog` schedule (every minute) re-enqueues the loop of any
+  running campaign whose lease has expired, so a crashed worker's campaign is picked up again.
+- **Per ring group**, each pass: if the group's last batch is still out (items releasing or
+  dialing) and the batch timeout has not passed, wait; otherwise ask Dialflow for free agents and,
+  when at least the campaign's release threshold are free, release a batch. A group without free
+  agents is asked again after the poll interval.
+- **A batch** is claimed in a short transaction: queued CALL/BOTH items that are due are locked
+  (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite takes the write lock at BEGIN), run
+  through the compliance gate, and the passing ones move `queued → releasing` with a ReleaseBatch
+  and one CallAttempt each. Blocked items are skipped with their rule, or — for a window that
+  opens later today — stay queued with `next_attempt_at` set. The calls are then placed outside
+  any transaction, paced by calls-per-second, never above the concurrent-call limit.
+- **Exactly once.** An item is dialed only after this worker won its `queued → releasing` claim,
+  and the attempt's UUID is Retell's idempotency key: a network retry, or a loop recovering a
+  crashed one's half-placed batch, re-sends the same key and gets the same call back.
+
+Clocks: business rules (gate, batch timeouts, retry times) use `now_fn`, which is the sandbox's
+accelerated clock when one is running; leases, slices and pacing use real time because they are
+about processes and the vendor's real rate limits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+from cadences.models import ActionType, DialerSettings
+from campaigns import caller_ids
+from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, QueueItem, ReleaseBatch
+from campaigns.services import compliance
+from campaigns.services.compliance import Block
+from campaigns.services.ledger import ledger_record
+from campaigns.services.transitions import queue_item_transition
+from integrations.dialflow import client as dialflow
+from integrations.http import IntegrationError
+from integrations.retell import client as retell
+
+log = logging.getLogger(__name__)
+
+S = QueueItem.Status
+A = CallAttempt.Status
+
+LEASE_SECONDS = 45
+# Claim rounds per batch: each round gates a chunk of candidates; blocked ones leave the due set,
+# so a later round sees new ones.
+CLAIM_ROUNDS = 10
+# Network failures of one create-call (after the HTTP layer's own retries): the same
+# idempotency key each time, then the item goes back to the queue.
+NETWORK_TRIES = 3
+NETWORK_RETRY_PAUSE_SECONDS = 1.0
+# Retell's idempotency keys live one hour; a network-failed attempt re-released within this
+# margin reuses its key, because the first request may have reached Retell.
+IDEMPOTENCY_REUSE = dt.timedelta(minutes=50)
+RATE_LIMIT_BACKOFF = dt.timedelta(seconds=60)
+NETWORK_BACKOFF = dt.timedelta(minutes=2)
+# Calls still "registered/ongoing" after this long are stale (the webhook never came) and no
+# longer count against concurrency; the reconciliation job resolves them.
+ACTIVE_CALL_MAX_AGE = dt.timedelta(hours=1)
+IDLE_TICK_SECONDS = 1.0
+WATCHDOG_SCHEDULE = "release-watchdog"
+CALL_ACTIONS = (ActionType.CALL, ActionType.BOTH)
+
+RETELL_RATE_LIMIT_REASONS = frozenset({"concurrency_limit_reached"})
+RETELL_PAYMENT_REASONS = frozenset({"no_valid_payment"})
+
+
+def _real_now() -> dt.datetime:
+    return timezone.now()
+
+
+# --- Lease -------------------------------------------------------------------------------------
+
+
+def campaign_lease_acquire(*, campaign_id: int, worker_id: str, now: dt.datetime | None = None) -> bool:
+    """Take the campaign's release lease if it is free, expired or already ours."""
+    now = now or _real_now()
+    return (
+        Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.RUNNING)
+        .filter(Q(lease_owner="") | Q(lease_owner=worker_id) | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
+        .update(lease_owner=worker_id, lease_expires_at=now + dt.timedelta(seconds=LEASE_SECONDS))
+        == 1
+    )
+
+
+def campaign_lease_renew(*, campaign_id: int, worker_id: str, now: dt.datetime | None = None) -> bool:
+    """Extend our lease; False when the campaign stopped running or another loop took over."""
+    now = now or _real_now()
+    return (
+        Campaign.objects.filter(pk=campaign_id, lease_owner=worker_id, status=Campaign.Status.RUNNING).update(
+            lease_expires_at=now + dt.timedelta(seconds=LEASE_SECONDS)
+        )
+        == 1
+    )
+
+
+def campaign_lease_release(*, campaign_id: int, worker_id: str) -> bool:
+    return Campaign.objects.filter(pk=campaign_id, lease_owner=worker_id).update(lease_owner="", lease_expires_at=None) == 1
+
+
+# --- Pacing --------------------------------------------------------------------------------------
+
+
+class Pacer:
+    """Spaces call placements `1 / calls_per_second` apart (0 or None: no pacing)."""
+
+    def __init__(
+        self,
+        calls_per_second: float | None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = 1.0 / calls_per_second if calls_per_second and calls_per_second > 0 else 0.0
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.next_at: float | None = None
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        current = self.monotonic()
+        if self.next_at is not None and current < self.next_at:
+            self.sleep(self.next_at - current)
+            current = self.next_at
+        self.next_at = current + self.interval
+
+
+def active_call_count(*, now: dt.datetime | None = None) -> int:
+    """Calls Retell may be carrying right now, account-wide: being placed, registered or ongoing."""
+    now = now or _real_now()
+    return CallAttempt.objects.filter(
+        status__in=[A.CREATED, A.REGISTERED, A.ONGOING], created_at__gte=now - ACTIVE_CALL_MAX_AGE
+    ).count()
+
+
+# --- The call --------------------------------------------------------------------------------------
+
+
+def _amount(value: Decimal | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def call_dynamic_variables(*, item: QueueItem, company_name: str) -> dict[str, str]:
+    """What Grace needs for this touchpoint; Retell takes strings only."""
+    name = (item.client_name or "").strip()
+    return {
+        "client_name": name,
+        "first_name": name.split()[0] if name else "",
+        "amount_due": _amount(item.amount_due),
+        "days_past_due": str(item.days_past_due),
+        "live_call_prompt": item.live_call_prompt or "",
+        "voicemail_prompt": item.voicemail_prompt or "",
+        "transfer_number": item.transfer_number or "",
+        "payment_link": item.payment_link or "",
+        "company_name": company_name or "",
+        "segment": item.segment.name,
+        "phase": item.phase,
+    }
+
+
+def call_metadata(*, attempt: CallAttempt) -> dict[str, Any]:
+    return {"campaign_id": attempt.campaign_id, "queue_item_id": attempt.queue_item_id, "attempt_id": str(attempt.pk)}
+
+
+class PlaceOutcome:
+    PLACED = "placed"
+    RATE_LIMITED = "rate_limited"
+    HALTED = "halted"
+    FAILED = "failed"
+    NETWORK = "network"
+    LOST = "lost"  # the item was no longer ours to dial (moved by someone else)
+
+
+def _reason_of(exc: IntegrationError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    text = " ".join(str(v) for v in (exc.message, body.get("error_code", ""), body.get("disconnection_reason", "")))
+    return text.lower()
+
+
+def _classify_error(exc: IntegrationError) -> str:
+    reason = _reason_of(exc)
+    if exc.status == 402 or any(r in reason for r in RETELL_PAYMENT_REASONS):
+        return PlaceOutcome.HALTED
+    if exc.status in (401, 403):
+        return PlaceOutcome.HALTED
+    if exc.status == 429 or any(r in reason for r in RETELL_RATE_LIMIT_REASONS):
+        return PlaceOutcome.RATE_LIMITED
+    if exc.permanent:
+        return PlaceOutcome.FAILED
+    return PlaceOutcome.NETWORK
+
+
+def call_place(
+    *,
+    attempt: CallAttempt,
+    item: QueueItem,
+    campaign: Campaign,
+    company_name: str,
+    now_fn: Callable[[], dt.datetime],
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Place one claimed call (outside any transaction) and record what happened."""
+    call = None
+    error: IntegrationError | None = None
+    outcome = PlaceOutcome.NETWORK
+    for try_number in range(1, NETWORK_TRIES + 1):
+        try:
+            call = retell.create_phone_call(
+                from_number=attempt.from_number,
+                to_number=attempt.to_number,
+                agent_id=settings.RETELL_AGENT_ID,
+                dynamic_variables=call_dynamic_variables(item=item, company_name=company_name),
+                metadata=call_metadata(attempt=attempt),
+                idempotency_key=str(attempt.pk),
+            )
+            break
+        except IntegrationError as exc:
+            error = exc
+            outcome = _classify_error(exc)
+            if outcome != PlaceOutcome.NETWORK:
+                break
+            log.warning(
+                "create call failed, retrying with the same idempotency key",
+                extra={"attempt_id": str(attempt.pk), "try": try_number, "error": str(exc)},
+            )
+            if try_number < NETWORK_TRIES:
+                sleep(NETWORK_RETRY_PAUSE_SECONDS * try_number)
+    now = now_fn()
+    if call is not None:
+        reason = str(call.raw.get("disconnection_reason") or "") if isinstance(call.raw, dict) else ""
+        if call.call_status in ("error", "ended", "not_connected") and reason in RETELL_RATE_LIMIT_REASONS | RETELL_PAYMENT_REASONS:
+            # Retell accepted the request but refused to dial: same handling as the HTTP errors.
+            CallAttempt.objects.filter(pk=attempt.pk, call_id__isnull=True).update(call_id=call.call_id)
+            error = IntegrationError(f"Retell did not dial: {reason}", permanent=reason in RETELL_PAYMENT_REASONS, vendor="retell")
+            outcome = PlaceOutcome.HALTED if reason in RETELL_PAYMENT_REASONS else PlaceOutcome.RATE_LIMITED
+        else:
+            return _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=call.call_id, now=now)
+    assert error is not None
+    if outcome == PlaceOutcome.HALTED:
+        campaign_halt(campaign=campaign, reason=f"Retell refused the call: {error}", now=now)
+        attempt_not_dialed(attempt=attempt, error=str(error), now=now, backoff=dt.timedelta(0))
+    elif outcome == PlaceOutcome.RATE_LIMITED:
+        backoff = dt.timedelta(seconds=max(error.retry_after or 0, RATE_LIMIT_BACKOFF.total_seconds()))
+        attempt_not_dialed(attempt=attempt, error=str(error), now=now, backoff=backoff)
+    elif outcome == PlaceOutcome.FAILED:
+        _record_failed(attempt=attempt, item=item, error=error, now=now)
+    else:
+        # The request may have reached Retell: keep the attempt (and its key) for the next try.
+        attempt_not_dialed(attempt=attempt, error=f"network: {error}", now=now, backoff=NETWORK_BACKOFF)
+    log.warning(
+        "call not placed",
+        extra={"attempt_id": str(attempt.pk), "queue_item_id": item.pk, "outcome": outcome, "status": error.status, "error": str(error)},
+    )
+    return outcome
+
+
+def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign, call_id: str, now: dt.datetime) -> str:
+    with transaction.atomic():
+        # call_id first and on its own: a webhook racing us may already have moved the status on.
+        CallAttempt.objects.filter(pk=attempt.pk, call_id__isnull=True).update(call_id=call_id)
+        CallAttempt.objects.filter(pk=attempt.pk, status__in=[A.CREATED, A.NOT_DIALED]).update(status=A.REGISTERED, error="")
+        moved = queue_item_transition(
+            item_id=item.pk,
+            from_statuses=[S.RELEASING],
+            to_status=S.DIALING,
+            call_attempts=F("call_attempts") + 1,
+            next_attempt_at=None,
+        )
+        if not moved:
+            return PlaceOutcome.LOST
+        Campaign.objects.filter(pk=campaign.pk).update(calls_placed=F("calls_placed") + 1)
+        ledger_record(
+            client_id=item.client_id,
+            phone=item.phone,
+            kind=ContactLedgerEntry.Kind.CALL_ATTEMPT,
+            reference=call_id,
+            occurred_at=now,
+            campaign_date=campaign.date,
+            state=item.state,
+        )
+    log.info("call placed", extra={"attempt_id": str(attempt.pk), "call_id": call_id, "queue_item_id": item.pk})
+    return PlaceOutcome.PLACED
+
+
+def _record_failed(*, attempt: CallAttempt, item: QueueItem, error: IntegrationError, now: dt.datetime) -> None:
+    with transaction.atomic():
+        CallAttempt.objects.filter(pk=attempt.pk).update(status=A.ERROR, error=str(error)[:2000])
+        queue_item_transition(
+            item_id=item.pk,
+            from_statuses=[S.RELEASING],
+            to_status=S.FAILED,
+            last_outcome=S.FAILED,
+            skip_reason="retell_rejected",
+            skip_detail={"status": error.status, "error": str(error)[:500], "attempt_id": str(attempt.pk)},
+        )
+
+
+def attempt_not_dialed(*, attempt: CallAttempt, error: str, now: dt.datetime, backoff: dt.timedelta) -> bool:
+    """A claimed call that was never dialed: the item goes back to the queue, no attempt counted."""
+    with transaction.atomic():
+        CallAttempt.objects.filter(pk=attempt.pk, status__in=[A.CREATED, A.NOT_DIALED]).update(
+            status=A.NOT_DIALED, error=error[:2000]
+        )
+        return queue_item_transition(
+            item_id=attempt.queue_item_id,
+            from_statuses=[S.RELEASING],
+            to_status=S.QUEUED,
+            next_attempt_at=now + backoff if backoff else None,
+        )
+
+
+def campaign_halt(*, campaign: Campaign, reason: str, now: dt.datetime) -> bool:
+    """Pause a running campaign on its own (e.g. Retell payment failure) and tell the supervisor."""
+    paused = Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.RUNNING).update(
+        status=Campaign.Status.PAUSED, halt_reason=reason[:2000]
+    )
+    if paused:
+        Alert.objects.create(
+            campaign=campaign,
+            level=Alert.Level.ERROR,
+            source="retell",
+            message=f"Calling paused: {reason}. Fix the Retell account, then resume the campaign.",
+        )
+        log.error("campaign halted", extra={"campaign_id": campaign.pk, "reason": reason})
+    return bool(paused)
+
+
+# --- Claiming a batch --------------------------------------------------------------------------------
+
+
+@dataclass
+class Claim:
+    batch: ReleaseBatch | None = None
+    attempts: list[CallAttempt] = field(default_factory=list)
+    items: dict[int, QueueItem] = field(default_factory=dict)
+    skipped: int = 0
+    deferred: int = 0
+
+
+def _due_call_items(*, campaign: Campaign, now: dt.datetime) -> Any:
+    """Queued call items that may be released now (no retry or backoff time in the future)."""
+    return QueueItem.objects.filter(campaign=campaign, status=S.QUEUED, action_type__in=CALL_ACTIONS).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
+
+
+def _campaign_day_end(campaign: Campaign) -> dt.datetime:
+    return dt.datetime.combine(campaign.date, campaign.end_of_day, tzinfo=timezone.get_current_timezone())
+
+
+def _skip_locked() -> bool:
+    return bool(connection.features.has_select_for_update_skip_locked)
+
+
+def batch_claim(
+    *, campaign: Campaign, ring_group: str, limit: int, available_agents: int, now: dt.datetime
+) -> Claim:
+    """Claim up to `limit` callable items of a ring group; gate, skip or defer the rest seen."""
+    claim = Claim()
+    pool = list(settings.RETELL_FROM_NUMBERS)
+    usage: dict[str, int] | None = None
+    day_end = _campaign_day_end(campaign)
+    for _ in range(CLAIM_ROUNDS):
+        wanted = limit - len(claim.attempts)
+        if wanted <= 0:
+            break
+        chunk = max(wanted * 2, 50)
+        with transaction.atomic():
+            candidates = _due_call_items(campaign=campaign, now=now).filter(ring_group=ring_group).select_related("segment")
+            if _skip_locked():
+                candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+            rows = list(candidates.order_by("pk")[:chunk])
+            if not rows:
+                break
+            blocks = compliance.gate_calls(campaign=campaign, items=rows, now=now)
+            passing = [i for i in rows if blocks[i.pk] is None][:wanted]
+            blocked = [(i, b) for i in rows if (b := blocks[i.pk]) is not None]
+            claim.skipped += _skip_or_defer(campaign=campaign, blocked=blocked, now=now, day_end=day_end, claim=claim)
+            won = _claim_items(passing, now=now)
+            if won:
+                if claim.batch is None:
+                    claim.batch = ReleaseBatch.objects.create(campaign=campaign, ring_group=ring_group, available_agents=available_agents)
+                    ReleaseBatch.objects.filter(pk=claim.batch.pk).update(released_at=now)
+                    claim.batch.released_at = now
+                if usage is None:
+                    usage = caller_ids.caller_id_usage(pool=pool, since=now - dt.timedelta(hours=24))
+                claim.attempts.extend(_create_attempts(campaign=campaign, batch=claim.batch, items=won, pool=pool, usage=usage, now=now))
+                claim.items.update({i.pk: i for i in won})
+            if len(rows) < chunk:
+                break
+    if claim.batch is not None:
+        ReleaseBatch.objects.filter(pk=claim.batch.pk).update(size=len(claim.attempts))
+        claim.batch.size = len(claim.attempts)
+    return claim
+
+
+def _claim_items(items: Sequence[QueueItem], *, now: dt.datetime) -> list[QueueItem]:
+    """`queued → releasing` for the items this worker wins (no counter: not a final status)."""
+    if not items:
+        return []
+    if _skip_locked():
+        # The rows are locked by this transaction: the conditional UPDATE moves all of them.
+        ids = [i.pk for i in items]
+        moved = QueueItem.objects.filter(pk__in=ids, status=S.QUEUED).update(status=S.RELEASING, status_changed_at=now)
+        if moved != len(ids):
+            # Cannot happen while the rows are locked; refuse the whole claim rather than guess.
+            raise RuntimeError(f"claimed {moved} of {len(ids)} locked queue items")
+        return list(items)
+    won = []
+    for item in items:
+        if QueueItem.objects.filter(pk=item.pk, status=S.QUEUED).update(status=S.RELEASING, status_changed_at=now) == 1:
+            won.append(item)
+    return won
+
+
+def _reusable_attempts(items: Sequence[QueueItem], now: dt.datetime) -> dict[int, CallAttempt]:
+    """Attempts whose create-call ended in a network error recently enough to reuse their key."""
+    rows = CallAttempt.objects.filter(
+        queue_item_id__in=[i.pk for i in items],
+        status=A.NOT_DIALED,
+        call_id__isnull=True,
+        error__startswith="network:",
+        created_at__gte=_real_now() - IDEMPOTENCY_REUSE,
+    ).order_by("created_at")
+    return {a.queue_item_id: a for a in rows}
+
+
+def _create_attempts(
+    *,
+    campaign: Campaign,
+    batch: ReleaseBatch,
+    items: Sequence[QueueItem],
+    pool: Sequence[str],
+    usage: dict[str, int],
+    now: dt.datetime,
+) -> list[CallAttempt]:
+    reusable = _reusable_attempts(items, now)
+    fresh: list[CallAttempt] = []
+    attempts: list[CallAttempt] = []
+    for item in items:
+        previous = reusable.get(item.pk)
+        if previous is not None:
+            # Same key, same caller id: Retell sees the very request it may already have acted on.
+            CallAttempt.objects.filter(pk=previous.pk).update(status=A.CREATED, batch=batch)
+            previous.status, previous.batch = A.CREATED, batch
+            attempts.append(previous)
+            continue
+        from_number = caller_ids.caller_id_choose(to_number=item.phone, state=item.state, pool=pool, usage=usage)
+        usage[from_number] = usage.get(from_number, 0) + 1
+        attempt = CallAttempt(
+            campaign=campaign,
+            queue_item=item,
+            batch=batch,
+            attempt_number=item.call_attempts + 1,
+            from_number=from_number,
+            to_number=item.phone,
+            status=A.CREATED,
+        )
+        fresh.append(attempt)
+        attempts.append(attempt)
+    CallAttempt.objects.bulk_create(fresh)
+    return attempts
+
+
+def _skip_or_defer(
+    *, campaign: Campaign, blocked: Sequence[tuple[QueueItem, Block]], now: dt.datetime, day_end: dt.datetime, claim: Claim
+) -> int:
+    """Skip items the gate blocked for good; hold window-blocked ones until the window opens
+    (when that is before the day ends). Every block is recorded. Returns how many were skipped."""
+    if not blocked:
+        return 0
+    to_skip: list[tuple[QueueItem, Block]] = []
+    to_record: list[tuple[QueueItem, Block]] = []
+    deferred: dict[dt.datetime, list[int]] = {}
+    for item, block in blocked:
+        if block.is_window:
+            opens = compliance.next_window_open(
+                timezones=item.timezone_list, now=now, start=campaign.calling_window_start, end=campaign.calling_window_end
+            )
+            if opens is not None and opens < day_end:
+                deferred.setdefault(opens, []).append(item.pk)
+                to_record.append((item, Block(rule=block.rule, detail=f"{block.detail} Held until {opens:%Y-%m-%d %H:%M} UTC.", inputs={**block.inputs, "next_window_open": opens.isoformat()})))
+                continue
+            block = Block(
+                rule=block.rule,
+                detail=f"{block.detail} The window does not open again before the campaign day ends.",
+                inputs={**block.inputs, "next_window_open": opens.isoformat() if opens else None, "day_end": day_end.isoformat()},
+            )
+        to_skip.append((item, block))
+        to_record.append((item, block))
+    for opens, ids in deferred.items():
+        claim.deferred += QueueItem.objects.filter(pk__in=ids, status=S.QUEUED).update(next_attempt_at=opens)
+    compliance.gate_record_many(blocks=to_record, channel=compliance.CALL, now=now, campaign=campaign)
+    return _skip_items(campaign=campaign, blocked=to_skip, now=now)
+
+
+def _skip_items(*, campaign: Campaign, blocked: Sequence[tuple[QueueItem, Block]], now: dt.datetime) -> int:
+    if not blocked:
+        return 0
+    if not _skip_locked():
+        skipped = 0
+        for item, block in blocked:
+            skipped += queue_item_transition(
+                item_id=item.pk, from_statuses=[S.QUEUED], to_status=S.SKIPPED, skip_reason=block.rule, skip_detail=block.inputs
+            )
+        return skipped
+    # Locked by this transaction, so a set-based update moves exactly these rows; the counter
+    # moves by the same number in the same transaction.
+    for item, block in blocked:
+        item.status, item.status_changed_at, item.skip_reason, item.skip_detail = S.SKIPPED, now, block.rule, block.inputs
+    QueueItem.objects.bulk_update([i for i, _ in blocked], ["status", "status_changed_at", "skip_reason", "skip_detail"], batch_size=500)
+    Campaign.objects.filter(pk=campaign.pk).update(skipped=F("skipped") + len(blocked))
+    return len(blocked)
+
+
+# --- Releasing and resolving batches -----------------------------------------------------------------
+
+
+@dataclass
+class ReleaseResult:
+    batch: ReleaseBatch | None = None
+    placed: int = 0
+    requeued: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    halted: bool = False
+    rate_limited: bool = False
+    concurrency_full: bool = False
+    interrupted: bool = False  # the lease was lost or the campaign stopped running mid-batch
+
+
+def batch_release(
+    *,
+    campaign: Campaign,
+    ring_group: str,
+    available_agents: int,
+    now_fn: Callable[[], dt.datetime],
+    pacer: Pacer,
+    dialer: DialerSettings | None = None,
+    heartbeat: Callable[[], bool] | None = None,
+) -> ReleaseResult:
+    """Claim one batch of a ring group and place its calls, paced, within the concurrency limit.
+
+    `heartbeat` runs before each call (the loop renews its lease there); when it answers False
+    the calls not yet placed go back to the queue undialed.
+    """
+    dialer = dialer or DialerSettings.load()
+    result = ReleaseResult()
+    headroom = dialer.max_concurrent_calls - active_call_count()
+    if headroom <= 0:
+        result.concurrency_full = True
+        log.info("concurrent-call limit reached", extra={"campaign_id": campaign.pk, "limit": dialer.max_concurrent_calls})
+        return result
+    claim = batch_claim(
+        campaign=campaign, ring_group=ring_group, limit=min(campaign.batch_size, headroom), available_agents=available_agents, now=now_fn()
+    )
+    result.batch, result.skipped, result.deferred = claim.batch, claim.skipped, claim.deferred
+    remaining = list(claim.attempts)
+    while remaining:
+        pacer.wait()
+        if heartbeat is not None and not heartbeat():
+            result.interrupted = True
+            for rest in remaining:
+                result.requeued += attempt_not_dialed(attempt=rest, error="not sent: release interrupted", now=now_fn(), backoff=dt.timedelta(0))
+            break
+        attempt = remaining.pop(0)
+        outcome = call_place(
+            attempt=attempt, item=claim.items[attempt.queue_item_id], campaign=campaign, company_name=dialer.company_name, now_fn=now_fn, sleep=pacer.sleep
+        )
+        if outcome == PlaceOutcome.PLACED:
+            result.placed += 1
+        elif outcome == PlaceOutcome.FAILED:
+            result.failed += 1
+        elif outcome in (PlaceOutcome.RATE_LIMITED, PlaceOutcome.NETWORK, PlaceOutcome.HALTED):
+            result.requeued += 1
+        if outcome in (PlaceOutcome.RATE_LIMITED, PlaceOutcome.HALTED):
+            # Retell refuses every call for now: the rest of the batch goes back unsent.
+            result.rate_limited = outcome == PlaceOutcome.RATE_LIMITED
+            result.halted = outcome == PlaceOutcome.HALTED
+            backoff = dt.timedelta(0) if result.halted else RATE_LIMIT_BACKOFF
+            for rest in remaining:
+                result.requeued += attempt_not_dialed(attempt=rest, error=f"not sent: Retell {outcome}", now=now_fn(), backoff=backoff)
+            remaining = []
+    if claim.batch is not None:
+        log.info(
+            "batch released",
+            extra={
+                "campaign_id": campaign.pk,
+                "ring_group": ring_group,
+                "batch_id": claim.batch.pk,
+                "available_agents": available_agents,
+                "placed": result.placed,
+                "failed": result.failed,
+                "requeued": result.requeued,
+                "skipped": result.skipped,
+                "deferred": result.deferred,
+            },
+        )
+    return result
+
+
+def batch_resolve(*, batch: ReleaseBatch, now: dt.datetime, timeout_seconds: int) -> bool:
+    """True once the batch no longer holds its ring group: every item left releasing/dialing,
+    or the batch timeout passed (then it is marked timed out)."""
+    if batch.resolved_at is not None:
+        return True
+    open_items = QueueItem.objects.filter(attempts__batch=batch, status__in=[S.RELEASING, S.DIALING]).exists()
+    if not open_items:
+        ReleaseBatch.objects.filter(pk=batch.pk, resolved_at__isnull=True).update(resolved_at=now)
+        batch.resolved_at = now
+        return True
+    if now >= batch.released_at + dt.timedelta(seconds=timeout_seconds):
+        ReleaseBatch.objects.filter(pk=batch.pk, resolved_at__isnull=True).update(resolved_at=now, timed_out=True)
+        batch.resolved_at, batch.timed_out = now, True
+        log.warning("batch timed out", extra={"campaign_id": batch.campaign_id, "ring_group": batch.ring_group, "batch_id": batch.pk})
+        return True
+    return False
+
+
+def release_recover(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pacer: Pacer, dialer: DialerSettings | None = None) -> int:
+    """Finish what a crashed loop left: items claimed (releasing) whose call was never recorded.
+
+    Re-placing with the attempt's own idempotency key is safe — if the crashed loop's request
+    reached Retell, Retell answers with that same call — as long as the key is still valid; an
+    older one is not dialed again (it may have been) and the item is skipped with the reason.
+    """
+    dialer = dialer or DialerSettings.load()
+    stale = _real_now() - dt.timedelta(seconds=LEASE_SECONDS)
+    attempts = list(
+        CallAttempt.objects.filter(
+            campaign=campaign, status=A.CREATED, call_id__isnull=True, queue_item__status=S.RELEASING, created_at__lt=stale
+        ).select_related("queue_item__segment")
+    )
+    placed = 0
+    for attempt in attempts:
+        item = attempt.queue_item
+        if attempt.created_at < _real_now() - IDEMPOTENCY_REUSE:
+            with transaction.atomic():
+                CallAttempt.objects.filter(pk=attempt.pk, status=A.CREATED).update(status=A.ERROR, error="release interrupted; outcome unknown")
+                queue_item_transition(
+                    item_id=item.pk,
+                    from_statuses=[S.RELEASING],
+                    to_status=S.SKIPPED,
+                    skip_reason="release_interrupted",
+                    skip_detail={"attempt_id": str(attempt.pk), "created_at": attempt.created_at.isoformat()},
+                )
+            continue
+        pacer.wait()
+        outcome = call_place(attempt=attempt, item=item, campaign=campaign, company_name=dialer.company_name, now_fn=now_fn, sleep=pacer.sleep)
+        placed += outcome == PlaceOutcome.PLACED
+        if outcome == PlaceOutcome.HALTED:
+            break
+    if attempts:
+        log.warning("recovered interrupted release", extra={"campaign_id": campaign.pk, "attempts": len(attempts), "placed": placed})
+    return placed
+
+
+# --- The loop ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoopState:
+    """What a loop remembers between passes (in memory: a new slice simply asks again)."""
+
+    pacer: Pacer
+    heartbeat: Callable[[], bool] | None = None
+    poll_after: dict[str, float] = field(default_factory=dict)  # ring group → monotonic time
+    paused_until: float = 0.0  # after a Retell rate limit, for every group
+    batches: int = 0
+    placed: int = 0
+
+
+def _open_batch(*, campaign: Campaign, ring_group: str) -> ReleaseBatch | None:
+    return ReleaseBatch.objects.filter(campaign=campaign, ring_group=ring_group, resolved_at__isnull=True).order_by("-released_at").first()
+
+
+def release_pass(
+    *,
+    campaign: Campaign,
+    now_fn: Callable[[], dt.datetime],
+    state: LoopState,
+    monotonic: Callable[[], float] = time.monotonic,
+    time_left: Callable[[], float] | None = None,
+) -> bool:
+    """One pass over the campaign's ring groups; True when a batch was released."""
+    if monotonic() < state.paused_until:
+        return False
+    now = now_fn()
+    ring_groups = set(_due_call_items(campaign=campaign, now=now).values_list("ring_group", flat=True).distinct())
+    # A group whose last batch is still out is visited too, so its batch gets resolved or timed out.
+    ring_groups.update(
+        ReleaseBatch.objects.filter(campaign=campaign, resolved_at__isnull=True).values_list("ring_group", flat=True)
+    )
+    released = False
+    dialer = DialerSettings.load()
+    for ring_group in sorted(ring_groups):
+        if monotonic() < state.poll_after.get(ring_group, 0.0):
+            continue
+        open_batch = _open_batch(campaign=campaign, ring_group=ring_group)
+        if open_batch is not None and not batch_resolve(batch=open_batch, now=now_fn(), timeout_seconds=campaign.batch_timeout_seconds):
+            continue
+        if time_left is not None and time_left() < _placement_budget(campaign=campaign, dialer=dialer):
+            return released  # not enough of this slice left to place a whole batch
+        available = dialflow.available_agents(ring_group)
+        if available < campaign.release_threshold:
+            state.poll_after[ring_group] = monotonic() + campaign.poll_interval_seconds
+            log.debug("not enough free agents", extra={"ring_group": ring_group, "available": available})
+            continue
+        result = batch_release(
+            campaign=campaign,
+            ring_group=ring_group,
+            available_agents=available,
+            now_fn=now_fn,
+            pacer=state.pacer,
+            dialer=dialer,
+            heartbeat=state.heartbeat,
+        )
+        if result.batch is not None:
+            released = True
+            state.batches += 1
+            state.placed += result.placed
+        if result.halted or result.interrupted:
+            return released
+        if result.rate_limited or result.concurrency_full:
+            state.paused_until = monotonic() + (RATE_LIMIT_BACKOFF.total_seconds() if result.rate_limited else campaign.poll_interval_seconds)
+            return released
+    return released
+
+
+def _placement_budget(*, campaign: Campaign, dialer: DialerSettings) -> float:
+    """Seconds a whole batch may take to place: paced calls plus a margin for the HTTP calls."""
+    pace = campaign.batch_size / dialer.calls_per_second if dialer.calls_per_second > 0 else 0.0
+    return pace + 15.0
+
+
+def release_slice_seconds() -> float:
+    """How long one loop task runs before handing over: well inside the cluster timeout."""
+    timeout = float(settings.Q_CLUSTER.get("timeout") or 300)  # type: ignore[union-attr]
+    return max(5.0, timeout / 3)
+
+
+def release_loop_run(
+    *,
+    campaign_id: int,
+    worker_id: str,
+    now_fn: Callable[[], dt.datetime] | None = None,
+    slice_seconds: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+    reenqueue: bool = True,
+) -> str:
+    """Run the campaign's release loop for one slice. Returns why it returned:
+
+    "busy" (another loop holds the lease), "ended" (the campaign is not running, or stopped
+    running), "lease_lost" (another loop took over), "continue" (the slice is over; the next one
+    was enqueued when `reenqueue`).
+    """
+    now_fn = now_fn or timezone.now
+    if not campaign_lease_acquire(campaign_id=campaign_id, worker_id=worker_id):
+        running = Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.RUNNING).exists()
+        return "busy" if running else "ended"
+    release_schedule_install()
+    started = monotonic()
+    budget = slice_seconds if slice_seconds is not None else release_slice_seconds()
+    hard_limit = max(budget, float(settings.Q_CLUSTER.get("timeout") or 300) * 0.8)  # type: ignore[union-attr]
+    dialer = DialerSettings.load()
+    renewed_at = [monotonic()]
+
+    def heartbeat() -> bool:
+        # Renew at most every few seconds: cheap, and far inside the lease.
+        if monotonic() - renewed_at[0] < LEASE_SECONDS / 6:
+            return True
+        renewed_at[0] = monotonic()
+        return campaign_lease_renew(campaign_id=campaign_id, worker_id=worker_id)
+
+    state = LoopState(pacer=Pacer(dialer.calls_per_second, monotonic=monotonic, sleep=sleep), heartbeat=heartbeat)
+    log.info("release loop started", extra={"campaign_id": campaign_id, "worker_id": worker_id})
+    outcome = "continue"
+    try:
+        campaign = Campaign.objects.get(pk=campaign_id)
+        release_recover(campaign=campaign, now_fn=now_fn, pacer=state.pacer, dialer=dialer)
+        while True:
+            renewed_at[0] = monotonic()
+            if not campaign_lease_renew(campaign_id=campaign_id, worker_id=worker_id):
+                running = Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.RUNNING).exists()
+                outcome = "lease_lost" if running else "ended"
+                break
+            if monotonic() - started >= budget:
+                outcome = "continue"
+                break
+            campaign = Campaign.objects.get(pk=campaign_id)
+            released = release_pass(
+                campaign=campaign,
+                now_fn=now_fn,
+                state=state,
+                monotonic=monotonic,
+                time_left=lambda: hard_limit - (monotonic() - started),
+            )
+            if not released:
+                sleep(min(IDLE_TICK_SECONDS, float(campaign.poll_interval_seconds)))
+    finally:
+        campaign_lease_release(campaign_id=campaign_id, worker_id=worker_id)
+    log.info(
+        "release loop slice over",
+        extra={"campaign_id": campaign_id, "worker_id": worker_id, "outcome": outcome, "batches": state.batches, "placed": state.placed},
+    )
+    if outcome == "continue" and reenqueue:
+        release_loop_start(campaign_id=campaign_id)
+    return outcome
+
+
+def release_loop_start(*, campaign_id: int) -> None:
+    """Enqueue the campaign's release loop once the current transaction commits."""
+    transaction.on_commit(lambda: async_task("campaigns.tasks.release_loop_task", campaign_id, group="release-loop"))
+
+
+def release_watchdog(*, now: dt.datetime | None = None) -> list[int]:
+    """Re-enqueue the loop of every running campaign whose lease is free or expired."""
+    now = now or _real_now()
+    orphans = list(
+        Campaign.objects.filter(status=Campaign.Status.RUNNING)
+        .filter(Q(lease_owner="") | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
+        .values_list("pk", flat=True)
+    )
+    for campaign_id in orphans:
+        log.warning("release loop not running; restarting it", extra={"campaign_id": campaign_id})
+        release_loop_start(campaign_id=campaign_id)
+    return orphans
+
+
+def release_schedule_install() -> Schedule:
+    """The every-minute watchdog schedule, installed idempotently by name."""
+    schedule, _ = Schedule.objects.update_or_create(
+        name=WATCHDOG_SCHEDULE,
+        defaults={
+            "func": "campaigns.tasks.release_watchdog_task",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )
+    return schedule
+
+
+# --- Retry curve -----------------------------------------------------------------------------------------
+
+
+def queue_item_schedule_retry(*, item: QueueItem, now: dt.datetime) -> bool:
+    """After a no-answer (or busy): back to the queue after the retry delay, if today allows.
+
+    Allowed while the item has had fewer than `max_call_attempts_per_day` attempts and the
+    client's window opens again (at or after the delay) before the campaign day ends. The gate
+    runs again when the item comes up. Voicemail is never retried: it is not a no-answer.
+    """
+    item.refresh_from_db()
+    if item.status != S.NO_ANSWER or item.action_type not in CALL_ACTIONS:
+        return False
+    dialer = DialerSettings.load()
+    if item.call_attempts >= dialer.max_call_attempts_per_day:
+        return False
+    campaign = item.campaign
+    if campaign.status not in (Campaign.Status.RUNNING, Campaign.Status.PAUSED):
+        return False
+    retry_at = now + dt.timedelta(minutes=dialer.retry_delay_minutes)
+    opens = compliance.next_window_open(
+        timezones=item.timezone_list, now=retry_at, start=campaign.calling_window_start, end=campaign.calling_window_end
+    )
+    if opens is None or opens >= _campaign_day_end(campaign):
+        return False
+    moved = queue_item_transition(item_id=item.pk, from_statuses=[S.NO_ANSWER], to_status=S.QUEUED, next_attempt_at=opens)
+    if moved:
+        log.info("no-answer retry scheduled", extra={"queue_item_id": item.pk, "retry_at": opens.isoformat(), "attempts": item.call_attempts})
+    return moved
