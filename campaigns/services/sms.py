@@ -1,0 +1,1014 @@
+"""SMS through HeyMarket: scheduling, rendering, sending, and what clients text back.
+
+When a text goes out
+- SMS-only touchpoints are due at a uniformly random instant of the SMS window (default
+  10:00–13:00, `DialerSettings.sms_window_*`) in the client's local time on the campaign day;
+  a client whose location is ambiguous gets an instant inside the window in every candidate
+  zone (the intersection), or is skipped with the reason when the windows do not overlap.
+- BOTH touchpoints text after a voicemail or no-answer outcome: the webhook code marks them
+  `sms_status=scheduled, sms_due_at=now`, and the sender below picks them up.
+- `sms_send_due` (a django-q2 schedule, every minute) claims due items with a conditional
+  update, runs them through the compliance gate (`gate_sms`: SMS suppressions and the local
+  window), renders the step's template with the client's data, stores the exact text, and sends.
+  At send time the gate uses the campaign's calling window (the legal 08:00–21:00, possibly
+  narrowed): the SMS window decides when a text is *due*, the legal window decides whether it may
+  *go*, so a worker running a minute late does not push a 12:59 text to the next day.
+
+Exactly once
+- `local_id` is deterministic per queue item and kind (`qi-<campaign date>-<client id>-<kind>`);
+  the SmsMessage row is created before the HTTP call and HeyMarket is idempotent on `local_id`,
+  so a retried task, a second worker or a crash after the HTTP call never texts twice.
+- A claim is a lease: a claimed item's `sms_due_at` moves `CLAIM_LEASE` ahead, so an item whose
+  worker died is claimed again once the lease runs out (and re-sent under the same `local_id`).
+- The message's pending → sent step, the item's step and the counters move in one transaction.
+
+Counters: `Campaign.sms_sent` / `sms_failed` count queue items whose text was sent / failed,
+both kinds alike — SMS-only items through `queue_item_transition` (status `sms_scheduled →
+sms_sent | sms_failed`), BOTH items through the conditional `sms_status` update here. So the
+counters always equal `sms_recount`, a count of items by `sms_status`. Replies (opt-out
+confirmations, HELP answers) are not touchpoints and are not counted.
+
+Inbound (`heymarket_event_process`): opt-out words add an SMS suppression and get one
+confirmation; opt-in words lift it; HELP gets a help answer; anything else becomes a FollowUpTask
+for the billing or resurrection team; opt-out/opt-in events from HeyMarket itself update
+suppressions; delivery events update the message. Replies are sent outside the local window
+(they answer the client's own message, which carriers and the CTIA require) but never to anyone
+else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import random
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+from cadences import templating
+from cadences.models import ActionType, DialerSettings, Segment
+from campaigns.models import (
+    Campaign,
+    ContactLedgerEntry,
+    FollowUpTask,
+    QueueItem,
+    SmsMessage,
+    Suppression,
+    WebhookEvent,
+)
+from campaigns.services import compliance, ledger, payment_links
+from campaigns.services.transitions import queue_item_transition
+from integrations.heymarket import client as heymarket
+from integrations.http import IntegrationError
+
+log = logging.getLogger(__name__)
+
+S = QueueItem.Status
+SmsStatus = QueueItem.SmsStatus
+MessageStatus = SmsMessage.Status
+Kind = SmsMessage.Kind
+
+# How long a claimed item belongs to the worker that claimed it (HTTP retries included).
+CLAIM_LEASE = dt.timedelta(minutes=10)
+# Items claimed per run of the sender; the rest wait for the next minute.
+SEND_BATCH = 500
+# Transient HeyMarket failures (429/5xx after the client's own quick retries): back off
+# 2, 4, 8, 16 min (or the vendor's Retry-After when longer), then give up with the reason.
+MAX_SEND_ATTEMPTS = 5
+RETRY_BASE = dt.timedelta(minutes=2)
+RETRY_MAX = dt.timedelta(minutes=30)
+# How soon a person should look at a client's reply.
+REPLY_TASK_DUE = dt.timedelta(hours=2)
+
+# Whole-message keywords (CTIA; HeyMarket's own list plus REVOKE and OPT OUT).
+OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPT OUT", "OPTOUT"})
+OPT_IN_WORDS = frozenset({"START", "UNSTOP", "YES"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+
+OPT_OUT_NOTICE = templating.OPT_OUT_TEXT
+# Wording that tells the reader how to stop texts; a template carrying it needs no notice added.
+_OPT_OUT_WORDING = re.compile(r"\b(?:reply|text|send)\s+[\"']?stop\b|\bopt[\s-]?out\b|\bunsubscribe\b", re.IGNORECASE)
+# A text must never ask for card details (seeds 002/003): payment happens behind the secure link.
+CARD_REQUEST = re.compile(
+    r"\b(?:card\s*(?:number|no\.?|#|details|info(?:rmation)?)|cvv2?|cvc|security\s+code|"
+    r"expir(?:y|ation)\s+date|(?:reply|text|send)\b[^.]{0,40}\bcard)\b",
+    re.IGNORECASE,
+)
+_KEYWORD_NOISE = re.compile(r"[\s\-_]+")
+
+# The ledger outcome of a text that carried opt-out wording: whether a number has "already
+# received it" must survive the daily cleanup of SmsMessage rows, and the ledger does.
+LEDGER_SENT = "sent"
+LEDGER_SENT_WITH_NOTICE = "sent_with_opt_out_notice"
+
+# Why an SMS-only touchpoint got no send time (QueueItem.skip_reason, GateDecision.rule).
+RULE_NO_OVERLAP = "sms_window_no_overlap"
+RULE_WINDOW_PASSED = "sms_window_passed"
+
+
+# --- Scheduling -------------------------------------------------------------------------------
+
+
+@dataclass
+class ScheduleReport:
+    scheduled: int = 0
+    skipped: int = 0
+
+
+def _window_bounds(*, day: dt.date, zones: Sequence[ZoneInfo], start: dt.time, end: dt.time) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of the window on `day`, intersected over every candidate zone, in UTC."""
+    lo = max(dt.datetime.combine(day, start, tzinfo=z) for z in zones).astimezone(dt.timezone.utc)
+    hi = min(dt.datetime.combine(day, end, tzinfo=z) for z in zones).astimezone(dt.timezone.utc)
+    return lo, hi
+
+
+def sms_due_time(
+    *, timezones: Sequence[str], day: dt.date, now: dt.datetime, start: dt.time, end: dt.time, rng: random.Random
+) -> tuple[dt.datetime | None, compliance.Block | None]:
+    """A uniformly random instant in the SMS window of `day` in every zone, not before `now`.
+
+    Returns (instant, None), or (None, Block) saying why there is none. The window is first
+    narrowed to the legal hours (`compliance.effective_window`), and the chosen instant is
+    checked with the gate's own `local_window_block`, so there is one definition of "inside".
+    """
+    zones, invalid = compliance._zones(timezones)
+    win_start, win_end = compliance.effective_window(start, end)
+    inputs: dict[str, Any] = {
+        "timezones": list(timezones),
+        "day": day.isoformat(),
+        "window_start": win_start.strftime("%H:%M"),
+        "window_end": win_end.strftime("%H:%M"),
+        "now_utc": now.astimezone(dt.timezone.utc).isoformat(),
+    }
+    if invalid or not zones:
+        return None, compliance.Block(
+            rule=compliance.Rule.UNKNOWN_TIMEZONE,
+            detail="The client's local time zone is unknown, so no local send time can be chosen.",
+            inputs=inputs,
+        )
+    window = f"{inputs['window_start']}–{inputs['window_end']}"
+    opens, closes = _window_bounds(day=day, zones=zones, start=win_start, end=win_end)
+    if win_start >= win_end or closes <= opens:
+        return None, compliance.Block(
+            rule=RULE_NO_OVERLAP,
+            detail=f"The SMS window {window} has no instant shared by every candidate time zone ({', '.join(timezones)}).",
+            inputs=inputs,
+        )
+    opens = max(opens, now)
+    span = int((closes - opens).total_seconds())
+    if span <= 0:
+        return None, compliance.Block(
+            rule=RULE_WINDOW_PASSED,
+            detail=f"The SMS window {window} of {day.isoformat()} had already closed in the client's time zone(s).",
+            inputs=inputs,
+        )
+    due = opens + dt.timedelta(seconds=int(rng.random() * span))
+    block = compliance.local_window_block(
+        timezones=timezones, now=due, start=win_start, end=win_end, narrow_rule=compliance.Rule.SMS_WINDOW
+    )
+    if block is not None:  # only reachable on a zone-database oddity; never send on a guess
+        return None, block
+    return due, None
+
+
+def sms_schedule(*, campaign: Campaign, now: dt.datetime, rng: random.Random | None = None) -> ScheduleReport:
+    """Give every SMS-only item of the campaign that has no send time yet its random local time.
+
+    Idempotent: items that already have a due time are untouched, so running it again (or for
+    items loaded later in the day) schedules only the new ones. `rng` fixes the draw in tests.
+    """
+    rng = rng or random.Random()
+    dialer = DialerSettings.load()
+    report = ScheduleReport()
+    items = list(
+        QueueItem.objects.filter(
+            campaign=campaign,
+            action_type=ActionType.SMS,
+            status__in=[S.QUEUED, S.SMS_SCHEDULED],
+            sms_due_at__isnull=True,
+        ).order_by("pk")
+    )
+    skipped: list[tuple[QueueItem, compliance.Block]] = []
+    for item in items:
+        due, block = sms_due_time(
+            timezones=item.timezone_list,
+            day=campaign.date,
+            now=now,
+            start=dialer.sms_window_start,
+            end=dialer.sms_window_end,
+            rng=rng,
+        )
+        if due is None:
+            assert block is not None
+            if queue_item_transition(
+                item_id=item.pk,
+                from_statuses=[S.QUEUED, S.SMS_SCHEDULED],
+                to_status=S.SKIPPED,
+                skip_reason=block.rule,
+                skip_detail={"detail": block.detail, **block.inputs},
+                sms_status=SmsStatus.SKIPPED,
+            ):
+                skipped.append((item, block))
+                report.skipped += 1
+            continue
+        if item.status == S.QUEUED:
+            moved = queue_item_transition(
+                item_id=item.pk,
+                from_statuses=[S.QUEUED],
+                to_status=S.SMS_SCHEDULED,
+                sms_status=SmsStatus.SCHEDULED,
+                sms_due_at=due,
+            )
+        else:
+            moved = bool(
+                QueueItem.objects.filter(pk=item.pk, status=S.SMS_SCHEDULED, sms_due_at__isnull=True).update(
+                    sms_status=SmsStatus.SCHEDULED, sms_due_at=due
+                )
+            )
+        report.scheduled += int(moved)
+    if skipped:
+        compliance.gate_record_many(blocks=skipped, channel=compliance.SMS, now=now, campaign=campaign)
+    log.info(
+        "sms scheduled",
+        extra={"campaign_id": campaign.pk, "scheduled": report.scheduled, "skipped": report.skipped},
+    )
+    return report
+
+
+# --- Rendering --------------------------------------------------------------------------------
+
+
+def format_amount(amount: Decimal | None) -> str:
+    """'1,234.56': templates write the currency sign themselves ("${{ amount_due }}")."""
+    return "" if amount is None else f"{amount:,.2f}"
+
+
+def format_date(day: dt.date) -> str:
+    return f"{day:%B} {day.day}, {day.year}"
+
+
+def sms_context(*, item: QueueItem, now: dt.datetime, company_name: str) -> dict[str, str]:
+    """The template variables for one client, as strings, computed at send time.
+
+    Suspension and cancellation dates count from the campaign day's days past due to the
+    segment's days, so they are the same whichever minute the text goes out.
+    """
+    segment = item.segment
+    day = item.campaign.date
+    name = " ".join(item.client_name.split())
+    return {
+        "client_name": name,
+        "first_name": name.split(" ")[0] if name else "",
+        "amount_due": format_amount(item.amount_due),
+        "days_past_due": str(item.days_past_due),
+        "payment_link": payment_links.payment_link_for(client_id=item.client_id, row_link=item.payment_link, now=now),
+        "suspension_date": format_date(day + dt.timedelta(days=segment.suspension_day - item.days_past_due)),
+        "cancellation_date": format_date(day + dt.timedelta(days=segment.cancellation_day - item.days_past_due)),
+        "company_name": company_name,
+    }
+
+
+def has_opt_out_wording(text: str) -> bool:
+    return bool(_OPT_OUT_WORDING.search(text))
+
+
+def asks_for_card_details(text: str) -> bool:
+    return bool(CARD_REQUEST.search(text))
+
+
+def phone_received_opt_out_notice(*, phone: str) -> bool:
+    """Has this number ever been sent a text that told it how to opt out?"""
+    return ContactLedgerEntry.objects.filter(
+        phone=phone, kind=ContactLedgerEntry.Kind.SMS, outcome=LEDGER_SENT_WITH_NOTICE
+    ).exists()
+
+
+class RenderError(Exception):
+    """The touchpoint cannot be rendered into a text that may be sent; the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def sms_render(*, item: QueueItem, now: dt.datetime, company_name: str) -> str:
+    """The exact text for a touchpoint: the step's template, plus the opt-out notice if due."""
+    template = item.step.sms_template
+    if template is None:
+        raise RenderError("no_sms_template", f"Cadence step {item.step} has no SMS template.")
+    if item.amount_due is None and "amount_due" in templating.template_variables(template.body):
+        raise RenderError("missing_amount_due", "The template cites the amount due, and the warehouse gave none for this client.")
+    text = " ".join(template.render(sms_context(item=item, now=now, company_name=company_name)).split())
+    if not text:
+        raise RenderError("empty_text", f"Template {template.name!r} rendered an empty text.")
+    if asks_for_card_details(text):
+        raise RenderError("asks_for_card_details", f"Template {template.name!r} asks for card details; payment goes through the link only.")
+    if not has_opt_out_wording(text) and not phone_received_opt_out_notice(phone=item.phone):
+        text = f"{text} {OPT_OUT_NOTICE}"
+    return text
+
+
+def sms_local_id(*, item: QueueItem, kind: str) -> str:
+    """Deterministic per item and kind: the same touchpoint can only ever be one message."""
+    return f"qi-{item.campaign.date:%Y%m%d}-{item.client_id}-{kind}"[:100]
+
+
+# --- Sending ----------------------------------------------------------------------------------
+
+
+@dataclass
+class SendReport:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    rescheduled: int = 0
+    replies_sent: int = 0
+    outcomes: dict[int, str] = field(default_factory=dict)
+
+
+def _claim_due(*, now: dt.datetime, limit: int) -> list[int]:
+    """Claim due items (and items whose claim lease ran out) one conditional update each."""
+    due = Q(sms_status=SmsStatus.SCHEDULED) | Q(sms_status=SmsStatus.SENDING)
+    candidates = list(
+        QueueItem.objects.filter(due, campaign__status=Campaign.Status.RUNNING, sms_due_at__lte=now)
+        .order_by("sms_due_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    claimed = []
+    for pk in candidates:
+        # The update moves sms_due_at past `now`, so a second claimer's identical update
+        # matches nothing: exactly one worker owns the item until the lease runs out.
+        if QueueItem.objects.filter(due, pk=pk, sms_due_at__lte=now).update(
+            sms_status=SmsStatus.SENDING, sms_due_at=now + CLAIM_LEASE
+        ):
+            claimed.append(pk)
+    return claimed
+
+
+def _finish(*, item: QueueItem, sent: bool, counted: bool, reason: str = "", detail: dict[str, Any] | None = None) -> None:
+    """Close a claimed item's SMS (inside the caller's transaction)."""
+    if item.action_type == ActionType.SMS:
+        fields: dict[str, Any] = {"sms_status": SmsStatus.SENT if sent else SmsStatus.FAILED}
+        if not sent:
+            fields.update(skip_reason=reason[:64], skip_detail=detail or {})
+        queue_item_transition(
+            item_id=item.pk,
+            from_statuses=[S.SMS_SCHEDULED],
+            to_status=S.SMS_SENT if sent else S.SMS_FAILED,
+            **fields,
+        )
+        return
+    moved = QueueItem.objects.filter(pk=item.pk, sms_status=SmsStatus.SENDING).update(
+        sms_status=SmsStatus.SENT if sent else SmsStatus.FAILED
+    )
+    if moved and counted:
+        counter = "sms_sent" if sent else "sms_failed"
+        Campaign.objects.filter(pk=item.campaign_id).update(**{counter: F(counter) + 1})
+
+
+def _skip(*, item: QueueItem, block: compliance.Block) -> None:
+    if item.action_type == ActionType.SMS:
+        queue_item_transition(
+            item_id=item.pk,
+            from_statuses=[S.SMS_SCHEDULED],
+            to_status=S.SKIPPED,
+            skip_reason=block.rule,
+            skip_detail={"detail": block.detail, **block.inputs},
+            sms_status=SmsStatus.SKIPPED,
+        )
+    else:
+        QueueItem.objects.filter(pk=item.pk, sms_status=SmsStatus.SENDING).update(sms_status=SmsStatus.SKIPPED)
+
+
+def _reschedule(*, item: QueueItem, due: dt.datetime) -> None:
+    QueueItem.objects.filter(pk=item.pk, sms_status=SmsStatus.SENDING).update(sms_status=SmsStatus.SCHEDULED, sms_due_at=due)
+
+
+def _retry_delay(attempts: int, retry_after: float | None) -> dt.timedelta:
+    delay = min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_MAX)
+    if retry_after:
+        delay = max(delay, dt.timedelta(seconds=retry_after))
+    return delay
+
+
+def _message_for(*, item: QueueItem, now: dt.datetime, company_name: str) -> SmsMessage:
+    """The item's message, created (with its final text) before any HTTP call, or the existing one."""
+    kind = Kind.TOUCHPOINT if item.action_type == ActionType.SMS else Kind.FOLLOW_UP
+    local_id = sms_local_id(item=item, kind=kind)
+    existing = SmsMessage.objects.filter(local_id=local_id).first()
+    if existing is not None:
+        return existing
+    text = sms_render(item=item, now=now, company_name=company_name)
+    try:
+        with transaction.atomic():
+            return SmsMessage.objects.create(
+                local_id=local_id,
+                campaign_id=item.campaign_id,
+                queue_item=item,
+                kind=kind,
+                client_id=item.client_id,
+                phone=item.phone,
+                inbox_id=item.inbox_id,
+                text=text,
+                scheduled_for=now,
+            )
+    except IntegrityError:  # another worker created it between our read and our insert
+        return SmsMessage.objects.get(local_id=local_id)
+
+
+def _ledger_sms(*, message: SmsMessage, now: dt.datetime, campaign_date: dt.date | None, state: str = "") -> None:
+    ledger.ledger_record(
+        client_id=message.client_id,
+        phone=message.phone,
+        kind=ContactLedgerEntry.Kind.SMS,
+        reference=message.local_id,
+        occurred_at=now,
+        campaign_date=campaign_date,
+        outcome=LEDGER_SENT_WITH_NOTICE if has_opt_out_wording(message.text) else LEDGER_SENT,
+        state=state,
+    )
+
+
+def _mark_sent(*, message: SmsMessage, heymarket_id: str, now: dt.datetime) -> bool:
+    return bool(
+        SmsMessage.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
+            status=MessageStatus.SENT, heymarket_id=heymarket_id[:64], sent_at=now, error=""
+        )
+    )
+
+
+def _mark_failed(*, message: SmsMessage, error: str) -> bool:
+    return bool(
+        SmsMessage.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(status=MessageStatus.FAILED, error=error)
+    )
+
+
+def _send_item(*, item: QueueItem, now: dt.datetime, company_name: str) -> str:
+    """Send one claimed, gated item; returns what happened ("sent", "failed", "rescheduled")."""
+    log_fields = {"queue_item_id": item.pk, "client_id": item.client_id, "campaign_id": item.campaign_id}
+    try:
+        message = _message_for(item=item, now=now, company_name=company_name)
+    except RenderError as exc:
+        with transaction.atomic():
+            _finish(item=item, sent=False, counted=True, reason=exc.reason, detail={"error": str(exc)})
+        log.warning("sms not rendered", extra={**log_fields, "reason": exc.reason, "error": str(exc)})
+        return "failed"
+
+    if message.status in (MessageStatus.SENT, MessageStatus.DELIVERED):
+        # Already sent under this local_id (the item was put back after its send): close it
+        # without counting the same text twice.
+        with transaction.atomic():
+            _finish(item=item, sent=True, counted=False)
+        return "sent"
+    if message.status == MessageStatus.FAILED:
+        with transaction.atomic():
+            _finish(item=item, sent=False, counted=False, reason="sms_rejected", detail={"error": message.error})
+        return "failed"
+
+    attempts = message.send_attempts + 1
+    SmsMessage.objects.filter(pk=message.pk).update(send_attempts=F("send_attempts") + 1)
+    try:
+        sent = heymarket.send_message(inbox_id=message.inbox_id, phone=message.phone, text=message.text, local_id=message.local_id)
+    except IntegrationError as exc:
+        if exc.permanent or attempts >= MAX_SEND_ATTEMPTS:
+            error = str(exc) if exc.permanent else f"HeyMarket unavailable after {attempts} attempts: {exc}"
+            with transaction.atomic():
+                marked = _mark_failed(message=message, error=error)
+                _finish(
+                    item=item,
+                    sent=False,
+                    counted=marked,
+                    reason="sms_rejected" if exc.permanent else "sms_unavailable",
+                    detail={"error": error, "status": exc.status},
+                )
+            log.warning("sms failed", extra={**log_fields, "local_id": message.local_id, "error": error, "status": exc.status})
+            return "failed"
+        due = now + _retry_delay(attempts, exc.retry_after)
+        with transaction.atomic():
+            SmsMessage.objects.filter(pk=message.pk).update(error=str(exc))
+            _reschedule(item=item, due=due)
+        log.warning(
+            "sms send deferred",
+            extra={**log_fields, "local_id": message.local_id, "attempts": attempts, "retry_at": due.isoformat(), "error": str(exc)},
+        )
+        return "rescheduled"
+
+    with transaction.atomic():
+        marked = _mark_sent(message=message, heymarket_id=str(sent.id), now=now)
+        if marked:
+            _ledger_sms(message=message, now=now, campaign_date=item.campaign.date, state=item.state)
+        _finish(item=item, sent=True, counted=marked)
+    log.info("sms sent", extra={**log_fields, "local_id": message.local_id, "heymarket_id": str(sent.id), "kind": message.kind})
+    return "sent"
+
+
+def sms_send_items(*, item_ids: Sequence[int], now: dt.datetime, report: SendReport | None = None) -> SendReport:
+    """Gate and send items this worker has claimed (sms_status=sending)."""
+    report = report or SendReport()
+    items = list(
+        QueueItem.objects.filter(pk__in=item_ids, sms_status=SmsStatus.SENDING).select_related(
+            "campaign", "segment", "step__sms_template"
+        )
+    )
+    if not items:
+        return report
+    company_name = DialerSettings.load().company_name
+    by_campaign: dict[int, list[QueueItem]] = defaultdict(list)
+    for item in items:
+        by_campaign[item.campaign_id].append(item)
+    for campaign_items in by_campaign.values():
+        campaign = campaign_items[0].campaign
+        gate = compliance.gate_sms(
+            items=campaign_items, now=now, start=campaign.calling_window_start, end=campaign.calling_window_end
+        )
+        blocked: list[tuple[QueueItem, compliance.Block]] = []
+        for item in campaign_items:
+            block = gate.get(item.pk)
+            if block is None:
+                outcome = _send_item(item=item, now=now, company_name=company_name)
+            elif block.is_window:
+                reopen = compliance.next_window_open(
+                    timezones=item.timezone_list, now=now, start=campaign.calling_window_start, end=campaign.calling_window_end
+                )
+                blocked.append((item, block))
+                if reopen is None:
+                    _skip(item=item, block=block)
+                    outcome = "skipped"
+                else:
+                    _reschedule(item=item, due=reopen)
+                    outcome = "rescheduled"
+            else:
+                blocked.append((item, block))
+                _skip(item=item, block=block)
+                outcome = "skipped"
+            report.outcomes[item.pk] = outcome
+            setattr(report, outcome, getattr(report, outcome) + 1)
+        if blocked:
+            compliance.gate_record_many(blocks=blocked, channel=compliance.SMS, now=now, campaign=campaign)
+    return report
+
+
+def sms_send_due(*, now: dt.datetime, limit: int = SEND_BATCH, rng: random.Random | None = None) -> SendReport:
+    """The minute task: schedule late arrivals, send every due text, retry pending replies."""
+    for campaign in Campaign.objects.filter(
+        status=Campaign.Status.RUNNING,
+        pk__in=QueueItem.objects.filter(
+            action_type=ActionType.SMS, status__in=[S.QUEUED, S.SMS_SCHEDULED], sms_due_at__isnull=True
+        ).values("campaign_id"),
+    ):
+        sms_schedule(campaign=campaign, now=now, rng=rng)
+    claimed = _claim_due(now=now, limit=limit)
+    report = SendReport(claimed=len(claimed))
+    sms_send_items(item_ids=claimed, now=now, report=report)
+    report.replies_sent = sms_replies_send_due(now=now)
+    heymarket_events_retry(now=now)
+    if claimed or report.replies_sent:
+        log.info(
+            "sms send run",
+            extra={
+                "claimed": report.claimed,
+                "sent": report.sent,
+                "failed": report.failed,
+                "skipped": report.skipped,
+                "rescheduled": report.rescheduled,
+                "replies_sent": report.replies_sent,
+            },
+        )
+    return report
+
+
+def sms_recount(*, campaign: Campaign) -> dict[str, int]:
+    """The SMS counters recomputed from the items (both kinds), for checks and tests."""
+    items = QueueItem.objects.filter(campaign=campaign)
+    return {
+        "sms_sent": items.filter(sms_status=SmsStatus.SENT).count(),
+        "sms_failed": items.filter(sms_status=SmsStatus.FAILED).count(),
+    }
+
+
+SCHEDULE_NAME = "sms-send-due"
+
+
+def sms_schedules_install() -> Schedule:
+    """The every-minute sender, installed idempotently (update_or_create by name)."""
+    schedule, _ = Schedule.objects.update_or_create(
+        name=SCHEDULE_NAME,
+        defaults={
+            "func": "campaigns.tasks.sms_send_due_task",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )
+    return schedule
+
+
+# --- Replies (opt-out confirmation, opt-in confirmation, HELP) --------------------------------
+
+
+def _reply_send(*, message: SmsMessage, now: dt.datetime) -> bool:
+    """Send one pending reply; True when it went out. Transient failures retry with backoff."""
+    attempts = message.send_attempts + 1
+    SmsMessage.objects.filter(pk=message.pk).update(send_attempts=F("send_attempts") + 1)
+    try:
+        sent = heymarket.send_message(inbox_id=message.inbox_id, phone=message.phone, text=message.text, local_id=message.local_id)
+    except IntegrationError as exc:
+        if exc.permanent or attempts >= MAX_SEND_ATTEMPTS:
+            _mark_failed(message=message, error=str(exc))
+            log.warning("sms reply failed", extra={"local_id": message.local_id, "error": str(exc), "status": exc.status})
+        else:
+            SmsMessage.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
+                error=str(exc), scheduled_for=now + _retry_delay(attempts, exc.retry_after)
+            )
+        return False
+    with transaction.atomic():
+        if _mark_sent(message=message, heymarket_id=str(sent.id), now=now):
+            _ledger_sms(message=message, now=now, campaign_date=None)
+    log.info("sms reply sent", extra={"local_id": message.local_id, "kind": message.kind, "client_id": message.client_id})
+    return True
+
+
+def sms_reply_send(*, message_id: int, now: dt.datetime) -> bool:
+    """Send a reply now if it is still pending and no other worker holds it."""
+    # Claim by moving scheduled_for a lease ahead; HeyMarket's local_id makes a rare double
+    # send after a lease expiry harmless anyway.
+    claimed = SmsMessage.objects.filter(
+        Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=now), pk=message_id, status=MessageStatus.PENDING
+    ).update(scheduled_for=now + CLAIM_LEASE)
+    if not claimed:
+        return False
+    return _reply_send(message=SmsMessage.objects.get(pk=message_id), now=now)
+
+
+REPLY_KINDS = (Kind.OPT_OUT_CONFIRMATION, Kind.OPT_IN_CONFIRMATION, Kind.HELP_REPLY)
+
+
+def sms_replies_send_due(*, now: dt.datetime) -> int:
+    """Replies whose immediate send did not happen (worker down, vendor 5xx): send them now."""
+    ids = list(
+        SmsMessage.objects.filter(kind__in=REPLY_KINDS, status=MessageStatus.PENDING, scheduled_for__lte=now)
+        .order_by("scheduled_for")
+        .values_list("pk", flat=True)[:SEND_BATCH]
+    )
+    return sum(sms_reply_send(message_id=pk, now=now) for pk in ids)
+
+
+# --- Inbound: HeyMarket webhook events ----------------------------------------------------------
+
+
+def normalize_keyword(text: str) -> str:
+    """'  opt-out ', 'Stop.' and 'STOP' compare equal; anything else keeps its words."""
+    return _KEYWORD_NOISE.sub(" ", (text or "").strip().strip(".!?\"'").strip()).upper()
+
+
+def phone_e164(raw: object) -> str:
+    """HeyMarket writes numbers as digits without '+'; we store E.164. '' when unusable."""
+    text = str(raw or "").strip()
+    digits = re.sub(r"\D", "", text)
+    if not digits:
+        return ""
+    if not text.startswith("+") and len(digits) == 10:
+        digits = "1" + digits
+    try:
+        number = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        return ""
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass(frozen=True)
+class ClientMatch:
+    client_id: str
+    client_name: str
+    team: str
+    inbox_id: str
+    transfer_number: str
+    queue_item: QueueItem | None
+
+
+def _team_for_inbox(inbox_id: str) -> str:
+    if inbox_id and Segment.objects.filter(resurrection_inbox_id=inbox_id).exists():
+        return "resurrection"
+    return "billing"
+
+
+def client_match(*, phone: str, inbox_id: str = "") -> ClientMatch:
+    """Who texted: the latest queue item for the number, else the ledger, else nobody known.
+
+    The team (and so the inbox and transfer number) follows the client's phase when the queue
+    still has them; otherwise the inbox the reply arrived in says which team's it is.
+    """
+    item = (
+        QueueItem.objects.filter(phone=phone).select_related("campaign").order_by("-campaign__date", "-pk").first()
+        if phone
+        else None
+    )
+    if item is not None:
+        return ClientMatch(
+            client_id=item.client_id,
+            client_name=item.client_name,
+            team=item.team,
+            inbox_id=inbox_id or item.inbox_id,
+            transfer_number=item.transfer_number,
+            queue_item=item,
+        )
+    entry = ContactLedgerEntry.objects.filter(phone=phone).order_by("-occurred_at").first() if phone else None
+    team = _team_for_inbox(inbox_id)
+    if not inbox_id and phone:
+        last = SmsMessage.objects.filter(phone=phone).order_by("-created_at").first()
+        inbox_id = last.inbox_id if last else ""
+        team = _team_for_inbox(inbox_id)
+    segment = Segment.objects.filter(Q(billing_inbox_id=inbox_id) | Q(resurrection_inbox_id=inbox_id)).first() if inbox_id else None
+    transfer = ""
+    if segment is not None:
+        transfer = segment.resurrection_transfer_number if team == "resurrection" else segment.billing_transfer_number
+    return ClientMatch(
+        client_id=entry.client_id if entry else "",
+        client_name="",
+        team=team,
+        inbox_id=inbox_id,
+        transfer_number=transfer,
+        queue_item=None,
+    )
+
+
+def _digits(value: str) -> str:
+    return re.sub(r"\D", "", value)
+
+
+def help_text(*, company_name: str, transfer_number: str) -> str:
+    call = f" call us at {_format_phone(transfer_number)} or" if transfer_number else ""
+    return f"{company_name}: For help with your account,{call} reply to this text and our team will get back to you. {OPT_OUT_NOTICE}"
+
+
+def opt_out_confirmation_text(*, company_name: str) -> str:
+    return f"{company_name}: You are unsubscribed and will get no more texts from us. Reply START to resubscribe."
+
+
+def opt_in_confirmation_text(*, company_name: str) -> str:
+    return f"{company_name}: You are subscribed to account texts again. Reply HELP for help. {OPT_OUT_NOTICE}"
+
+
+def _format_phone(e164: str) -> str:
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+
+
+def _queue_reply(*, kind: str, inbound_id: str, phone: str, match: ClientMatch, text: str, now: dt.datetime) -> SmsMessage | None:
+    """Create the reply (idempotent on local_id) and send it right after the commit."""
+    if not match.inbox_id:
+        log.warning("sms reply not sent: no inbox known", extra={"kind": kind, "client_id": match.client_id})
+        return None
+    prefix = {Kind.OPT_OUT_CONFIRMATION: "stop", Kind.OPT_IN_CONFIRMATION: "start", Kind.HELP_REPLY: "help"}[kind]
+    message, created = SmsMessage.objects.get_or_create(
+        local_id=f"hm-{prefix}-{inbound_id}"[:100],
+        defaults={
+            "kind": kind,
+            "client_id": match.client_id,
+            "phone": phone,
+            "inbox_id": match.inbox_id,
+            "text": text,
+            "scheduled_for": now,
+            "queue_item": match.queue_item,
+            "campaign_id": match.queue_item.campaign_id if match.queue_item else None,
+        },
+    )
+    if created:
+        transaction.on_commit(lambda: async_task("campaigns.tasks.sms_reply_send_task", message.pk))
+    return message
+
+
+def _event_phone(event_data: dict[str, Any]) -> str:
+    for key in ("phone", "phone_number", "target"):
+        value = event_data.get(key)
+        if isinstance(value, (str, int)) and _digits(str(value)):
+            return phone_e164(value)
+    conversation = event_data.get("conversation")
+    if isinstance(conversation, dict):
+        return phone_e164(conversation.get("target"))
+    return ""
+
+
+def _event_inbox(event_data: dict[str, Any]) -> str:
+    for container in (event_data, event_data.get("conversation")):
+        if isinstance(container, dict):
+            for key in ("inbox_id", "inbox"):
+                value = container.get(key)
+                if value not in (None, ""):
+                    return str(value)
+    return ""
+
+
+def heymarket_event_key(payload: dict[str, Any]) -> str:
+    """The dedupe key: type + event_data.id, or a digest of event_data when it has no id."""
+    event_type = str(payload.get("type") or "")
+    event_data = payload.get("event_data")
+    event_id = event_data.get("id") if isinstance(event_data, dict) else None
+    if event_id in (None, ""):
+        digest = hashlib.sha256(json.dumps(event_data, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        return f"{event_type}:sha256:{digest}"
+    return f"{event_type}:{event_id}"[:200]
+
+
+def _inbound_message(*, event_data: dict[str, Any], now: dt.datetime) -> str:
+    phone = _event_phone(event_data)
+    inbound_id = str(event_data.get("id") or "")
+    if not phone or not inbound_id:
+        log.warning("heymarket message without phone or id", extra={"has_phone": bool(phone), "inbound_id": inbound_id})
+        return "ignored_incomplete"
+    text = str(event_data.get("text") or "")
+    keyword = normalize_keyword(text)
+    match = client_match(phone=phone, inbox_id=_event_inbox(event_data))
+    company = DialerSettings.load().company_name
+    source = f"heymarket:{inbound_id}"
+
+    reply: tuple[str, str] | None = None
+    outcome = ""
+    if keyword in OPT_OUT_WORDS:
+        already = Suppression.objects.filter(
+            phone=phone, reason=Suppression.Reason.SMS_OPT_OUT, lifted_at__isnull=True
+        ).exists()
+        ledger.suppression_add(
+            reason=Suppression.Reason.SMS_OPT_OUT,
+            channel=Suppression.Channel.SMS,
+            source=source,
+            phone=phone,
+            note=f"Texted {keyword!r}",
+        )
+        # One confirmation per opt-out: a second STOP from a number already opted out gets none.
+        reply = None if already else (Kind.OPT_OUT_CONFIRMATION, opt_out_confirmation_text(company_name=company))
+        outcome = "opted_out"
+    elif keyword in OPT_IN_WORDS and ledger.suppression_lift(
+        reason=Suppression.Reason.SMS_OPT_OUT, lifted_by=source, phone=phone
+    ):
+        reply = (Kind.OPT_IN_CONFIRMATION, opt_in_confirmation_text(company_name=company))
+        outcome = "opted_in"
+    elif keyword in HELP_WORDS:
+        reply = (Kind.HELP_REPLY, help_text(company_name=company, transfer_number=match.transfer_number))
+        outcome = "help"
+    if outcome:
+        if reply is not None:
+            _queue_reply(kind=reply[0], inbound_id=inbound_id, phone=phone, match=match, text=reply[1], now=now)
+        log.info("sms keyword", extra={"client_id": match.client_id, "keyword": keyword, "outcome": outcome, "replied": reply is not None})
+        return outcome
+
+    # Anything else — including "YES" from a number that never opted out, which answers a
+    # person rather than the keyword list — is for a person to read.
+    FollowUpTask.objects.get_or_create(
+        kind=FollowUpTask.Kind.SMS_REPLY,
+        source_ref=source[:100],
+        defaults={
+            "team": match.team,
+            "client_id": match.client_id,
+            "client_name": match.client_name,
+            "phone": phone,
+            "due_at": now + REPLY_TASK_DUE,
+            "detail": text or "(message without text)",
+        },
+    )
+    log.info("sms reply task", extra={"client_id": match.client_id, "team": match.team})
+    return "reply_task"
+
+
+def _opt_status_event(*, event_type: str, event_data: dict[str, Any], event_key: str) -> str:
+    phone = _event_phone(event_data)
+    if not phone:
+        log.warning("heymarket opt status event without phone", extra={"type": event_type})
+        return "ignored_incomplete"
+    source = f"heymarket:{event_key}"[:100]
+    if event_type == "target_opt_out":
+        ledger.suppression_add(
+            reason=Suppression.Reason.SMS_OPT_OUT,
+            channel=Suppression.Channel.SMS,
+            source=source,
+            phone=phone,
+            note="Opted out in HeyMarket",
+        )
+        return "opted_out"
+    ledger.suppression_lift(reason=Suppression.Reason.SMS_OPT_OUT, lifted_by=source, phone=phone)
+    return "opted_in"
+
+
+# HeyMarket's message status words, mapped onto ours; anything else is logged and kept as is.
+_DELIVERY_STATUS = {
+    "sent": MessageStatus.SENT,
+    "queued": MessageStatus.SENT,
+    "sending": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "received": MessageStatus.DELIVERED,
+    "failed": MessageStatus.FAILED,
+    "undelivered": MessageStatus.FAILED,
+    "error": MessageStatus.FAILED,
+    "rejected": MessageStatus.FAILED,
+}
+
+
+def _delivery_event(*, event_data: dict[str, Any]) -> str:
+    local_id = str(event_data.get("local_id") or "")
+    heymarket_id = str(event_data.get("id") or "")
+    query = Q(local_id=local_id) if local_id else Q()
+    if heymarket_id:
+        query |= Q(heymarket_id=heymarket_id)
+    message = SmsMessage.objects.filter(query).first() if query else None
+    if message is None:
+        return "unknown_message"  # a text an agent sent from the HeyMarket app, not ours
+    raw_status = str(event_data.get("status") or "").lower()
+    status = _DELIVERY_STATUS.get(raw_status)
+    if status is None:
+        log.info("heymarket unknown message status", extra={"local_id": message.local_id, "status": raw_status})
+        return "unknown_status"
+    # Forward only: pending → sent → delivered; failed can follow sent or pending, never delivered.
+    allowed_from = {
+        MessageStatus.SENT: [MessageStatus.PENDING],
+        MessageStatus.DELIVERED: [MessageStatus.PENDING, MessageStatus.SENT],
+        MessageStatus.FAILED: [MessageStatus.PENDING, MessageStatus.SENT],
+    }[status]
+    fields: dict[str, Any] = {"status": status}
+    if heymarket_id and not message.heymarket_id:
+        fields["heymarket_id"] = heymarket_id[:64]
+    if status == MessageStatus.FAILED:
+        fields["error"] = str(event_data.get("error") or event_data.get("status_message") or "HeyMarket reported the text undelivered")
+    SmsMessage.objects.filter(pk=message.pk, status__in=allowed_from).update(**fields)
+    return f"status_{status}"
+
+
+def heymarket_event_process(*, payload: dict[str, Any], now: dt.datetime) -> str:
+    """Act on one authenticated, first-seen HeyMarket event; returns what it did (for the log)."""
+    event_type = str(payload.get("type") or "")
+    event_data = payload.get("event_data")
+    if not isinstance(event_data, dict):
+        log.warning("heymarket event without event_data", extra={"type": event_type})
+        return "ignored_incomplete"
+    if event_type == "message_recieved":  # sic: HeyMarket's spelling
+        return _inbound_message(event_data=event_data, now=now)
+    if event_type in ("target_opt_out", "target_opt_in"):
+        return _opt_status_event(event_type=event_type, event_data=event_data, event_key=heymarket_event_key(payload))
+    if event_type in ("message_sent", "message_status", "message_updated", "message_delivered", "message_failed"):
+        return _delivery_event(event_data=event_data)
+    log.info("heymarket event type not handled", extra={"type": event_type})
+    return "unhandled_type"
+
+
+VENDOR = "heymarket"
+# A stored event whose processing failed is retried by the minute task once it is this old
+# (younger ones are still HeyMarket's to redeliver).
+EVENT_RETRY_AFTER = dt.timedelta(minutes=2)
+
+
+def heymarket_event_store(*, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
+    """Store an authenticated event once (the shared token is not kept); (event, created)."""
+    event_data = payload.get("event_data")
+    reference = event_data.get("id") if isinstance(event_data, dict) else None
+    return WebhookEvent.objects.get_or_create(
+        vendor=VENDOR,
+        dedupe_key=heymarket_event_key(payload),
+        defaults={
+            "event_type": str(payload.get("type") or "")[:64],
+            "reference": "" if reference is None else str(reference)[:100],
+            "payload": {k: v for k, v in payload.items() if k != "token"},
+        },
+    )
+
+
+def heymarket_event_run(*, event: WebhookEvent, now: dt.datetime) -> str:
+    """Process a stored event and mark it processed, all or nothing; the error is kept on failure."""
+    try:
+        with transaction.atomic():
+            outcome = heymarket_event_process(payload=event.payload, now=now)
+            WebhookEvent.objects.filter(pk=event.pk).update(processed_at=now, error="")
+    except Exception as exc:
+        WebhookEvent.objects.filter(pk=event.pk).update(error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    log.info("heymarket event processed", extra={"event": event.event_type, "webhook_event_id": event.pk, "outcome": outcome})
+    return outcome
+
+
+def heymarket_events_retry(*, now: dt.datetime) -> int:
+    """Process stored events that never completed (a crash, or a bug fixed since); returns how many did."""
+    done = 0
+    for event in WebhookEvent.objects.filter(
+        vendor=VENDOR, processed_at__isnull=True, received_at__lte=now - EVENT_RETRY_AFTER
+    ).order_by("received_at")[:SEND_BATCH]:
+        try:
+            heymarket_event_run(event=event, now=now)
+            done += 1
+        except Exception:
+            log.exception("heymarket event retry failed", extra={"event": event.event_type, "webhook_event_id": event.pk})
+    return done
