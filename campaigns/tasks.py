@@ -7,8 +7,10 @@ import os
 import socket
 import uuid
 
+from django.utils import timezone
+
 from campaigns.models import Campaign
-from campaigns.services import queue, release
+from campaigns.services import queue, release, sms
 
 log = logging.getLogger(__name__)
 
@@ -32,3 +34,14 @@ def release_loop_task(campaign_id: int) -> str:
 def release_watchdog_task() -> list[int]:
     """Every minute: restart the release loop of any running campaign whose lease expired."""
     return release.release_watchdog()
+
+
+def sms_send_due_task() -> dict[str, int]:
+    """Every minute: send the texts that are due (and retry replies that did not go out)."""
+    report = sms.sms_send_due(now=timezone.now())
+    return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed, "skipped": report.skipped}
+
+
+def sms_reply_send_task(message_id: int) -> bool:
+    """Send one reply (opt-out/opt-in confirmation, HELP answer) right after its webhook."""
+    return sms.sms_reply_send(message_id=message_id, now=timezone.now())
