@@ -1,0 +1,315 @@
+"""Admin for the day's campaigns and what they produce.
+
+One section per model, in the order of the daily workflow. Status changes never happen by
+editing a field here: they go through the services (lifecycle, transitions), so the fields that
+carry state are read-only.
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import slugify
+
+from campaigns import selectors
+from campaigns.models import Campaign, QueueItem, RejectedRow
+from campaigns.services import queue
+
+# --- Campaign ------------------------------------------------------------------------------
+
+LOAD_COUNTERS = ("rows_read", "rows_inserted", "rows_rejected", "rows_no_touchpoint", "rows_already_queued")
+OUTCOME_COUNTERS = (
+    "calls_placed",
+    "answered",
+    "voicemail",
+    "transferred",
+    "no_answer",
+    "failed",
+    "sms_sent",
+    "sms_failed",
+    "skipped",
+    "ineligible",
+    "flushed_rows",
+)
+REJECTED_PREVIEW_ROWS = 50
+
+
+class CsvUploadForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="UTF-8 CSV with a header row: "
+        + ", ".join(queue.REQUIRED_COLUMNS)
+        + " (required); "
+        + ", ".join(queue.OPTIONAL_COLUMNS)
+        + " (optional).",
+    )
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ("date", "status", "rows_read", "rows_inserted", "rows_rejected", "rows_no_touchpoint", "is_sandbox", "created_at")
+    list_filter = ("status", "is_sandbox")
+    date_hierarchy = "date"
+    search_fields = ("date", "load_error", "halt_reason")
+    list_select_related = ("created_by",)
+    change_form_template = "admin/campaigns/campaign/change_form.html"
+    fieldsets = (
+        (None, {"fields": ("date", "status", "is_sandbox", "created_by")}),
+        ("Queue load", {"fields": ("load_progress", "load_error", "load_started_at", "load_finished_at", "rejected_rows_preview")}),
+        (
+            "Release settings",
+            {
+                "fields": (
+                    ("batch_size", "release_threshold"),
+                    ("poll_interval_seconds", "batch_timeout_seconds"),
+                    ("calling_window_start", "calling_window_end"),
+                    "end_of_day",
+                )
+            },
+        ),
+        ("Outcomes", {"fields": (OUTCOME_COUNTERS[:6], OUTCOME_COUNTERS[6:])}),
+        (
+            "Lifecycle",
+            {
+                "classes": ("collapse",),
+                "fields": ("started_at", "stopped_at", "flushed_at", "last_revalidated_at", "halt_reason", "flush_error"),
+            },
+        ),
+    )
+    readonly_fields = (
+        "status",
+        "is_sandbox",
+        "created_by",
+        "load_progress",
+        "load_error",
+        "load_started_at",
+        "load_finished_at",
+        "rejected_rows_preview",
+        *OUTCOME_COUNTERS,
+        "started_at",
+        "stopped_at",
+        "flushed_at",
+        "last_revalidated_at",
+        "halt_reason",
+        "flush_error",
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        if obj is None:
+            # A new campaign takes its release settings from the dialer settings.
+            return ((None, {"fields": ("date",)}),)
+        return super().get_fieldsets(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        if obj is None:
+            return ()
+        return ("date", *self.readonly_fields)
+
+    def save_model(self, request: HttpRequest, obj: Campaign, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        obj.pk = queue.campaign_create(date=obj.date, user=request.user).pk
+        obj.refresh_from_db()
+
+    @admin.display(description="Progress")
+    def load_progress(self, obj: Campaign) -> str:
+        counts = format_html_join(
+            " · ",
+            '<span data-counter="{}">{}</span> {}',
+            (
+                ("rows_read", f"{obj.rows_read:,}", "read"),
+                ("rows_inserted", f"{obj.rows_inserted:,}", "queued"),
+                ("rows_rejected", f"{obj.rows_rejected:,}", "rejected"),
+                ("rows_no_touchpoint", f"{obj.rows_no_touchpoint:,}", "no touchpoint today"),
+                ("rows_already_queued", f"{obj.rows_already_queued:,}", "already queued"),
+            ),
+        )
+        if selectors.campaign_load_in_progress(campaign=obj):
+            state = "loading…"
+        elif obj.load_error:
+            state = "stopped by an error (below); loading again continues where it stopped"
+        elif obj.load_finished_at:
+            state = "finished"
+        else:
+            state = "not loaded"
+        return format_html(
+            '<div id="load-progress" data-url="{}" data-in-progress="{}">{} <span data-state>({})</span></div>',
+            reverse("admin:campaigns_campaign_progress", args=[obj.pk]),
+            "1" if selectors.campaign_load_in_progress(campaign=obj) else "0",
+            counts,
+            state,
+        )
+
+    @admin.display(description="Rejected rows")
+    def rejected_rows_preview(self, obj: Campaign) -> str:
+        rows = list(selectors.campaign_rejected_rows(campaign=obj)[: REJECTED_PREVIEW_ROWS + 1])
+        if not rows:
+            return "None."
+        table = format_html(
+            "<table><thead><tr><th>Source</th><th>Row</th><th>Client</th><th>Reason</th></tr></thead><tbody>{}</tbody></table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                ((r.source, r.row_number, r.client_id, r.reason) for r in rows[:REJECTED_PREVIEW_ROWS]),
+            ),
+        )
+        more = ""
+        if len(rows) > REJECTED_PREVIEW_ROWS:
+            more = format_html(
+                '<p>Showing the first {}. <a href="{}?campaign__id__exact={}">All rejected rows</a>.</p>',
+                REJECTED_PREVIEW_ROWS,
+                reverse("admin:campaigns_rejectedrow_changelist"),
+                obj.pk,
+            )
+        download = format_html(
+            '<p><a class="button" href="{}">Download rejected rows (CSV)</a></p>',
+            reverse("admin:campaigns_campaign_rejected_csv", args=[obj.pk]),
+        )
+        return format_html("{}{}{}", table, more, download)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/upload/", view(self.upload_view), name="campaigns_campaign_upload"),
+            path("<int:pk>/rejected.csv", view(self.rejected_csv_view), name="campaigns_campaign_rejected_csv"),
+            path("<int:pk>/progress.json", view(self.progress_view), name="campaigns_campaign_progress"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        campaign = self.get_object(request, object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "can_upload": campaign is not None
+            and self.has_change_permission(request, campaign)
+            and campaign.status in queue.LOADABLE_STATUSES,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _campaign_or_denied(self, request: HttpRequest, pk: int, *, change: bool) -> Campaign:
+        campaign = get_object_or_404(Campaign, pk=pk)
+        allowed = self.has_change_permission(request, campaign) if change else self.has_view_permission(request, campaign)
+        if not allowed:
+            raise PermissionDenied
+        return campaign
+
+    def upload_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        campaign = self._campaign_or_denied(request, pk, change=True)
+        change_url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+        form = CsvUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                result = queue.queue_upload_csv(campaign=campaign, upload=upload, filename=upload.name)
+            except queue.CsvFileError as exc:
+                self.message_user(request, f"Nothing was loaded from {upload.name}: {exc}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"{upload.name}: {result.read:,} rows read, {result.inserted:,} queued, {result.rejected:,} rejected, "
+                    f"{result.no_touchpoint:,} with no touchpoint today.",
+                    messages.SUCCESS if not result.rejected else messages.WARNING,
+                )
+                if result.rejected:
+                    self.message_user(request, "Each rejected row and its reason is listed under “Rejected rows”.", messages.WARNING)
+                return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Upload clients to {campaign}",
+            "opts": self.opts,
+            "original": campaign,
+            "form": form,
+            "change_url": change_url,
+            "required_columns": queue.REQUIRED_COLUMNS,
+            "optional_columns": queue.OPTIONAL_COLUMNS,
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/upload.html", context)
+
+    def rejected_csv_view(self, request: HttpRequest, pk: int) -> StreamingHttpResponse:
+        campaign = self._campaign_or_denied(request, pk, change=False)
+
+        class Echo:
+            def write(self, value: str) -> str:
+                return value
+
+        writer = csv.writer(Echo())
+        response = StreamingHttpResponse(
+            (writer.writerow(row) for row in selectors.campaign_rejected_rows_csv(campaign=campaign)), content_type="text/csv"
+        )
+        response["Content-Disposition"] = f'attachment; filename="rejected-rows-{slugify(campaign.date.isoformat())}.csv"'
+        return response
+
+    def progress_view(self, request: HttpRequest, pk: int) -> JsonResponse:
+        campaign = self._campaign_or_denied(request, pk, change=False)
+        progress = selectors.campaign_load_progress(campaign_id=campaign.pk) or {}
+        return JsonResponse(progress)
+
+
+# --- Queue items -----------------------------------------------------------------------------
+
+
+@admin.register(QueueItem)
+class QueueItemAdmin(admin.ModelAdmin):
+    list_display = (
+        "client_id",
+        "client_name",
+        "campaign",
+        "segment",
+        "days_past_due",
+        "phase",
+        "action_type",
+        "status",
+        "sms_status",
+        "ring_group",
+        "timezones",
+    )
+    list_filter = ("status", "sms_status", "action_type", "phase", "team", "source", "segment", "campaign")
+    search_fields = ("client_id", "client_name", "phone", "email")
+    list_select_related = ("campaign", "segment")
+    list_per_page = 100
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: QueueItem | None = None) -> Any:
+        # An item's state moves only through the transition services (counters move with it).
+        return [f.name for f in QueueItem._meta.concrete_fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: QueueItem | None = None) -> bool:
+        return False
+
+
+@admin.register(RejectedRow)
+class RejectedRowAdmin(admin.ModelAdmin):
+    list_display = ("campaign", "source", "row_number", "client_id", "reason")
+    list_filter = ("source", "campaign")
+    search_fields = ("client_id", "reason")
+    list_select_related = ("campaign",)
+    list_per_page = 100
+
+    def get_readonly_fields(self, request: HttpRequest, obj: RejectedRow | None = None) -> Any:
+        return [f.name for f in RejectedRow._meta.concrete_fields]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RejectedRow]:
+        return super().get_queryset(request).order_by("campaign", "source", "row_number")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: RejectedRow | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: RejectedRow | None = None) -> bool:
+        return False
