@@ -228,6 +228,9 @@ WAREHOUSE_URL = env.str("WAREHOUSE_URL", default=f"sqlite:///{VAR_DIR / 'warehou
 # Where the sandbox simulators deliver their webhooks (this app). Tests point it at their
 # live server.
 SANDBOX_APP_URL = env.str("SANDBOX_APP_URL", default=PUBLIC_BASE_URL)
+# The web process delivers the simulators' due webhooks from a background thread (never under
+# the test environment, where tests call sandbox_dispatch_due themselves).
+SANDBOX_AUTO_DISPATCH = env.bool("SANDBOX_AUTO_DISPATCH", default=True)
 RECONCILED_FILE_DIR = env.path("RECONCILED_FILE_DIR", default=VAR_DIR / "reconciled")
 PAYMENT_LINK_TEMPLATE = env.str("PAYMENT_LINK_TEMPLATE", default="https://pay.example.com/p/{token}")
 # How long a signed payment-link token stays valid (a text may be read days after it is sent).

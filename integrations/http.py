@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,19 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
+def _is_timeout(exc: requests.exceptions.RequestException) -> bool:
+    """Whether the vendor was too slow (as opposed to unreachable).
+
+    Once urllib3 has used up its retries, requests reports an exhausted read timeout as a
+    ConnectionError wrapping MaxRetryError(ReadTimeoutError), so look underneath.
+    """
+    if isinstance(exc, requests.exceptions.Timeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    # urllib3's NewConnectionError (refused, unresolvable) subclasses ConnectTimeoutError.
+    return isinstance(reason, ReadTimeoutError) or (isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError))
+
+
 def is_permanent_status(status: int) -> bool:
     if status in PERMANENT_STATUSES:
         return True
@@ -241,18 +255,17 @@ def request(
     fields: dict[str, Any] = {"vendor": vendor, "method": method.upper(), "url": mask_url(url), "idempotent": idempotent}
     try:
         response = session.send(prepared, timeout=timeout, allow_redirects=False, **send_settings)
-    except requests.exceptions.Timeout as exc:
-        elapsed_ms = round((time.monotonic() - started) * 1000)
-        # A read timeout on a request that is not safe to repeat leaves the outcome unknown.
-        detail = "no answer within the timeout" + ("" if idempotent else "; the vendor may have acted on it")
-        log.warning("vendor request timed out", extra={**fields, "elapsed_ms": elapsed_ms, "error": type(exc).__name__})
-        raise IntegrationError(f"{method.upper()} {mask_url(url)}: {detail}", permanent=False, vendor=vendor) from exc
     except requests.exceptions.RequestException as exc:
         elapsed_ms = round((time.monotonic() - started) * 1000)
-        log.warning("vendor request failed", extra={**fields, "elapsed_ms": elapsed_ms, "error": type(exc).__name__})
-        raise IntegrationError(
-            f"{method.upper()} {mask_url(url)}: could not reach the vendor ({type(exc).__name__})", permanent=False, vendor=vendor
-        ) from exc
+        if _is_timeout(exc):
+            # A timeout on a request that is not safe to repeat leaves the outcome unknown.
+            detail = "no answer within the timeout" + ("" if idempotent else "; the vendor may have acted on it")
+            event = "vendor request timed out"
+        else:
+            detail = f"could not reach the vendor ({type(exc).__name__})"
+            event = "vendor request failed"
+        log.warning(event, extra={**fields, "elapsed_ms": elapsed_ms, "error": type(exc).__name__})
+        raise IntegrationError(f"{method.upper()} {mask_url(url)}: {detail}", permanent=False, vendor=vendor) from exc
 
     elapsed_ms = round((time.monotonic() - started) * 1000)
     request_id = response_request_id(response)

@@ -1,0 +1,220 @@
+"""State of the vendor simulators, kept in the database so every web worker and every qcluster
+process sees the same calls, messages and pending webhook deliveries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+# Outcome → relative weight. The names are the simulator's outcomes (see retell.OUTCOMES).
+DEFAULT_OUTCOME_WEIGHTS: dict[str, float] = {
+    "answered": 30,
+    "voicemail": 28,
+    "transferred": 7,
+    "do_not_call": 1,
+    "no_answer": 20,
+    "busy": 5,
+    "declined": 3,
+    "failed": 3,
+    "error": 1,
+    "concurrency_limit": 0,
+    "no_valid_payment": 0,
+}
+
+# What an answered conversation produces, as independent probabilities.
+DEFAULT_CONVERSATION_WEIGHTS: dict[str, float] = {
+    "promise_to_pay": 0.35,
+    "dispute": 0.05,
+    "hardship": 0.08,
+    "cancellation_request": 0.03,
+    "legal_language": 0.02,
+    "vulnerable_customer": 0.02,
+    "callback_requested": 0.10,
+    "wrong_party": 0.04,
+}
+
+# Free agents per step, cycling; each ring group starts at its own offset in the cycle.
+DEFAULT_DIALFLOW_PATTERN: list[int] = [4, 6, 3, 0, 2, 5, 8, 1, 3, 0, 6, 4]
+
+
+def _default_outcomes() -> dict[str, float]:
+    return dict(DEFAULT_OUTCOME_WEIGHTS)
+
+
+def _default_conversation() -> dict[str, float]:
+    return dict(DEFAULT_CONVERSATION_WEIGHTS)
+
+
+def _default_pattern() -> list[int]:
+    return list(DEFAULT_DIALFLOW_PATTERN)
+
+
+class SimulatorConfig(models.Model):
+    """The one row of simulator knobs (edit in the admin or PATCH /sandbox/config)."""
+
+    seed = models.IntegerField(default=1, help_text="Same seed, same outcome for the same call request.")
+    speed_factor = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.01), MaxValueValidator(100_000)],
+        help_text="Simulated seconds per real second: 60 makes a 2-minute call last 2 real seconds.",
+    )
+    auto_dispatch = models.BooleanField(
+        default=True, help_text="Deliver due webhooks from a background thread of the web process."
+    )
+
+    # Retell
+    retell_concurrency_limit = models.PositiveSmallIntegerField(default=20, help_text="Calls at once before create-call answers 429.")
+    outcome_weights = models.JSONField(default=_default_outcomes, help_text="Outcome → relative weight.")
+    conversation_weights = models.JSONField(
+        default=_default_conversation, help_text="For answered calls: chance of each finding in custom_analysis_data."
+    )
+    forced_outcomes = models.JSONField(
+        default=dict, blank=True, help_text='Destination number → outcome, e.g. {"+12125550147": "voicemail"}.'
+    )
+    ring_seconds = models.FloatField(default=18, validators=[MinValueValidator(0)])
+    talk_seconds_min = models.FloatField(default=45, validators=[MinValueValidator(0)])
+    talk_seconds_max = models.FloatField(default=240, validators=[MinValueValidator(0)])
+    voicemail_seconds = models.FloatField(default=32, validators=[MinValueValidator(0)])
+    analysis_delay_seconds = models.FloatField(default=8, validators=[MinValueValidator(0)], help_text="call_ended → call_analyzed.")
+
+    # Fault knobs
+    create_error_rate = models.FloatField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(1)], help_text="Share of create-call requests answered 500."
+    )
+    duplicate_rate = models.FloatField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(1)], help_text="Share of webhooks delivered twice."
+    )
+    out_of_order_rate = models.FloatField(
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="Share of calls whose call_analyzed arrives before call_ended.",
+    )
+    webhook_delay_seconds = models.FloatField(
+        default=0, validators=[MinValueValidator(0)], help_text="Extra delay (real seconds) before each webhook."
+    )
+    webhook_jitter_seconds = models.FloatField(default=0, validators=[MinValueValidator(0)], help_text="Random extra delay, up to this.")
+
+    # Dialflow
+    dialflow_pattern = models.JSONField(default=_default_pattern, help_text="Free agents per step, cycling.")
+    dialflow_step_seconds = models.FloatField(default=30, validators=[MinValueValidator(0.001)], help_text="Simulated seconds per step.")
+    dialflow_overrides = models.JSONField(default=dict, blank=True, help_text="Ring group → its own pattern.")
+
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "simulator settings"
+        verbose_name_plural = "simulator settings"
+
+    def __str__(self) -> str:
+        return "Simulator settings"
+
+    @classmethod
+    def load(cls) -> SimulatorConfig:
+        obj = cls.objects.order_by("pk").first()
+        if obj is None:
+            obj, _created = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class SimulatedCall(models.Model):
+    """A call the Retell simulator accepted, with its whole future decided at creation."""
+
+    call_id = models.CharField(max_length=64, unique=True)
+    idempotency_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    agent_id = models.CharField(max_length=100)
+    from_number = models.CharField(max_length=32)
+    to_number = models.CharField(max_length=32)
+    dynamic_variables = models.JSONField(default=dict)
+    metadata = models.JSONField(default=dict)
+    outcome = models.CharField(max_length=32)
+    connected = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(help_text="When the call ends (its concurrency slot frees up).")
+    analyzed_at = models.DateTimeField()
+    # The call object as it is once ended, and the post-call analysis.
+    final_call = models.JSONField(default=dict)
+    analysis = models.JSONField(default=dict)
+    # Set when the webhook saying so was delivered, so a test driving the clock sees get-call agree.
+    ended_delivered = models.BooleanField(default=False)
+    analyzed_delivered = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["ended_at"], name="sim_call_active")]
+
+    def __str__(self) -> str:
+        return f"{self.call_id} ({self.outcome})"
+
+
+class SimulatedDelivery(models.Model):
+    """One webhook the simulators will POST to the app: claimed before sending, retried on failure."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    vendor = models.CharField(max_length=16)
+    event = models.CharField(max_length=40)
+    reference = models.CharField(max_length=100, help_text="call_id or message id")
+    payload = models.JSONField()
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    is_duplicate = models.BooleanField(default=False)
+    claimed_by = models.CharField(max_length=64, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["due_at", "pk"]
+        indexes = [models.Index(fields=["status", "due_at"], name="sim_delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.vendor} {self.event} {self.reference} ({self.status})"
+
+
+class SimulatedMessage(models.Model):
+    """An SMS the HeyMarket simulator sent (outbound) or received (inbound, injected)."""
+
+    class Direction(models.TextChoices):
+        OUTBOUND = "outbound", "Outbound"
+        INBOUND = "inbound", "Inbound"
+
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    local_id = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    inbox_id = models.CharField(max_length=64, blank=True)
+    creator_id = models.CharField(max_length=64, blank=True)
+    phone = models.CharField(max_length=20, help_text="E.164 digits without '+', as HeyMarket stores them.")
+    text = models.TextField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["phone", "created_at"], name="sim_message_phone")]
+
+    def __str__(self) -> str:
+        return f"{self.direction} #{self.pk}"
+
+    def as_api(self) -> dict[str, Any]:
+        return {"id": self.pk, "date": self.created_at.isoformat().replace("+00:00", "Z")}
+
+
+class SimulatedContact(models.Model):
+    phone = models.CharField(max_length=20, unique=True, help_text="E.164 digits without '+'.")
+    unsubscribed = models.BooleanField(default=False)
+    blocked = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.phone
+
+    def as_api(self) -> dict[str, Any]:
+        return {"id": self.pk, "phone": self.phone, "unsubscribed": self.unsubscribed, "blocked": self.blocked}
