@@ -423,6 +423,8 @@ _TRANSIENT_SQLITE = ("locked", "busy", "disk i/o")
 
 
 def _is_transient(t: Target, exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return True
     if t.dialect == "sqlite":
         return isinstance(exc, sqlite3.OperationalError) and any(w in str(exc).lower() for w in _TRANSIENT_SQLITE)
     # Databricks' RequestError and psycopg's connection failures are OperationalErrors; a
@@ -448,7 +450,8 @@ def _translated_errors(t: Target, action: str) -> Iterator[None]:
     except Exception as exc:
         # Only database driver errors are translated; a bug in our code must surface as itself.
         module = type(exc).__module__ or ""
-        if not (isinstance(exc, sqlite3.Error) or module.startswith(("psycopg", "databricks", "thrift"))):
+        # An OSError (unreachable host, unusable file path) is the warehouse being unavailable.
+        if not (isinstance(exc, (sqlite3.Error, OSError)) or module.startswith(("psycopg", "databricks", "thrift"))):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         transient = _is_transient(t, exc)
