@@ -420,3 +420,24 @@ def install_default_content(
         )
     return {"segments": len(SEGMENTS), "steps": steps_written, "templates": len(templates)}
 
+
+
+def record_initial_history(*, model: Any, history_model: Any, when: Any, reason: str) -> int:
+    """Give rows with no history a first "created" record, so the first edit shows its diff.
+
+    Rows written by a data migration have none: django-simple-history records saves through
+    signals, which historical models do not send.
+    """
+    recorded = set(history_model.objects.values_list("id", flat=True).distinct())
+    fields = [f.attname for f in model._meta.concrete_fields]
+    rows = [
+        history_model(
+            **{name: getattr(instance, name) for name in fields},
+            history_date=when,
+            history_type="+",
+            history_change_reason=reason,
+        )
+        for instance in model.objects.exclude(pk__in=recorded)
+    ]
+    history_model.objects.bulk_create(rows, batch_size=200)
+    return len(rows)

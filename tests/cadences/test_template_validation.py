@@ -1,0 +1,119 @@
+"""SMS template validation: each problem is refused with a message that names it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from cadences.templating import (
+    ALLOWED_VARIABLES,
+    render_template,
+    sample_context,
+    template_variables,
+    validate_template,
+    validate_voicemail_prompt,
+)
+
+OK_TAIL = " Reply STOP to opt out."
+
+
+def test_a_valid_template_has_no_problems() -> None:
+    body = "Hi {{ first_name }}, ${{ amount_due }} is due: {{ payment_link }}." + OK_TAIL
+    assert validate_template(body, phase="past_due") == []
+
+
+def test_unknown_variable_is_named() -> None:
+    problems = validate_template("Hi {{ nickname }}!" + OK_TAIL, phase="past_due")
+    assert len(problems) == 1
+    assert "Unknown variable 'nickname'" in problems[0]
+    assert "{{ client_name }}" in problems[0]  # and says what is available
+
+
+def test_unknown_variables_inside_if_and_filter_arguments_are_found() -> None:
+    body = "{% if balance %}x{% endif %}{{ first_name|default:nick }}" + OK_TAIL
+    problems = " ".join(validate_template(body, phase="past_due"))
+    assert "'balance'" in problems and "'nick'" in problems
+
+
+def test_syntax_error_carries_djangos_message() -> None:
+    problems = validate_template("Hi {% if first_name %}there" + OK_TAIL, phase="past_due")
+    assert len(problems) == 1
+    assert problems[0].startswith("Template syntax error:")
+    assert "endif" in problems[0]
+
+
+def test_unbalanced_braces_are_refused() -> None:
+    # Django itself would print these as literal text.
+    problems = validate_template("Hi {{ first_name }, pay today." + OK_TAIL, phase="past_due")
+    assert problems == ["Unbalanced '{{' near 'Hi {{ first_name }, pay today.': every {{ needs }} and every {% needs %}."]
+    problems = validate_template("Hi {{ first_name }} %} pay today." + OK_TAIL, phase="past_due")
+    assert len(problems) == 1 and problems[0].startswith("Unbalanced '%}'")
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("{% load static %}", "'load'"),
+        ("{% include 'secrets.txt' %}", "'include'"),
+        ("{% debug %}", "'debug'"),
+        ("{% url 'admin:index' %}", "'url'"),
+        ("{% now 'Y' %}", "'now'"),
+        ("{{ first_name|pprint }}", "'pprint'"),
+    ],
+)
+def test_tags_and_filters_outside_the_safe_set_are_syntax_errors(body: str, expected: str) -> None:
+    problems = validate_template(body + OK_TAIL, phase="past_due")
+    assert problems and problems[0].startswith("Template syntax error:") and expected in problems[0]
+
+
+def test_attribute_access_is_refused() -> None:
+    problems = validate_template("{{ client_name.upper }}" + OK_TAIL, phase="past_due")
+    assert problems == ["'client_name.upper' reads an attribute; use '{{ client_name }}' with a filter instead."]
+
+
+@pytest.mark.parametrize("phase", ["soft_intro", "payment_missed"])
+def test_soft_intro_citing_the_amount_is_refused(phase: str) -> None:
+    for body in ("Hi {{ first_name }}, {{ amount_due }} is due." + OK_TAIL, "Hi {{ first_name }}, $25 is due." + OK_TAIL):
+        problems = validate_template(body, phase=phase)
+        assert len(problems) == 1 and "must not cite the amount" in problems[0]
+    assert validate_template("Hi {{ first_name }}, {{ amount_due }} is due." + OK_TAIL, phase="past_due") == []
+
+
+@pytest.mark.parametrize("wording", ["card number", "credit card", "CVV", "security code", "expiration date"])
+def test_asking_for_card_details_is_refused(wording: str) -> None:
+    problems = validate_template(f"Reply with your {wording} to pay." + OK_TAIL, phase="past_due")
+    assert len(problems) == 1 and "Never ask for card or bank details" in problems[0]
+
+
+def test_missing_opt_out_wording_is_refused() -> None:
+    assert validate_template("Hi {{ first_name }}.", phase="past_due") == ["Add opt-out wording, e.g. 'Reply STOP to opt out.'"]
+
+
+def test_empty_body_is_refused() -> None:
+    assert validate_template("   ", phase="past_due") == ["The text is empty."]
+
+
+def test_render_uses_only_allowed_variables_and_blanks_missing_ones() -> None:
+    text = render_template(
+        "{{ first_name }} owes ${{ amount_due }} by {{ suspension_date|date:'M j' }}{{ payment_link }}",
+        {"first_name": "Ana", "amount_due": Decimal("10.50"), "suspension_date": dt.date(2026, 5, 4), "secret": "x"},
+    )
+    assert text == "Ana owes $10.50 by May 4"
+
+
+def test_template_variables_lists_what_a_template_reads() -> None:
+    assert template_variables("{{ first_name }} {% if amount_due %}{{ amount_due }}{% endif %}") == {"first_name", "amount_due"}
+
+
+def test_sample_context_covers_every_variable() -> None:
+    context = sample_context(company_name="Acme", today=dt.date(2026, 1, 1))
+    assert set(context) == set(ALLOWED_VARIABLES)
+    assert context["suspension_date"] > dt.date(2026, 1, 1)
+
+
+def test_voicemail_prompt_rules() -> None:
+    assert validate_voicemail_prompt("Hi, this is Grace. Please call us back at {{transfer_number}}.") == []
+    problems = validate_voicemail_prompt("Hi, this is Grace about the debt on your account.")
+    assert problems and "'debt'" in problems[0] and "'account'" in problems[0]
