@@ -842,9 +842,6 @@ def _inbound_message(*, event_data: dict[str, Any], now: dt.datetime) -> str:
     reply: tuple[str, str] | None = None
     outcome = ""
     if keyword in OPT_OUT_WORDS:
-        already = Suppression.objects.filter(
-            phone=phone, reason=Suppression.Reason.SMS_OPT_OUT, lifted_at__isnull=True
-        ).exists()
         ledger.suppression_add(
             reason=Suppression.Reason.SMS_OPT_OUT,
             channel=Suppression.Channel.SMS,
@@ -852,8 +849,16 @@ def _inbound_message(*, event_data: dict[str, Any], now: dt.datetime) -> str:
             phone=phone,
             note=f"Texted {keyword!r}",
         )
-        # One confirmation per opt-out: a second STOP from a number already opted out gets none.
-        reply = None if already else (Kind.OPT_OUT_CONFIRMATION, opt_out_confirmation_text(company_name=company))
+        # One confirmation per opt-out: none if one went out since the number's opt-out began
+        # (a second STOP), but one even when HeyMarket's own target_opt_out arrived first.
+        since = (
+            Suppression.objects.filter(phone=phone, reason=Suppression.Reason.SMS_OPT_OUT, lifted_at__isnull=True)
+            .order_by("created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        confirmed = SmsMessage.objects.filter(phone=phone, kind=Kind.OPT_OUT_CONFIRMATION, created_at__gte=since).exists()
+        reply = None if confirmed else (Kind.OPT_OUT_CONFIRMATION, opt_out_confirmation_text(company_name=company))
         outcome = "opted_out"
     elif keyword in OPT_IN_WORDS and ledger.suppression_lift(
         reason=Suppression.Reason.SMS_OPT_OUT, lifted_by=source, phone=phone

@@ -1,0 +1,346 @@
+"""POST /webhooks/heymarket/: opt-outs, opt-ins, HELP, replies for a person, delivery updates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+from django_q.conf import Conf
+
+from campaigns.models import FollowUpTask, QueueItem, SmsMessage, Suppression, WebhookEvent
+from campaigns.services import sms
+from integrations import http
+from integrations.sandbox.models import SimulatedMessage
+from tests.campaigns.sms_factories import CAMPAIGN_DATE, queue_item, running_campaign
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+URL = "/webhooks/heymarket/"
+_ids = itertools.count(9_980_001)
+
+
+@pytest.fixture
+def heymarket_sandbox(settings, live_server, monkeypatch):
+    settings.HEYMARKET_API_TOKEN = ""
+    settings.HEYMARKET_WEBHOOK_TOKEN = "shared-webhook-token"
+    settings.SANDBOX_APP_URL = live_server.url
+    # Replies are sent by a task right after the webhook's commit; run it in-process here.
+    monkeypatch.setattr(Conf, "SYNC", True)
+    monkeypatch.setattr(http, "BACKOFF_FACTOR", 0.01)
+    http.reset_sessions()
+    yield live_server
+    http.reset_sessions()
+
+
+def received(phone: str, text: str, *, inbox: Any = 41010, message_id: int | None = None, token: str = "shared-webhook-token") -> dict[str, Any]:
+    """A `message_recieved` delivery shaped as HeyMarket sends it (digits without '+')."""
+    digits = phone.lstrip("+")
+    return {
+        "type": "message_recieved",
+        "id": 4242,
+        "token": token,
+        "event_data": {
+            "id": message_id or next(_ids),
+            "text": text,
+            "date": "2025-06-10T15:04:05Z",
+            "target": digits,
+            "phone": digits,
+            "inbox": inbox,
+            "type": "sms",
+            "conversation": {"id": 700123, "inbox": inbox, "target": digits},
+        },
+    }
+
+
+def post(payload: Any, *, raw: bytes | None = None):
+    body = raw if raw is not None else json.dumps(payload).encode()
+    return Client().post(URL, data=body, content_type="application/json")
+
+
+def confirmations(phone: str) -> list[SimulatedMessage]:
+    return list(SimulatedMessage.objects.filter(direction=SimulatedMessage.Direction.OUTBOUND, phone=phone.lstrip("+")))
+
+
+def active_opt_out(phone: str) -> bool:
+    return Suppression.objects.filter(
+        phone=phone, reason=Suppression.Reason.SMS_OPT_OUT, channel=Suppression.Channel.SMS, lifted_at__isnull=True
+    ).exists()
+
+
+# --- Authentication and shape ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["wrong-token", "", "shared-webhook-token ", "SHARED-WEBHOOK-TOKEN", None, 12345])
+def test_a_forged_or_missing_token_is_refused_and_nothing_is_stored(heymarket_sandbox, token):
+    payload = received("+12125550101", "STOP")
+    payload["token"] = token
+    response = post(payload)
+    assert response.status_code == 401
+    assert not WebhookEvent.objects.exists()
+    assert not Suppression.objects.exists()
+
+
+def test_a_body_without_a_token_is_refused(heymarket_sandbox):
+    payload = received("+12125550101", "STOP")
+    del payload["token"]
+    assert post(payload).status_code == 401
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b"[1, 2]", b'"STOP"'])
+def test_a_body_that_is_not_a_json_object_is_a_400(heymarket_sandbox, raw):
+    assert post(None, raw=raw).status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_only_post_is_accepted(heymarket_sandbox):
+    assert Client().get(URL).status_code == 405
+
+
+# --- Opt-out, opt-in, HELP ----------------------------------------------------------------------
+
+OPT_OUT_MESSAGES = [
+    "STOP", " stop ", "Stop", "sToPaLl", "  UNSUBSCRIBE", "cancel\n", "End", "qUiT ", "ReVoKe", "opt out", "  Opt   OUT  ", "\tSTOPALL\t",
+]
+
+
+@pytest.mark.parametrize("text", OPT_OUT_MESSAGES)
+def test_every_opt_out_word_suppresses_the_number_and_confirms_once(heymarket_sandbox, text):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    payload = received(item.phone, text)
+
+    response = post(payload)
+
+    assert response.status_code == 200 and response.json()["status"] == "opted_out"
+    assert active_opt_out(item.phone)
+    [confirmation] = confirmations(item.phone)
+    assert "unsubscribed" in confirmation.text and "START" in confirmation.text
+    assert confirmation.inbox_id == "41010"  # answered from the inbox the STOP arrived in
+    message = SmsMessage.objects.get(kind=SmsMessage.Kind.OPT_OUT_CONFIRMATION, phone=item.phone)
+    assert message.status == SmsMessage.Status.SENT and message.client_id == item.client_id
+
+    # HeyMarket redelivers the same event, and the client sends STOP again: still one confirmation.
+    assert post(payload).status_code == 200
+    assert post(received(item.phone, "STOP")).status_code == 200
+    assert len(confirmations(item.phone)) == 1
+    assert Suppression.objects.filter(phone=item.phone, lifted_at__isnull=True).count() == 1
+
+
+def test_the_opted_out_number_is_never_texted_again(heymarket_sandbox):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    morning = dt.datetime.combine(CAMPAIGN_DATE, dt.time(15, 0), tzinfo=dt.timezone.utc)
+    QueueItem.objects.filter(pk=item.pk).update(sms_due_at=morning)
+    post(received(item.phone, " Stop "))
+    sms.sms_send_due(now=morning)
+    item.refresh_from_db()
+    assert item.status == QueueItem.Status.SKIPPED and item.skip_reason == "suppressed"
+    assert [m.text for m in confirmations(item.phone)] == [SmsMessage.objects.get(phone=item.phone).text]
+
+
+@pytest.mark.parametrize("text", ["stop texting me", "STOP!!! I paid", "please stop", "STOP STOP"])
+def test_a_sentence_containing_stop_is_for_a_person(heymarket_sandbox, text):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    assert post(received(item.phone, text)).json()["status"] == "reply_task"
+    assert not active_opt_out(item.phone)
+    assert FollowUpTask.objects.get(phone=item.phone).detail == text
+
+
+@pytest.mark.parametrize("word", ["START", " unstop ", "Yes"])
+def test_opting_back_in_lifts_the_suppression_and_confirms(heymarket_sandbox, word):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    post(received(item.phone, "STOP"))
+    response = post(received(item.phone, word))
+    assert response.json()["status"] == "opted_in"
+    assert not active_opt_out(item.phone)
+    lifted = Suppression.objects.get(phone=item.phone)
+    assert lifted.lifted_at is not None and lifted.lifted_by.startswith("heymarket:")
+    texts = [m.text for m in sorted(confirmations(item.phone), key=lambda m: m.pk)]
+    assert len(texts) == 2 and "subscribed to account texts again" in texts[1]
+    # Opting out again later gets a confirmation of its own.
+    post(received(item.phone, "STOP"))
+    assert len(confirmations(item.phone)) == 3
+
+
+def test_yes_from_someone_who_never_opted_out_is_an_answer_for_a_person(heymarket_sandbox):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    assert post(received(item.phone, "YES")).json()["status"] == "reply_task"
+    assert FollowUpTask.objects.filter(phone=item.phone, detail="YES").exists()
+    assert confirmations(item.phone) == []
+
+
+@pytest.mark.parametrize("text", ["HELP", " help ", "Help"])
+def test_help_gets_a_help_reply(heymarket_sandbox, text):
+    campaign = running_campaign()
+    item = queue_item(campaign, segment="RED Initial", day=20)
+    payload = received(item.phone, text)
+    assert post(payload).json()["status"] == "help"
+    post(payload)  # a redelivery
+    [reply] = confirmations(item.phone)
+    assert "reply to this text" in reply.text and "Reply STOP to opt out" in reply.text
+    assert "(212) 555-0110" in reply.text  # RED Initial's billing line: the client is in a billing phase
+    assert not active_opt_out(item.phone)
+    assert not FollowUpTask.objects.exists()
+
+
+# --- Replies that need a person -----------------------------------------------------------------
+
+
+def test_an_ordinary_reply_becomes_a_task_for_the_clients_team(heymarket_sandbox):
+    campaign = running_campaign()
+    billing = queue_item(campaign, segment="RED Initial", day=20, client_name="Ada Lovelace")
+    resurrection = queue_item(campaign, segment="Reso Initial", day=90, action_type="BOTH", client_name="Alan Turing")
+    assert (billing.team, resurrection.team) == ("billing", "resurrection")
+
+    first = post(received(billing.phone, "I can pay $50 on Friday, is that ok?"))
+    second = post(received(resurrection.phone, "Can someone call me after 5pm?", inbox=42020))
+
+    assert first.json()["status"] == second.json()["status"] == "reply_task"
+    task = FollowUpTask.objects.get(phone=billing.phone)
+    assert task.kind == FollowUpTask.Kind.SMS_REPLY and task.status == FollowUpTask.Status.OPEN
+    assert (task.team, task.client_id, task.client_name) == ("billing", billing.client_id, "Ada Lovelace")
+    assert task.detail == "I can pay $50 on Friday, is that ok?"
+    assert task.due_at > task.created_at
+    other = FollowUpTask.objects.get(phone=resurrection.phone)
+    assert (other.team, other.client_id) == ("resurrection", resurrection.client_id)
+    assert confirmations(billing.phone) == []  # a person answers, not the dialer
+
+
+def test_a_redelivered_reply_makes_one_task(heymarket_sandbox):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    payload = received(item.phone, "Who is this?")
+    for _ in range(3):
+        assert post(payload).status_code == 200
+    assert FollowUpTask.objects.filter(phone=item.phone).count() == 1
+    assert WebhookEvent.objects.filter(vendor="heymarket").count() == 1
+
+
+def test_a_reply_from_an_unknown_number_goes_to_the_team_of_its_inbox(heymarket_sandbox):
+    response = post(received("+13125550177", "hello?", inbox=42020))
+    assert response.json()["status"] == "reply_task"
+    task = FollowUpTask.objects.get(phone="+13125550177")
+    assert task.team == "resurrection" and task.client_id == ""
+
+
+# --- HeyMarket's own opt-out status and delivery events -------------------------------------------
+
+
+def _opt_event(kind: str, phone: str) -> dict[str, Any]:
+    digits = phone.lstrip("+")
+    return {
+        "type": kind,
+        "id": 4242,
+        "token": "shared-webhook-token",
+        "event_data": {"id": next(_ids), "target": digits, "phone": digits, "inbox": 41010, "status": "unsubscribed"},
+    }
+
+
+def test_target_opt_out_and_opt_in_events_update_suppressions(heymarket_sandbox):
+    phone = "+12125550142"
+    assert post(_opt_event("target_opt_out", phone)).json()["status"] == "opted_out"
+    assert active_opt_out(phone)
+    assert post(_opt_event("target_opt_in", phone)).json()["status"] == "opted_in"
+    assert not active_opt_out(phone)
+    assert confirmations(phone) == []  # HeyMarket's own events need no answer from us
+
+
+def test_a_stop_arriving_after_heymarkets_opt_out_event_still_gets_its_confirmation(heymarket_sandbox):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    post(_opt_event("target_opt_out", item.phone))
+    post(received(item.phone, "STOP"))
+    assert len(confirmations(item.phone)) == 1
+
+
+def _sent_message(campaign, **fields) -> SmsMessage:
+    item = queue_item(campaign)
+    values = {
+        "local_id": f"qi-20250610-{item.client_id}-touchpoint",
+        "queue_item": item,
+        "campaign": campaign,
+        "client_id": item.client_id,
+        "phone": item.phone,
+        "inbox_id": item.inbox_id,
+        "text": "Hi",
+        "status": SmsMessage.Status.SENT,
+        "heymarket_id": "555001",
+    }
+    values.update(fields)
+    return SmsMessage.objects.create(**values)
+
+
+def _status_event(message: SmsMessage, status: str, *, event_id: int | None = None) -> dict[str, Any]:
+    return {
+        "type": "message_sent",
+        "id": 4242,
+        "token": "shared-webhook-token",
+        "event_data": {"id": event_id or int(message.heymarket_id), "local_id": message.local_id, "status": status},
+    }
+
+
+def test_delivery_status_moves_the_message_forward_only(heymarket_sandbox):
+    campaign = running_campaign()
+    message = _sent_message(campaign)
+    assert post(_status_event(message, "delivered")).json()["status"] == "status_delivered"
+    message.refresh_from_db()
+    assert message.status == SmsMessage.Status.DELIVERED
+    # A late "sent" (a different event) cannot take it back.
+    late = _status_event(message, "sent")
+    late["type"] = "message_status"
+    post(late)
+    message.refresh_from_db()
+    assert message.status == SmsMessage.Status.DELIVERED
+
+
+def test_an_undelivered_text_keeps_the_reason(heymarket_sandbox):
+    campaign = running_campaign()
+    message = _sent_message(campaign)
+    event = _status_event(message, "failed")
+    event["event_data"]["error"] = "carrier rejected: landline"
+    post(event)
+    message.refresh_from_db()
+    assert message.status == SmsMessage.Status.FAILED and message.error == "carrier rejected: landline"
+
+
+def test_a_message_sent_by_an_agent_in_heymarket_is_accepted_and_ignored(heymarket_sandbox):
+    response = post({"type": "message_sent", "id": 4242, "token": "shared-webhook-token", "event_data": {"id": 1, "status": "sent"}})
+    assert response.status_code == 200 and response.json()["status"] == "unknown_message"
+
+
+def test_unknown_event_types_are_stored_and_answered_2xx(heymarket_sandbox):
+    payload = {"type": "chat_reassigned", "id": 4242, "token": "shared-webhook-token", "event_data": {"id": 77, "assigned": 3}}
+    response = post(payload)
+    assert response.status_code == 200 and response.json()["status"] == "unhandled_type"
+    event = WebhookEvent.objects.get(vendor="heymarket")
+    assert event.event_type == "chat_reassigned" and event.processed_at is not None
+    assert "token" not in event.payload  # the shared secret is never stored
+
+
+def test_a_processing_failure_answers_500_and_the_redelivery_processes_it(heymarket_sandbox, monkeypatch):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    payload = received(item.phone, "call me")
+    real = sms.heymarket_event_process
+
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(sms, "heymarket_event_process", broken)
+    assert post(payload).status_code == 500
+    event = WebhookEvent.objects.get(vendor="heymarket")
+    assert event.processed_at is None and "database went away" in event.error
+    assert not FollowUpTask.objects.exists()
+
+    monkeypatch.setattr(sms, "heymarket_event_process", real)
+    assert post(payload).status_code == 200
+    assert FollowUpTask.objects.filter(phone=item.phone).count() == 1
+    event.refresh_from_db()
+    assert event.processed_at is not None and event.error == ""
