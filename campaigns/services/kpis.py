@@ -35,10 +35,11 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Union
 
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from cadences.models import Segment
 from campaigns.models import (
     CallAttempt,
     Campaign,
@@ -147,21 +148,25 @@ def promise_figures(*, since: dt.date, until: dt.date) -> dict[tuple[dt.date, st
 
 
 def campaign_kpi_figures(*, campaign: Campaign) -> dict[SegmentPhase, Figures]:
-    """The day's figures per (segment name, phase), from the campaign's rows (before the flush)."""
+    """The day's figures per (segment name, phase), from the campaign's rows (before the flush).
+
+    Rows are grouped by segment id and phase (no join to the segment table per row); the few
+    segment names are looked up once.
+    """
     figures: dict[SegmentPhase, Figures] = {}
+    names = dict(Segment.objects.values_list("pk", "name"))
+    start, end = day_bounds(campaign.date)
 
     items = QueueItem.objects.filter(campaign=campaign)
-    loaded = items.values("segment__name", "phase").annotate(queued=Count("pk")).order_by()
-    _merge(figures, _rows(loaded, "segment__name"), ["queued"])
+    loaded = items.values("segment_id", "phase").annotate(queued=Count("*")).order_by()
+    _merge(figures, _rows(loaded, names, "segment_id"), ["queued"])
 
-    dispute = FollowUpTask.objects.filter(kind=FollowUpTask.Kind.DISPUTE, source_ref=OuterRef("call_id"))
+    placed = CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False)
     conversation = Q(outcome__in=CONVERSATION_OUTCOMES)
     attempts = (
-        CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False)
-        .annotate(opened_dispute=Exists(dispute))
-        .values("queue_item__segment__name", "queue_item__phase")
+        placed.values("queue_item__segment_id", "queue_item__phase")
         .annotate(
-            calls_placed=Count("pk"),
+            calls_placed=Count("*"),
             answered=Count("pk", filter=Q(outcome=CallAttempt.Outcome.ANSWERED)),
             conversations=Count("pk", filter=conversation),
             # Counted positively and subtracted: a negated JSON lookup is NULL (not true) when
@@ -171,7 +176,6 @@ def campaign_kpi_figures(*, campaign: Campaign) -> dict[SegmentPhase, Figures]:
             transferred=Count("pk", filter=Q(outcome=CallAttempt.Outcome.TRANSFERRED)),
             no_answer=Count("pk", filter=Q(outcome=CallAttempt.Outcome.NO_ANSWER)),
             failed=Count("pk", filter=Q(outcome=CallAttempt.Outcome.FAILED)),
-            disputes=Count("pk", filter=Q(opened_dispute=True)),
         )
         .order_by()
     )
@@ -179,10 +183,21 @@ def campaign_kpi_figures(*, campaign: Campaign) -> dict[SegmentPhase, Figures]:
         figures,
         (
             row | {"right_party_contacts": row["conversations"] - row["wrong_party"]}
-            for row in _rows(attempts, "queue_item__segment__name", "queue_item__phase")
+            for row in _rows(attempts, names, "queue_item__segment_id", "queue_item__phase")
         ),
-        ["calls_placed", "answered", "right_party_contacts", "voicemail", "transferred", "no_answer", "failed", "disputes"],
+        ["calls_placed", "answered", "right_party_contacts", "voicemail", "transferred", "no_answer", "failed"],
     )
+
+    # Disputes opened by the day's calls: a semi-join on the (few) dispute tasks since the day began.
+    disputes = (
+        placed.filter(
+            call_id__in=FollowUpTask.objects.filter(kind=FollowUpTask.Kind.DISPUTE, created_at__gte=start).values("source_ref")
+        )
+        .values("queue_item__segment_id", "queue_item__phase")
+        .annotate(disputes=Count("*"))
+        .order_by()
+    )
+    _merge(figures, _rows(disputes, names, "queue_item__segment_id", "queue_item__phase"), ["disputes"])
 
     texts = (
         SmsMessage.objects.filter(
@@ -191,24 +206,23 @@ def campaign_kpi_figures(*, campaign: Campaign) -> dict[SegmentPhase, Figures]:
             kind__in=[SmsMessage.Kind.TOUCHPOINT, SmsMessage.Kind.FOLLOW_UP],
             status__in=[SmsMessage.Status.SENT, SmsMessage.Status.DELIVERED],
         )
-        .values("queue_item__segment__name", "queue_item__phase")
-        .annotate(sms_sent=Count("pk"))
+        .values("queue_item__segment_id", "queue_item__phase")
+        .annotate(sms_sent=Count("*"))
         .order_by()
     )
-    _merge(figures, _rows(texts, "queue_item__segment__name", "queue_item__phase"), ["sms_sent"])
+    _merge(figures, _rows(texts, names, "queue_item__segment_id", "queue_item__phase"), ["sms_sent"])
 
-    start, end = day_bounds(campaign.date)
     opt_outs = Suppression.objects.filter(created_at__gte=start, created_at__lt=end, reason__in=OPT_OUT_REASONS)
     opted_out = (
         items.filter(
             Q(client_id__in=opt_outs.exclude(client_id="").values("client_id"))
             | Q(phone__in=opt_outs.exclude(phone="").values("phone"))
         )
-        .values("segment__name", "phase")
-        .annotate(opt_outs=Count("pk"))
+        .values("segment_id", "phase")
+        .annotate(opt_outs=Count("*"))
         .order_by()
     )
-    _merge(figures, _rows(opted_out, "segment__name"), ["opt_outs"])
+    _merge(figures, _rows(opted_out, names, "segment_id"), ["opt_outs"])
 
     for (_, segment_name, phase), promise in promise_figures(since=campaign.date, until=campaign.date).items():
         target = figures.setdefault((segment_name, phase), empty_figures())
@@ -217,10 +231,10 @@ def campaign_kpi_figures(*, campaign: Campaign) -> dict[SegmentPhase, Figures]:
     return figures
 
 
-def _rows(queryset: Any, segment_key: str, phase_key: str = "phase") -> Iterable[dict[str, Any]]:
+def _rows(queryset: Any, names: Mapping[int, str], segment_key: str, phase_key: str = "phase") -> Iterable[dict[str, Any]]:
     for row in queryset:
         row = dict(row)
-        row["segment_name"] = row.pop(segment_key)
+        row["segment_name"] = names.get(row.pop(segment_key), "")
         row["phase"] = row.pop(phase_key)
         yield row
 

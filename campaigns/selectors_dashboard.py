@@ -1,0 +1,602 @@
+"""Read-side queries for the supervisor dashboard, the KPI page, the client timeline and the API.
+
+Every figure is an aggregate computed by the database (GROUP BY or conditional COUNT) with a
+fixed number of queries per campaign, whatever the number of queue items: the dashboard must
+answer quickly with a 100k-item day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from billing_dialer import clock
+from cadences.models import Phase
+from campaigns.models import (
+    Alert,
+    CallAttempt,
+    Campaign,
+    ContactLedgerEntry,
+    DailyKpi,
+    FollowUpTask,
+    GateDecision,
+    PromiseToPay,
+    QueueItem,
+    ReleaseBatch,
+    SmsMessage,
+    Suppression,
+)
+from campaigns.services import kpis
+from integrations.dialflow import client as dialflow
+
+
+S = QueueItem.Status
+
+# How long one answer of the availability API is reused: every open dashboard polls, and the
+# release loop needs the vendor's rate budget more than a page does.
+FREE_AGENTS_CACHE_SECONDS = 5
+
+IN_FLIGHT_STATUSES = (S.RELEASING, S.DIALING)
+CALL_OUTCOME_STATUSES = (S.ANSWERED, S.VOICEMAIL, S.TRANSFERRED, S.NO_ANSWER, S.FAILED)
+
+# The counters the dashboard shows, in order, with their labels.
+COUNTERS: tuple[tuple[str, str], ...] = (
+    ("queued", "Queued"),
+    ("dialing", "Dialing"),
+    ("answered", "Answered"),
+    ("voicemail", "Voicemail"),
+    ("transferred", "Transferred"),
+    ("no_answer", "No answer"),
+    ("failed", "Failed"),
+    ("sms_scheduled", "SMS scheduled"),
+    ("sms_sent", "SMS sent"),
+    ("skipped", "Skipped"),
+    ("ineligible", "Ineligible"),
+)
+
+# Campaign counter fields that survive the flush (queued/dialing do not: nothing is left queued).
+FLUSHED_COUNTER_FIELDS = ("answered", "voicemail", "transferred", "no_answer", "failed", "sms_sent", "skipped", "ineligible")
+
+
+def today() -> dt.date:
+    """The portal's current date (the sandbox clock's, when a sandbox day runs accelerated)."""
+    return timezone.localdate(clock.now())
+
+
+# --- campaigns on the dashboard -------------------------------------------------------------
+
+
+def dashboard_campaigns(*, date: dt.date) -> list[Campaign]:
+    """Today's campaign, and any other day's campaign that is still running or not yet flushed."""
+    unfinished = [Campaign.Status.LOADING, Campaign.Status.RUNNING, Campaign.Status.PAUSED, Campaign.Status.STOPPING]
+    return list(
+        Campaign.objects.filter(
+            Q(date=date) | Q(status__in=unfinished) | (Q(status=Campaign.Status.STOPPED) & ~Q(flush_error=""))
+        ).order_by("-date")[:5]
+    )
+
+
+@dataclass
+class RingGroupStatus:
+    ring_group: str
+    queued: int = 0
+    in_flight: int = 0
+    done: int = 0
+    free_agents: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ring_group": self.ring_group,
+            "queued": self.queued,
+            "in_flight": self.in_flight,
+            "done": self.done,
+            "free_agents": self.free_agents,
+        }
+
+
+@dataclass
+class CampaignStatus:
+    campaign: Campaign
+    counters: dict[str, int]
+    total_items: int
+    skipped_by_reason: list[tuple[str, int]]
+    ring_groups: list[RingGroupStatus]
+    sms_failed: int = 0
+    # Items per raw status (the funnel is derived from it without another pass over the items).
+    status_counts: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        campaign = self.campaign
+        return {
+            "id": campaign.pk,
+            "date": campaign.date.isoformat(),
+            "status": campaign.status,
+            "status_display": campaign.get_status_display(),
+            "halt_reason": campaign.halt_reason,
+            "load_error": campaign.load_error,
+            "flush_error": campaign.flush_error,
+            "rows_read": campaign.rows_read,
+            "rows_inserted": campaign.rows_inserted,
+            "rows_rejected": campaign.rows_rejected,
+            "calls_placed": campaign.calls_placed,
+            "total_items": self.total_items,
+            "counters": self.counters,
+            "sms_failed": self.sms_failed,
+            "skipped_by_reason": [{"reason": reason, "count": n} for reason, n in self.skipped_by_reason],
+            "ring_groups": [rg.as_dict() for rg in self.ring_groups],
+        }
+
+
+def campaign_status(*, campaign: Campaign, with_free_agents: bool = True) -> CampaignStatus:
+    """Live counters of one campaign: four aggregate queries whatever its size."""
+    counters = {name: 0 for name, _ in COUNTERS}
+    status_counts: dict[str, int] = {}
+    ring_groups: dict[str, RingGroupStatus] = {}
+    total = 0
+    # One GROUP BY over (ring group, status) gives both the counters and the per-ring-group
+    # figures. COUNT(*) rather than COUNT(id) lets PostgreSQL answer from the
+    # (campaign, status, ring_group) index alone.
+    rows = (
+        QueueItem.objects.filter(campaign=campaign)
+        .values_list("ring_group", "status")
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    for ring_group, status, n in rows:
+        total += n
+        status_counts[status] = status_counts.get(status, 0) + n
+        if status in (S.RELEASING, S.DIALING):
+            counters["dialing"] += n
+        elif status in counters:
+            counters[status] += n
+        group = ring_groups.setdefault(ring_group, RingGroupStatus(ring_group=ring_group))
+        if status == S.QUEUED:
+            group.queued += n
+        elif status in IN_FLIGHT_STATUSES:
+            group.in_flight += n
+        elif status in CALL_OUTCOME_STATUSES:
+            group.done += n
+
+    # Every text the day sent (SMS-only items and the texts after a voicemail or no answer).
+    sms = dict(
+        SmsMessage.objects.filter(campaign=campaign, kind__in=[SmsMessage.Kind.TOUCHPOINT, SmsMessage.Kind.FOLLOW_UP])
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    counters["sms_sent"] = sms.get(SmsMessage.Status.SENT, 0) + sms.get(SmsMessage.Status.DELIVERED, 0)
+    sms_failed = sms.get(SmsMessage.Status.FAILED, 0)
+
+    skipped = list(
+        QueueItem.objects.filter(campaign=campaign, status=S.SKIPPED)
+        .values_list("skip_reason")
+        .annotate(n=Count("*"))
+        .order_by("-n", "skip_reason")
+    )
+
+    if campaign.status == Campaign.Status.FLUSHED:
+        # The day's rows are gone; the campaign's own counters are what is left of it.
+        for name in FLUSHED_COUNTER_FIELDS:
+            counters[name] = getattr(campaign, name)
+        sms_failed = campaign.sms_failed
+        total = campaign.rows_inserted
+
+    groups = sorted(ring_groups.values(), key=lambda g: g.ring_group)
+    if with_free_agents and campaign.status in (Campaign.Status.RUNNING, Campaign.Status.PAUSED, Campaign.Status.LOADING):
+        free = free_agents(ring_groups=[g.ring_group for g in groups])
+        for group in groups:
+            group.free_agents = free.get(group.ring_group)
+    return CampaignStatus(
+        campaign=campaign,
+        counters=counters,
+        total_items=total,
+        skipped_by_reason=[(reason or "unspecified", n) for reason, n in skipped],
+        ring_groups=groups,
+        sms_failed=sms_failed,
+        status_counts=status_counts,
+    )
+
+
+def free_agents(*, ring_groups: Sequence[str]) -> dict[str, int | None]:
+    """Free agents per ring group from the availability API, each answer reused for a few seconds.
+
+    The client counts an unknown answer as zero, as the release loop does: the page shows what
+    the release decision sees.
+    """
+    if not ring_groups:
+        return {}
+    keys = {f"dashboard:free-agents:{rg}": rg for rg in ring_groups}
+    cached = cache.get_many(list(keys))
+    result: dict[str, int | None] = {}
+    fresh: dict[str, Any] = {}
+    for key, ring_group in keys.items():
+        if key in cached:
+            result[ring_group] = cached[key]["free"]
+            continue
+        value = dialflow.available_agents(ring_group)
+        result[ring_group] = value
+        fresh[key] = {"free": value}
+    if fresh:
+        cache.set_many(fresh, timeout=FREE_AGENTS_CACHE_SECONDS)
+    return result
+
+
+def recent_batches(*, campaign: Campaign, limit: int = 15) -> list[ReleaseBatch]:
+    return list(ReleaseBatch.objects.filter(campaign=campaign).order_by("-released_at")[:limit])
+
+
+def open_alerts(*, campaigns: Iterable[Campaign], now: dt.datetime, limit: int = 20) -> list[Alert]:
+    """Unacknowledged alerts of the campaigns shown, and unattached ones from the last day."""
+    ids = [c.pk for c in campaigns]
+    return list(
+        Alert.objects.filter(acknowledged_at__isnull=True)
+        .filter(Q(campaign_id__in=ids) | Q(campaign__isnull=True, created_at__gte=now - dt.timedelta(days=1)))
+        .select_related("campaign")
+        .order_by("-created_at")[:limit]
+    )
+
+
+# --- charts ---------------------------------------------------------------------------------
+
+OUTCOMES = [choice for choice, _ in CallAttempt.Outcome.choices]
+
+
+# An hourly chart needs no second-by-second freshness: one computation serves every open
+# dashboard for this long, so the 3-second poll does not rescan the day's call attempts.
+CHART_CACHE_SECONDS = 30
+
+
+def outcome_mix_by_hour(*, campaign: Campaign) -> dict[str, Any]:
+    """Call outcomes per hour of the day (portal time zone), recomputed at most every 30 s."""
+    key = f"dashboard:outcome-mix:{campaign.pk}"
+    mix = cache.get(key)
+    if mix is None:
+        mix = _outcome_mix_by_hour(campaign=campaign)
+        cache.set(key, mix, timeout=CHART_CACHE_SECONDS)
+    return mix
+
+
+def _outcome_mix_by_hour(*, campaign: Campaign) -> dict[str, Any]:
+    rows = (
+        CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False)
+        .exclude(outcome="")
+        .annotate(hour=TruncHour("created_at", tzinfo=timezone.get_current_timezone()))
+        .values_list("hour", "outcome")
+        .annotate(n=Count("*"))
+        .order_by("hour")
+    )
+    hours: list[str] = []
+    series: dict[str, dict[str, int]] = {outcome: {} for outcome in OUTCOMES}
+    for hour, outcome, n in rows:
+        label = timezone.localtime(hour).strftime("%H:00") if timezone.is_aware(hour) else hour.strftime("%H:00")
+        if label not in hours:
+            hours.append(label)
+        series.setdefault(outcome, {})[label] = n
+    return {
+        "hours": hours,
+        "series": [
+            {"outcome": outcome, "label": CallAttempt.Outcome(outcome).label, "counts": [series[outcome].get(h, 0) for h in hours]}
+            for outcome in OUTCOMES
+        ],
+        "rows": [{"hour": h, "counts": [series[outcome].get(h, 0) for outcome in OUTCOMES]} for h in hours],
+    }
+
+
+def campaign_funnel(*, status: CampaignStatus) -> list[dict[str, Any]]:
+    """Queued → called or texted → reached the client → resolved (promise to pay or live transfer).
+
+    Derived from the status counts already taken for the counters; the only extra query counts
+    the items with a promise to pay, refreshed with the charts every 30 s.
+    """
+    campaign = status.campaign
+    counts = status.status_counts
+    if campaign.status == Campaign.Status.FLUSHED:
+        counts = {name: getattr(campaign, name) for name in FLUSHED_COUNTER_FIELDS}
+        counts["sms_failed"] = campaign.sms_failed
+        promised = int(DailyKpi.objects.filter(date=campaign.date).aggregate(n=Sum("promises"))["n"] or 0)
+    else:
+        key = f"dashboard:promised-items:{campaign.pk}"
+        promised = cache.get(key)
+        if promised is None:
+            promised = (
+                QueueItem.objects.filter(
+                    campaign=campaign,
+                    client_id__in=PromiseToPay.objects.filter(
+                        call_id__in=CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False).values("call_id")
+                    ).values("client_id"),
+                )
+                .exclude(status=S.TRANSFERRED)
+                .count()
+            )
+            cache.set(key, promised, timeout=CHART_CACHE_SECONDS)
+    attempted = sum(counts.get(name, 0) for name in (S.RELEASING, S.DIALING, *CALL_OUTCOME_STATUSES, S.SMS_SENT, S.SMS_FAILED))
+    reached = counts.get(S.ANSWERED, 0) + counts.get(S.TRANSFERRED, 0)
+    return [
+        {"stage": "queued", "label": "Queued", "count": status.total_items},
+        {"stage": "attempted", "label": "Called or texted", "count": attempted},
+        {"stage": "reached", "label": "Reached the client", "count": reached},
+        {"stage": "resolved", "label": "Promise to pay or transferred", "count": counts.get(S.TRANSFERRED, 0) + promised},
+    ]
+
+
+# --- KPIs -----------------------------------------------------------------------------------
+
+
+@dataclass
+class KpiRow:
+    segment_name: str
+    phase: str
+    figures: dict[str, Any]
+    rates: dict[str, float | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.rates:
+            self.rates = kpis.kpi_rates(self.figures)
+
+    @property
+    def phase_label(self) -> str:
+        return _phase_label(self.phase)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "segment": self.segment_name,
+            "phase": self.phase,
+            "figures": {k: (str(v) if isinstance(v, Decimal) else v) for k, v in self.figures.items()},
+            "rates": self.rates,
+        }
+
+
+@dataclass
+class KpiTable:
+    title: str
+    since: dt.date
+    until: dt.date
+    rows: list[KpiRow]
+    total: KpiRow
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "rows": [row.as_dict() for row in self.rows],
+            "total": self.total.as_dict(),
+        }
+
+
+def _phase_label(phase: str) -> str:
+    try:
+        return str(Phase(phase).label)
+    except ValueError:
+        return phase or "—"
+
+
+def _kpi_rows(figures: dict[tuple[str, str], dict[str, Any]]) -> list[KpiRow]:
+    phase_order = {value: i for i, (value, _) in enumerate(Phase.choices)}
+    return [
+        KpiRow(segment_name=segment_name, phase=phase, figures=values)
+        for (segment_name, phase), values in sorted(figures.items(), key=lambda kv: (kv[0][0], phase_order.get(kv[0][1], 99)))
+    ]
+
+
+def _kpi_table(title: str, since: dt.date, until: dt.date, figures: dict[tuple[str, str], dict[str, Any]]) -> KpiTable:
+    rows = _kpi_rows(figures)
+    total = KpiRow(segment_name="All segments", phase="", figures=kpis.sum_figures(row.figures for row in rows))
+    return KpiTable(title=title, since=since, until=until, rows=rows, total=total)
+
+
+def _filtered(figures: dict[tuple[str, str], dict[str, Any]], segment: str, phase: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        key: values
+        for key, values in figures.items()
+        if (not segment or key[0] == segment) and (not phase or key[1] == phase)
+    }
+
+
+def daily_kpi_figures(*, since: dt.date, until: dt.date, segment: str = "", phase: str = "") -> dict[tuple[str, str], dict[str, Any]]:
+    """DailyKpi summed per (segment, phase) over since ≤ date ≤ until."""
+    rows = DailyKpi.objects.filter(date__gte=since, date__lte=until)
+    if segment:
+        rows = rows.filter(segment_name=segment)
+    if phase:
+        rows = rows.filter(phase=phase)
+    summed = rows.values("segment_name", "phase").annotate(**{name: Sum(name) for name in kpis.FIGURE_FIELDS}).order_by()
+    result: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in summed:
+        values = kpis.empty_figures()
+        for name in kpis.FIGURE_FIELDS:
+            if row[name] is not None:
+                values[name] = row[name]
+        result[(row["segment_name"], row["phase"])] = values
+    return result
+
+
+# Today's KPIs scan the whole day's rows; one computation a minute serves every reader.
+KPI_CACHE_SECONDS = 60
+
+
+def kpis_for_day(*, date: dt.date, segment: str = "", phase: str = "") -> KpiTable:
+    """One day's KPIs: live from the campaign's rows (at most a minute old) until it is flushed,
+    then from DailyKpi."""
+    campaign = Campaign.objects.filter(date=date).first()
+    if campaign is not None and campaign.status != Campaign.Status.FLUSHED:
+        key = f"dashboard:kpi-figures:{campaign.pk}"
+        figures = cache.get(key)
+        if figures is None:
+            figures = kpis.campaign_kpi_figures(campaign=campaign)
+            cache.set(key, figures, timeout=KPI_CACHE_SECONDS)
+    else:
+        figures = daily_kpi_figures(since=date, until=date)
+    return _kpi_table("Today" if date == today() else date.isoformat(), date, date, _filtered(figures, segment, phase))
+
+
+def kpis_for_window(*, until: dt.date, days: int, segment: str = "", phase: str = "") -> KpiTable:
+    """The last `days` days ending with `until`, from the stored daily KPIs."""
+    since = until - dt.timedelta(days=days - 1)
+    figures = daily_kpi_figures(since=since, until=until, segment=segment, phase=phase)
+    return _kpi_table(f"Last {days} days", since, until, figures)
+
+
+def kpi_trend(*, until: dt.date, days: int, segment: str = "", phase: str = "") -> dict[str, Any]:
+    """Each day's rates over the window (one point per day, None where nothing happened)."""
+    since = until - dt.timedelta(days=days - 1)
+    rows = DailyKpi.objects.filter(date__gte=since, date__lte=until)
+    if segment:
+        rows = rows.filter(segment_name=segment)
+    if phase:
+        rows = rows.filter(phase=phase)
+    per_day = {
+        row["date"]: row
+        for row in rows.values("date").annotate(**{name: Sum(name) for name in kpis.FIGURE_FIELDS}).order_by("date")
+    }
+    dates = [since + dt.timedelta(days=i) for i in range(days)]
+    series: dict[str, list[float | None]] = {name: [] for name in kpis.RATE_LABELS}
+    amounts: dict[str, list[str]] = {"amount_promised": [], "amount_recovered": []}
+    table: list[dict[str, Any]] = []
+    for day in dates:
+        figures = kpis.empty_figures()
+        for name in kpis.FIGURE_FIELDS:
+            value = per_day.get(day, {}).get(name)
+            if value is not None:
+                figures[name] = value
+        rates = kpis.kpi_rates(figures)
+        for name, value in rates.items():
+            series[name].append(value)
+        for name in amounts:
+            amounts[name].append(str(figures[name]))
+        if day in per_day:
+            table.append({"date": day.isoformat(), "values": [rates[key] for key in kpis.RATE_LABELS]})
+    return {
+        "dates": [d.isoformat() for d in dates],
+        "rates": [{"key": key, "label": label, "values": series[key]} for key, label in kpis.RATE_LABELS.items()],
+        "amounts": amounts,
+        # Only the days that have stored figures, for the table under the chart.
+        "rows": table,
+    }
+
+
+def kpi_filter_choices() -> dict[str, list[str]]:
+    """The segments and phases that have stored KPIs, for the filter menus."""
+    return {
+        "segments": list(DailyKpi.objects.order_by("segment_name").values_list("segment_name", flat=True).distinct()),
+        "phases": [value for value, _ in Phase.choices],
+    }
+
+
+# --- the client timeline --------------------------------------------------------------------
+
+
+@dataclass
+class TimelineEvent:
+    at: dt.datetime
+    kind: str
+    title: str
+    obj: Any
+
+    @property
+    def sort_key(self) -> tuple[dt.datetime, str]:
+        return (self.at, self.kind)
+
+
+@dataclass
+class ClientTimeline:
+    client_id: str
+    client_name: str
+    phones: list[str]
+    events: list[TimelineEvent]
+    active_suppressions: list[Suppression]
+    open_tasks: int
+    pending_promises: int
+
+    @property
+    def found(self) -> bool:
+        return bool(self.events or self.active_suppressions)
+
+
+def client_timeline(*, client_id: str) -> ClientTimeline:
+    """Everything that happened with one client and why, newest first (one query per kind of row)."""
+    items = list(QueueItem.objects.filter(client_id=client_id).select_related("campaign", "segment", "step"))
+    attempts = list(
+        CallAttempt.objects.filter(queue_item__client_id=client_id).select_related("queue_item__campaign", "queue_item__segment")
+    )
+    texts = list(SmsMessage.objects.filter(Q(client_id=client_id) | Q(queue_item__client_id=client_id)).select_related("campaign"))
+    decisions = list(GateDecision.objects.filter(client_id=client_id))
+    tasks = list(FollowUpTask.objects.filter(client_id=client_id).select_related("owner"))
+    promises = list(PromiseToPay.objects.filter(client_id=client_id))
+    ledger = list(ContactLedgerEntry.objects.filter(client_id=client_id))
+
+    phones = sorted(
+        {p for p in [*(i.phone for i in items), *(e.phone for e in ledger), *(t.phone for t in texts), *(p.phone for p in promises)] if p}
+    )
+    suppressions = list(Suppression.objects.filter(Q(client_id=client_id) | Q(phone__in=phones)))
+
+    names = [i.client_name for i in items] + [p.client_name for p in promises] + [t.client_name for t in tasks]
+    client_name = next((n for n in names if n), "")
+
+    events: list[TimelineEvent] = []
+    for item in items:
+        events.append(TimelineEvent(at=item.created_at, kind="touchpoint", title=f"Touchpoint queued for {item.campaign.date:%b %d, %Y}", obj=item))
+    for decision in decisions:
+        events.append(TimelineEvent(at=decision.decided_at, kind="gate", title=f"Blocked by {decision.rule}", obj=decision))
+    shown_refs: set[str] = set()
+    for attempt in attempts:
+        shown_refs.add(attempt.call_id or "")
+        label = attempt.get_outcome_display() if attempt.outcome else attempt.get_status_display()
+        events.append(TimelineEvent(at=attempt.started_at or attempt.created_at, kind="call", title=f"Call — {label}", obj=attempt))
+    for text in texts:
+        shown_refs.add(text.local_id)
+        events.append(TimelineEvent(at=text.sent_at or text.created_at, kind="sms", title=f"SMS — {text.get_status_display()}", obj=text))
+    for task in tasks:
+        events.append(TimelineEvent(at=task.created_at, kind="task", title=f"Follow-up: {task.get_kind_display()}", obj=task))
+    for promise in promises:
+        events.append(TimelineEvent(at=promise.created_at, kind="promise", title=f"Promise to pay — {promise.get_status_display()}", obj=promise))
+    for entry in ledger:
+        # The call or text itself is already on the timeline while the day's rows exist.
+        if entry.reference in shown_refs:
+            continue
+        events.append(TimelineEvent(at=entry.occurred_at, kind="ledger", title=f"Contact: {entry.get_kind_display()}", obj=entry))
+    for suppression in suppressions:
+        events.append(TimelineEvent(at=suppression.created_at, kind="suppression", title=f"Suppressed: {suppression.get_reason_display()}", obj=suppression))
+        if suppression.lifted_at:
+            events.append(TimelineEvent(at=suppression.lifted_at, kind="suppression_lifted", title=f"Lifted: {suppression.get_reason_display()}", obj=suppression))
+    events.sort(key=lambda e: e.sort_key, reverse=True)
+
+    return ClientTimeline(
+        client_id=client_id,
+        client_name=client_name,
+        phones=phones,
+        events=events,
+        active_suppressions=[s for s in suppressions if s.lifted_at is None],
+        open_tasks=sum(1 for t in tasks if t.status != FollowUpTask.Status.DONE),
+        pending_promises=sum(1 for p in promises if p.status == PromiseToPay.Status.PENDING),
+    )
+
+
+def clients_matching(*, query: str, limit: int = 20) -> list[dict[str, str]]:
+    """Client ids whose id or phone matches `query` exactly (queue items first, then the ledger)."""
+    query = query.strip()
+    if not query:
+        return []
+    digits = "".join(ch for ch in query if ch.isdigit())
+    phones = {query}
+    if digits:
+        phones |= {f"+{digits}", f"+1{digits}"}
+    found: dict[str, dict[str, str]] = {}
+    for client_id, name in (
+        QueueItem.objects.filter(Q(client_id=query) | Q(phone__in=phones)).values_list("client_id", "client_name").order_by("-created_at")[:limit]
+    ):
+        found.setdefault(client_id, {"client_id": client_id, "client_name": name})
+    for client_id in ContactLedgerEntry.objects.filter(Q(client_id=query) | Q(phone__in=phones)).values_list("client_id", flat=True).distinct()[:limit]:
+        found.setdefault(client_id, {"client_id": client_id, "client_name": ""})
+    for client_id, name in PromiseToPay.objects.filter(Q(client_id=query) | Q(phone__in=phones)).values_list("client_id", "client_name")[:limit]:
+        found.setdefault(client_id, {"client_id": client_id, "client_name": name})
+    return list(found.values())[:limit]
+

@@ -1,0 +1,70 @@
+"""Formatting for the dashboard pages: rates, amounts, vendor names, and the optional chart library."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from django import template
+from django.contrib.staticfiles import finders
+from django.contrib.staticfiles.storage import staticfiles_storage
+from django.templatetags.static import static
+from django.utils.html import format_html
+
+register = template.Library()
+
+# Fetched at setup (Makefile) into static/vendor/, never committed and never from a CDN.
+CHART_LIBRARY = "vendor/chart.js/chart.umd.min.js"
+
+VENDOR_NAMES = {"retell": "Retell", "heymarket": "HeyMarket", "dialflow": "Dialflow", "warehouse": "Warehouse"}
+
+
+@register.filter
+def percent(value: float | None, digits: int = 1) -> str:
+    """0.1234 → "12.3 %"; None (no denominator) → "—"."""
+    if value is None:
+        return "—"
+    return f"{value * 100:.{int(digits)}f} %"
+
+
+@register.filter
+def money(value: Decimal | int | str | None) -> str:
+    if value is None or value == "":
+        return "—"
+    return f"${Decimal(value):,.2f}"
+
+
+@register.filter
+def get_item(mapping: dict[str, Any], key: str) -> Any:
+    return mapping.get(key, "") if isinstance(mapping, dict) else ""
+
+
+@register.filter
+def vendor_names(vendors: list[str]) -> str:
+    return ", ".join(VENDOR_NAMES.get(v, v) for v in vendors)
+
+
+@register.filter
+def seconds(duration_ms: int | None) -> str:
+    if duration_ms is None:
+        return "—"
+    minutes, secs = divmod(round(duration_ms / 1000), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+@register.simple_tag
+def chart_library_script() -> str:
+    """The chart library's <script> tag, or nothing when it was not fetched (pages keep their tables)."""
+    if not (finders.find(CHART_LIBRARY) or staticfiles_storage.exists(CHART_LIBRARY)):
+        return ""
+    try:
+        url = static(CHART_LIBRARY)
+    except ValueError:  # missing from a collected manifest
+        return ""
+    return format_html('<script src="{}"></script>', url)
