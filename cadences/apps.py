@@ -3,13 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+from django.apps import apps as global_apps
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models.signals import post_migrate
 
 from cadences.roles import roles_install
 
 
-def _roles_after_migrate(sender: AppConfig, *, apps: Any, using: str, **kwargs: Any) -> None:
-    roles_install(apps=apps, using=using)
+def _roles_after_migrate(sender: AppConfig, *, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+    # `migrate` passes the migrated state as `apps`; `flush` (used between transactional tests) passes none.
+    roles_install(apps=kwargs.get("apps") or global_apps, using=using)
 
 
 class CadencesConfig(AppConfig):

@@ -57,9 +57,11 @@ class SegmentSpec:
     resurrection_inbox_id: str
 
 
+# Phases and action types are typed as their stored string values (Phase / ActionType members
+# are str subclasses).
 @dataclass(frozen=True)
 class PhaseSpan:
-    phase: Phase
+    phase: str
     first_day: int
     last_day: int
 
@@ -67,8 +69,8 @@ class PhaseSpan:
 @dataclass(frozen=True)
 class StepSpec:
     day: int
-    action_type: ActionType
-    phase: Phase
+    action_type: str
+    phase: str
     sms_template: str | None  # template name
     voicemail_prompt: str
     live_call_prompt: str
@@ -88,7 +90,7 @@ SEGMENTS: tuple[SegmentSpec, ...] = (
 )
 
 # Touchpoints per phase, the same in every segment. Suspension and cancellation day have one each.
-PHASE_TOUCHPOINTS: dict[Phase, int] = {
+PHASE_TOUCHPOINTS: dict[str, int] = {
     Phase.SOFT_INTRO: 5,
     Phase.PAST_DUE: 9,
     Phase.PRE_SUSPENSION: 11,
@@ -119,7 +121,7 @@ def phase_spans(*, first_outreach_day: int, suspension_day: int, cancellation_da
     resurrection = cancellation_day - suspension_day
     direct_start = suspension_day + _round_half_up(resurrection * _DIRECT_START_SHARE)
     pre_cancellation_start = suspension_day + _round_half_up(resurrection * _PRE_CANCELLATION_START_SHARE)
-    spans = []
+    spans: list[PhaseSpan] = []
     if first_outreach_day == 1:
         spans.append(PhaseSpan(Phase.PAYMENT_MISSED, 0, 0))
     spans += [
@@ -143,7 +145,7 @@ def _spread(first_day: int, last_day: int, count: int) -> list[int]:
     return [first_day + (i * span) // count for i in range(count)]
 
 
-def _action_type(phase: Phase, index: int, count: int) -> ActionType:
+def _action_type(phase: str, index: int, count: int) -> str:
     """Milestones are BOTH; in between, texts and calls alternate (calls first once it is direct)."""
     if phase in (Phase.SUSPENSION, Phase.CANCELLATION):
         return ActionType.BOTH
@@ -161,7 +163,7 @@ def _action_type(phase: Phase, index: int, count: int) -> ActionType:
 # --- SMS templates (name → phase, body) ----------------------------------------------------
 # Plain ASCII so every text stays GSM-7 (160 characters a part); every one carries opt-out
 # wording; a payment link wherever a payment is invited; never a request for card details.
-SMS_TEMPLATES: dict[str, tuple[Phase, str]] = {
+SMS_TEMPLATES: dict[str, tuple[str, str]] = {
     "Payment missed - friendly note": (
         Phase.PAYMENT_MISSED,
         "Hi {{ first_name }}, it's {{ company_name }}. It looks like this month's payment didn't go through - "
@@ -240,7 +242,7 @@ SMS_TEMPLATES: dict[str, tuple[Phase, str]] = {
 }
 
 
-def _templates_for(phase: Phase) -> list[str]:
+def _templates_for(phase: str) -> list[str]:
     return [name for name, (template_phase, _body) in SMS_TEMPLATES.items() if template_phase == phase]
 
 
@@ -278,7 +280,7 @@ _LIVE_CALL_RULES = (
     "record it in the call outcome."
 )
 
-_LIVE_CALL_PHASE = {
+_LIVE_CALL_PHASE: dict[str, str] = {
     Phase.SOFT_INTRO: (
         "Tone: a friendly check-in. Their payment is {{days_past_due}} days late. Once verified, let them know a "
         "payment still needs their attention; do not cite the amount unless they ask for it."
@@ -317,7 +319,7 @@ _LIVE_CALL_PHASE = {
 }
 
 
-def voicemail_prompt(phase: Phase) -> str:
+def voicemail_prompt(phase: str) -> str:
     if phase in (Phase.PRE_CANCELLATION, Phase.CANCELLATION):
         return _VOICEMAIL_FINAL
     if phase in (Phase.SUSPENSION, Phase.RE_ENGAGEMENT, Phase.DIRECT):
@@ -325,7 +327,7 @@ def voicemail_prompt(phase: Phase) -> str:
     return _VOICEMAIL_BILLING
 
 
-def live_call_prompt(phase: Phase) -> str:
+def live_call_prompt(phase: str) -> str:
     return f"{_LIVE_CALL_PHASE[phase]}\n\n{_LIVE_CALL_RULES}"
 
 
@@ -376,7 +378,7 @@ def install_default_content(
     """
     templates = {}
     for name, (phase, body) in SMS_TEMPLATES.items():
-        templates[name], _ = template_model.objects.update_or_create(name=name, defaults={"phase": phase.value, "body": body})
+        templates[name], _ = template_model.objects.update_or_create(name=name, defaults={"phase": str(phase), "body": body})
 
     steps_written = 0
     for spec in SEGMENTS:
@@ -402,8 +404,8 @@ def install_default_content(
                 segment=segment,
                 day=step.day,
                 defaults={
-                    "action_type": step.action_type.value,
-                    "phase": step.phase.value,
+                    "action_type": str(step.action_type),
+                    "phase": str(step.phase),
                     "sms_template": templates[step.sms_template] if step.sms_template else None,
                     "voicemail_prompt": step.voicemail_prompt,
                     "live_call_prompt": step.live_call_prompt,

@@ -185,7 +185,7 @@ class _Validator:
         segment = existing or Segment(name=name)
         ok = True
         for key in SEGMENT_DAY_KEYS:
-            value = entry.get(key)
+            value: Any = entry.get(key)
             if not _is_int(value) or not 0 <= value <= MAX_CADENCE_DAY:
                 self.problem(where, f"'{key}' must be a whole number between 0 and {MAX_CADENCE_DAY} (got {value!r}).")
                 ok = False
@@ -240,11 +240,12 @@ class _Validator:
 
     def read_step(self, where: str, segment: Segment, raw: dict[str, Any]) -> _PlannedStep | None:
         ok = True
-        day = raw.get("day")
+        day: Any = raw.get("day")
         if not _is_int(day) or not 0 <= day <= MAX_CADENCE_DAY:
             self.problem(where, f"'day' must be a whole number between 0 and {MAX_CADENCE_DAY} (got {day!r}).")
             ok = False
-        action_type, phase = raw.get("action_type"), raw.get("phase")
+        action_type: Any = raw.get("action_type")
+        phase: Any = raw.get("phase")
         if action_type not in ActionType.values:
             self.problem(where, f"'action_type' must be one of {', '.join(ActionType.values)} (got {action_type!r}).")
             ok = False

@@ -6,6 +6,7 @@ import pytest
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
@@ -90,3 +91,11 @@ def test_roles_install_is_idempotent_and_restores_a_missing_baseline_permission(
     roles_install()
     assert perms(SUPERVISORS) == before
     assert Group.objects.filter(name__in=[BILLING_MANAGERS, SUPERVISORS]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_groups_come_back_after_a_flush() -> None:
+    # `flush` (run between transactional tests) empties every table and then sends post_migrate
+    # without the migrated app registry; the roles must be recreated all the same.
+    call_command("flush", interactive=False, verbosity=0)
+    assert perms(SUPERVISORS) and perms(BILLING_MANAGERS)
