@@ -28,13 +28,15 @@ import datetime as dt
 import io
 import json
 import logging
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Field
+from django.db.models import F
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -343,38 +345,40 @@ def queue_rows_prepare(*, run: LoadRun, rows: Iterable[tuple[int, Mapping[str, A
 # --- writing ---------------------------------------------------------------------------------
 
 
-def _item_fields() -> list[Field]:
-    return [f for f in QueueItem._meta.concrete_fields if not f.primary_key]
+def queue_item_copy_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Database column names and one tuple of values per item, complete, in COPY's order.
 
-
-def _complete(items: list[dict[str, Any]], fields: Sequence[Field]) -> list[dict[str, Any]]:
-    """Fill every column an item does not set from the field's default (computed once)."""
+    Columns an item does not set take the field's default, computed once (Django's own: the
+    declared one, '' for text, else None); JSON values are serialised for COPY's text format.
+    """
+    fields = [f for f in QueueItem._meta.concrete_fields if not f.primary_key]
     now = timezone.now()
-    defaults: dict[str, Any] = {}
+    json_fields = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
+    base: dict[str, Any] = {}
     for f in fields:
-        if f.attname in ("created_at", "status_changed_at"):
-            defaults[f.attname] = now
-        else:
-            # Django's own default: the declared one, '' for text fields, else None.
-            defaults[f.attname] = f.get_default()
-    return [{**defaults, **item} for item in items]
+        value = now if f.attname in ("created_at", "status_changed_at") else f.get_default()
+        base[f.attname] = json.dumps(value) if f.attname in json_fields else value
+    row_of = operator.itemgetter(*(f.attname for f in fields))
+    rows = []
+    for item in items:
+        values = base.copy()
+        values.update(item)
+        for name in json_fields.intersection(item):
+            values[name] = json.dumps(item[name])
+        rows.append(row_of(values))
+    return [f.column for f in fields], rows
 
 
 def _copy_items(items: list[dict[str, Any]]) -> int:
-    """PostgreSQL COPY of complete item values into the queue item table."""
-    fields = _item_fields()
-    complete = _complete(items, fields)
-    json_columns = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
-    columns = [f.attname for f in fields]
-    quoted = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    """PostgreSQL COPY of the items into the queue item table."""
+    columns, rows = queue_item_copy_rows(items)
+    quoted = ", ".join(connection.ops.quote_name(c) for c in columns)
     table = connection.ops.quote_name(QueueItem._meta.db_table)
     with connection.cursor() as cursor, connection.wrap_database_errors:
         with cursor.cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
-            for values in complete:
-                copy.write_row(
-                    [json.dumps(values[c]) if c in json_columns else values[c] for c in columns]
-                )
-    return len(complete)
+            for row in rows:
+                copy.write_row(row)
+    return len(rows)
 
 
 def _bulk_insert_items(campaign_id: int, items: list[dict[str, Any]]) -> int:
@@ -433,7 +437,8 @@ def _write_chunk(*, run: LoadRun, chunk: PreparedChunk) -> int:
     return inserted
 
 
-def _new_run(*, campaign: Campaign, source: str, now: dt.datetime) -> LoadRun:
+def load_run_create(*, campaign: Campaign, source: str, now: dt.datetime) -> LoadRun:
+    """The state of one load: the cadence index and the clients the campaign already has."""
     return LoadRun(
         campaign=campaign,
         source=source,
@@ -444,6 +449,22 @@ def _new_run(*, campaign: Campaign, source: str, now: dt.datetime) -> LoadRun:
     )
 
 
+def _account(
+    progress: LoadProgress, chunk: PreparedChunk, inserted: int, on_progress: Callable[[LoadProgress], None] | None
+) -> None:
+    progress.read += chunk.read
+    progress.inserted += inserted
+    progress.rejected += len(chunk.rejections)
+    progress.no_touchpoint += chunk.no_touchpoint
+    progress.already_queued += chunk.already_queued
+    if on_progress is not None:
+        on_progress(progress)
+
+
+def _close_thread_connection() -> None:
+    connection.close()
+
+
 def _load_chunks(
     *,
     run: LoadRun,
@@ -451,16 +472,42 @@ def _load_chunks(
     progress: LoadProgress,
     on_progress: Callable[[LoadProgress], None] | None,
 ) -> None:
-    for numbered in chunks:
-        chunk = queue_rows_prepare(run=run, rows=numbered)
-        inserted = _write_chunk(run=run, chunk=chunk)
-        progress.read += chunk.read
-        progress.inserted += inserted
-        progress.rejected += len(chunk.rejections)
-        progress.no_touchpoint += chunk.no_touchpoint
-        progress.already_queued += chunk.already_queued
-        if on_progress is not None:
-            on_progress(progress)
+    """Check and write chunk after chunk.
+
+    On PostgreSQL, outside a caller's transaction, one writer thread (with its own connection)
+    writes chunk n while this thread reads and checks chunk n+1: the database does its part of
+    the work (parsing the COPY, maintaining the indexes) at the same time as Python does its
+    part. At most one chunk waits, so memory stays at about two chunks. Inside a caller's
+    transaction everything must go through the caller's connection, so chunks are written in turn.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        for numbered in chunks:
+            chunk = queue_rows_prepare(run=run, rows=numbered)
+            _account(progress, chunk, _write_chunk(run=run, chunk=chunk), on_progress)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-load-writer") as writer:
+        pending: tuple[Future[int], PreparedChunk] | None = None
+        try:
+            for numbered in chunks:
+                chunk = queue_rows_prepare(run=run, rows=numbered)
+                if pending is not None:
+                    future, written = pending
+                    pending = None
+                    _account(progress, written, future.result(), on_progress)
+                pending = (writer.submit(_write_chunk, run=run, chunk=chunk), chunk)
+            if pending is not None:
+                future, written = pending
+                pending = None
+                _account(progress, written, future.result(), on_progress)
+        finally:
+            if pending is not None:
+                # The read failed while a chunk was being written: let the write finish (its
+                # transaction keeps items and counters together) and count it.
+                try:
+                    _account(progress, pending[1], pending[0].result(), on_progress)
+                except Exception:
+                    log.exception("queue load: writing the last chunk failed", extra={"campaign_id": run.campaign.pk})
+            writer.submit(_close_thread_connection).result()
 
 
 # --- the warehouse load -----------------------------------------------------------------------
@@ -540,7 +587,7 @@ def queue_load(
             rows_no_touchpoint=0,
             rows_already_queued=0,
         )
-    run = _new_run(campaign=campaign, source=SOURCE_WAREHOUSE, now=now)
+    run = load_run_create(campaign=campaign, source=SOURCE_WAREHOUSE, now=now)
     progress = LoadProgress()
     if on_progress is not None:
         progress.total = queue_count(sql=query)
@@ -635,7 +682,7 @@ def queue_upload_csv(
     if len(data) > CSV_MAX_BYTES:
         raise CsvFileError(f"The file is larger than {CSV_MAX_BYTES // (1024 * 1024)} MB; load it through the warehouse query.")
     _, rows = _csv_rows(data)
-    run = _new_run(campaign=campaign, source=SOURCE_CSV, now=now)
+    run = load_run_create(campaign=campaign, source=SOURCE_CSV, now=now)
     progress = LoadProgress(total=len(rows))
     chunks = (rows[i : i + CHUNK_SIZE] for i in range(0, len(rows), CHUNK_SIZE))
     # Rows with more fields than the header are rejected before the normal checks.
