@@ -31,6 +31,9 @@ STATUS_COUNTERS: dict[str, str] = {
     S.INELIGIBLE: "ineligible",
 }
 
+# The SMS counters follow the item's `sms_status` (see campaign_recount).
+SMS_COUNTERS: dict[str, str] = {"sms_sent": QueueItem.SmsStatus.SENT, "sms_failed": QueueItem.SmsStatus.FAILED}
+
 # Where each status may go. Outcomes can still be refined (a `call_analyzed` turning an
 # "answered" into "voicemail"), which is why answered → voicemail is allowed; the counter
 # moves from one to the other in the same transaction.
@@ -85,9 +88,17 @@ def queue_item_transition(
 
 
 def campaign_recount(*, campaign: Campaign) -> dict[str, int]:
-    """Counters recomputed from the items (for checks and the invariant tests)."""
+    """Counters recomputed from the items (for checks and the invariant tests).
+
+    Texts are counted by `sms_status`, which both kinds of item carry: an SMS-only touchpoint
+    and the follow-up text of a call-and-SMS touchpoint each count once.
+    """
     counts = dict.fromkeys(set(STATUS_COUNTERS.values()), 0)
-    for status, n in QueueItem.objects.filter(campaign=campaign).values_list("status").annotate(n=Count("pk")):
-        if status in STATUS_COUNTERS:
+    items = QueueItem.objects.filter(campaign=campaign)
+    for status, n in items.values_list("status").annotate(n=Count("pk")):
+        if status in STATUS_COUNTERS and STATUS_COUNTERS[status] not in SMS_COUNTERS:
             counts[STATUS_COUNTERS[status]] += n
+    for sms_status, n in items.values_list("sms_status").annotate(n=Count("pk")):
+        if sms_status in SMS_COUNTERS.values():
+            counts[next(k for k, v in SMS_COUNTERS.items() if v == sms_status)] += n
     return counts

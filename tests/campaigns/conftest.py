@@ -86,3 +86,10 @@ def sample_warehouse(tmp_path: Path, settings: Any) -> Iterator[SampleWarehouse]
 @pytest.fixture
 def campaign(db: None) -> Campaign:
     return queue.campaign_create(date=CAMPAIGN_DATE)
+
+
+def unreachable_warehouse(tmp_path: Path) -> str:
+    """A warehouse URL that cannot be opened or created (its parent is a file): an outage."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    return f"sqlite:///{blocker / 'warehouse.sqlite3'}"

@@ -1,0 +1,520 @@
+"""A campaign's day: start (load → running), pause/resume, stop, and the flush to the warehouse.
+
+    draft ──start──► loading ──► running ◄──resume── paused
+                       │            │  └──pause──────►  │
+                       ▼            ▼                   ▼
+                    (error:      stopping ◄─────────────┘
+                     back to        │  (waits for calls in flight, at most STOP_GRACE)
+                     draft)         ▼
+                                 stopped ──flush──► flushed
+
+Every transition is a conditional UPDATE on the status, so two supervisors pressing "stop" at
+once, or a retried task, do the work once. Background steps are enqueued by dotted path after the
+transaction commits; nothing here calls a vendor inside a transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+from cadences.models import DialerSettings
+from campaigns.models import (
+    Alert,
+    CallAttempt,
+    Campaign,
+    ContactLedgerEntry,
+    PromiseToPay,
+    QueueItem,
+    SmsMessage,
+)
+from billing_dialer import clock
+from campaigns.services import kpis, queue, release, sms
+from campaigns.services.transitions import campaign_recount
+from integrations.http import IntegrationError
+from integrations.warehouse import client as warehouse
+
+log = logging.getLogger(__name__)
+
+Status = Campaign.Status
+ItemStatus = QueueItem.Status
+
+# How long a stopping campaign waits for calls already in flight to report their outcome.
+STOP_GRACE = dt.timedelta(minutes=20)
+FLUSH_CHUNK_ROWS = 500
+
+HISTORY_COLUMNS: dict[str, str] = {
+    "record_id": "VARCHAR(120)",
+    "record_type": "VARCHAR(16)",
+    "campaign_date": "DATE",
+    "client_id": "VARCHAR(64)",
+    "client_name": "VARCHAR(200)",
+    "phone": "VARCHAR(20)",
+    "segment": "VARCHAR(64)",
+    "phase": "VARCHAR(32)",
+    "days_past_due": "INTEGER",
+    "action_type": "VARCHAR(8)",
+    "ring_group": "VARCHAR(64)",
+    "item_status": "VARCHAR(16)",
+    "skip_reason": "VARCHAR(64)",
+    "outcome": "VARCHAR(16)",
+    "disconnection_reason": "VARCHAR(64)",
+    "attempt_number": "INTEGER",
+    "from_number": "VARCHAR(20)",
+    "started_at": "TIMESTAMP",
+    "ended_at": "TIMESTAMP",
+    "duration_ms": "BIGINT",
+    "transfer_destination": "VARCHAR(40)",
+    "recording_url": "VARCHAR(500)",
+    "summary": "VARCHAR(4000)",
+    "sentiment": "VARCHAR(32)",
+    "cost": "DECIMAL(10,4)",
+    "promise_date": "DATE",
+    "promise_amount": "DECIMAL(12,2)",
+    "sms_text": "VARCHAR(1600)",
+    "sms_status": "VARCHAR(16)",
+    "sms_inbox_id": "VARCHAR(64)",
+    "recorded_at": "TIMESTAMP",
+}
+
+RECONCILED_COLUMNS = (
+    "campaign_date",
+    "client_id",
+    "client_name",
+    "phone",
+    "segment",
+    "phase",
+    "days_past_due",
+    "direction",
+    "action_type",
+    "final_status",
+    "skip_reason",
+    "call_attempts",
+    "last_call_outcome",
+    "last_call_id",
+    "transferred",
+    "promise_date",
+    "promise_amount",
+    "sms_status",
+    "inbound_call",
+)
+
+
+class CampaignStateError(Exception):
+    """The campaign is not in a state that allows this action."""
+
+
+def _move(campaign: Campaign, *, from_statuses: Sequence[str], to_status: str, **fields: Any) -> bool:
+    moved = Campaign.objects.filter(pk=campaign.pk, status__in=from_statuses).update(status=to_status, **fields)
+    campaign.refresh_from_db()
+    return moved == 1
+
+
+def _enqueue(func: str, *args: Any, **kwargs: Any) -> None:
+    transaction.on_commit(lambda: async_task(func, *args, **kwargs))
+
+
+# --- start, pause, resume ---------------------------------------------------------------
+
+
+def campaign_start(*, campaign: Campaign, user: Any = None) -> Campaign:
+    """Begin the day: load the queue in the background, then run."""
+    if not _move(campaign, from_statuses=[Status.DRAFT], to_status=Status.LOADING, load_error="", load_started_at=timezone.now()):
+        raise CampaignStateError(f"{campaign} is {campaign.get_status_display().lower()}; only a draft campaign can start.")
+    log.info("campaign starting", extra={"campaign_id": campaign.pk, "user": getattr(user, "username", "")})
+    _enqueue("campaigns.tasks.campaign_load_task", campaign.pk)
+    return campaign
+
+
+def campaign_load_and_run(*, campaign: Campaign, now: dt.datetime | None = None, start_release: bool = True) -> Campaign:
+    """Load the queue; on success the campaign runs, on a warehouse error it returns to draft with the error shown.
+
+    `start_release=False` leaves starting the release loop to the caller (a sandbox day run in
+    one process drives the loop itself).
+    """
+    now = now or clock.now()
+    try:
+        queue.queue_load(campaign=campaign, now=now)
+    except IntegrationError as exc:
+        _move(campaign, from_statuses=[Status.LOADING], to_status=Status.DRAFT, load_error=str(exc))
+        Alert.objects.create(campaign=campaign, level=Alert.Level.ERROR, source="warehouse", message=f"Queue load failed: {exc}")
+        log.warning("queue load failed", extra={"campaign_id": campaign.pk, "error": str(exc)})
+        return campaign
+    if not _move(campaign, from_statuses=[Status.LOADING], to_status=Status.RUNNING, started_at=now, load_finished_at=timezone.now()):
+        return campaign
+    sms.sms_schedule(campaign=campaign, now=now)
+    queue.revalidation_schedule_install(campaign=campaign)
+    if start_release:
+        release.release_loop_start(campaign_id=campaign.pk)
+    log.info("campaign running", extra={"campaign_id": campaign.pk, "queued": campaign.rows_inserted})
+    return campaign
+
+
+def campaign_pause(*, campaign: Campaign, user: Any = None, reason: str = "") -> Campaign:
+    if not _move(campaign, from_statuses=[Status.RUNNING], to_status=Status.PAUSED, halt_reason=reason):
+        raise CampaignStateError(f"{campaign} is not running.")
+    log.info("campaign paused", extra={"campaign_id": campaign.pk, "reason": reason})
+    return campaign
+
+
+def campaign_resume(*, campaign: Campaign, user: Any = None) -> Campaign:
+    if not _move(campaign, from_statuses=[Status.PAUSED], to_status=Status.RUNNING, halt_reason=""):
+        raise CampaignStateError(f"{campaign} is not paused.")
+    release.release_loop_start(campaign_id=campaign.pk)
+    log.info("campaign resumed", extra={"campaign_id": campaign.pk})
+    return campaign
+
+
+# --- stop and flush ---------------------------------------------------------------------
+
+
+def campaign_stop(*, campaign: Campaign, user: Any = None, reason: str = "manual") -> Campaign:
+    """Stop releasing and texting; finish once the calls in flight have reported, then flush."""
+    if not _move(
+        campaign,
+        from_statuses=[Status.LOADING, Status.RUNNING, Status.PAUSED],
+        to_status=Status.STOPPING,
+        stopped_at=clock.now(),
+    ):
+        raise CampaignStateError(f"{campaign} is {campaign.get_status_display().lower()}; it cannot be stopped.")
+    queue.revalidation_schedule_remove(campaign=campaign)
+    log.info("campaign stopping", extra={"campaign_id": campaign.pk, "reason": reason, "user": getattr(user, "username", "")})
+    _enqueue("campaigns.tasks.campaign_finish_task", campaign.pk)
+    return campaign
+
+
+def campaign_finish(*, campaign: Campaign, now: dt.datetime | None = None) -> bool:
+    """Close a stopping campaign. Returns False while calls are still in flight (call again later)."""
+    now = now or clock.now()
+    campaign.refresh_from_db()
+    if campaign.status != Status.STOPPING:
+        return campaign.status in (Status.STOPPED, Status.FLUSHED)
+    in_flight = QueueItem.objects.filter(campaign=campaign, status__in=[ItemStatus.RELEASING, ItemStatus.DIALING])
+    stopped_at = campaign.stopped_at or now
+    if in_flight.exists() and now - stopped_at < STOP_GRACE:
+        return False
+    _skip_untouched(campaign=campaign, now=now)
+    _move(campaign, from_statuses=[Status.STOPPING], to_status=Status.STOPPED)
+    log.info("campaign stopped", extra={"campaign_id": campaign.pk})
+    return True
+
+
+def _skip_untouched(*, campaign: Campaign, now: dt.datetime) -> None:
+    """Items the day never reached are closed as skipped, with why, in one set-based step."""
+    with transaction.atomic():
+        leftover = QueueItem.objects.filter(
+            campaign=campaign,
+            status__in=[ItemStatus.QUEUED, ItemStatus.SMS_SCHEDULED, ItemStatus.RELEASING, ItemStatus.DIALING],
+        )
+        detail = {"stopped_at": now.isoformat()}
+        still_dialing = leftover.filter(status__in=[ItemStatus.RELEASING, ItemStatus.DIALING]).update(
+            status=ItemStatus.FAILED, skip_reason="no_outcome_before_stop", skip_detail=detail, status_changed_at=now
+        )
+        skipped = leftover.update(
+            status=ItemStatus.SKIPPED, skip_reason="campaign_stopped", skip_detail=detail, status_changed_at=now
+        )
+        QueueItem.objects.filter(
+            campaign=campaign, sms_status__in=[QueueItem.SmsStatus.PENDING, QueueItem.SmsStatus.SCHEDULED]
+        ).update(sms_status=QueueItem.SmsStatus.SKIPPED)
+        if still_dialing or skipped:
+            Campaign.objects.filter(pk=campaign.pk).update(
+                failed=F("failed") + still_dialing, skipped=F("skipped") + skipped
+            )
+
+
+def campaign_flush(*, campaign: Campaign) -> Campaign:
+    """Write the day's history to the warehouse; only after every chunk is confirmed, clean up.
+
+    A failure anywhere leaves every row in place, records the error on the campaign and raises
+    an alert; flushing again is safe because the warehouse write is an upsert on the record id.
+    """
+    campaign.refresh_from_db()
+    if campaign.status != Status.STOPPED:
+        raise CampaignStateError(f"{campaign} must be stopped before its history is flushed (it is {campaign.status}).")
+    table = DialerSettings.load().history_table
+    written = 0
+    try:
+        warehouse.ensure_table(table, HISTORY_COLUMNS, key="record_id")
+        for chunk in _chunks(history_rows(campaign=campaign), FLUSH_CHUNK_ROWS):
+            written += warehouse.write_rows(table, chunk, key="record_id", columns=list(HISTORY_COLUMNS))
+    except IntegrationError as exc:
+        Campaign.objects.filter(pk=campaign.pk).update(flush_error=str(exc))
+        Alert.objects.create(campaign=campaign, level=Alert.Level.ERROR, source="flush", message=f"History flush failed: {exc}")
+        log.error("history flush failed", extra={"campaign_id": campaign.pk, "error": str(exc), "rows_written": written})
+        campaign.refresh_from_db()
+        return campaign
+    kpis.kpis_snapshot(campaign=campaign)
+    reconciled_file_write(campaign=campaign)
+    with transaction.atomic():
+        if not _move(
+            campaign, from_statuses=[Status.STOPPED], to_status=Status.FLUSHED,
+            flushed_at=timezone.now(), flush_error="", flushed_rows=written,
+        ):
+            return campaign
+        QueueItem.objects.filter(campaign=campaign).delete()
+        campaign.rejected_rows.all().delete()
+        campaign.batches.all().delete()
+    log.info("campaign flushed", extra={"campaign_id": campaign.pk, "rows": written})
+    return campaign
+
+
+def history_rows_in_warehouse(*, date: dt.date) -> int:
+    """How many history rows the warehouse holds for a campaign date (the flush's confirmation)."""
+    table = DialerSettings.load().history_table
+    qualified = warehouse.qualified_table(warehouse.target().dialect, table)
+    for chunk in warehouse.iter_query(f"SELECT COUNT(*) AS n FROM {qualified} WHERE campaign_date = '{date.isoformat()}'"):
+        return int(chunk[0]["n"])
+    return 0
+
+
+def _chunks(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def history_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
+    """One warehouse row per call attempt, per SMS, and per item closed without contact."""
+    promises = {p.call_id: p for p in PromiseToPay.objects.filter(call_id__in=CallAttempt.objects.filter(campaign=campaign).values("call_id"))}
+    now = timezone.now()
+    attempts = CallAttempt.objects.filter(campaign=campaign).select_related("queue_item__segment").order_by("created_at")
+    for attempt in attempts.iterator(chunk_size=2000):
+        item = attempt.queue_item
+        promise = promises.get(attempt.call_id or "")
+        yield _item_fields(campaign, item) | {
+            "record_id": attempt.call_id or f"attempt-{attempt.pk}",
+            "record_type": "call",
+            "outcome": attempt.outcome or attempt.status,
+            "disconnection_reason": attempt.disconnection_reason,
+            "attempt_number": attempt.attempt_number,
+            "from_number": attempt.from_number,
+            "started_at": attempt.started_at,
+            "ended_at": attempt.ended_at,
+            "duration_ms": attempt.duration_ms,
+            "transfer_destination": attempt.transfer_destination,
+            "recording_url": attempt.recording_url,
+            "summary": attempt.summary[:4000],
+            "sentiment": attempt.sentiment,
+            "cost": attempt.cost,
+            "promise_date": promise.promised_date if promise else None,
+            "promise_amount": promise.amount if promise else None,
+            "recorded_at": now,
+        }
+    messages = SmsMessage.objects.filter(campaign=campaign).select_related("queue_item__segment").order_by("created_at")
+    for message in messages.iterator(chunk_size=2000):
+        base = _item_fields(campaign, message.queue_item) if message.queue_item else _empty_item_fields(campaign)
+        yield base | {
+            "record_id": message.local_id,
+            "record_type": "sms",
+            "client_id": message.client_id or base["client_id"],
+            "phone": message.phone,
+            "sms_text": message.text[:1600],
+            "sms_status": message.status,
+            "sms_inbox_id": message.inbox_id,
+            "started_at": message.sent_at,
+            "recorded_at": now,
+        }
+    untouched = QueueItem.objects.filter(campaign=campaign, status__in=[ItemStatus.SKIPPED, ItemStatus.INELIGIBLE]).select_related("segment")
+    for item in untouched.iterator(chunk_size=2000):
+        yield _item_fields(campaign, item) | {
+            "record_id": f"skip-{campaign.date.isoformat()}-{item.client_id}",
+            "record_type": item.status,
+            "recorded_at": now,
+        }
+
+
+def _empty_item_fields(campaign: Campaign) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(HISTORY_COLUMNS)
+    row["campaign_date"] = campaign.date
+    return row
+
+
+def _item_fields(campaign: Campaign, item: QueueItem) -> dict[str, Any]:
+    row = _empty_item_fields(campaign)
+    row.update(
+        client_id=item.client_id,
+        client_name=item.client_name,
+        phone=item.phone,
+        segment=item.segment.name,
+        phase=item.phase,
+        days_past_due=item.days_past_due,
+        action_type=item.action_type,
+        ring_group=item.ring_group,
+        item_status=item.status,
+        skip_reason=item.skip_reason,
+        sms_status=item.sms_status,
+    )
+    return row
+
+
+# --- the same-day reconciled file ----------------------------------------------------------
+
+
+def reconciled_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
+    """One row per client touched that day, outbound and inbound (seed: the partner's reconciled file)."""
+    day_start = timezone.make_aware(dt.datetime.combine(campaign.date, dt.time.min))
+    day_end = day_start + dt.timedelta(days=1)
+    inbound = set(
+        ContactLedgerEntry.objects.filter(
+            kind=ContactLedgerEntry.Kind.INBOUND_CALL, occurred_at__gte=day_start, occurred_at__lt=day_end
+        ).values_list("client_id", flat=True)
+    )
+    # The last attempt per item: ordered so that later attempts overwrite earlier ones.
+    last_attempts: dict[int, tuple[str, str]] = {
+        item_id: (outcome, call_id or "")
+        for item_id, outcome, call_id in CallAttempt.objects.filter(campaign=campaign)
+        .order_by("queue_item_id", "created_at")
+        .values_list("queue_item_id", "outcome", "call_id")
+    }
+    # Promises made on this day's calls, outbound or inbound, matched by the call id.
+    inbound_calls = ContactLedgerEntry.objects.filter(
+        kind=ContactLedgerEntry.Kind.INBOUND_CALL, occurred_at__gte=day_start, occurred_at__lt=day_end
+    ).values("reference")
+    outbound_calls = CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False).values("call_id")
+    promises = {
+        p.client_id: p
+        for p in PromiseToPay.objects.filter(Q(call_id__in=outbound_calls) | Q(call_id__in=inbound_calls)).order_by("created_at")
+    }
+    seen: set[str] = set()
+    items = QueueItem.objects.filter(campaign=campaign).select_related("segment").order_by("client_id")
+    for item in items.iterator(chunk_size=2000):
+        seen.add(item.client_id)
+        attempt = last_attempts.get(item.pk)
+        promise = promises.get(item.client_id)
+        yield {
+            "campaign_date": campaign.date.isoformat(),
+            "client_id": item.client_id,
+            "client_name": item.client_name,
+            "phone": item.phone,
+            "segment": item.segment.name,
+            "phase": item.phase,
+            "days_past_due": item.days_past_due,
+            "direction": "outbound",
+            "action_type": item.action_type,
+            "final_status": item.status,
+            "skip_reason": item.skip_reason,
+            "call_attempts": item.call_attempts,
+            "last_call_outcome": attempt[0] if attempt else "",
+            "last_call_id": attempt[1] if attempt else "",
+            "transferred": "yes" if item.status == ItemStatus.TRANSFERRED else "no",
+            "promise_date": promise.promised_date.isoformat() if promise else "",
+            "promise_amount": str(promise.amount) if promise and promise.amount is not None else "",
+            "sms_status": item.sms_status,
+            "inbound_call": "yes" if item.client_id in inbound else "no",
+        }
+    for entry in ContactLedgerEntry.objects.filter(
+        kind=ContactLedgerEntry.Kind.INBOUND_CALL, occurred_at__gte=day_start, occurred_at__lt=day_end
+    ).exclude(client_id__in=seen).order_by("client_id"):
+        promise = promises.get(entry.client_id)
+        yield dict.fromkeys(RECONCILED_COLUMNS, "") | {
+            "campaign_date": campaign.date.isoformat(),
+            "client_id": entry.client_id,
+            "phone": entry.phone,
+            "direction": "inbound",
+            "final_status": entry.outcome or "inbound",
+            "promise_date": promise.promised_date.isoformat() if promise else "",
+            "promise_amount": str(promise.amount) if promise and promise.amount is not None else "",
+            "inbound_call": "yes",
+        }
+
+
+def reconciled_csv_lines(*, campaign: Campaign) -> Iterator[str]:
+    """The reconciled file as CSV text lines (streamed for the download view)."""
+
+    class _Line:
+        value = ""
+
+        def write(self, text: str) -> None:
+            self.value = text
+
+    line = _Line()
+    writer = csv.DictWriter(line, fieldnames=RECONCILED_COLUMNS)
+    writer.writeheader()
+    yield line.value
+    for row in reconciled_rows(campaign=campaign):
+        writer.writerow(row)
+        yield line.value
+
+
+def reconciled_file_write(*, campaign: Campaign) -> Path:
+    directory = Path(settings.RECONCILED_FILE_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"reconciled-{campaign.date.isoformat()}.csv"
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        for text in reconciled_csv_lines(campaign=campaign):
+            handle.write(text)
+    tmp.replace(path)
+    log.info("reconciled file written", extra={"campaign_id": campaign.pk, "path": path.name})
+    return path
+
+
+# --- end of day -----------------------------------------------------------------------------
+
+
+def campaigns_autostop(*, now: dt.datetime | None = None) -> list[int]:
+    """Stop running or paused campaigns whose end of day has passed (portal time zone)."""
+    now = now or clock.now()
+    local_now = timezone.localtime(now)
+    stopped: list[int] = []
+    for campaign in Campaign.objects.filter(status__in=[Status.RUNNING, Status.PAUSED, Status.LOADING]):
+        end = timezone.make_aware(dt.datetime.combine(campaign.date, campaign.end_of_day))
+        if local_now >= end:
+            try:
+                campaign_stop(campaign=campaign, reason="end_of_day")
+                stopped.append(campaign.pk)
+            except CampaignStateError:
+                continue
+    return stopped
+
+
+def recount_matches(*, campaign: Campaign) -> bool:
+    """True when the campaign counters equal a recount from its items."""
+    campaign.refresh_from_db()
+    return all(getattr(campaign, name) == value for name, value in campaign_recount(campaign=campaign).items())
+
+
+def campaigns_tick(*, now: dt.datetime | None = None) -> dict[str, list[int]]:
+    """Every minute: stop campaigns at end of day, finish stopping ones, flush stopped ones.
+
+    A flush that failed is retried here too, so a warehouse outage heals by itself once the
+    warehouse answers; the supervisor can also retry by hand.
+    """
+    now = now or clock.now()
+    report: dict[str, list[int]] = {"autostopped": campaigns_autostop(now=now), "stopped": [], "flushed": []}
+    for campaign in Campaign.objects.filter(status=Status.STOPPING):
+        if campaign_finish(campaign=campaign, now=now):
+            report["stopped"].append(campaign.pk)
+    for campaign in Campaign.objects.filter(status=Status.STOPPED):
+        if campaign_flush(campaign=campaign).status == Status.FLUSHED:
+            report["flushed"].append(campaign.pk)
+    return report
+
+
+def lifecycle_schedules_install() -> list[Schedule]:
+    schedule, _ = Schedule.objects.update_or_create(
+        name="campaigns-tick",
+        defaults={
+            "func": "campaigns.tasks.campaigns_tick_task",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )
+    return [schedule]

@@ -1,0 +1,283 @@
+"""A whole sandbox day in one process, on an accelerated clock.
+
+The portal serves itself on a loopback port (the vendor simulators live under /sandbox/ and
+Retell's and HeyMarket's webhooks come back to /webhooks/), so every call, text and webhook goes
+through the real clients over real HTTP. The day's steps run as they do under the workers —
+queue load, the release loop, the SMS sender, revalidation, stop and flush — but driven here,
+with the clock running `speed` times faster than real time. At the end the invariants are
+checked on the rows the day produced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+from django.db import close_old_connections, connections
+from django.db.models import Count
+from django.utils import timezone
+
+from billing_dialer import clock
+from cadences.models import DialerSettings
+from campaigns.models import Campaign, QueueItem
+from campaigns.services import invariants, lifecycle, queue, release, sms
+from integrations import modes
+from integrations.sandbox import delivery
+from integrations.sandbox.models import SimulatorConfig
+from integrations.warehouse import client as warehouse
+from integrations.warehouse import sample
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+# The simulated day: from the first legal minute on the east coast to the campaign's end of day.
+DAY_START = dt.time(8, 0)
+
+
+class SandboxDayError(Exception):
+    pass
+
+
+@dataclass
+class DayReport:
+    campaign_id: int = 0
+    date: str = ""
+    clients: int = 0
+    speed: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    load: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    sms: dict[str, int] = field(default_factory=dict)
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    rows_flushed: int = 0
+    history_rows_in_warehouse: int | None = None
+    invariants: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(check["ok"] for check in self.invariants)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        pass
+
+
+class PortalServer:
+    """The portal on a loopback port in a background thread (like `runserver`, minus reloading)."""
+
+    def __init__(self) -> None:
+        self.httpd = ThreadedWSGIServer(("127.0.0.1", 0), _QuietHandler, allow_reuse_address=False)
+        self.httpd.daemon_threads = True
+        self.httpd.set_app(WSGIHandler())
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="portal", daemon=True)
+
+    def __enter__(self) -> PortalServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _ensure_sandbox() -> None:
+    live = [v for v in ("retell", "heymarket", "dialflow") if modes.is_live(v)]
+    if live:
+        raise SandboxDayError(f"A sandbox day needs every vendor in sandbox mode; live: {', '.join(live)}. Unset their credentials.")
+    if modes.is_live("warehouse"):
+        raise SandboxDayError("A sandbox day never writes to Databricks; unset DATABRICKS_* to use the local sample warehouse.")
+
+
+def _warehouse_clients() -> int | None:
+    try:
+        if not warehouse.table_exists(sample.QUEUE_TABLE):
+            return None
+        for chunk in warehouse.iter_query(f"SELECT COUNT(*) AS n FROM {sample.QUEUE_TABLE}"):
+            return int(chunk[0]["n"])
+    except Exception:  # an unreadable sample warehouse is simply rebuilt
+        return None
+    return None
+
+
+def _dispatch_worker(stop: threading.Event) -> None:
+    """Deliver the simulators' due webhooks (several of these run at once, each claiming its own)."""
+    while not stop.is_set():
+        try:
+            if not delivery.sandbox_dispatch_due(limit=50):
+                stop.wait(0.02)
+        except Exception:
+            log.exception("sandbox webhook dispatch failed")
+            stop.wait(0.2)
+        finally:
+            close_old_connections()
+
+
+def _release_worker(campaign_id: int, errors: list[BaseException]) -> None:
+    try:
+        while Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.RUNNING).exists():
+            release.release_loop_run(
+                campaign_id=campaign_id,
+                worker_id=f"sandbox-day:{threading.get_ident()}",
+                slice_seconds=3600,
+                reenqueue=False,
+            )
+    except BaseException as exc:  # reported by the main thread
+        errors.append(exc)
+        log.exception("release loop failed")
+    finally:
+        connections.close_all()
+
+
+def _work_left(campaign: Campaign) -> bool:
+    open_statuses = [QueueItem.Status.QUEUED, QueueItem.Status.RELEASING, QueueItem.Status.DIALING, QueueItem.Status.SMS_SCHEDULED]
+    return QueueItem.objects.filter(campaign=campaign).filter(status__in=open_statuses).exists() or QueueItem.objects.filter(
+        campaign=campaign, sms_status__in=[QueueItem.SmsStatus.PENDING, QueueItem.SmsStatus.SCHEDULED, QueueItem.SmsStatus.SENDING]
+    ).exists()
+
+
+def sandbox_day_run(
+    *,
+    clients: int,
+    seed: int = 1,
+    speed: float = 1200.0,
+    date: dt.date | None = None,
+    dispatchers: int = 3,
+    progress: Progress | None = None,
+) -> DayReport:
+    """Run one whole sandbox day end to end and return its summary."""
+    _ensure_sandbox()
+    say = progress or (lambda text: None)
+    report = DayReport(clients=clients, speed=speed)
+    portal_tz = timezone.get_current_timezone()
+    date = date or timezone.localdate()
+    if Campaign.objects.filter(date=date).exists():
+        raise SandboxDayError(f"A campaign for {date.isoformat()} already exists; pick another day with --date.")
+
+    started = time.monotonic()
+    if _warehouse_clients() != clients:
+        say(f"seeding the sample warehouse with {clients} clients (seed {seed})")
+        sample.seed_sample_warehouse(clients=clients, seed=seed, dirty=False, history_table=DialerSettings.load().history_table)
+    report.stages["seed_warehouse_s"] = round(time.monotonic() - started, 2)
+
+    config = SimulatorConfig.load()
+    previous_speed, previous_auto = config.speed_factor, config.auto_dispatch
+    SimulatorConfig.objects.filter(pk=config.pk).update(speed_factor=speed, auto_dispatch=False)
+    previous_app_url = settings.SANDBOX_APP_URL
+    stop_dispatch = threading.Event()
+    try:
+        with PortalServer() as server:
+            settings.SANDBOX_APP_URL = server.url
+            dispatch_threads = [
+                threading.Thread(target=_dispatch_worker, args=(stop_dispatch,), name=f"dispatch-{n}", daemon=True)
+                for n in range(dispatchers)
+            ]
+            for thread in dispatch_threads:
+                thread.start()
+            day_start = dt.datetime.combine(date, DAY_START, tzinfo=portal_tz)
+            clock.accelerate(start=day_start, speed=speed)
+            try:
+                _run_day(report=report, date=date, speed=speed, say=say)
+            finally:
+                clock.reset()
+                stop_dispatch.set()
+                for thread in dispatch_threads:
+                    thread.join(timeout=10)
+    finally:
+        settings.SANDBOX_APP_URL = previous_app_url
+        SimulatorConfig.objects.filter(pk=config.pk).update(speed_factor=previous_speed, auto_dispatch=previous_auto)
+    report.stages["total_s"] = round(time.monotonic() - started, 2)
+    return report
+
+
+def _run_day(*, report: DayReport, date: dt.date, speed: float, say: Progress) -> None:
+    stage = time.monotonic()
+    campaign = queue.campaign_create(date=date)
+    report.campaign_id, report.date = campaign.pk, date.isoformat()
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.LOADING)
+    campaign.refresh_from_db()
+    lifecycle.campaign_load_and_run(campaign=campaign, now=clock.now(), start_release=False)
+    campaign.refresh_from_db()
+    if campaign.status != Campaign.Status.RUNNING:
+        raise SandboxDayError(f"The queue did not load: {campaign.load_error or campaign.status}")
+    report.load = {
+        "rows_read": campaign.rows_read,
+        "queued": campaign.rows_inserted,
+        "rejected": campaign.rows_rejected,
+        "no_touchpoint_today": campaign.rows_no_touchpoint,
+    }
+    report.stages["load_s"] = round(time.monotonic() - stage, 2)
+    say(f"loaded {campaign.rows_inserted} touchpoints from {campaign.rows_read} rows ({campaign.rows_rejected} rejected)")
+
+    stage = time.monotonic()
+    dialer = DialerSettings.load()
+    errors: list[BaseException] = []
+    releaser = threading.Thread(target=_release_worker, args=(campaign.pk, errors), name="release", daemon=True)
+    releaser.start()
+    end_of_day = dt.datetime.combine(date, campaign.end_of_day, tzinfo=timezone.get_current_timezone())
+    revalidate_every = dt.timedelta(minutes=dialer.revalidation_interval_minutes)
+    next_revalidation = clock.now() + revalidate_every
+    last_report = 0.0
+    while True:
+        now = clock.now()
+        sms.sms_send_due(now=now)
+        sms.sms_replies_send_due(now=now)
+        if now >= next_revalidation:
+            queue.queue_revalidate(campaign=campaign, now=now)
+            next_revalidation = now + revalidate_every
+        if time.monotonic() - last_report > 2:
+            last_report = time.monotonic()
+            campaign.refresh_from_db()
+            say(
+                f"{timezone.localtime(now):%H:%M} placed {campaign.calls_placed} · answered {campaign.answered} · "
+                f"voicemail {campaign.voicemail} · transferred {campaign.transferred} · no answer {campaign.no_answer} · "
+                f"failed {campaign.failed} · sms {campaign.sms_sent} · skipped {campaign.skipped}"
+            )
+        if errors:
+            raise SandboxDayError(f"The release loop failed: {errors[0]!r}")
+        if now >= end_of_day or not _work_left(campaign):
+            break
+        time.sleep(0.05)
+    report.stages["calling_s"] = round(time.monotonic() - stage, 2)
+
+    stage = time.monotonic()
+    campaign.refresh_from_db()
+    lifecycle.campaign_stop(campaign=campaign, reason="end_of_day" if clock.now() >= end_of_day else "day_complete")
+    releaser.join(timeout=120)
+    while not lifecycle.campaign_finish(campaign=campaign, now=clock.now()):
+        time.sleep(0.05)
+    campaign.refresh_from_db()
+    report.outcomes = {
+        name: getattr(campaign, name) for name in ("calls_placed", "answered", "voicemail", "transferred", "no_answer", "failed")
+    }
+    items = QueueItem.objects.filter(campaign=campaign)
+    report.sms = dict(items.exclude(sms_status=QueueItem.SmsStatus.NONE).values_list("sms_status").annotate(n=Count("pk")))
+    report.sms["sent_total"] = campaign.sms_messages.filter(sent_at__isnull=False).count()
+    report.skipped_by_reason = dict(
+        items.filter(status__in=[QueueItem.Status.SKIPPED, QueueItem.Status.INELIGIBLE])
+        .values_list("skip_reason")
+        .annotate(n=Count("pk"))
+    )
+    checks = invariants.checks_before_flush(campaign=campaign)
+    report.stages["stop_s"] = round(time.monotonic() - stage, 2)
+
+    stage = time.monotonic()
+    campaign = lifecycle.campaign_flush(campaign=campaign)
+    if campaign.status != Campaign.Status.FLUSHED:
+        raise SandboxDayError(f"The flush failed: {campaign.flush_error}")
+    report.rows_flushed = campaign.flushed_rows
+    report.history_rows_in_warehouse = lifecycle.history_rows_in_warehouse(date=date)
+    checks.append(invariants.check_cleaned_after_flush(campaign=campaign, history_rows=report.history_rows_in_warehouse))
+    report.invariants = invariants.as_dicts(checks)
+    report.stages["flush_s"] = round(time.monotonic() - stage, 2)
+    say(f"flushed {campaign.flushed_rows} rows; the day is over")

@@ -1,0 +1,165 @@
+"""A 500-client sandbox day on real processes: gunicorn (2 workers) and a django-q2 cluster.
+
+Nothing runs in the test process but `manage.py` commands and HTTP: the portal and its workers
+share a fresh database (SQLite file, or a new PostgreSQL database when DATABASE_URL points at
+PostgreSQL), the simulators call back over HTTP, and the clock runs 600 times faster than real
+time for every process. The invariants are read from `manage.py campaign status --checks`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEED = 600
+CLIENTS = 500
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    configured = os.environ.get("DATABASE_URL", "")
+    if not configured.startswith("postgres"):
+        yield f"sqlite:///{tmp_path / 'portal.sqlite3'}"
+        return
+    import psycopg
+
+    name = f"billing_dialer_e2e_{uuid.uuid4().hex[:8]}"
+    admin_url = configured.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield configured.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _manage(env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def _status(env: dict[str, str], *, checks: bool = False) -> dict[str, Any]:
+    return json.loads(_manage(env, "campaign", "status", "--date", env["CAMPAIGN_DATE"], *(["--checks"] if checks else [])))
+
+
+def _start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("wb")
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def test_a_sandbox_day_on_gunicorn_and_qcluster_keeps_every_invariant(database_url: str, tmp_path: Path) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SANDBOX_CLOCK_", "PYTEST", "DJANGO_SETTINGS"))}
+    env.update(
+        DATABASE_URL=database_url,
+        WAREHOUSE_URL=f"sqlite:///{tmp_path / 'warehouse.sqlite3'}",
+        RECONCILED_FILE_DIR=str(tmp_path / "reconciled"),
+        SANDBOX_APP_URL=base,
+        PUBLIC_BASE_URL=base,
+        DEBUG="True",
+        LOG_LEVEL="WARNING",
+        Q_WORKERS="3",
+        DJANGO_SETTINGS_MODULE="billing_dialer.settings",
+    )
+    _manage(env, "migrate", "--noinput")
+    _manage(env, "seed_warehouse", "--clients", str(CLIENTS), "--seed", "7")
+    _manage(env, "install_schedules")
+
+    today = dt.datetime.now(ZoneInfo("America/New_York")).date()
+    env.update(
+        SANDBOX_CLOCK_START=dt.datetime.combine(today, dt.time(8, 0), tzinfo=ZoneInfo("America/New_York")).isoformat(),
+        SANDBOX_CLOCK_SPEED=str(SPEED),
+        SANDBOX_CLOCK_EPOCH=repr(time.time()),
+        CAMPAIGN_DATE=today.isoformat(),
+    )
+    web = _start(
+        [sys.executable, "-m", "gunicorn", "billing_dialer.wsgi", "--workers", "2", "--bind", f"127.0.0.1:{port}", "--timeout", "60"],
+        env,
+        tmp_path / "web.log",
+    )
+    worker = _start([sys.executable, "manage.py", "qcluster"], env, tmp_path / "worker.log")
+    try:
+        for _ in range(120):
+            try:
+                if requests.get(f"{base}/sandbox/config", timeout=10).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        changed = requests.patch(
+            f"{base}/sandbox/config", json={"speed_factor": SPEED}, headers={"Authorization": "Bearer sandbox-retell-key"}, timeout=10
+        )
+        assert changed.ok, changed.text
+
+        _manage(env, "campaign", "start", "--date", today.isoformat())
+        deadline = time.monotonic() + 420
+        status = _status(env)
+        while time.monotonic() < deadline:
+            status = _status(env)
+            assert status["status"] not in ("draft",), f"the load failed: {status['load_error']}"
+            if status["status"] == "running" and status["open_items"] == 0 and status["open_sms"] == 0:
+                break
+            if status["status"] in ("stopping", "stopped", "flushed"):
+                break  # the end of the simulated day came first
+            time.sleep(2)
+        else:
+            pytest.fail(f"the day did not finish in time: {status}")
+
+        if status["status"] == "running":
+            before_flush = _status(env, checks=True)
+            _manage(env, "campaign", "stop", "--date", today.isoformat())
+            failed = [c for c in before_flush["invariants"] if not c["ok"]]
+            assert not failed, json.dumps(failed, indent=2)
+            assert before_flush["calls_placed"] > 0 and before_flush["sms_sent"] > 0
+        while time.monotonic() < deadline + 90:
+            status = _status(env, checks=True)
+            if status["status"] == "flushed":
+                break
+            time.sleep(2)
+        assert status["status"] == "flushed", status
+        failed = [c for c in status["invariants"] if not c["ok"]]
+        assert not failed, json.dumps(failed, indent=2)
+        assert status["history_rows_in_warehouse"] >= status["flushed_rows"] > 0
+        assert (tmp_path / "reconciled" / f"reconciled-{status['date']}.csv").exists()
+    finally:
+        _stop(worker)
+        _stop(web)
+    worker_log = (tmp_path / "worker.log").read_text(errors="replace")
+    assert "Traceback" not in worker_log, worker_log[-4000:]
