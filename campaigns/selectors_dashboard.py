@@ -8,7 +8,9 @@ answer quickly with a 100k-item day.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -43,6 +45,13 @@ S = QueueItem.Status
 # How long one answer of the availability API is reused: every open dashboard polls, and the
 # release loop needs the vendor's rate budget more than a page does.
 FREE_AGENTS_CACHE_SECONDS = 5
+# An older answer is still shown (marked by its age in the cache) while a fresh one is fetched.
+FREE_AGENTS_KEEP_SECONDS = 300
+# The longest a page waits for a ring group it has no answer for yet.
+FREE_AGENTS_WAIT_SECONDS = 1.0
+# A lookup still running after this is assumed lost and may be started again.
+FREE_AGENTS_LOOKUP_TIMEOUT_SECONDS = 30
+_free_agents_lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="free-agents")
 
 IN_FLIGHT_STATUSES = (S.RELEASING, S.DIALING)
 CALL_OUTCOME_STATUSES = (S.ANSWERED, S.VOICEMAIL, S.TRANSFERRED, S.NO_ANSWER, S.FAILED)
@@ -205,27 +214,50 @@ def campaign_status(*, campaign: Campaign, with_free_agents: bool = True) -> Cam
     )
 
 
-def free_agents(*, ring_groups: Sequence[str]) -> dict[str, int | None]:
-    """Free agents per ring group from the availability API, each answer reused for a few seconds.
+def _free_agents_key(ring_group: str) -> str:
+    # Keyed by the API's address too: an answer from another availability source is not reused.
+    return f"dashboard:free-agents:{dialflow.base_url()}:{ring_group}"
 
-    The client counts an unknown answer as zero, as the release loop does: the page shows what
-    the release decision sees.
-    """
-    if not ring_groups:
-        return {}
-    keys = {f"dashboard:free-agents:{rg}": rg for rg in ring_groups}
-    cached = cache.get_many(list(keys))
-    result: dict[str, int | None] = {}
-    fresh: dict[str, Any] = {}
-    for key, ring_group in keys.items():
-        if key in cached:
-            result[ring_group] = cached[key]["free"]
-            continue
+
+def _free_agents_lookup(ring_group: str) -> int:
+    key = _free_agents_key(ring_group)
+    try:
         value = dialflow.available_agents(ring_group)
-        result[ring_group] = value
-        fresh[key] = {"free": value}
-    if fresh:
-        cache.set_many(fresh, timeout=FREE_AGENTS_CACHE_SECONDS)
+        cache.set(key, {"free": value, "at": time.time()}, timeout=FREE_AGENTS_KEEP_SECONDS)
+        return value
+    finally:
+        cache.delete(f"{key}:refreshing")
+
+
+def free_agents(*, ring_groups: Sequence[str]) -> dict[str, int | None]:
+    """Free agents per ring group from the availability API, without ever holding a page long.
+
+    Each answer is fresh for 5 s; an older one is still shown while a new one is fetched in the
+    background, so open dashboards neither hammer the API nor wait for it. A ring group never
+    seen before is waited for at most FREE_AGENTS_WAIT_SECONDS (a down vendor costs the client
+    seconds of connection retries); None means unknown yet. The client itself counts an unknown
+    answer as zero, as the release loop does, so the page shows what the release decision sees.
+    """
+    now = time.time()
+    cached = cache.get_many([_free_agents_key(rg) for rg in ring_groups])
+    result: dict[str, int | None] = {}
+    waiting: dict[str, Future[int]] = {}
+    for ring_group in ring_groups:
+        key = _free_agents_key(ring_group)
+        entry = cached.get(key)
+        result[ring_group] = entry["free"] if entry else None
+        if entry and now - entry["at"] < FREE_AGENTS_CACHE_SECONDS:
+            continue
+        # One lookup per ring group at a time, however many pages ask.
+        if cache.add(f"{key}:refreshing", True, timeout=FREE_AGENTS_LOOKUP_TIMEOUT_SECONDS):
+            future = _free_agents_lookups.submit(_free_agents_lookup, ring_group)
+            if entry is None:
+                waiting[ring_group] = future
+    if waiting:
+        wait(list(waiting.values()), timeout=FREE_AGENTS_WAIT_SECONDS)
+        for ring_group, future in waiting.items():
+            if future.done() and future.exception() is None:
+                result[ring_group] = future.result()
     return result
 
 
@@ -523,19 +555,18 @@ class ClientTimeline:
 
 def client_timeline(*, client_id: str) -> ClientTimeline:
     """Everything that happened with one client and why, newest first (one query per kind of row)."""
+    # Every lookup goes through an indexed column (client id, phone, or the items' ids).
     items = list(QueueItem.objects.filter(client_id=client_id).select_related("campaign", "segment", "step"))
-    attempts = list(
-        CallAttempt.objects.filter(queue_item__client_id=client_id).select_related("queue_item__campaign", "queue_item__segment")
-    )
-    texts = list(SmsMessage.objects.filter(Q(client_id=client_id) | Q(queue_item__client_id=client_id)).select_related("campaign"))
+    item_ids = [i.pk for i in items]
+    attempts = list(CallAttempt.objects.filter(queue_item_id__in=item_ids).select_related("queue_item__campaign"))
     decisions = list(GateDecision.objects.filter(client_id=client_id))
     tasks = list(FollowUpTask.objects.filter(client_id=client_id).select_related("owner"))
     promises = list(PromiseToPay.objects.filter(client_id=client_id))
     ledger = list(ContactLedgerEntry.objects.filter(client_id=client_id))
 
-    phones = sorted(
-        {p for p in [*(i.phone for i in items), *(e.phone for e in ledger), *(t.phone for t in texts), *(p.phone for p in promises)] if p}
-    )
+    phones = sorted({p for p in [*(i.phone for i in items), *(e.phone for e in ledger), *(p.phone for p in promises)] if p})
+    # Texts of the day's items, and replies/confirmations sent to the client's numbers.
+    texts = list(SmsMessage.objects.filter(Q(queue_item_id__in=item_ids) | Q(phone__in=phones)))
     suppressions = list(Suppression.objects.filter(Q(client_id=client_id) | Q(phone__in=phones)))
 
     names = [i.client_name for i in items] + [p.client_name for p in promises] + [t.client_name for t in tasks]

@@ -121,7 +121,7 @@
     alerts.forEach(function (alert) {
       var li = document.createElement("li");
       li.className = "alert alert-" + alert.level;
-      [["when", alert.created_at], ["source", alert.source], ["campaign", alert.campaign], ["message", alert.message]].forEach(function (part) {
+      [["when", alert.created_at], ["source", alert.source], ["campaign", alert.campaign], ["alert-message", alert.message]].forEach(function (part) {
         if (!part[1]) {
           return;
         }
