@@ -40,7 +40,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.models import Schedule
 
-from cadences.models import MAX_CADENCE_DAY, ActionType, DialerSettings
+from cadences.models import MAX_CADENCE_DAY, ActionType, DialerSettings, Segment
 from cadences.resolution import CadenceIndex, cadence_index
 from campaigns import geo
 from campaigns.models import Alert, Campaign, QueueItem, RejectedRow
@@ -74,7 +74,7 @@ LOADABLE_STATUSES = (
 # Items revalidation may still take out of the day: nothing released, dialed or sent.
 REVALIDATED_STATUSES = (QueueItem.Status.QUEUED, QueueItem.Status.SMS_SCHEDULED)
 
-_MAX_LENGTHS = {
+_MAX_LENGTHS: dict[str, int] = {
     "client_id": QueueItem._meta.get_field("client_id").max_length,
     "name": QueueItem._meta.get_field("client_name").max_length,
     "email": QueueItem._meta.get_field("email").max_length,
@@ -138,6 +138,9 @@ class LoadRun:
     # A warehouse reload counts clients already queued; an upload reports each as an error.
     reject_already_queued: bool
     seen_client_ids: set[str] = field(default_factory=set)
+    # Per-load caches: a handful of segment spellings and at most 5 × 181 (segment, day) pairs.
+    segments: dict[str, Segment | None] = field(default_factory=dict)
+    step_values: dict[tuple[int, int], dict[str, Any] | None] = field(default_factory=dict)
 
 
 # --- campaigns ---------------------------------------------------------------------------------
@@ -227,31 +230,83 @@ def _json_safe(row: Mapping[str, Any]) -> dict[str, Any]:
     return safe
 
 
+_REQUIRED = frozenset(REQUIRED_COLUMNS)
+
+
+def _step_values(run: LoadRun, segment: Segment, days: int) -> dict[str, Any] | None:
+    """The item fields today's touchpoint decides, resolved once per (segment, day) per load."""
+    key = (segment.pk, days)
+    if key in run.step_values:
+        return run.step_values[key]
+    touchpoint = run.index.touchpoint(segment, days)
+    values: dict[str, Any] | None = None
+    if touchpoint is not None:
+        step = touchpoint.step
+        if step.action_type == ActionType.SMS:
+            status, sms_status = QueueItem.Status.SMS_SCHEDULED, QueueItem.SmsStatus.SCHEDULED
+        elif step.action_type == ActionType.BOTH:
+            status, sms_status = QueueItem.Status.QUEUED, QueueItem.SmsStatus.PENDING
+        else:
+            status, sms_status = QueueItem.Status.QUEUED, QueueItem.SmsStatus.NONE
+        values = {
+            "campaign_id": run.campaign.pk,
+            "source": run.source,
+            "segment_id": segment.pk,
+            "step_id": step.pk,
+            "days_past_due": days,
+            "phase": step.phase,
+            "action_type": step.action_type,
+            "team": touchpoint.team,
+            "ring_group": touchpoint.ring_group,
+            "transfer_number": touchpoint.transfer_number,
+            "inbox_id": touchpoint.inbox_id,
+            "voicemail_prompt": step.voicemail_prompt,
+            "live_call_prompt": step.live_call_prompt,
+            "status": status,
+            "sms_status": sms_status,
+        }
+    run.step_values[key] = values
+    return values
+
+
+def _segment(run: LoadRun, name: str) -> Segment | None:
+    if name not in run.segments:
+        run.segments[name] = run.index.segment(name)
+    return run.segments[name]
+
+
 def _check_row(run: LoadRun, row: Mapping[str, Any]) -> dict[str, Any] | str | None:
     """The queue item's values for one row, or the reason it is rejected (str), or None when
-    the client has no touchpoint today."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in row]
-    if missing:
+    the client has no touchpoint today. Runs once per warehouse row, so it reads each value
+    once and resolves segments and steps from per-load caches."""
+    if not _REQUIRED <= row.keys():
+        missing = [c for c in REQUIRED_COLUMNS if c not in row]
         return f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
-    empty = [c for c in REQUIRED_COLUMNS if not _text(row[c])]
-    if empty:
-        return f"missing value{'s' if len(empty) > 1 else ''} for {', '.join(empty)}"
-
     client_id = normalize_client_id(row["client_id"])
-    too_long = [
-        c for c, limit in _MAX_LENGTHS.items() if limit is not None and len(_text(row.get(c))) > limit
-    ]
-    if too_long:
-        c = too_long[0]
-        return f"{c} is longer than {_MAX_LENGTHS[c]} characters"
+    name = _text(row["name"])
+    segment_name = _text(row["segment"])
+    warehouse_ring_group = _text(row["ring_group"])
+    if not (client_id and name and segment_name and warehouse_ring_group and _text(row["phone"]) and _text(row["days_past_due"])):
+        empty = [c for c in REQUIRED_COLUMNS if not _text(row[c])]
+        return f"missing value{'s' if len(empty) > 1 else ''} for {', '.join(empty)}"
+    email = _text(row.get("email"))
+    payment_link = _text(row.get("payment_link"))
+    for column, value in (
+        ("client_id", client_id),
+        ("name", name),
+        ("email", email),
+        ("payment_link", payment_link),
+        ("ring_group", warehouse_ring_group),
+    ):
+        if len(value) > _MAX_LENGTHS[column]:
+            return f"{column} is longer than {_MAX_LENGTHS[column]} characters"
 
     try:
         phone = geo.phone_to_e164(row["phone"])
     except geo.GeoError as exc:
         return str(exc)
 
-    segment_name = _text(row["segment"])
-    segment = run.index.segment(segment_name)
+    segment = _segment(run, segment_name)
     if segment is None:
         return f"unknown segment {segment_name!r}"
 
@@ -272,43 +327,23 @@ def _check_row(run: LoadRun, row: Mapping[str, Any]) -> dict[str, Any] | str | N
     if len(timezones) > _TIMEZONES_MAX_LENGTH:
         return f"timezone lists more zones than fit ({len(zones)})"
 
-    touchpoint = run.index.touchpoint(segment, days)
-    if touchpoint is None:
+    step_values = _step_values(run, segment, days)
+    if step_values is None:
         return None
-    step = touchpoint.step
-    if step.action_type == ActionType.SMS:
-        status, sms_status = QueueItem.Status.SMS_SCHEDULED, QueueItem.SmsStatus.SCHEDULED
-    elif step.action_type == ActionType.BOTH:
-        status, sms_status = QueueItem.Status.QUEUED, QueueItem.SmsStatus.PENDING
-    else:
-        status, sms_status = QueueItem.Status.QUEUED, QueueItem.SmsStatus.NONE
-    return {
-        "campaign_id": run.campaign.pk,
-        "client_id": client_id,
-        "source": run.source,
-        "client_name": _text(row["name"]),
-        "phone": phone,
-        "email": _text(row.get("email")),
-        "segment_id": segment.pk,
-        "step_id": step.pk,
-        "days_past_due": days,
-        "phase": step.phase,
-        "action_type": step.action_type,
-        "team": touchpoint.team,
-        "ring_group": touchpoint.ring_group,
-        "warehouse_ring_group": _text(row.get("ring_group")),
-        "transfer_number": touchpoint.transfer_number,
-        "inbox_id": touchpoint.inbox_id,
-        "voicemail_prompt": step.voicemail_prompt,
-        "live_call_prompt": step.live_call_prompt,
-        "amount_due": amount_due,
-        "payment_link": _text(row.get("payment_link")),
-        "state": state,
-        "postal_code": postal_code,
-        "timezones": timezones,
-        "status": status,
-        "sms_status": sms_status,
-    }
+    item = step_values.copy()
+    item.update(
+        client_id=client_id,
+        client_name=name,
+        phone=phone,
+        email=email,
+        warehouse_ring_group=warehouse_ring_group,
+        amount_due=amount_due,
+        payment_link=payment_link,
+        state=state,
+        postal_code=postal_code,
+        timezones=timezones,
+    )
+    return item
 
 
 def queue_rows_prepare(*, run: LoadRun, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> PreparedChunk:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import zoneinfo
 
 import phonenumbers
@@ -53,6 +54,20 @@ def test_the_fast_path_agrees_with_phonenumbers_on_validity():
         parsed = phonenumbers.parse(raw, "US")
         slow = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) if phonenumbers.is_valid_number(parsed) else None
         assert fast == slow, raw
+
+
+def test_phone_validity_matches_phonenumbers_across_the_numbering_plan():
+    # Random 10-digit numbers over every area code and exchange: US, Canada, the Caribbean,
+    # toll-free and unassigned ones alike.
+    rng = random.Random(20250610)
+    for _ in range(20_000):
+        national = f"{rng.randint(200, 999)}{rng.randint(0, 999):03d}{rng.randint(0, 9999):04d}"
+        expected = phonenumbers.is_valid_number(phonenumbers.PhoneNumber(country_code=1, national_number=int(national)))
+        try:
+            ours = geo.phone_to_e164(national) == f"+1{national}"
+        except geo.GeoError:
+            ours = False
+        assert ours == expected, national
 
 
 def test_the_state_table_covers_every_state_and_dc_with_real_zones():
