@@ -11,7 +11,8 @@ from cadences.roles import roles_install
 
 
 def _roles_after_migrate(sender: AppConfig, *, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-    # `migrate` passes the migrated state as `apps`; `flush` (used between transactional tests) passes none.
+    # `migrate` passes the migrated state as `apps`; `flush` (run between transactional tests)
+    # passes none, and the groups are recreated from the live registry.
     roles_install(apps=kwargs.get("apps") or global_apps, using=using)
 
 

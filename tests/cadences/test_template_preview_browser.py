@@ -12,9 +12,9 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from cadences.models import SmsTemplate
 
-# live_server needs a transactional database; serialized_rollback brings back the content the
-# data migrations shipped, which an earlier transactional test's flush may have removed.
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+# live_server needs a transactional database. An earlier transactional test's flush may have
+# removed the shipped content, so this test creates the template it edits.
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -35,7 +35,11 @@ def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
 
 def test_typing_in_the_body_updates_the_preview(live_server: Any, page: Page) -> None:
     get_user_model().objects.create_superuser("editor", "editor@example.com", "a-long-test-password")
-    template = SmsTemplate.objects.get(name="Past due - holding things up")
+    template = SmsTemplate.objects.create(
+        name="Browser test - past due",
+        phase="past_due",
+        body="Hi {{ first_name }}, your overdue payment of ${{ amount_due }} is holding things up. Reply STOP to opt out.",
+    )
 
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", "editor")
