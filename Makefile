@@ -33,13 +33,10 @@ migrate: setup
 	$(PY) manage.py migrate --noinput
 
 # Sets everything up on the embedded default (SQLite, sandbox vendors, sample warehouse), prints
-# a demo login, and runs the portal with its worker. Ctrl-C stops every process started here.
+# a demo login, starts today's sandbox campaign on an accelerated clock, and runs the portal with
+# its worker. Ctrl-C stops every process started here.
 run: migrate
-	$(PY) manage.py demo_setup --clients $(CLIENTS)
-	@trap 'kill 0' INT TERM EXIT; \
-	  $(PY) manage.py qcluster & \
-	  $(PY) manage.py runserver $(HOST):$(PORT) --noreload & \
-	  wait
+	$(PY) manage.py run_demo --clients $(CLIENTS) --host $(HOST) --port $(PORT)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
