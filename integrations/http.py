@@ -85,42 +85,30 @@ class IntegrationError(Exception):
 
 
 def _retry(*, repeatable: bool) -> Retry:
+    common: dict[str, Any] = {
+        "total": MAX_RETRIES,
+        "connect": MAX_RETRIES,
+        "other": 0,
+        "redirect": 0,
+        "allowed_methods": None,  # every verb: whether to repeat is decided per request
+        "backoff_factor": BACKOFF_FACTOR,
+        "backoff_jitter": BACKOFF_JITTER,
+        "backoff_max": BACKOFF_MAX,
+        "raise_on_status": False,  # hand back the last response so its status can be mapped
+        "raise_on_redirect": False,
+    }
     if repeatable:
         return Retry(
-            total=MAX_RETRIES,
-            connect=MAX_RETRIES,
+            **common,
             read=MAX_RETRIES,
             status=MAX_RETRIES,
-            other=0,
-            redirect=0,
-            allowed_methods=None,  # every verb: the caller vouched the request is safe to repeat
             status_forcelist=RETRY_STATUSES,
-            backoff_factor=BACKOFF_FACTOR,
-            backoff_jitter=BACKOFF_JITTER,
-            backoff_max=BACKOFF_MAX,
             respect_retry_after_header=True,
             retry_after_max=RETRY_AFTER_MAX,
-            raise_on_status=False,  # hand back the last response so its status can be mapped
-            raise_on_redirect=False,
         )
     # Not safe to repeat: only a connection that never opened is retried (nothing reached the
     # vendor). A read timeout or a 5xx may mean the vendor acted, so it goes back to the caller.
-    return Retry(
-        total=MAX_RETRIES,
-        connect=MAX_RETRIES,
-        read=0,
-        status=0,
-        other=0,
-        redirect=0,
-        allowed_methods=None,
-        status_forcelist=None,
-        backoff_factor=BACKOFF_FACTOR,
-        backoff_jitter=BACKOFF_JITTER,
-        backoff_max=BACKOFF_MAX,
-        respect_retry_after_header=False,
-        raise_on_status=False,
-        raise_on_redirect=False,
-    )
+    return Retry(**common, read=0, status=0, status_forcelist=None, respect_retry_after_header=False)
 
 
 class _VendorAdapter(BaseAdapter):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -37,6 +38,20 @@ DEFAULT_CONVERSATION_WEIGHTS: dict[str, float] = {
 
 # Free agents per step, cycling; each ring group starts at its own offset in the cycle.
 DEFAULT_DIALFLOW_PATTERN: list[int] = [4, 6, 3, 0, 2, 5, 8, 1, 3, 0, 6, 4]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_weight_map(value: Any, known: dict[str, float], *, maximum: float | None = None) -> bool:
+    return isinstance(value, dict) and all(
+        key in known and _is_number(weight) and weight >= 0 and (maximum is None or weight <= maximum) for key, weight in value.items()
+    )
+
+
+def _is_pattern(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
 
 
 def _default_outcomes() -> dict[str, float]:
@@ -109,6 +124,25 @@ class SimulatorConfig(models.Model):
 
     def __str__(self) -> str:
         return "Simulator settings"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if not _is_weight_map(self.outcome_weights, DEFAULT_OUTCOME_WEIGHTS):
+            errors["outcome_weights"] = f"A JSON object of outcome → weight ≥ 0; outcomes: {', '.join(DEFAULT_OUTCOME_WEIGHTS)}."
+        if not _is_weight_map(self.conversation_weights, DEFAULT_CONVERSATION_WEIGHTS, maximum=1):
+            errors["conversation_weights"] = f"A JSON object of finding → chance 0–1; findings: {', '.join(DEFAULT_CONVERSATION_WEIGHTS)}."
+        forced = self.forced_outcomes
+        if not isinstance(forced, dict) or not all(isinstance(v, str) and v in DEFAULT_OUTCOME_WEIGHTS for v in forced.values()):
+            errors["forced_outcomes"] = "A JSON object of destination number → outcome name."
+        if not _is_pattern(self.dialflow_pattern):
+            errors["dialflow_pattern"] = "A non-empty JSON list of whole numbers ≥ 0."
+        overrides = self.dialflow_overrides
+        if not isinstance(overrides, dict) or not all(_is_pattern(v) for v in overrides.values()):
+            errors["dialflow_overrides"] = "A JSON object of ring group → pattern (a non-empty list of whole numbers ≥ 0)."
+        if self.talk_seconds_max < self.talk_seconds_min:
+            errors["talk_seconds_max"] = "Must be at least the minimum talk time."
+        if errors:
+            raise ValidationError(errors)
 
     @classmethod
     def load(cls) -> SimulatorConfig:

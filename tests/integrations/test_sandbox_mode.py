@@ -123,6 +123,30 @@ def test_knobs_can_be_read_and_changed_with_the_sandbox_key(settings, db) -> Non
     assert SimulatorConfig.load().duplicate_rate == 0.1
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"outcome_weights": {"answerd": 1}},
+        {"outcome_weights": {"answered": -1}},
+        {"outcome_weights": ["answered"]},
+        {"conversation_weights": {"dispute": 1.5}},
+        {"forced_outcomes": {"+12125550147": "maybe"}},
+        {"dialflow_pattern": []},
+        {"dialflow_pattern": [1, "2"]},
+        {"dialflow_overrides": {"billing": [-1]}},
+        {"talk_seconds_min": 100, "talk_seconds_max": 50},
+    ],
+)
+def test_knobs_that_would_break_a_simulator_are_refused(settings, db, change: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    _no_vendor_credentials(settings)
+    before = Client().get("/sandbox/config").json()
+    response = Client().post(
+        "/sandbox/config", json.dumps(change), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {settings.RETELL_SANDBOX_KEY}"
+    )
+    assert response.status_code == 400 and set(response.json()["fields"]) & set(change)
+    assert Client().get("/sandbox/config").json() == before
+
+
 def test_no_dispatcher_thread_under_tests() -> None:
     assert delivery.auto_dispatch_allowed() is False
     assert delivery.dispatcher_ensure_started() is False
