@@ -202,6 +202,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Three models have a "status" field with different choices; name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "CampaignStatusEnum": "campaigns.models.Campaign.Status",
+        "QueueItemStatusEnum": "campaigns.models.QueueItem.Status",
+        "FollowUpTaskStatusEnum": "campaigns.models.FollowUpTask.Status",
+    },
 }
 
 # --- Public base URL (where vendors deliver webhooks) -------------------------------------
