@@ -22,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
 from campaigns import selectors
+from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
 from campaigns.models import Campaign, QueueItem, RejectedRow
 from campaigns.services import queue
 
@@ -279,10 +280,15 @@ class QueueItemAdmin(admin.ModelAdmin):
     list_select_related = ("campaign", "segment")
     list_per_page = 100
     show_full_result_count = False
+    inlines = (GateDecisionInline, CallAttemptInline)
 
     def get_readonly_fields(self, request: HttpRequest, obj: QueueItem | None = None) -> Any:
         # An item's state moves only through the transition services (counters move with it).
-        return [f.name for f in QueueItem._meta.concrete_fields]
+        return [f.name for f in QueueItem._meta.concrete_fields] + ["why_not_called"]
+
+    @admin.display(description="Why not called?")
+    def why_not_called(self, obj: QueueItem) -> str:
+        return format_html('<a href="{}">Gate decisions, suppressions and contacts for {}</a>', why_not_called_url(obj.client_id), obj.client_id)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

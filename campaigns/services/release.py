@@ -22,9 +22,10 @@ Steps 3–4 of the daily workflow. The shape of it:
   and the attempt's UUID is Retell's idempotency key: a network retry, or a loop recovering a
   crashed one's half-placed batch, re-sends the same key and gets the same call back.
 
-Clocks: business rules (gate, batch timeouts, retry times) use `now_fn`, which is the sandbox's
-accelerated clock when one is running; leases, slices and pacing use real time because they are
-about processes and the vendor's real rate limits.
+Clocks: business rules (gate, batch timeouts, retry times) use `now_fn`, by default the shared
+`billing_dialer.clock` (the sandbox's accelerated clock when one runs); poll intervals are clock
+seconds too. Leases, slices and pacing use real time: they are about processes and the vendor's
+real rate limits.
 """
 
 from __future__ import annotations
@@ -39,17 +40,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from billing_dialer import clock
 from cadences.models import ActionType, DialerSettings
 from campaigns import caller_ids
 from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, QueueItem, ReleaseBatch
 from campaigns.services import compliance
 from campaigns.services.compliance import Block
-from campaigns.services.ledger import ledger_record
 from campaigns.services.transitions import queue_item_transition
 from integrations.dialflow import client as dialflow
 from integrations.http import IntegrationError
@@ -189,6 +191,7 @@ class PlaceOutcome:
     FAILED = "failed"
     NETWORK = "network"
     LOST = "lost"  # the item was no longer ours to dial (moved by someone else)
+    WINDOW_CLOSED = "window_closed"  # the client's calling window closed between claim and dial
 
 
 def _reason_of(exc: IntegrationError) -> str:
@@ -224,6 +227,20 @@ def call_place(
     error: IntegrationError | None = None
     outcome = PlaceOutcome.NETWORK
     for try_number in range(1, NETWORK_TRIES + 1):
+        # The gate ran at claim time; pacing and retries can carry the dial past the end of the
+        # client's window, so the window is checked again at the moment of dialing.
+        dial_at = now_fn()
+        window = compliance.local_window_block(
+            timezones=item.timezone_list, now=dial_at, start=campaign.calling_window_start, end=campaign.calling_window_end
+        )
+        if window is not None:
+            opens = compliance.next_window_open(
+                timezones=item.timezone_list, now=dial_at, start=campaign.calling_window_start, end=campaign.calling_window_end
+            )
+            backoff = (opens - dial_at) if opens is not None else dt.timedelta(days=1)
+            attempt_not_dialed(attempt=attempt, error=f"not sent: {window.detail}", now=dial_at, backoff=backoff)
+            log.info("call not placed: window closed before dialing", extra={"attempt_id": str(attempt.pk), "queue_item_id": item.pk})
+            return PlaceOutcome.WINDOW_CLOSED
         try:
             call = retell.create_phone_call(
                 from_number=attempt.from_number,
@@ -254,7 +271,7 @@ def call_place(
             error = IntegrationError(f"Retell did not dial: {reason}", permanent=reason in RETELL_PAYMENT_REASONS, vendor="retell")
             outcome = PlaceOutcome.HALTED if reason in RETELL_PAYMENT_REASONS else PlaceOutcome.RATE_LIMITED
         else:
-            return _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=call.call_id, now=now)
+            return _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=call.call_id, now=dial_at)
     assert error is not None
     if outcome == PlaceOutcome.HALTED:
         campaign_halt(campaign=campaign, reason=f"Retell refused the call: {error}", now=now)
@@ -275,28 +292,40 @@ def call_place(
 
 
 def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign, call_id: str, now: dt.datetime) -> str:
+    """Record an accepted call: attempt registered, item dialing, one call placed, one ledger entry.
+
+    This runs once per call, so it is four statements in one transaction. The item moves with
+    the same conditional UPDATE `queue_item_transition` makes (releasing → dialing moves no
+    counter, so there is nothing else to keep in step), and the ledger entry is an INSERT that
+    ignores a duplicate (kind, reference), as `ledger_record` guarantees.
+    """
     with transaction.atomic():
-        # call_id first and on its own: a webhook racing us may already have moved the status on.
-        CallAttempt.objects.filter(pk=attempt.pk, call_id__isnull=True).update(call_id=call_id)
-        CallAttempt.objects.filter(pk=attempt.pk, status__in=[A.CREATED, A.NOT_DIALED]).update(status=A.REGISTERED, error="")
-        moved = queue_item_transition(
-            item_id=item.pk,
-            from_statuses=[S.RELEASING],
-            to_status=S.DIALING,
-            call_attempts=F("call_attempts") + 1,
-            next_attempt_at=None,
+        # The call id is kept if a webhook racing us already stored it; the status only moves
+        # forward from "created" (a webhook may already have moved it further).
+        CallAttempt.objects.filter(pk=attempt.pk).update(
+            call_id=Coalesce(F("call_id"), Value(call_id)),
+            status=Case(When(status__in=[A.CREATED, A.NOT_DIALED], then=Value(A.REGISTERED)), default=F("status")),
+            error="",
+        )
+        moved = QueueItem.objects.filter(pk=item.pk, status=S.RELEASING).update(
+            status=S.DIALING, status_changed_at=timezone.now(), call_attempts=F("call_attempts") + 1, next_attempt_at=None
         )
         if not moved:
             return PlaceOutcome.LOST
         Campaign.objects.filter(pk=campaign.pk).update(calls_placed=F("calls_placed") + 1)
-        ledger_record(
-            client_id=item.client_id,
-            phone=item.phone,
-            kind=ContactLedgerEntry.Kind.CALL_ATTEMPT,
-            reference=call_id,
-            occurred_at=now,
-            campaign_date=campaign.date,
-            state=item.state,
+        ContactLedgerEntry.objects.bulk_create(
+            [
+                ContactLedgerEntry(
+                    client_id=item.client_id,
+                    phone=item.phone,
+                    kind=ContactLedgerEntry.Kind.CALL_ATTEMPT,
+                    reference=call_id,
+                    occurred_at=now,
+                    campaign_date=campaign.date,
+                    state=item.state,
+                )
+            ],
+            ignore_conflicts=True,
         )
     log.info("call placed", extra={"attempt_id": str(attempt.pk), "call_id": call_id, "queue_item_id": item.pk})
     return PlaceOutcome.PLACED
@@ -724,7 +753,7 @@ def release_pass(
             return released  # not enough of this slice left to place a whole batch
         available = dialflow.available_agents(ring_group)
         if available < campaign.release_threshold:
-            state.poll_after[ring_group] = monotonic() + campaign.poll_interval_seconds
+            state.poll_after[ring_group] = monotonic() + campaign.poll_interval_seconds / clock.speed()
             log.debug("not enough free agents", extra={"ring_group": ring_group, "available": available})
             continue
         result = batch_release(
@@ -743,7 +772,8 @@ def release_pass(
         if result.halted or result.interrupted:
             return released
         if result.rate_limited or result.concurrency_full:
-            state.paused_until = monotonic() + (RATE_LIMIT_BACKOFF.total_seconds() if result.rate_limited else campaign.poll_interval_seconds)
+            wait = RATE_LIMIT_BACKOFF.total_seconds() if result.rate_limited else campaign.poll_interval_seconds / clock.speed()
+            state.paused_until = monotonic() + wait
             return released
     return released
 
@@ -769,6 +799,7 @@ def release_loop_run(
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
     reenqueue: bool = True,
+    calls_per_second: float | None = None,
 ) -> str:
     """Run the campaign's release loop for one slice. Returns why it returned:
 
@@ -776,7 +807,7 @@ def release_loop_run(
     running), "lease_lost" (another loop took over), "continue" (the slice is over; the next one
     was enqueued when `reenqueue`).
     """
-    now_fn = now_fn or timezone.now
+    now_fn = now_fn or clock.now
     if not campaign_lease_acquire(campaign_id=campaign_id, worker_id=worker_id):
         running = Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.RUNNING).exists()
         return "busy" if running else "ended"
@@ -794,7 +825,10 @@ def release_loop_run(
         renewed_at[0] = monotonic()
         return campaign_lease_renew(campaign_id=campaign_id, worker_id=worker_id)
 
-    state = LoopState(pacer=Pacer(dialer.calls_per_second, monotonic=monotonic, sleep=sleep), heartbeat=heartbeat)
+    # Pacing is set in clock seconds: on a sandbox day's accelerated clock it speeds up with the
+    # clock (in production the clock's speed is 1). `calls_per_second` overrides the setting.
+    pace = dialer.calls_per_second * clock.speed() if calls_per_second is None else calls_per_second
+    state = LoopState(pacer=Pacer(pace, monotonic=monotonic, sleep=sleep), heartbeat=heartbeat)
     log.info("release loop started", extra={"campaign_id": campaign_id, "worker_id": worker_id})
     outcome = "continue"
     try:
@@ -818,7 +852,7 @@ def release_loop_run(
                 time_left=lambda: hard_limit - (monotonic() - started),
             )
             if not released:
-                sleep(min(IDLE_TICK_SECONDS, float(campaign.poll_interval_seconds)))
+                sleep(min(IDLE_TICK_SECONDS, campaign.poll_interval_seconds / clock.speed()))
     finally:
         campaign_lease_release(campaign_id=campaign_id, worker_id=worker_id)
     log.info(

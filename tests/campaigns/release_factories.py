@@ -8,8 +8,12 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from cadences.models import ActionType, CadenceStep, DialerSettings, Phase, Segment, SmsTemplate
 from campaigns.models import Campaign, QueueItem
+from integrations.http import reset_sessions
+from integrations.sandbox.models import SimulatedCall, SimulatorConfig
 
 _counter = itertools.count(1)
 
@@ -103,3 +107,42 @@ def dialer_settings(**fields: Any) -> DialerSettings:
 def reload(items: Iterable[QueueItem]) -> list[QueueItem]:
     by_id = QueueItem.objects.in_bulk([i.pk for i in items])
     return [by_id[i.pk] for i in items]
+
+
+class FakeClock:
+    """Monotonic time that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 5000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 6))
+        self.t += seconds
+
+
+@pytest.fixture
+def sandbox(live_server, settings):
+    """The app served over HTTP with its Retell and Dialflow simulators; webhooks stay undelivered
+    (nothing dispatches them in tests), so the release code is observed on its own."""
+    settings.SANDBOX_APP_URL = live_server.url
+    settings.RETELL_API_KEY = ""
+    settings.DIALFLOW_URL = ""
+    settings.DIALFLOW_API_KEY = ""
+    reset_sessions()
+    config = SimulatorConfig.load()
+    config.auto_dispatch = False
+    config.retell_concurrency_limit = 1000
+    config.create_error_rate = 0
+    config.dialflow_pattern = [5]
+    config.dialflow_overrides = {}
+    config.save()
+    yield config
+    reset_sessions()
+
+
+def simulated_calls(**filters: Any) -> list[SimulatedCall]:
+    return list(SimulatedCall.objects.filter(**filters).order_by("created_at"))

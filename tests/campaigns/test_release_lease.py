@@ -22,24 +22,9 @@ from campaigns.services.release import (
     release_watchdog,
 )
 
-from .release_factories import make_campaign
+from .release_factories import FakeClock, make_campaign
 
 pytestmark = pytest.mark.django_db
-
-
-class FakeClock:
-    """Monotonic time that only moves when the loop sleeps."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
 
 
 def queued_tasks() -> list[dict]:

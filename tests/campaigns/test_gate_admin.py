@@ -1,0 +1,118 @@
+"""The admin answers "why was this client not called", and staff manage suppressions there."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.models import ContactLedgerEntry, GateDecision, Suppression
+from campaigns.services.compliance import Block, Rule, gate_record
+from campaigns.services.ledger import ledger_record, suppression_add
+
+from .release_factories import make_call_step, make_campaign, make_item, make_segment
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(client):
+    user = get_user_model().objects.create_superuser("supervisor", "s@example.com", "pw-for-tests-only")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def blocked_item():
+    campaign = make_campaign(date=timezone.localdate())
+    item = make_item(campaign, make_call_step(make_segment()), client_id="C-WHY-1")
+    suppression_add(reason=Suppression.Reason.ATTORNEY, channel="all", source="letter 2025-06-01", client_id=item.client_id)
+    block = Block(rule=Rule.SUPPRESSED, detail="The client has an active represented by attorney suppression.", inputs={"suppression_id": 1})
+    gate_record(block=block, client_id=item.client_id, channel="call", now=timezone.now(), campaign=campaign, item=item)
+    ledger_record(client_id=item.client_id, phone=item.phone, kind=ContactLedgerEntry.Kind.CALL_ATTEMPT, reference="call_x", occurred_at=timezone.now() - dt.timedelta(days=1))
+    return item
+
+
+def test_gate_decisions_are_searchable_by_client_id(staff, blocked_item):
+    other = make_item(blocked_item.campaign, blocked_item.step, client_id="C-OTHER")
+    gate_record(block=Block(rule=Rule.WEEKLY_CALL_CAP, detail="7 call attempts", inputs={}), client_id=other.client_id, channel="call", now=timezone.now(), item=other)
+    page = staff.get(reverse("admin:campaigns_gatedecision_changelist"), {"q": "C-WHY-1"})
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "C-WHY-1" in text and Rule.SUPPRESSED in text
+    assert "C-OTHER" not in text
+
+
+def test_gate_decision_detail_shows_the_inputs(staff, blocked_item):
+    decision = GateDecision.objects.get(client_id="C-WHY-1")
+    page = staff.get(reverse("admin:campaigns_gatedecision_change", args=[decision.pk]))
+    assert page.status_code == 200
+    assert "suppression_id" in page.content.decode()
+
+
+def test_why_not_called_page_puts_the_evidence_together(staff, blocked_item):
+    page = staff.get(reverse("admin:campaigns_gatedecision_why"), {"client_id": "C-WHY-1"})
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Represented by attorney" in text and "letter 2025-06-01" in text  # the active suppression
+    assert "call_x" in text  # the ledger
+    assert 'id="gate-now"' in text and Rule.SUPPRESSED in text  # what the gate says right now
+    assert reverse("admin:campaigns_queueitem_change", args=[blocked_item.pk]) in text
+
+
+def test_queue_item_page_links_to_the_answer(staff, blocked_item):
+    page = staff.get(reverse("admin:campaigns_queueitem_change", args=[blocked_item.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert reverse("admin:campaigns_gatedecision_why") + "?client_id=C-WHY-1" in text
+    assert "The client has an active represented by attorney suppression." in text  # decisions inline
+
+
+def test_gate_decisions_cannot_be_edited_or_deleted(staff, blocked_item):
+    decision = GateDecision.objects.get(client_id="C-WHY-1")
+    assert staff.post(reverse("admin:campaigns_gatedecision_delete", args=[decision.pk]), {"post": "yes"}).status_code == 403
+    assert staff.get(reverse("admin:campaigns_gatedecision_add")).status_code == 403
+    assert GateDecision.objects.filter(pk=decision.pk).exists()
+
+
+def test_staff_add_a_suppression_through_the_service(staff):
+    response = staff.post(
+        reverse("admin:campaigns_suppression_add"),
+        {"client_id": "C-55", "phone": "", "channel": "call", "reason": "do_not_call", "note": "asked on the phone"},
+    )
+    assert response.status_code == 302
+    suppression = Suppression.objects.get(client_id="C-55")
+    assert suppression.source == "staff:supervisor" and suppression.active
+    # The same suppression again is not duplicated.
+    staff.post(reverse("admin:campaigns_suppression_add"), {"client_id": "C-55", "phone": "", "channel": "call", "reason": "do_not_call", "note": ""})
+    assert Suppression.objects.filter(client_id="C-55").count() == 1
+
+
+def test_a_suppression_needs_a_target_and_an_e164_phone(staff):
+    page = staff.post(reverse("admin:campaigns_suppression_add"), {"client_id": "", "phone": "", "channel": "call", "reason": "attorney", "note": ""})
+    assert page.status_code == 200 and "Give a client id" in page.content.decode()
+    page = staff.post(reverse("admin:campaigns_suppression_add"), {"client_id": "", "phone": "555-0100", "channel": "call", "reason": "attorney", "note": ""})
+    assert "Use E.164" in page.content.decode()
+    assert not Suppression.objects.exists()
+
+
+def test_lifting_suppressions_from_the_list(staff):
+    kept = suppression_add(reason=Suppression.Reason.DISPUTE_HOLD, channel="all", source="call_1", client_id="C-1")
+    lifted = suppression_add(reason=Suppression.Reason.DO_NOT_CALL, channel="call", source="call_2", phone="+12125550147")
+    response = staff.post(
+        reverse("admin:campaigns_suppression_changelist"), {"action": "lift_selected", "_selected_action": [lifted.pk]}, follow=True
+    )
+    assert "Lifted 1 suppression" in response.content.decode()
+    lifted.refresh_from_db()
+    kept.refresh_from_db()
+    assert lifted.lifted_by == "staff:supervisor" and not lifted.active and kept.active
+
+
+@pytest.mark.parametrize(
+    "name", ["campaigns_releasebatch_changelist", "campaigns_callattempt_changelist", "campaigns_contactledgerentry_changelist"]
+)
+def test_release_records_are_listed(staff, blocked_item, name):
+    assert staff.get(reverse(f"admin:{name}")).status_code == 200

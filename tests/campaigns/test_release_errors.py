@@ -1,0 +1,215 @@
+"""Each Retell error path of a release, over real HTTP: 429, 402, 400 and network failures, and
+a crashed loop's half-placed batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+
+from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, QueueItem
+from campaigns.services import release
+from campaigns.services.release import LoopState, Pacer, batch_claim, release_loop_run, release_pass
+from integrations.http import reset_sessions
+from integrations.retell import client as retell
+
+from .release_factories import (  # noqa: F401 - fixtures
+    make_call_step,
+    make_campaign,
+    make_item,
+    make_segment,
+    reload,
+    sandbox,
+    simulated_calls,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NY = ZoneInfo("America/New_York")
+NOW = dt.datetime(2025, 6, 10, 12, 0, tzinfo=NY)
+S = QueueItem.Status
+A = CallAttempt.Status
+
+
+@pytest.fixture
+def step():
+    return make_call_step(make_segment())
+
+
+def run_pass(campaign: Campaign, *, now: dt.datetime = NOW) -> LoopState:
+    campaign.refresh_from_db()
+    state = LoopState(pacer=Pacer(None))
+    release_pass(campaign=campaign, now_fn=lambda: now, state=state)
+    return state
+
+
+@pytest.fixture
+def no_pause(monkeypatch):
+    # Network retries pause between tries; the pause is not what these tests are about.
+    monkeypatch.setattr(release, "NETWORK_RETRY_PAUSE_SECONDS", 0.0)
+
+
+def test_rate_limited_call_returns_to_the_queue_uncounted(sandbox, step):
+    sandbox.retell_concurrency_limit = 1
+    sandbox.save()
+    campaign = make_campaign(date=NOW.date(), batch_size=3)
+    items = [make_item(campaign, step) for _ in range(3)]
+    state = run_pass(campaign)
+    first, second, third = reload(items)
+    assert first.status == S.DIALING
+    for item in (second, third):  # the refused call and the rest of the batch, never sent
+        assert item.status == S.QUEUED and item.call_attempts == 0
+        assert item.next_attempt_at >= NOW + release.RATE_LIMIT_BACKOFF
+    refused = CallAttempt.objects.get(queue_item=second)
+    assert refused.status == A.NOT_DIALED and "429" in refused.error and refused.call_id is None
+    assert CallAttempt.objects.get(queue_item=third).error == "not sent: Retell rate_limited"
+    campaign.refresh_from_db()
+    assert campaign.calls_placed == 1 and campaign.failed == 0
+    assert ContactLedgerEntry.objects.filter(kind=ContactLedgerEntry.Kind.CALL_ATTEMPT).count() == 1
+    assert len(simulated_calls()) == 1
+    assert state.paused_until > 0  # the loop backs off before trying Retell again
+
+
+def test_rate_limited_items_are_called_later_with_a_new_attempt(sandbox, step):
+    sandbox.retell_concurrency_limit = 0
+    sandbox.save()
+    campaign = make_campaign(date=NOW.date())
+    item = make_item(campaign, step)
+    run_pass(campaign)
+    assert reload([item])[0].status == S.QUEUED
+    sandbox.retell_concurrency_limit = 10
+    sandbox.save()
+    run_pass(campaign, now=NOW + dt.timedelta(seconds=30))
+    assert reload([item])[0].status == S.QUEUED  # not before the backoff
+    run_pass(campaign, now=NOW + release.RATE_LIMIT_BACKOFF + dt.timedelta(seconds=1))
+    item.refresh_from_db()
+    assert (item.status, item.call_attempts) == (S.DIALING, 1)
+    assert CallAttempt.objects.filter(queue_item=item).count() == 2
+    assert len(simulated_calls()) == 1
+
+
+def test_a_number_retell_rejects_fails_the_item_with_the_reason(sandbox, step):
+    campaign = make_campaign(date=NOW.date())
+    bad = make_item(campaign, step, phone="+0123456789")  # not E.164: Retell answers 400
+    good = make_item(campaign, step)
+    run_pass(campaign)
+    bad, good = reload([bad, good])
+    assert bad.status == S.FAILED and bad.last_outcome == "failed"
+    assert bad.skip_reason == "retell_rejected"
+    assert bad.skip_detail["status"] == 400 and "to_number" in bad.skip_detail["error"]
+    attempt = CallAttempt.objects.get(queue_item=bad)
+    assert attempt.status == A.ERROR and "E.164" in attempt.error
+    assert good.status == S.DIALING  # the rest of the batch goes on
+    campaign.refresh_from_db()
+    assert (campaign.failed, campaign.calls_placed) == (1, 1)
+
+
+def test_network_errors_retry_with_the_same_key_then_requeue(sandbox, step, no_pause):
+    sandbox.create_error_rate = 1.0  # every create-call answers 500
+    sandbox.save()
+    campaign = make_campaign(date=NOW.date())
+    item = make_item(campaign, step)
+    run_pass(campaign)
+    item.refresh_from_db()
+    assert item.status == S.QUEUED and item.next_attempt_at == NOW + release.NETWORK_BACKOFF
+    attempt = CallAttempt.objects.get()
+    assert attempt.status == A.NOT_DIALED and attempt.error.startswith("network:")
+    assert simulated_calls() == []
+
+    sandbox.create_error_rate = 0.0
+    sandbox.save()
+    run_pass(campaign, now=NOW + release.NETWORK_BACKOFF)
+    # Released again under the very same idempotency key: if the failed request had reached
+    # Retell, Retell would answer with that call instead of dialing again.
+    assert CallAttempt.objects.count() == 1
+    attempt.refresh_from_db()
+    (call,) = simulated_calls()
+    assert call.idempotency_key == str(attempt.pk) and attempt.call_id == call.call_id
+    assert reload([item])[0].status == S.DIALING
+
+
+def test_a_request_that_reached_retell_is_not_dialed_twice(sandbox, step):
+    """The loop crashed after Retell created the call but before the call id was recorded."""
+    campaign = make_campaign(date=NOW.date())
+    item = make_item(campaign, step)
+    claim = batch_claim(campaign=campaign, ring_group="billing", limit=1, available_agents=1, now=NOW)
+    (attempt,) = claim.attempts
+    first = retell.create_phone_call(
+        from_number=attempt.from_number,
+        to_number=attempt.to_number,
+        agent_id="agent",
+        dynamic_variables={},
+        metadata={},
+        idempotency_key=str(attempt.pk),
+    )
+    # The crashed loop's lease ran out and its attempt is older than a lease.
+    CallAttempt.objects.filter(pk=attempt.pk).update(created_at=timezone.now() - dt.timedelta(seconds=release.LEASE_SECONDS + 5))
+    outcome = release_loop_run(campaign_id=campaign.pk, worker_id="recovering", now_fn=lambda: NOW, slice_seconds=0, reenqueue=False)
+    assert outcome == "continue"
+    attempt.refresh_from_db()
+    assert attempt.call_id == first.call_id and attempt.status == A.REGISTERED
+    assert len(simulated_calls()) == 1
+    assert reload([item])[0].status == S.DIALING
+
+
+def test_an_interrupted_release_older_than_the_key_is_not_redialed(sandbox, step):
+    campaign = make_campaign(date=NOW.date())
+    item = make_item(campaign, step)
+    (attempt,) = batch_claim(campaign=campaign, ring_group="billing", limit=1, available_agents=1, now=NOW).attempts
+    CallAttempt.objects.filter(pk=attempt.pk).update(created_at=timezone.now() - release.IDEMPOTENCY_REUSE - dt.timedelta(minutes=1))
+    release_loop_run(campaign_id=campaign.pk, worker_id="recovering", now_fn=lambda: NOW, slice_seconds=0, reenqueue=False)
+    item.refresh_from_db()
+    assert item.status == S.SKIPPED and item.skip_reason == "release_interrupted"
+    assert simulated_calls() == []
+
+
+class PaymentRequired(BaseHTTPRequestHandler):
+    """Answers create-call the way Retell does when the account cannot pay."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"error_message": "no_valid_payment: add a payment method"}).encode()
+        self.send_response(402)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def retell_without_payment(settings):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PaymentRequired)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.RETELL_API_KEY = "key_live_test"
+    settings.RETELL_BASE_URL = f"http://127.0.0.1:{server.server_port}"
+    reset_sessions()
+    yield
+    server.shutdown()
+    server.server_close()
+    reset_sessions()
+
+
+def test_payment_failure_pauses_the_campaign_with_an_alert(sandbox, step, retell_without_payment):
+    campaign = make_campaign(date=NOW.date(), batch_size=3)
+    items = [make_item(campaign, step) for _ in range(3)]
+    state = LoopState(pacer=Pacer(None))
+    release_pass(campaign=campaign, now_fn=lambda: NOW, state=state)
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PAUSED
+    assert "no_valid_payment" in campaign.halt_reason
+    alert = Alert.objects.get(campaign=campaign)
+    assert alert.level == Alert.Level.ERROR and alert.source == "retell" and "resume" in alert.message
+    assert all(i.status == S.QUEUED and i.call_attempts == 0 for i in reload(items))
+    assert set(CallAttempt.objects.values_list("status", flat=True)) == {A.NOT_DIALED}
+    assert campaign.calls_placed == 0
+    # The loop ends on its own: the campaign is no longer running.
+    assert release_loop_run(campaign_id=campaign.pk, worker_id="w", reenqueue=False) == "ended"
