@@ -8,6 +8,7 @@ carry state are read-only.
 from __future__ import annotations
 
 import csv
+import json
 from typing import Any
 
 from django import forms
@@ -18,13 +19,14 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
 from campaigns import selectors
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
-from campaigns.models import Campaign, QueueItem, RejectedRow
-from campaigns.services import queue
+from campaigns.models import Campaign, FollowUpTask, PromiseToPay, QueueItem, RejectedRow, WebhookEvent
+from campaigns.services import outcomes, queue
 
 # --- Campaign ------------------------------------------------------------------------------
 
@@ -319,3 +321,133 @@ class RejectedRowAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: RejectedRow | None = None) -> bool:
         return False
+
+
+# --- Follow-up tasks: the human-owned queue -------------------------------------------------------
+
+
+@admin.register(FollowUpTask)
+class FollowUpTaskAdmin(admin.ModelAdmin):
+    """What conversations escalated to a person: disputes, hardship, legal language, callbacks…
+
+    Supervisors give tasks an owner and close them here; what a task is about (its kind, client
+    and origin) is fixed by the call that raised it."""
+
+    list_display = ("kind", "status", "team", "client_name", "client_id", "owner", "due_at", "overdue", "created_at")
+    list_filter = ("status", "kind", "team", ("owner", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("client_id", "client_name", "source_ref", "detail")
+    list_select_related = ("owner",)
+    date_hierarchy = "due_at"
+    ordering = ("status", "due_at")
+    list_per_page = 100
+    fields = ("kind", "status", "team", "client_id", "client_name", "phone", "owner", "due_at", "detail", "source_ref", "created_at", "resolved_at")
+    readonly_fields = ("kind", "status", "client_id", "client_name", "phone", "detail", "source_ref", "created_at", "resolved_at")
+    actions = ("assign_to_me", "mark_in_progress", "mark_done")
+
+    @admin.display(boolean=True, description="Overdue")
+    def overdue(self, task: FollowUpTask) -> bool:
+        return task.status != FollowUpTask.Status.DONE and task.due_at < timezone.now()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: FollowUpTask | None = None) -> bool:
+        return False
+
+    @admin.action(description="Assign the selected tasks to me", permissions=["change"])
+    def assign_to_me(self, request: HttpRequest, queryset: QuerySet[FollowUpTask]) -> None:
+        count = outcomes.follow_up_tasks_assign(tasks=queryset, owner=request.user)
+        self.message_user(request, f"{count} task(s) assigned to you.", messages.SUCCESS)
+
+    @admin.action(description="Mark the selected tasks in progress", permissions=["change"])
+    def mark_in_progress(self, request: HttpRequest, queryset: QuerySet[FollowUpTask]) -> None:
+        count = outcomes.follow_up_tasks_start(tasks=queryset)
+        self.message_user(request, f"{count} task(s) in progress.", messages.SUCCESS)
+
+    @admin.action(description="Mark the selected tasks done", permissions=["change"])
+    def mark_done(self, request: HttpRequest, queryset: QuerySet[FollowUpTask]) -> None:
+        count = outcomes.follow_up_tasks_close(tasks=queryset, now=timezone.now())
+        self.message_user(request, f"{count} task(s) done.", messages.SUCCESS)
+
+
+# --- Promises to pay ------------------------------------------------------------------------------
+
+
+@admin.register(PromiseToPay)
+class PromiseToPayAdmin(admin.ModelAdmin):
+    list_display = ("client_name", "client_id", "amount", "promised_date", "status", "reminder_at", "segment_name", "phase", "created_at")
+    list_filter = ("status", "segment_name", "phase")
+    search_fields = ("client_id", "client_name", "call_id")
+    date_hierarchy = "promised_date"
+    list_per_page = 100
+    actions = ("mark_kept", "mark_broken")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: PromiseToPay | None = None) -> Any:
+        # Captured from the call; settled by the review or by the actions below, never by editing.
+        return [f.name for f in PromiseToPay._meta.concrete_fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: PromiseToPay | None = None) -> bool:
+        return False
+
+    @admin.action(description="Mark kept (payment received)", permissions=["change"])
+    def mark_kept(self, request: HttpRequest, queryset: QuerySet[PromiseToPay]) -> None:
+        now = timezone.now()
+        count = sum(outcomes.promise_settle(promise=p, kept=True, now=now) for p in queryset)
+        self.message_user(request, f"{count} promise(s) marked kept.", messages.SUCCESS)
+
+    @admin.action(description="Mark broken (opens a follow-up task)", permissions=["change"])
+    def mark_broken(self, request: HttpRequest, queryset: QuerySet[PromiseToPay]) -> None:
+        now = timezone.now()
+        count = sum(outcomes.promise_settle(promise=p, kept=False, now=now) for p in queryset)
+        self.message_user(request, f"{count} promise(s) marked broken.", messages.SUCCESS)
+
+
+# --- Webhook events (read-only) -------------------------------------------------------------------
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    """Every authenticated vendor event, as received. Read-only: the record of what vendors said."""
+
+    list_display = ("received_at", "vendor", "event_type", "reference", "processed_at", "failed")
+    list_filter = ("vendor", "event_type", ("processed_at", admin.EmptyFieldListFilter))
+    search_fields = ("reference", "dedupe_key")
+    date_hierarchy = "received_at"
+    list_per_page = 100
+    show_full_result_count = False
+    exclude = ("payload",)
+    actions = ("process_again",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: WebhookEvent | None = None) -> Any:
+        return [f.name for f in WebhookEvent._meta.concrete_fields if f.name != "payload"] + ["payload_pretty"]
+
+    @admin.display(boolean=True, description="Failed")
+    def failed(self, event: WebhookEvent) -> bool:
+        return bool(event.error) and event.processed_at is None
+
+    @admin.display(description="Payload")
+    def payload_pretty(self, event: WebhookEvent) -> str:
+        return format_html("<pre style='white-space:pre-wrap;margin:0'>{}</pre>", json.dumps(event.payload, indent=2, ensure_ascii=False))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WebhookEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: WebhookEvent | None = None) -> bool:
+        return False
+
+    def has_process_permission(self, request: HttpRequest) -> bool:
+        # Re-running events changes campaigns: the people who control campaigns may do it.
+        return request.user.has_perm("campaigns.change_campaign")
+
+    @admin.action(description="Process the selected Retell events again (unprocessed ones only)", permissions=["process"])
+    def process_again(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
+        ids = list(queryset.filter(vendor=outcomes.VENDOR, processed_at__isnull=True).values_list("pk", flat=True))
+        done = sum(outcomes.webhook_event_process(event_id=pk, now=timezone.now()) for pk in ids)
+        level = messages.SUCCESS if done == len(ids) else messages.WARNING
+        self.message_user(request, f"{done} of {len(ids)} unprocessed event(s) processed.", level)

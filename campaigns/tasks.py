@@ -9,8 +9,9 @@ import uuid
 
 from django.utils import timezone
 
+from billing_dialer import clock
 from campaigns.models import Campaign
-from campaigns.services import queue, release, sms
+from campaigns.services import outcomes, queue, reconcile, release, sms
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +46,25 @@ def sms_send_due_task() -> dict[str, int]:
 def sms_reply_send_task(message_id: int) -> bool:
     """Send one reply (opt-out/opt-in confirmation, HELP answer) right after its webhook."""
     return sms.sms_reply_send(message_id=message_id, now=timezone.now())
+
+
+def webhook_event_process_task(event_id: int) -> bool:
+    """One stored Retell event, right after its webhook was answered."""
+    return outcomes.webhook_event_process(event_id=event_id, now=clock.now())
+
+
+def attempts_reconcile_task() -> dict[str, int]:
+    """Every minute: calls still open 15 minutes after creation are looked up and resolved.
+
+    An attempt's age is real time (it is about Retell's processes), not the sandbox clock."""
+    return vars(reconcile.attempts_reconcile(now=timezone.now()))
+
+
+def webhook_events_retry_task() -> int:
+    """Every 5 minutes: Retell events whose processing failed are processed again."""
+    return outcomes.webhook_events_retry(now=timezone.now())
+
+
+def promise_review_task() -> dict[str, int]:
+    """Hourly: promises whose date has passed are settled against the warehouse."""
+    return vars(outcomes.promise_review_run(now=clock.now()))

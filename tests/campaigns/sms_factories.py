@@ -8,13 +8,33 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cadences.models import ActionType, CadenceStep, Segment
+import pytest
+
+from cadences.defaults import install_default_content
+from cadences.models import ActionType, CadenceStep, DialerSettings, Segment, SmsTemplate, StateCallLimit
 from cadences.resolution import cadence_index
 from campaigns.models import Campaign, QueueItem
 
 _counter = itertools.count(1)
 
 CAMPAIGN_DATE = dt.date(2025, 6, 10)
+
+
+@pytest.fixture
+def shipped_cadences(transactional_db: None) -> None:
+    """The shipped segments, cadences and templates, for tests that serve HTTP from a live server.
+
+    Those tests run outside a rolled-back transaction, and the database is emptied after each
+    one; installing the defaults here is much faster than Django's serialized rollback.
+    """
+    if not Segment.objects.exists():
+        install_default_content(
+            segment_model=Segment,
+            step_model=CadenceStep,
+            template_model=SmsTemplate,
+            settings_model=DialerSettings,
+            state_limit_model=StateCallLimit,
+        )
 
 
 def running_campaign(*, date: dt.date = CAMPAIGN_DATE, **fields: Any) -> Campaign:

@@ -15,18 +15,25 @@ from campaigns.models import FollowUpTask, QueueItem, SmsMessage, Suppression, W
 from campaigns.services import sms
 from integrations import http
 from integrations.sandbox.models import SimulatedMessage
-from tests.campaigns.sms_factories import CAMPAIGN_DATE, queue_item, running_campaign
+from tests.campaigns.sms_factories import CAMPAIGN_DATE, queue_item, running_campaign, shipped_cadences  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# Most tests stay inside a rolled-back transaction (replies are queued but, never committed, not
+# sent); the ones marked `sends` commit and send the replies to the sandbox HeyMarket over HTTP.
+pytestmark = pytest.mark.django_db
+sends = pytest.mark.django_db(transaction=True)
 
 URL = "/webhooks/heymarket/"
 _ids = itertools.count(9_980_001)
 
 
 @pytest.fixture
-def heymarket_sandbox(settings, live_server, monkeypatch):
+def webhook_token(settings):
     settings.HEYMARKET_API_TOKEN = ""
     settings.HEYMARKET_WEBHOOK_TOKEN = "shared-webhook-token"
+
+
+@pytest.fixture
+def heymarket_sandbox(webhook_token, settings, live_server, shipped_cadences, monkeypatch):
     settings.SANDBOX_APP_URL = live_server.url
     # Replies are sent by a task right after the webhook's commit; run it in-process here.
     monkeypatch.setattr(Conf, "SYNC", True)
@@ -75,7 +82,7 @@ def active_opt_out(phone: str) -> bool:
 
 
 @pytest.mark.parametrize("token", ["wrong-token", "", "shared-webhook-token ", "SHARED-WEBHOOK-TOKEN", None, 12345])
-def test_a_forged_or_missing_token_is_refused_and_nothing_is_stored(heymarket_sandbox, token):
+def test_a_forged_or_missing_token_is_refused_and_nothing_is_stored(webhook_token, token):
     payload = received("+12125550101", "STOP")
     payload["token"] = token
     response = post(payload)
@@ -84,19 +91,19 @@ def test_a_forged_or_missing_token_is_refused_and_nothing_is_stored(heymarket_sa
     assert not Suppression.objects.exists()
 
 
-def test_a_body_without_a_token_is_refused(heymarket_sandbox):
+def test_a_body_without_a_token_is_refused(webhook_token):
     payload = received("+12125550101", "STOP")
     del payload["token"]
     assert post(payload).status_code == 401
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b"[1, 2]", b'"STOP"'])
-def test_a_body_that_is_not_a_json_object_is_a_400(heymarket_sandbox, raw):
+def test_a_body_that_is_not_a_json_object_is_a_400(webhook_token, raw):
     assert post(None, raw=raw).status_code == 400
     assert not WebhookEvent.objects.exists()
 
 
-def test_only_post_is_accepted(heymarket_sandbox):
+def test_only_post_is_accepted(webhook_token):
     assert Client().get(URL).status_code == 405
 
 
@@ -107,8 +114,12 @@ OPT_OUT_MESSAGES = [
 ]
 
 
+def queued_replies(phone: str, kind: str = SmsMessage.Kind.OPT_OUT_CONFIRMATION) -> list[SmsMessage]:
+    return list(SmsMessage.objects.filter(phone=phone, kind=kind))
+
+
 @pytest.mark.parametrize("text", OPT_OUT_MESSAGES)
-def test_every_opt_out_word_suppresses_the_number_and_confirms_once(heymarket_sandbox, text):
+def test_every_opt_out_word_suppresses_the_number_and_queues_one_confirmation(webhook_token, text):
     campaign = running_campaign()
     item = queue_item(campaign)
     payload = received(item.phone, text)
@@ -117,19 +128,33 @@ def test_every_opt_out_word_suppresses_the_number_and_confirms_once(heymarket_sa
 
     assert response.status_code == 200 and response.json()["status"] == "opted_out"
     assert active_opt_out(item.phone)
-    [confirmation] = confirmations(item.phone)
+    [confirmation] = queued_replies(item.phone)
     assert "unsubscribed" in confirmation.text and "START" in confirmation.text
     assert confirmation.inbox_id == "41010"  # answered from the inbox the STOP arrived in
-    message = SmsMessage.objects.get(kind=SmsMessage.Kind.OPT_OUT_CONFIRMATION, phone=item.phone)
-    assert message.status == SmsMessage.Status.SENT and message.client_id == item.client_id
+    assert confirmation.client_id == item.client_id
 
     # HeyMarket redelivers the same event, and the client sends STOP again: still one confirmation.
     assert post(payload).status_code == 200
     assert post(received(item.phone, "STOP")).status_code == 200
-    assert len(confirmations(item.phone)) == 1
+    assert len(queued_replies(item.phone)) == 1
     assert Suppression.objects.filter(phone=item.phone, lifted_at__isnull=True).count() == 1
 
 
+@sends
+def test_the_opt_out_confirmation_is_texted_once(heymarket_sandbox):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    payload = received(item.phone, "  Opt   OUT  ")
+    post(payload)
+    post(payload)
+    post(received(item.phone, "stop"))
+    [confirmation] = confirmations(item.phone)
+    message = SmsMessage.objects.get(kind=SmsMessage.Kind.OPT_OUT_CONFIRMATION, phone=item.phone)
+    assert confirmation.text == message.text and confirmation.local_id == message.local_id
+    assert message.status == SmsMessage.Status.SENT and confirmation.inbox_id == "41010"
+
+
+@sends
 def test_the_opted_out_number_is_never_texted_again(heymarket_sandbox):
     campaign = running_campaign()
     item = queue_item(campaign)
@@ -143,7 +168,7 @@ def test_the_opted_out_number_is_never_texted_again(heymarket_sandbox):
 
 
 @pytest.mark.parametrize("text", ["stop texting me", "STOP!!! I paid", "please stop", "STOP STOP"])
-def test_a_sentence_containing_stop_is_for_a_person(heymarket_sandbox, text):
+def test_a_sentence_containing_stop_is_for_a_person(webhook_token, text):
     campaign = running_campaign()
     item = queue_item(campaign)
     assert post(received(item.phone, text)).json()["status"] == "reply_task"
@@ -152,7 +177,7 @@ def test_a_sentence_containing_stop_is_for_a_person(heymarket_sandbox, text):
 
 
 @pytest.mark.parametrize("word", ["START", " unstop ", "Yes"])
-def test_opting_back_in_lifts_the_suppression_and_confirms(heymarket_sandbox, word):
+def test_opting_back_in_lifts_the_suppression_and_confirms(webhook_token, word):
     campaign = running_campaign()
     item = queue_item(campaign)
     post(received(item.phone, "STOP"))
@@ -161,39 +186,67 @@ def test_opting_back_in_lifts_the_suppression_and_confirms(heymarket_sandbox, wo
     assert not active_opt_out(item.phone)
     lifted = Suppression.objects.get(phone=item.phone)
     assert lifted.lifted_at is not None and lifted.lifted_by.startswith("heymarket:")
-    texts = [m.text for m in sorted(confirmations(item.phone), key=lambda m: m.pk)]
-    assert len(texts) == 2 and "subscribed to account texts again" in texts[1]
+    [welcome_back] = queued_replies(item.phone, SmsMessage.Kind.OPT_IN_CONFIRMATION)
+    assert "subscribed to account texts again" in welcome_back.text
     # Opting out again later gets a confirmation of its own.
     post(received(item.phone, "STOP"))
-    assert len(confirmations(item.phone)) == 3
+    assert len(queued_replies(item.phone)) == 2
 
 
-def test_yes_from_someone_who_never_opted_out_is_an_answer_for_a_person(heymarket_sandbox):
+@sends
+def test_the_opt_in_confirmation_is_texted(heymarket_sandbox):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    post(received(item.phone, "STOP"))
+    post(received(item.phone, "unstop"))
+    texts = [m.text for m in sorted(confirmations(item.phone), key=lambda m: m.pk)]
+    assert len(texts) == 2 and "subscribed to account texts again" in texts[1]
+
+
+def test_yes_from_someone_who_never_opted_out_is_an_answer_for_a_person(webhook_token):
     campaign = running_campaign()
     item = queue_item(campaign)
     assert post(received(item.phone, "YES")).json()["status"] == "reply_task"
     assert FollowUpTask.objects.filter(phone=item.phone, detail="YES").exists()
-    assert confirmations(item.phone) == []
+    assert not SmsMessage.objects.filter(phone=item.phone).exists()
 
 
-@pytest.mark.parametrize("text", ["HELP", " help ", "Help"])
-def test_help_gets_a_help_reply(heymarket_sandbox, text):
+@pytest.mark.parametrize(
+    "text, segment, day, line",
+    [
+        ("HELP", "RED Initial", 20, "(212) 555-0110"),  # billing phase: the billing line
+        (" help ", "RED Initial", 60, "(212) 555-0120"),  # suspension day: the resurrection line
+        ("Help", "Reso Servicing", 122, "(617) 555-0160"),
+    ],
+)
+def test_help_gets_a_help_reply_with_the_teams_number(webhook_token, text, segment, day, line):
     campaign = running_campaign()
-    item = queue_item(campaign, segment="RED Initial", day=20)
+    item = queue_item(campaign, segment=segment, day=day, action_type="BOTH" if day in (60, 122) else "SMS")
     payload = received(item.phone, text)
     assert post(payload).json()["status"] == "help"
     post(payload)  # a redelivery
-    [reply] = confirmations(item.phone)
+    [reply] = queued_replies(item.phone, SmsMessage.Kind.HELP_REPLY)
     assert "reply to this text" in reply.text and "Reply STOP to opt out" in reply.text
-    assert "(212) 555-0110" in reply.text  # RED Initial's billing line: the client is in a billing phase
+    assert line in reply.text
     assert not active_opt_out(item.phone)
     assert not FollowUpTask.objects.exists()
+
+
+@sends
+def test_the_help_reply_is_texted(heymarket_sandbox):
+    campaign = running_campaign()
+    item = queue_item(campaign, segment="RED Initial", day=20)
+    payload = received(item.phone, "HELP")
+    post(payload)
+    post(payload)
+    [reply] = confirmations(item.phone)
+    assert reply.text == SmsMessage.objects.get(phone=item.phone, kind=SmsMessage.Kind.HELP_REPLY).text
 
 
 # --- Replies that need a person -----------------------------------------------------------------
 
 
-def test_an_ordinary_reply_becomes_a_task_for_the_clients_team(heymarket_sandbox):
+def test_an_ordinary_reply_becomes_a_task_for_the_clients_team(webhook_token):
     campaign = running_campaign()
     billing = queue_item(campaign, segment="RED Initial", day=20, client_name="Ada Lovelace")
     resurrection = queue_item(campaign, segment="Reso Initial", day=90, action_type="BOTH", client_name="Alan Turing")
@@ -210,10 +263,10 @@ def test_an_ordinary_reply_becomes_a_task_for_the_clients_team(heymarket_sandbox
     assert task.due_at > task.created_at
     other = FollowUpTask.objects.get(phone=resurrection.phone)
     assert (other.team, other.client_id) == ("resurrection", resurrection.client_id)
-    assert confirmations(billing.phone) == []  # a person answers, not the dialer
+    assert not SmsMessage.objects.filter(phone=billing.phone).exists()  # a person answers, not the dialer
 
 
-def test_a_redelivered_reply_makes_one_task(heymarket_sandbox):
+def test_a_redelivered_reply_makes_one_task(webhook_token):
     campaign = running_campaign()
     item = queue_item(campaign)
     payload = received(item.phone, "Who is this?")
@@ -223,7 +276,7 @@ def test_a_redelivered_reply_makes_one_task(heymarket_sandbox):
     assert WebhookEvent.objects.filter(vendor="heymarket").count() == 1
 
 
-def test_a_reply_from_an_unknown_number_goes_to_the_team_of_its_inbox(heymarket_sandbox):
+def test_a_reply_from_an_unknown_number_goes_to_the_team_of_its_inbox(webhook_token):
     response = post(received("+13125550177", "hello?", inbox=42020))
     assert response.json()["status"] == "reply_task"
     task = FollowUpTask.objects.get(phone="+13125550177")
@@ -243,15 +296,16 @@ def _opt_event(kind: str, phone: str) -> dict[str, Any]:
     }
 
 
-def test_target_opt_out_and_opt_in_events_update_suppressions(heymarket_sandbox):
+def test_target_opt_out_and_opt_in_events_update_suppressions(webhook_token):
     phone = "+12125550142"
     assert post(_opt_event("target_opt_out", phone)).json()["status"] == "opted_out"
     assert active_opt_out(phone)
     assert post(_opt_event("target_opt_in", phone)).json()["status"] == "opted_in"
     assert not active_opt_out(phone)
-    assert confirmations(phone) == []  # HeyMarket's own events need no answer from us
+    assert not SmsMessage.objects.filter(phone=phone).exists()  # HeyMarket's own events need no answer from us
 
 
+@sends
 def test_a_stop_arriving_after_heymarkets_opt_out_event_still_gets_its_confirmation(heymarket_sandbox):
     campaign = running_campaign()
     item = queue_item(campaign)
@@ -286,7 +340,7 @@ def _status_event(message: SmsMessage, status: str, *, event_id: int | None = No
     }
 
 
-def test_delivery_status_moves_the_message_forward_only(heymarket_sandbox):
+def test_delivery_status_moves_the_message_forward_only(webhook_token):
     campaign = running_campaign()
     message = _sent_message(campaign)
     assert post(_status_event(message, "delivered")).json()["status"] == "status_delivered"
@@ -300,7 +354,7 @@ def test_delivery_status_moves_the_message_forward_only(heymarket_sandbox):
     assert message.status == SmsMessage.Status.DELIVERED
 
 
-def test_an_undelivered_text_keeps_the_reason(heymarket_sandbox):
+def test_an_undelivered_text_keeps_the_reason(webhook_token):
     campaign = running_campaign()
     message = _sent_message(campaign)
     event = _status_event(message, "failed")
@@ -310,12 +364,12 @@ def test_an_undelivered_text_keeps_the_reason(heymarket_sandbox):
     assert message.status == SmsMessage.Status.FAILED and message.error == "carrier rejected: landline"
 
 
-def test_a_message_sent_by_an_agent_in_heymarket_is_accepted_and_ignored(heymarket_sandbox):
+def test_a_message_sent_by_an_agent_in_heymarket_is_accepted_and_ignored(webhook_token):
     response = post({"type": "message_sent", "id": 4242, "token": "shared-webhook-token", "event_data": {"id": 1, "status": "sent"}})
     assert response.status_code == 200 and response.json()["status"] == "unknown_message"
 
 
-def test_unknown_event_types_are_stored_and_answered_2xx(heymarket_sandbox):
+def test_unknown_event_types_are_stored_and_answered_2xx(webhook_token):
     payload = {"type": "chat_reassigned", "id": 4242, "token": "shared-webhook-token", "event_data": {"id": 77, "assigned": 3}}
     response = post(payload)
     assert response.status_code == 200 and response.json()["status"] == "unhandled_type"
@@ -324,7 +378,7 @@ def test_unknown_event_types_are_stored_and_answered_2xx(heymarket_sandbox):
     assert "token" not in event.payload  # the shared secret is never stored
 
 
-def test_a_processing_failure_answers_500_and_the_redelivery_processes_it(heymarket_sandbox, monkeypatch):
+def test_a_processing_failure_answers_500_and_the_redelivery_processes_it(webhook_token, monkeypatch):
     campaign = running_campaign()
     item = queue_item(campaign)
     payload = received(item.phone, "call me")

@@ -14,13 +14,13 @@ from integrations import http
 from integrations.heymarket import client as heymarket
 from integrations.sandbox.delivery import sandbox_dispatch_due
 from integrations.sandbox.models import SimulatedDelivery, SimulatedMessage
-from tests.campaigns.sms_factories import queue_item, running_campaign
+from tests.campaigns.sms_factories import queue_item, running_campaign, shipped_cadences  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def heymarket_sandbox(settings, live_server, monkeypatch):
+def heymarket_sandbox(settings, live_server, shipped_cadences, monkeypatch):
     settings.HEYMARKET_API_TOKEN = ""
     settings.SANDBOX_APP_URL = live_server.url
     monkeypatch.setattr(Conf, "SYNC", True)

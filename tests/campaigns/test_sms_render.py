@@ -20,8 +20,8 @@ NOW = dt.datetime(2025, 6, 10, 15, 0, tzinfo=dt.timezone.utc)
 
 # Wording that would ask a client to hand over card or bank details by text, whatever the phrasing.
 _ASKS_FOR_DETAILS = re.compile(
-    r"card\s*(number|no\b|#|details|info)|cvv|cvc|security code|expir\w* date|"
-    r"(reply|text|send)\b[^.]{0,40}\b(card|account number|routing)|bank account number|routing number",
+    r"\b(card\s*(number|no\b|#|details|info)|cvv|cvc|security code|expir\w* date|"
+    r"(reply|text|send)\b[^.]{0,40}\b(card|account number|routing)|bank account number|routing number)\b",
     re.IGNORECASE,
 )
 

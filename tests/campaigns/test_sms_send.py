@@ -17,19 +17,18 @@ from campaigns.services import ledger, sms
 from integrations import http
 from integrations.heymarket import client as heymarket
 from integrations.sandbox.models import SimulatedMessage
-from tests.campaigns.sms_factories import CAMPAIGN_DATE, queue_item, running_campaign, sms_step
+from tests.campaigns.sms_factories import CAMPAIGN_DATE, queue_item, running_campaign, shipped_cadences, sms_step  # noqa: F401 (fixture)
 from tests.integrations.conftest import StubServer
 
-# Real HTTP to the simulator served by live_server needs committed data; the shipped cadences
-# come from data migrations, so they are restored after each test.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# Real HTTP to the simulator served by live_server needs committed data (see shipped_cadences).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 NY = ZoneInfo("America/New_York")
 MORNING = dt.datetime.combine(CAMPAIGN_DATE, dt.time(11, 0), tzinfo=NY)
 
 
 @pytest.fixture
-def heymarket_sandbox(settings, live_server, monkeypatch):
+def heymarket_sandbox(settings, live_server, shipped_cadences, monkeypatch):
     settings.HEYMARKET_API_TOKEN = ""
     settings.SANDBOX_APP_URL = live_server.url
     # Same retry counts and statuses as production, without seconds of backoff.
