@@ -18,4 +18,5 @@ urlpatterns = [
     path("", home, name="home"),
     path("admin/", admin.site.urls),
     path("sandbox/", include("integrations.sandbox.urls")),
+    path("", include("campaigns.urls")),
 ]

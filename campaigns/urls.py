@@ -1,0 +1,24 @@
+"""Campaign URLs: vendor webhooks."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+
+from campaigns import api, views
+from campaigns.webhooks import heymarket, retell
+
+urlpatterns = [
+    path("webhooks/retell/", retell.retell_webhook, name="campaigns-retell-webhook"),
+    path("webhooks/retell/inbound/", retell.retell_inbound_webhook, name="campaigns-retell-inbound-webhook"),
+    path("webhooks/heymarket/", heymarket.heymarket_webhook, name="campaigns-heymarket-webhook"),
+    # Supervisor dashboard, KPIs and client timelines.
+    path("dashboard/", views.dashboard, name="campaigns-dashboard"),
+    path("dashboard/status/", views.dashboard_status, name="campaigns-dashboard-status"),
+    path("dashboard/campaigns/create/", views.campaign_create_today, name="campaigns-campaign-create"),
+    path("dashboard/campaigns/<int:pk>/<slug:action>/", views.campaign_control, name="campaigns-campaign-control"),
+    path("dashboard/kpis/", views.kpis_page, name="campaigns-kpis"),
+    path("dashboard/clients/", views.client_search, name="campaigns-client-search"),
+    path("dashboard/clients/<str:client_id>/", views.client_timeline, name="campaigns-client-timeline"),
+    # REST API (DRF): campaigns, queue items, follow-up tasks, KPIs, token, OpenAPI schema and docs.
+    path("api/", include(api.api_urlpatterns)),
+]
