@@ -15,7 +15,8 @@ nothing. The rejected rows of a warehouse load are replaced by each run, not acc
 Speed: the whole cadence is resolved from memory (one `cadence_index()` per load), the clients
 already queued are read once per load, and on PostgreSQL the items go in with `COPY` (the
 fastest way in; a conflict with a concurrent writer falls back to INSERT ... ON CONFLICT DO
-NOTHING). Elsewhere `bulk_create` with large batches. `make bench` measures it.
+NOTHING), written by a second thread while the next chunk is checked. Elsewhere `bulk_create`
+with large batches. `make bench` measures it against the seed's 100-row batches and raw COPY.
 
 Revalidation re-runs the query for its client ids only and, in one set-based UPDATE against a
 temporary table of those ids, marks queued items whose client is gone as `ineligible`.
@@ -88,7 +89,7 @@ _CENT = Decimal("0.01")
 
 
 class QueueLoadError(Exception):
-    """The load cannot run at all (campaign state, a query without a required column)."""
+    """The campaign takes no more queue items (it is stopping, stopped or flushed)."""
 
 
 class CsvFileError(ValueError):
