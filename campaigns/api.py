@@ -9,11 +9,11 @@ schema is at /api/schema/ and browsable documentation at /api/docs/.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import django_filters
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
 from django.urls import include, path
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
@@ -149,7 +149,7 @@ class CampaignViewSet(viewsets.ReadOnlyModelViewSet):
         return self._control(request, "stop")
 
 
-CONTROL_ACTIONS = {
+CONTROL_ACTIONS: dict[str, Callable[..., Campaign]] = {
     "start": lifecycle.campaign_start,
     "pause": lifecycle.campaign_pause,
     "resume": lifecycle.campaign_resume,

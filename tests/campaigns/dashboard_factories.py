@@ -13,12 +13,10 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from cadences.models import ActionType, CadenceStep, Phase, Segment, SmsTemplate
+from cadences.roles import BILLING_MANAGERS, SUPERVISORS
 from campaigns.models import CallAttempt, Campaign, PromiseToPay, QueueItem, SmsMessage
 
 _counter = itertools.count(1)
-
-SUPERVISORS = "Supervisors"
-BILLING_MANAGERS = "Billing managers"
 
 
 def make_user(username: str, *, group: str | None = None, password: str = "pw-for-tests-1", **fields: Any) -> Any:
