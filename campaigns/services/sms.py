@@ -25,8 +25,9 @@ Exactly once
 Counters: `Campaign.sms_sent` / `sms_failed` count queue items whose text was sent / failed,
 both kinds alike — SMS-only items through `queue_item_transition` (status `sms_scheduled →
 sms_sent | sms_failed`), BOTH items through the conditional `sms_status` update here. So the
-counters always equal `sms_recount`, a count of items by `sms_status`. Replies (opt-out
-confirmations, HELP answers) are not touchpoints and are not counted.
+counters always equal `transitions.campaign_recount`, which counts texts by `sms_status`.
+Replies (opt-out confirmations, HELP answers) are not touchpoints: they belong to no campaign
+and are not counted.
 
 Inbound (`heymarket_event_process`): opt-out words add an SMS suppression and get one
 confirmation; opt-in words lift it; HELP gets a help answer; anything else becomes a FollowUpTask
@@ -593,15 +594,6 @@ def sms_send_due(*, now: dt.datetime, limit: int = SEND_BATCH, rng: random.Rando
     return report
 
 
-def sms_recount(*, campaign: Campaign) -> dict[str, int]:
-    """The SMS counters recomputed from the items (both kinds), for checks and tests."""
-    items = QueueItem.objects.filter(campaign=campaign)
-    return {
-        "sms_sent": items.filter(sms_status=SmsStatus.SENT).count(),
-        "sms_failed": items.filter(sms_status=SmsStatus.FAILED).count(),
-    }
-
-
 SCHEDULE_NAME = "sms-send-due"
 
 
@@ -787,9 +779,9 @@ def _queue_reply(*, kind: str, inbound_id: str, phone: str, match: ClientMatch, 
             "phone": phone,
             "inbox_id": match.inbox_id,
             "text": text,
+            # Not a campaign touchpoint: it answers the client's own message, so it is neither
+            # counted nor held to the outreach window, and it outlives the day's queue cleanup.
             "scheduled_for": now,
-            "queue_item": match.queue_item,
-            "campaign_id": match.queue_item.campaign_id if match.queue_item else None,
         },
     )
     if created:

@@ -14,6 +14,7 @@ from cadences.models import DialerSettings, Segment
 from campaigns import tasks
 from campaigns.models import Campaign, ContactLedgerEntry, GateDecision, QueueItem, SmsMessage, Suppression
 from campaigns.services import ledger, sms
+from campaigns.services.transitions import campaign_recount, queue_item_transition
 from integrations import http
 from integrations.heymarket import client as heymarket
 from integrations.sandbox.models import SimulatedMessage
@@ -59,7 +60,8 @@ def due_item(campaign: Campaign, *, due: dt.datetime = MORNING, **fields) -> Que
 
 def counters_match_recount(campaign: Campaign) -> None:
     campaign.refresh_from_db()
-    assert {"sms_sent": campaign.sms_sent, "sms_failed": campaign.sms_failed} == sms.sms_recount(campaign=campaign)
+    recount = campaign_recount(campaign=campaign)
+    assert {name: getattr(campaign, name) for name in recount} == recount
 
 
 def test_a_due_text_goes_out_once_with_the_exact_text_stored(heymarket_sandbox):
@@ -316,8 +318,15 @@ def test_the_campaign_window_narrows_texts_too(heymarket_sandbox):
 def _both_item_after_voicemail(campaign: Campaign, *, now: dt.datetime, **fields) -> QueueItem:
     """A BOTH item whose call ended in voicemail: the webhook code schedules its SMS for now."""
     item = queue_item(campaign, action_type="BOTH", **fields)
-    QueueItem.objects.filter(pk=item.pk).update(
-        status=QueueItem.Status.VOICEMAIL, sms_status=QueueItem.SmsStatus.SCHEDULED, sms_due_at=now
+    S = QueueItem.Status
+    for source, target in ((S.QUEUED, S.RELEASING), (S.RELEASING, S.DIALING)):
+        assert queue_item_transition(item_id=item.pk, from_statuses=[source], to_status=target)
+    assert queue_item_transition(
+        item_id=item.pk,
+        from_statuses=[S.DIALING],
+        to_status=S.VOICEMAIL,
+        sms_status=QueueItem.SmsStatus.SCHEDULED,
+        sms_due_at=now,
     )
     item.refresh_from_db()
     return item
@@ -337,7 +346,7 @@ def test_both_items_text_right_after_a_voicemail(heymarket_sandbox):
     assert len(outbound(item.phone)) == 1
     counters_match_recount(campaign)
     assert Campaign.objects.get(pk=campaign.pk).sms_sent == 1
-    assert Campaign.objects.get(pk=campaign.pk).voicemail == 0  # only the SMS counter moved here
+    assert Campaign.objects.get(pk=campaign.pk).voicemail == 1  # the call's counter, moved once by the call
 
 
 def test_both_items_after_hours_text_at_the_next_allowed_time(heymarket_sandbox):
