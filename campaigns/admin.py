@@ -25,7 +25,7 @@ from django.utils.text import slugify
 
 from campaigns import selectors
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
-from campaigns.models import Campaign, FollowUpTask, PromiseToPay, QueueItem, RejectedRow, WebhookEvent
+from campaigns.models import Campaign, FollowUpTask, PromiseToPay, QueueItem, RejectedRow, SmsMessage, WebhookEvent
 from campaigns.services import outcomes, queue
 
 # --- Campaign ------------------------------------------------------------------------------
@@ -451,3 +451,34 @@ class WebhookEventAdmin(admin.ModelAdmin):
         done = sum(outcomes.webhook_event_process(event_id=pk, now=timezone.now()) for pk in ids)
         level = messages.SUCCESS if done == len(ids) else messages.WARNING
         self.message_user(request, f"{done} of {len(ids)} unprocessed event(s) processed.", level)
+
+
+# --- SMS messages (read-only) -----------------------------------------------------------------------
+
+
+@admin.register(SmsMessage)
+class SmsMessageAdmin(admin.ModelAdmin):
+    """Every text the dialer sent or tried to send, with the exact words. Read-only: a record.
+
+    A message is created before HeyMarket is called and keyed by its `local_id`, so a pending row
+    here is a send in progress or waiting for a retry, never a text sent twice."""
+
+    list_display = ("created_at", "kind", "client_id", "inbox_id", "status", "sent_at", "send_attempts", "local_id")
+    list_filter = ("status", "kind", "inbox_id", ("campaign", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("local_id", "client_id", "phone", "heymarket_id", "text")
+    list_select_related = ("campaign",)
+    date_hierarchy = "created_at"
+    list_per_page = 100
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: SmsMessage | None = None) -> Any:
+        return [f.name for f in SmsMessage._meta.concrete_fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SmsMessage | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: SmsMessage | None = None) -> bool:
+        return False
