@@ -30,8 +30,12 @@ class Check:
 
 
 def _inside_legal_window(moment: dt.datetime, zones: list[str]) -> bool:
+    """A contact with no known zone cannot be shown to be lawful, so it fails the check."""
+    zones = [z for z in zones if z]
+    if not zones:
+        return False
     start, end = LEGAL_WINDOW
-    for name in zones or ["America/New_York"]:
+    for name in zones:
         local = moment.astimezone(ZoneInfo(name)).time()
         if not (start <= local < end):
             return False

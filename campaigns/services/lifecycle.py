@@ -54,39 +54,9 @@ ItemStatus = QueueItem.Status
 STOP_GRACE = dt.timedelta(minutes=20)
 FLUSH_CHUNK_ROWS = 500
 
-HISTORY_COLUMNS: dict[str, str] = {
-    "record_id": "VARCHAR(120)",
-    "record_type": "VARCHAR(16)",
-    "campaign_date": "DATE",
-    "client_id": "VARCHAR(64)",
-    "client_name": "VARCHAR(200)",
-    "phone": "VARCHAR(20)",
-    "segment": "VARCHAR(64)",
-    "phase": "VARCHAR(32)",
-    "days_past_due": "INTEGER",
-    "action_type": "VARCHAR(8)",
-    "ring_group": "VARCHAR(64)",
-    "item_status": "VARCHAR(16)",
-    "skip_reason": "VARCHAR(64)",
-    "outcome": "VARCHAR(16)",
-    "disconnection_reason": "VARCHAR(64)",
-    "attempt_number": "INTEGER",
-    "from_number": "VARCHAR(20)",
-    "started_at": "TIMESTAMP",
-    "ended_at": "TIMESTAMP",
-    "duration_ms": "BIGINT",
-    "transfer_destination": "VARCHAR(40)",
-    "recording_url": "VARCHAR(500)",
-    "summary": "VARCHAR(4000)",
-    "sentiment": "VARCHAR(32)",
-    "cost": "DECIMAL(10,4)",
-    "promise_date": "DATE",
-    "promise_amount": "DECIMAL(12,2)",
-    "sms_text": "VARCHAR(1600)",
-    "sms_status": "VARCHAR(16)",
-    "sms_inbox_id": "VARCHAR(64)",
-    "recorded_at": "TIMESTAMP",
-}
+# The history table's columns are the warehouse adapter's, so the table seed_warehouse creates
+# and the rows the flush writes cannot drift apart.
+HISTORY_COLUMNS = warehouse.HISTORY_COLUMNS
 
 RECONCILED_COLUMNS = (
     "campaign_date",
@@ -179,8 +149,12 @@ def campaign_resume(*, campaign: Campaign, user: Any = None) -> Campaign:
 # --- stop and flush ---------------------------------------------------------------------
 
 
-def campaign_stop(*, campaign: Campaign, user: Any = None, reason: str = "manual") -> Campaign:
-    """Stop releasing and texting; finish once the calls in flight have reported, then flush."""
+def campaign_stop(*, campaign: Campaign, user: Any = None, reason: str = "manual", finish: bool = True) -> Campaign:
+    """Stop releasing and texting; finish once the calls in flight have reported, then flush.
+
+    `finish=False` leaves finishing and flushing to the caller (a sandbox day checks the
+    invariants between the two).
+    """
     if not _move(
         campaign,
         from_statuses=[Status.LOADING, Status.RUNNING, Status.PAUSED],
@@ -190,7 +164,8 @@ def campaign_stop(*, campaign: Campaign, user: Any = None, reason: str = "manual
         raise CampaignStateError(f"{campaign} is {campaign.get_status_display().lower()}; it cannot be stopped.")
     queue.revalidation_schedule_remove(campaign=campaign)
     log.info("campaign stopping", extra={"campaign_id": campaign.pk, "reason": reason, "user": getattr(user, "username", "")})
-    _enqueue("campaigns.tasks.campaign_finish_task", campaign.pk)
+    if finish:
+        _enqueue("campaigns.tasks.campaign_finish_task", campaign.pk)
     return campaign
 
 
@@ -245,9 +220,9 @@ def campaign_flush(*, campaign: Campaign) -> Campaign:
     table = DialerSettings.load().history_table
     written = 0
     try:
-        warehouse.ensure_table(table, HISTORY_COLUMNS, key="record_id")
+        warehouse.ensure_table(table, HISTORY_COLUMNS, key=warehouse.HISTORY_KEY)
         for chunk in _chunks(history_rows(campaign=campaign), FLUSH_CHUNK_ROWS):
-            written += warehouse.write_rows(table, chunk, key="record_id", columns=list(HISTORY_COLUMNS))
+            written += warehouse.write_rows(table, chunk, key=warehouse.HISTORY_KEY, columns=list(HISTORY_COLUMNS))
     except IntegrationError as exc:
         Campaign.objects.filter(pk=campaign.pk).update(flush_error=str(exc))
         Alert.objects.create(campaign=campaign, level=Alert.Level.ERROR, source="flush", message=f"History flush failed: {exc}")

@@ -24,6 +24,7 @@ from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.db import close_old_connections, connections
 from django.db.models import Count
 from django.utils import timezone
+from django_q.conf import Conf
 
 from billing_dialer import clock
 from cadences.models import DialerSettings
@@ -139,6 +140,21 @@ def _release_worker(campaign_id: int, errors: list[BaseException]) -> None:
         connections.close_all()
 
 
+def _sms_worker(stop: threading.Event, errors: list[BaseException]) -> None:
+    try:
+        while not stop.is_set():
+            now = clock.now()
+            report = sms.sms_send_due(now=now)
+            sms.sms_replies_send_due(now=now)
+            if not report.claimed:
+                stop.wait(0.05)
+    except BaseException as exc:  # reported by the main thread
+        errors.append(exc)
+        log.exception("sms sender failed")
+    finally:
+        connections.close_all()
+
+
 def _work_left(campaign: Campaign) -> bool:
     open_statuses = [QueueItem.Status.QUEUED, QueueItem.Status.RELEASING, QueueItem.Status.DIALING, QueueItem.Status.SMS_SCHEDULED]
     return QueueItem.objects.filter(campaign=campaign).filter(status__in=open_statuses).exists() or QueueItem.objects.filter(
@@ -170,6 +186,9 @@ def sandbox_day_run(
         sample.seed_sample_warehouse(clients=clients, seed=seed, dirty=False, history_table=DialerSettings.load().history_table)
     report.stages["seed_warehouse_s"] = round(time.monotonic() - started, 2)
 
+    # No cluster runs beside a one-process day: the tasks the day enqueues (webhook processing,
+    # SMS replies) run at once in the thread that enqueued them, as django-q's sync mode does.
+    previous_sync, Conf.SYNC = Conf.SYNC, True
     config = SimulatorConfig.load()
     previous_speed, previous_auto = config.speed_factor, config.auto_dispatch
     SimulatorConfig.objects.filter(pk=config.pk).update(speed_factor=speed, auto_dispatch=False)
@@ -185,9 +204,8 @@ def sandbox_day_run(
             for thread in dispatch_threads:
                 thread.start()
             day_start = dt.datetime.combine(date, DAY_START, tzinfo=portal_tz)
-            clock.accelerate(start=day_start, speed=speed)
             try:
-                _run_day(report=report, date=date, speed=speed, say=say)
+                _run_day(report=report, date=date, day_start=day_start, speed=speed, say=say)
             finally:
                 clock.reset()
                 stop_dispatch.set()
@@ -196,17 +214,20 @@ def sandbox_day_run(
     finally:
         settings.SANDBOX_APP_URL = previous_app_url
         SimulatorConfig.objects.filter(pk=config.pk).update(speed_factor=previous_speed, auto_dispatch=previous_auto)
+        Conf.SYNC = previous_sync
     report.stages["total_s"] = round(time.monotonic() - started, 2)
     return report
 
 
-def _run_day(*, report: DayReport, date: dt.date, speed: float, say: Progress) -> None:
+def _run_day(*, report: DayReport, date: dt.date, day_start: dt.datetime, speed: float, say: Progress) -> None:
     stage = time.monotonic()
     campaign = queue.campaign_create(date=date)
     report.campaign_id, report.date = campaign.pk, date.isoformat()
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.LOADING)
     campaign.refresh_from_db()
-    lifecycle.campaign_load_and_run(campaign=campaign, now=clock.now(), start_release=False)
+    # The queue loads before the first calling minute; the accelerated clock starts after it.
+    lifecycle.campaign_load_and_run(campaign=campaign, now=day_start - dt.timedelta(minutes=30), start_release=False)
+    clock.accelerate(start=day_start, speed=speed)
     campaign.refresh_from_db()
     if campaign.status != Campaign.Status.RUNNING:
         raise SandboxDayError(f"The queue did not load: {campaign.load_error or campaign.status}")
@@ -224,14 +245,15 @@ def _run_day(*, report: DayReport, date: dt.date, speed: float, say: Progress) -
     errors: list[BaseException] = []
     releaser = threading.Thread(target=_release_worker, args=(campaign.pk, errors), name="release", daemon=True)
     releaser.start()
+    stop_sms = threading.Event()
+    texter = threading.Thread(target=_sms_worker, args=(stop_sms, errors), name="sms", daemon=True)
+    texter.start()
     end_of_day = dt.datetime.combine(date, campaign.end_of_day, tzinfo=timezone.get_current_timezone())
     revalidate_every = dt.timedelta(minutes=dialer.revalidation_interval_minutes)
     next_revalidation = clock.now() + revalidate_every
     last_report = 0.0
     while True:
         now = clock.now()
-        sms.sms_send_due(now=now)
-        sms.sms_replies_send_due(now=now)
         if now >= next_revalidation:
             queue.queue_revalidate(campaign=campaign, now=now)
             next_revalidation = now + revalidate_every
@@ -244,15 +266,18 @@ def _run_day(*, report: DayReport, date: dt.date, speed: float, say: Progress) -
                 f"failed {campaign.failed} · sms {campaign.sms_sent} · skipped {campaign.skipped}"
             )
         if errors:
-            raise SandboxDayError(f"The release loop failed: {errors[0]!r}")
+            stop_sms.set()
+            raise SandboxDayError(f"A worker failed: {errors[0]!r}")
         if now >= end_of_day or not _work_left(campaign):
             break
-        time.sleep(0.05)
+        time.sleep(0.2)
+    stop_sms.set()
+    texter.join(timeout=60)
     report.stages["calling_s"] = round(time.monotonic() - stage, 2)
 
     stage = time.monotonic()
     campaign.refresh_from_db()
-    lifecycle.campaign_stop(campaign=campaign, reason="end_of_day" if clock.now() >= end_of_day else "day_complete")
+    lifecycle.campaign_stop(campaign=campaign, reason="end_of_day" if clock.now() >= end_of_day else "day_complete", finish=False)
     releaser.join(timeout=120)
     while not lifecycle.campaign_finish(campaign=campaign, now=clock.now()):
         time.sleep(0.05)
