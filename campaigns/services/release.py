@@ -300,6 +300,14 @@ def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign,
     ignores a duplicate (kind, reference), as `ledger_record` guarantees.
     """
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Not waiting for this commit's WAL flush saves most of the per-call cost. What it
+            # risks is losing the last fraction of a second of commits if the database server
+            # itself crashes: those attempts then stay "created" with their items "releasing",
+            # and the recovery pass re-sends the same idempotency key, so Retell answers with the
+            # same call and the record is written again — nobody is dialed twice.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
         # The call id is kept if a webhook racing us already stored it; the status only moves
         # forward from "created" (a webhook may already have moved it further).
         CallAttempt.objects.filter(pk=attempt.pk).update(
@@ -432,7 +440,8 @@ def batch_claim(
                     ReleaseBatch.objects.filter(pk=claim.batch.pk).update(released_at=now)
                     claim.batch.released_at = now
                 if usage is None:
-                    usage = caller_ids.caller_id_usage(pool=pool, since=now - dt.timedelta(hours=24))
+                    # "Today" for a caller id is the portal's calendar day (attempt timestamps are real time).
+                    usage = caller_ids.caller_id_usage(pool=pool, since=timezone.localtime(_real_now()).replace(hour=0, minute=0, second=0, microsecond=0))
                 claim.attempts.extend(_create_attempts(campaign=campaign, batch=claim.batch, items=won, pool=pool, usage=usage, now=now))
                 claim.items.update({i.pk: i for i in won})
             if len(rows) < chunk:
@@ -450,14 +459,14 @@ def _claim_items(items: Sequence[QueueItem], *, now: dt.datetime) -> list[QueueI
     if _skip_locked():
         # The rows are locked by this transaction: the conditional UPDATE moves all of them.
         ids = [i.pk for i in items]
-        moved = QueueItem.objects.filter(pk__in=ids, status=S.QUEUED).update(status=S.RELEASING, status_changed_at=now)
+        moved = QueueItem.objects.filter(pk__in=ids, status=S.QUEUED).update(status=S.RELEASING, status_changed_at=_real_now())
         if moved != len(ids):
             # Cannot happen while the rows are locked; refuse the whole claim rather than guess.
             raise RuntimeError(f"claimed {moved} of {len(ids)} locked queue items")
         return list(items)
     won = []
     for item in items:
-        if QueueItem.objects.filter(pk=item.pk, status=S.QUEUED).update(status=S.RELEASING, status_changed_at=now) == 1:
+        if QueueItem.objects.filter(pk=item.pk, status=S.QUEUED).update(status=S.RELEASING, status_changed_at=_real_now()) == 1:
             won.append(item)
     return won
 
@@ -528,7 +537,12 @@ def _skip_or_defer(
             )
             if opens is not None and opens < day_end:
                 deferred.setdefault(opens, []).append(item.pk)
-                to_record.append((item, Block(rule=block.rule, detail=f"{block.detail} Held until {opens:%Y-%m-%d %H:%M} UTC.", inputs={**block.inputs, "next_window_open": opens.isoformat()})))
+                held = Block(
+                    rule=block.rule,
+                    detail=f"{block.detail} Held until {opens:%Y-%m-%d %H:%M} UTC.",
+                    inputs={**block.inputs, "next_window_open": opens.isoformat()},
+                )
+                to_record.append((item, held))
                 continue
             block = Block(
                 rule=block.rule,
@@ -556,7 +570,7 @@ def _skip_items(*, campaign: Campaign, blocked: Sequence[tuple[QueueItem, Block]
     # Locked by this transaction, so a set-based update moves exactly these rows; the counter
     # moves by the same number in the same transaction.
     for item, block in blocked:
-        item.status, item.status_changed_at, item.skip_reason, item.skip_detail = S.SKIPPED, now, block.rule, block.inputs
+        item.status, item.status_changed_at, item.skip_reason, item.skip_detail = S.SKIPPED, _real_now(), block.rule, block.inputs
     QueueItem.objects.bulk_update([i for i, _ in blocked], ["status", "status_changed_at", "skip_reason", "skip_detail"], batch_size=500)
     Campaign.objects.filter(pk=campaign.pk).update(skipped=F("skipped") + len(blocked))
     return len(blocked)
@@ -621,7 +635,7 @@ def batch_release(
             result.placed += 1
         elif outcome == PlaceOutcome.FAILED:
             result.failed += 1
-        elif outcome in (PlaceOutcome.RATE_LIMITED, PlaceOutcome.NETWORK, PlaceOutcome.HALTED):
+        elif outcome in (PlaceOutcome.RATE_LIMITED, PlaceOutcome.NETWORK, PlaceOutcome.HALTED, PlaceOutcome.WINDOW_CLOSED):
             result.requeued += 1
         if outcome in (PlaceOutcome.RATE_LIMITED, PlaceOutcome.HALTED):
             # Retell refuses every call for now: the rest of the batch goes back unsent.
@@ -736,18 +750,19 @@ def release_pass(
     if monotonic() < state.paused_until:
         return False
     now = now_fn()
-    ring_groups = set(_due_call_items(campaign=campaign, now=now).values_list("ring_group", flat=True).distinct())
+    due_groups = set(_due_call_items(campaign=campaign, now=now).values_list("ring_group", flat=True).distinct())
     # A group whose last batch is still out is visited too, so its batch gets resolved or timed out.
-    ring_groups.update(
-        ReleaseBatch.objects.filter(campaign=campaign, resolved_at__isnull=True).values_list("ring_group", flat=True)
-    )
+    open_groups = set(ReleaseBatch.objects.filter(campaign=campaign, resolved_at__isnull=True).values_list("ring_group", flat=True))
     released = False
     dialer = DialerSettings.load()
-    for ring_group in sorted(ring_groups):
+    for ring_group in sorted(due_groups | open_groups):
         if monotonic() < state.poll_after.get(ring_group, 0.0):
             continue
-        open_batch = _open_batch(campaign=campaign, ring_group=ring_group)
-        if open_batch is not None and not batch_resolve(batch=open_batch, now=now_fn(), timeout_seconds=campaign.batch_timeout_seconds):
+        if ring_group in open_groups:
+            open_batch = _open_batch(campaign=campaign, ring_group=ring_group)
+            if open_batch is not None and not batch_resolve(batch=open_batch, now=now_fn(), timeout_seconds=campaign.batch_timeout_seconds):
+                continue
+        if ring_group not in due_groups:
             continue
         if time_left is not None and time_left() < _placement_budget(campaign=campaign, dialer=dialer):
             return released  # not enough of this slice left to place a whole batch

@@ -1,0 +1,276 @@
+"""Release throughput: 10k queued call items, 4 ring groups, the sandbox Retell answering at once.
+
+Run with `python -m benchmarks.release` (or through `make bench`), against the database
+DATABASE_URL names (PostgreSQL is the target). The project is served in-process on a free port,
+so calls go over real HTTP to the sandbox Retell and Dialflow, through the real clients. Dialflow
+reports plenty of free agents, pacing is off and the concurrency limits are out of the way, so
+what is measured is the release itself: claim (with the compliance gate), attempts, the
+create-call round trip, and recording each call.
+
+Printed: calls/s overall; per released call the total time and our overhead with the time spent
+inside the create-call HTTP round trip taken out (that round trip includes the simulator's own
+database work, which in production is Retell's); database queries per call; and the gate alone
+(ms per item, and its query count for a 2,500-item batch, which must not grow with the batch).
+Target: overhead under 5 ms per call on PostgreSQL.
+
+Everything the run creates (a campaign on a far-future date, its items, attempts, ledger
+entries, gate decisions and simulated calls) is deleted afterwards, and the settings it changed
+are restored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_dialer.settings")
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+from cadences.models import ActionType, CadenceStep, DialerSettings, Phase, Segment  # noqa: E402
+from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, GateDecision, QueueItem  # noqa: E402
+from campaigns.services import compliance, release  # noqa: E402
+from integrations.sandbox.models import SimulatedCall, SimulatedDelivery, SimulatorConfig  # noqa: E402
+
+TARGET_OVERHEAD_MS = 5.0
+RING_GROUPS = ("billing-east", "billing-west", "resurrection-east", "resurrection-west")
+NY = ZoneInfo("America/New_York")
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        pass
+
+
+@contextmanager
+def served_app() -> Iterator[str]:
+    """This project over HTTP on a free local port (the sandbox vendors live under /sandbox/)."""
+    server = ThreadedWSGIServer(("127.0.0.1", 0), _QuietHandler, allow_reuse_address=True)
+    server.daemon_threads = True
+    server.set_app(get_wsgi_application())
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def bench_settings(app_url: str) -> Iterator[None]:
+    """Pacing off, limits out of the way, the sandbox answering at once; restored afterwards."""
+    old_app_url, old_allowed = settings.SANDBOX_APP_URL, list(settings.ALLOWED_HOSTS)
+    settings.SANDBOX_APP_URL = app_url
+    if "127.0.0.1" not in settings.ALLOWED_HOSTS:
+        settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1"]
+    dialer = DialerSettings.load()
+    saved_dialer = {f: getattr(dialer, f) for f in ("calls_per_second", "max_concurrent_calls", "max_call_attempts_per_day")}
+    config = SimulatorConfig.load()
+    saved_config = {f: getattr(config, f) for f in ("retell_concurrency_limit", "auto_dispatch", "dialflow_pattern", "dialflow_overrides", "create_error_rate")}
+    # Querysets, not save(): a benchmark may set what the admin's validators would refuse (0 = no pacing).
+    DialerSettings.objects.filter(pk=dialer.pk).update(calls_per_second=0, max_concurrent_calls=30000, max_call_attempts_per_day=2)
+    SimulatorConfig.objects.filter(pk=config.pk).update(
+        retell_concurrency_limit=30000, auto_dispatch=False, dialflow_pattern=[500], dialflow_overrides={}, create_error_rate=0
+    )
+    try:
+        yield
+    finally:
+        DialerSettings.objects.filter(pk=dialer.pk).update(**saved_dialer)
+        SimulatorConfig.objects.filter(pk=config.pk).update(**saved_config)
+        settings.SANDBOX_APP_URL, settings.ALLOWED_HOSTS = old_app_url, old_allowed
+
+
+def _free_date() -> dt.date:
+    taken = set(Campaign.objects.filter(date__year__gte=2090).values_list("date", flat=True))
+    day = dt.date(2090, 1, 2)
+    while day in taken:
+        day += dt.timedelta(days=1)
+    return day
+
+
+def build_campaign(*, items: int, batch_size: int) -> tuple[Campaign, str]:
+    segment, _ = Segment.objects.get_or_create(
+        name="Benchmark Segment",
+        defaults={
+            "first_outreach_day": 1,
+            "suspension_day": 60,
+            "cancellation_day": 180,
+            "billing_transfer_number": "+12125550188",
+            "resurrection_transfer_number": "+12125550199",
+            "billing_ring_group": RING_GROUPS[0],
+            "resurrection_ring_group": RING_GROUPS[2],
+            "billing_inbox_id": "bench-billing",
+            "resurrection_inbox_id": "bench-resurrection",
+        },
+    )
+    step, _ = CadenceStep.objects.get_or_create(
+        segment=segment,
+        day=20,
+        defaults={
+            "action_type": ActionType.CALL,
+            "phase": Phase.PAST_DUE,
+            "voicemail_prompt": "Please call us back about your account.",
+            "live_call_prompt": "Remind the client of the past-due payment and offer the payment link.",
+        },
+    )
+    campaign = Campaign.objects.create(date=_free_date(), status=Campaign.Status.RUNNING, batch_size=batch_size, release_threshold=1)
+    prefix = f"BENCH-{uuid.uuid4().hex[:6]}-"
+    rows = [
+        QueueItem(
+            campaign=campaign,
+            client_id=f"{prefix}{n:06d}",
+            client_name=f"Bench Client {n}",
+            phone=f"+1{212 + n % 7}555{n % 10000:04d}",
+            segment=segment,
+            step=step,
+            days_past_due=20,
+            phase=Phase.PAST_DUE,
+            action_type=ActionType.CALL,
+            ring_group=RING_GROUPS[n % len(RING_GROUPS)],
+            transfer_number="+12125550188",
+            inbox_id="bench-billing",
+            voicemail_prompt=step.voicemail_prompt,
+            live_call_prompt=step.live_call_prompt,
+            amount_due=Decimal("250.00"),
+            state="NY",
+            timezones="America/New_York",
+        )
+        for n in range(items)
+    ]
+    QueueItem.objects.bulk_create(rows, batch_size=2000)
+    return campaign, prefix
+
+
+def cleanup(campaign: Campaign, prefix: str) -> None:
+    call_ids = list(CallAttempt.objects.filter(campaign=campaign).exclude(call_id=None).values_list("call_id", flat=True))
+    for start in range(0, len(call_ids), 1000):
+        chunk = call_ids[start : start + 1000]
+        SimulatedDelivery.objects.filter(reference__in=chunk).delete()
+        SimulatedCall.objects.filter(call_id__in=chunk).delete()
+    ContactLedgerEntry.objects.filter(client_id__startswith=prefix).delete()
+    GateDecision.objects.filter(client_id__startswith=prefix).delete()
+    campaign.delete()
+
+
+class TimedRetell:
+    """Wraps create_phone_call to add up the time spent inside the HTTP round trip."""
+
+    def __init__(self) -> None:
+        self.original = release.retell.create_phone_call
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __call__(self, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self.original(**kwargs)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.calls += 1
+
+
+def measure_release(*, items: int, batch_size: int) -> dict[str, float]:
+    campaign, prefix = build_campaign(items=items, batch_size=batch_size)
+    # A fixed business time inside everyone's calling window on the campaign's day.
+    now = dt.datetime.combine(campaign.date, dt.time(12, 0), tzinfo=NY)
+    timed = TimedRetell()
+    release.retell.create_phone_call = timed  # type: ignore[assignment]
+    try:
+        state = release.LoopState(pacer=release.Pacer(None))
+        with CaptureQueriesContext(connection) as queries:
+            started = time.perf_counter()
+            passes = 0
+            while QueueItem.objects.filter(campaign=campaign, status=QueueItem.Status.QUEUED).exists():
+                # Each ring group's batch is resolved as soon as it is placed (no webhooks in a
+                # benchmark), so the next pass may release the next batch at once.
+                release.ReleaseBatch.objects.filter(campaign=campaign, resolved_at__isnull=True).update(resolved_at=now)
+                release.release_pass(campaign=campaign, now_fn=lambda: now, state=state)
+                passes += 1
+            elapsed = time.perf_counter() - started
+        placed = CallAttempt.objects.filter(campaign=campaign, status=CallAttempt.Status.REGISTERED).count()
+        campaign.refresh_from_db()
+        if placed != items or campaign.calls_placed != items:
+            raise SystemExit(f"benchmark invalid: {placed} calls registered, calls_placed={campaign.calls_placed}, expected {items}")
+        overhead = elapsed - timed.seconds
+        return {
+            "calls": placed,
+            "passes": passes,
+            "seconds": elapsed,
+            "calls_per_second": placed / elapsed,
+            "total_ms_per_call": elapsed / placed * 1000,
+            "http_ms_per_call": timed.seconds / placed * 1000,
+            "overhead_ms_per_call": overhead / placed * 1000,
+            "queries_per_call": len(queries) / placed,
+        }
+    finally:
+        release.retell.create_phone_call = timed.original  # type: ignore[assignment]
+        cleanup(campaign, prefix)
+
+
+def measure_gate(*, items: int, batch: int) -> dict[str, float]:
+    campaign, prefix = build_campaign(items=items, batch_size=batch)
+    try:
+        now = dt.datetime.combine(campaign.date, dt.time(12, 0), tzinfo=NY)
+        rows = list(QueueItem.objects.filter(campaign=campaign).select_related("segment"))
+        started = time.perf_counter()
+        for start in range(0, len(rows), batch):
+            compliance.gate_calls(campaign=campaign, items=rows[start : start + batch], now=now)
+        elapsed = time.perf_counter() - started
+        with CaptureQueriesContext(connection) as small:
+            compliance.gate_calls(campaign=campaign, items=rows[:1], now=now)
+        with CaptureQueriesContext(connection) as large:
+            compliance.gate_calls(campaign=campaign, items=rows[:batch], now=now)
+        return {"ms_per_item": elapsed / len(rows) * 1000, "queries_1_item": len(small), f"queries_{batch}_items": len(large)}
+    finally:
+        cleanup(campaign, prefix)
+
+
+def run(*, items: int = 10_000, batch_size: int = 2_500) -> dict[str, Any]:
+    vendor = connection.vendor
+    with served_app() as app_url, bench_settings(app_url):
+        gate = measure_gate(items=items, batch=batch_size)
+        result = measure_release(items=items, batch_size=batch_size)
+    print(f"release benchmark on {vendor}: {items:,} queued call items, {len(RING_GROUPS)} ring groups, batch {batch_size:,}, pacing off")
+    print(f"  released               {result['calls']:,} calls in {result['seconds']:.2f} s ({result['passes']} passes)")
+    print(f"  throughput             {result['calls_per_second']:,.0f} calls/s")
+    print(f"  total per call         {result['total_ms_per_call']:.2f} ms")
+    print(f"  create-call HTTP       {result['http_ms_per_call']:.2f} ms (round trip to the sandbox Retell, its own DB work included)")
+    print(f"  our overhead per call  {result['overhead_ms_per_call']:.2f} ms (gate included)   target < {TARGET_OVERHEAD_MS} ms")
+    print(f"  queries per call       {result['queries_per_call']:.1f}")
+    print(
+        f"  gate alone             {gate['ms_per_item']:.3f} ms per item; queries: {gate['queries_1_item']} for 1 item, "
+        f"{gate[f'queries_{batch_size}_items']} for {batch_size:,} items"
+    )
+    ok = result["overhead_ms_per_call"] < TARGET_OVERHEAD_MS and gate["queries_1_item"] == gate[f"queries_{batch_size}_items"]
+    print(f"  {'PASS' if ok else 'MISS'}" + ("" if vendor == "postgresql" else " (the target is set for PostgreSQL)"))
+    return {"vendor": vendor, "release": result, "gate": gate, "ok": ok}
+
+
+def main(argv: Sequence[str] = ()) -> bool:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.release", description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=2_500)
+    args = parser.parse_args(list(argv))
+    return bool(run(items=args.items, batch_size=args.batch_size)["ok"])
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main(sys.argv[1:]) else 1)
