@@ -8,17 +8,20 @@ from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
+from django_q.conf import Conf
 from django_q.models import Schedule
 
 from cadences.models import DialerSettings, Segment
 from campaigns import tasks
-from campaigns.models import Campaign, ContactLedgerEntry, GateDecision, QueueItem, SmsMessage, Suppression
+from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, GateDecision, QueueItem, SmsMessage, Suppression
 from campaigns.services import ledger, sms
 from campaigns.services.transitions import campaign_recount, queue_item_transition
 from integrations import http
 from integrations.heymarket import client as heymarket
 from integrations.sandbox.models import SimulatedMessage
 from tests.campaigns.sms_factories import CAMPAIGN_DATE, queue_item, running_campaign, shipped_cadences, sms_step  # noqa: F401 (fixture)
+from tests.campaigns.retell_factories import ended, post_signed
 from tests.integrations.conftest import StubServer
 
 # Real HTTP to the simulator served by live_server needs committed data (see shipped_cadences).
@@ -414,3 +417,40 @@ def test_the_minute_schedule_is_installed_once(heymarket_sandbox):
     assert schedule.schedule_type == Schedule.MINUTES and schedule.minutes == 1 and schedule.repeats == -1
     module, name = schedule.func.rsplit(".", 1)
     assert module == "campaigns.tasks" and callable(getattr(tasks, name))
+
+
+def _zone_in_daytime(now: dt.datetime) -> str:
+    """A fixed-offset zone where it is mid-day right now, so the real clock is inside the window."""
+    for offset in range(-12, 13):
+        zone = f"Etc/GMT{'+' if offset >= 0 else '-'}{abs(offset)}"  # POSIX sign: GMT+5 is UTC-5
+        if dt.time(10) <= now.astimezone(ZoneInfo(zone)).time() < dt.time(19):
+            return zone
+    raise AssertionError("no zone in daytime")
+
+
+def test_a_voicemail_reported_by_retell_sends_the_follow_up_text(heymarket_sandbox, client, monkeypatch):
+    monkeypatch.setattr(Conf, "SYNC", True)  # the webhook's processing task runs in-process
+    today = timezone.localdate()
+    campaign = running_campaign(date=today)
+    zone = _zone_in_daytime(timezone.now())
+    item = queue_item(campaign, segment="RED Initial", day=60, action_type="BOTH", timezones=zone)
+    S = QueueItem.Status
+    for source, target in ((S.QUEUED, S.RELEASING), (S.RELEASING, S.DIALING)):
+        assert queue_item_transition(item_id=item.pk, from_statuses=[source], to_status=target)
+    attempt = CallAttempt.objects.create(
+        campaign=campaign, queue_item=item, call_id="call_sms_follow_up", from_number="+12125550100", to_number=item.phone,
+        status=CallAttempt.Status.REGISTERED,
+    )
+
+    response = post_signed(client, ended(attempt, disconnection_reason="voicemail_reached"))
+    assert response.status_code in (200, 204)
+    item.refresh_from_db()
+    assert item.status == S.VOICEMAIL and item.sms_status == QueueItem.SmsStatus.SCHEDULED
+
+    report = sms.sms_send_due(now=timezone.now())
+
+    assert report.sent == 1
+    [recorded] = outbound(item.phone)
+    assert recorded.inbox_id == item.inbox_id == Segment.objects.get(name="RED Initial").resurrection_inbox_id
+    assert recorded.local_id == f"qi-{today:%Y%m%d}-{item.client_id}-follow_up"
+    counters_match_recount(campaign)
