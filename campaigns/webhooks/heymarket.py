@@ -19,10 +19,10 @@ import logging
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from billing_dialer import clock
 from campaigns.services import sms
 from integrations.heymarket import client as heymarket
 
@@ -61,7 +61,7 @@ def heymarket_webhook(request: HttpRequest) -> HttpResponse:
         log.info("heymarket webhook duplicate ignored", extra={"event": event.event_type, "webhook_event_id": event.pk})
         return HttpResponse(status=200)
     try:
-        outcome = sms.heymarket_event_run(event=event, now=timezone.now())
+        outcome = sms.heymarket_event_run(event=event, now=clock.now())
     except Exception:
         # Stored with its error; a non-2xx makes HeyMarket deliver it again.
         log.exception("heymarket webhook processing failed", extra={"event": event.event_type, "webhook_event_id": event.pk})
