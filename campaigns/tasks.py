@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from billing_dialer import clock
 from campaigns.models import Campaign
-from campaigns.services import outcomes, queue, reconcile, release, sms
+from campaigns.services import lifecycle, outcomes, queue, reconcile, release, sms
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,13 @@ def release_watchdog_task() -> list[int]:
 
 def sms_send_due_task() -> dict[str, int]:
     """Every minute: send the texts that are due (and retry replies that did not go out)."""
-    report = sms.sms_send_due(now=timezone.now())
+    report = sms.sms_send_due(now=clock.now())
     return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed, "skipped": report.skipped}
 
 
 def sms_reply_send_task(message_id: int) -> bool:
     """Send one reply (opt-out/opt-in confirmation, HELP answer) right after its webhook."""
-    return sms.sms_reply_send(message_id=message_id, now=timezone.now())
+    return sms.sms_reply_send(message_id=message_id, now=clock.now())
 
 
 def webhook_event_process_task(event_id: int) -> bool:
@@ -68,3 +68,28 @@ def webhook_events_retry_task() -> int:
 def promise_review_task() -> dict[str, int]:
     """Hourly: promises whose date has passed are settled against the warehouse."""
     return vars(outcomes.promise_review_run(now=clock.now()))
+
+
+def campaign_load_task(campaign_id: int) -> str:
+    """Load a starting campaign's queue, then let it run."""
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None or campaign.status != Campaign.Status.LOADING:
+        return "not loading"
+    return lifecycle.campaign_load_and_run(campaign=campaign).status
+
+
+def campaign_finish_task(campaign_id: int) -> str:
+    """Close a stopping campaign at once when nothing is in flight (the minute tick retries otherwise)."""
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None:
+        return "gone"
+    if lifecycle.campaign_finish(campaign=campaign):
+        campaign.refresh_from_db()
+        if campaign.status == Campaign.Status.STOPPED:
+            return lifecycle.campaign_flush(campaign=campaign).status
+    return campaign.status
+
+
+def campaigns_tick_task() -> dict[str, list[int]]:
+    """Every minute: end-of-day stop, finishing stopping campaigns, and (re)trying flushes."""
+    return lifecycle.campaigns_tick()
