@@ -66,7 +66,7 @@ def _value(field: models.Field, depth: int) -> Any:
     raise NotImplementedError(f"no sample value for {type(field).__name__} {field.name}")
 
 
-def build_row(model: type[models.Model], depth: int = 0) -> models.Model:
+def build_row(model: type[models.Model], depth: int = 0, *, fill_blank: bool = False) -> models.Model:
     if depth > 4:
         raise NotImplementedError(f"relation chain too deep at {model._meta.label}")
     if model is get_user_model():
@@ -77,7 +77,8 @@ def build_row(model: type[models.Model], depth: int = 0) -> models.Model:
             continue
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
             continue
-        if field.blank and isinstance(field, (models.CharField, models.TextField)) and not field.primary_key:
+        text = isinstance(field, (models.CharField, models.TextField))
+        if field.blank and text and not field.primary_key and not fill_blank:
             continue
         values[field.name] = _value(field, depth)
     return model.objects.create(**values)
@@ -90,8 +91,13 @@ def row_for(model: type[models.Model], model_admin: admin.ModelAdmin, request: A
     if existing is not None:
         return existing, ""
     try:
-        with transaction.atomic():
-            row = build_row(model)
+        try:
+            with transaction.atomic():
+                row = build_row(model)
+        except IntegrityError:
+            # A check constraint may want one of several optional fields (a client id or a phone).
+            with transaction.atomic():
+                row = build_row(model, fill_blank=True)
     except (IntegrityError, NotImplementedError, TypeError, ValueError) as exc:
         return None, f"no rows in a fresh database and none could be built from its fields ({exc})"
     # The stored primary key, not `.pk`: a proxy may redefine `pk` (DRF's TokenProxy uses the user's).
