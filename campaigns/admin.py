@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -26,7 +28,7 @@ from django.utils.text import slugify
 from campaigns import selectors
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
 from campaigns.models import Campaign, FollowUpTask, PromiseToPay, QueueItem, RejectedRow, SmsMessage, WebhookEvent
-from campaigns.services import outcomes, queue
+from campaigns.services import lifecycle, outcomes, queue
 
 # --- Campaign ------------------------------------------------------------------------------
 
@@ -106,6 +108,49 @@ class CampaignAdmin(admin.ModelAdmin):
         "halt_reason",
         "flush_error",
     )
+
+    actions = ("start_campaigns", "pause_campaigns", "resume_campaigns", "stop_campaigns", "flush_campaigns")
+
+    def _lifecycle_action(self, request: HttpRequest, queryset: QuerySet[Campaign], verb: str, service: Any) -> None:
+        done, refused = [], []
+        for campaign in queryset:
+            try:
+                if verb == "flushed":
+                    service(campaign=campaign)
+                else:
+                    service(campaign=campaign, user=request.user)
+            except lifecycle.CampaignStateError as exc:
+                refused.append(str(exc))
+                continue
+            campaign.refresh_from_db()
+            if verb == "flushed" and campaign.flush_error:
+                refused.append(f"{campaign}: the flush failed and everything was kept — {campaign.flush_error}")
+            else:
+                done.append(str(campaign))
+        if done:
+            self.message_user(request, f"{', '.join(done)} {verb}.", messages.SUCCESS)
+        for message in refused:
+            self.message_user(request, message, messages.ERROR)
+
+    @admin.action(description="Start the selected campaigns (load the queue, then run)", permissions=["change"])
+    def start_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._lifecycle_action(request, queryset, "started", lifecycle.campaign_start)
+
+    @admin.action(description="Pause the selected campaigns", permissions=["change"])
+    def pause_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._lifecycle_action(request, queryset, "paused", lifecycle.campaign_pause)
+
+    @admin.action(description="Resume the selected campaigns", permissions=["change"])
+    def resume_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._lifecycle_action(request, queryset, "resumed", lifecycle.campaign_resume)
+
+    @admin.action(description="Stop the selected campaigns (then flush to the warehouse)", permissions=["change"])
+    def stop_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._lifecycle_action(request, queryset, "stopping", lifecycle.campaign_stop)
+
+    @admin.action(description="Flush the selected stopped campaigns to the warehouse (retry)", permissions=["change"])
+    def flush_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._lifecycle_action(request, queryset, "flushed", lifecycle.campaign_flush)
 
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         if obj is None:
@@ -187,6 +232,7 @@ class CampaignAdmin(admin.ModelAdmin):
             path("<int:pk>/upload/", view(self.upload_view), name="campaigns_campaign_upload"),
             path("<int:pk>/rejected.csv", view(self.rejected_csv_view), name="campaigns_campaign_rejected_csv"),
             path("<int:pk>/progress.json", view(self.progress_view), name="campaigns_campaign_progress"),
+            path("<int:pk>/reconciled.csv", view(self.reconciled_csv_view), name="campaigns_campaign_reconciled_csv"),
             *super().get_urls(),
         ]
 
@@ -251,6 +297,19 @@ class CampaignAdmin(admin.ModelAdmin):
             (writer.writerow(row) for row in selectors.campaign_rejected_rows_csv(campaign=campaign)), content_type="text/csv"
         )
         response["Content-Disposition"] = f'attachment; filename="rejected-rows-{slugify(campaign.date.isoformat())}.csv"'
+        return response
+
+    def reconciled_csv_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The day's reconciled file: live from the rows until the flush, then the file written at flush."""
+        campaign = self._campaign_or_denied(request, pk, change=False)
+        filename = f"reconciled-{campaign.date.isoformat()}.csv"
+        if campaign.status == Campaign.Status.FLUSHED:
+            written = Path(settings.RECONCILED_FILE_DIR) / filename
+            if not written.exists():
+                raise Http404(f"The reconciled file of {campaign} is no longer in {settings.RECONCILED_FILE_DIR}.")
+            return FileResponse(written.open("rb"), as_attachment=True, filename=filename, content_type="text/csv")
+        response = StreamingHttpResponse(lifecycle.reconciled_csv_lines(campaign=campaign), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 
     def progress_view(self, request: HttpRequest, pk: int) -> JsonResponse:
