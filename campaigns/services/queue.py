@@ -30,6 +30,7 @@ import io
 import json
 import logging
 import operator
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ SOURCE_CSV = "csv"
 # Rows fetched from the warehouse and processed per transaction. Each chunk commits its items,
 # its rejected rows and the progress counters together.
 CHUNK_SIZE = 5000
+# Threads writing chunks in parallel on PostgreSQL (each its own connection and transaction).
+WRITER_THREADS = 2
 # bulk_create batch on databases without COPY.
 BULK_BATCH_SIZE = 2000
 # A larger CSV belongs in the warehouse query, not in an admin upload.
@@ -497,8 +500,12 @@ def _account(
         on_progress(progress)
 
 
-def _close_thread_connection() -> None:
-    connection.close()
+def _write_chunk_in_thread(*, run: LoadRun, chunk: PreparedChunk) -> int:
+    try:
+        return _write_chunk(run=run, chunk=chunk)
+    finally:
+        # A writer thread's connection is its own; it must not outlive the chunk.
+        connection.close()
 
 
 def _load_chunks(
@@ -510,10 +517,11 @@ def _load_chunks(
 ) -> None:
     """Check and write chunk after chunk.
 
-    On PostgreSQL, outside a caller's transaction, one writer thread (with its own connection)
-    writes chunk n while this thread reads and checks chunk n+1: the database does its part of
-    the work (parsing the COPY, maintaining the indexes) at the same time as Python does its
-    part. At most one chunk waits, so memory stays at about two chunks. Inside a caller's
+    On PostgreSQL, outside a caller's transaction, WRITER_THREADS threads (each with its own
+    connection and its own transaction per chunk) write earlier chunks while this thread reads
+    and checks the next one: the database's share of the work (parsing the COPY, maintaining
+    the indexes) runs in parallel with Python's and with itself. At most WRITER_THREADS chunks
+    wait, so memory stays bounded. Results are counted in chunk order. Inside a caller's
     transaction everything must go through the caller's connection, so chunks are written in turn.
     """
     if connection.vendor != "postgresql" or connection.in_atomic_block:
@@ -521,29 +529,28 @@ def _load_chunks(
             chunk = queue_rows_prepare(run=run, rows=numbered)
             _account(progress, chunk, _write_chunk(run=run, chunk=chunk), on_progress)
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-load-writer") as writer:
-        pending: tuple[Future[int], PreparedChunk] | None = None
+    in_flight: deque[tuple[Future[int], PreparedChunk]] = deque()
+    with ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="queue-load-writer") as writers:
         try:
             for numbered in chunks:
                 chunk = queue_rows_prepare(run=run, rows=numbered)
-                if pending is not None:
-                    future, written = pending
-                    pending = None
+                while len(in_flight) >= WRITER_THREADS:
+                    future, written = in_flight.popleft()
                     _account(progress, written, future.result(), on_progress)
-                pending = (writer.submit(_write_chunk, run=run, chunk=chunk), chunk)
-            if pending is not None:
-                future, written = pending
-                pending = None
+                in_flight.append((writers.submit(_write_chunk_in_thread, run=run, chunk=chunk), chunk))
+            while in_flight:
+                future, written = in_flight.popleft()
                 _account(progress, written, future.result(), on_progress)
         finally:
-            if pending is not None:
-                # The read failed while a chunk was being written: let the write finish (its
-                # transaction keeps items and counters together) and count it.
+            # Something failed (the warehouse mid-stream, or one write): the writes already
+            # under way finish, each transaction keeping its items and counters together, and
+            # what they wrote is counted.
+            while in_flight:
+                future, written = in_flight.popleft()
                 try:
-                    _account(progress, pending[1], pending[0].result(), on_progress)
+                    _account(progress, written, future.result(), on_progress)
                 except Exception:
-                    log.exception("queue load: writing the last chunk failed", extra={"campaign_id": run.campaign.pk})
-            writer.submit(_close_thread_connection).result()
+                    log.exception("queue load: writing a chunk failed", extra={"campaign_id": run.campaign.pk})
 
 
 # --- the warehouse load -----------------------------------------------------------------------
