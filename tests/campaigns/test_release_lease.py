@@ -10,6 +10,7 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 from django_q.signing import SignedPackage
 
+from campaigns import tasks
 from campaigns.models import Campaign
 from campaigns.services import release
 from campaigns.services.release import (
@@ -136,3 +137,12 @@ def test_the_loop_installs_the_watchdog():
     clock = FakeClock()
     release_loop_run(campaign_id=campaign.pk, worker_id="w", slice_seconds=1, sleep=clock.sleep, monotonic=clock.monotonic, reenqueue=False)
     assert Schedule.objects.filter(name="release-watchdog", func="campaigns.tasks.release_watchdog_task").exists()
+
+
+def test_the_task_runs_the_loop_for_its_campaign():
+    paused = make_campaign(status=Campaign.Status.PAUSED)
+    assert tasks.release_loop_task(paused.pk) == "ended"
+    running = make_campaign(date=dt.date(2025, 7, 1))
+    assert campaign_lease_acquire(campaign_id=running.pk, worker_id="someone-else")
+    assert tasks.release_loop_task(running.pk) == "busy"
+    assert tasks.release_watchdog_task() == []
