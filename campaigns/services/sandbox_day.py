@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import pydoc
 import threading
 import time
 from collections.abc import Callable
@@ -24,10 +25,11 @@ from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.db import close_old_connections, connections
 from django.db.models import Count
 from django.utils import timezone
-from django_q.conf import Conf
+from django_q.brokers import get_broker
+from django_q.signing import SignedPackage
 
 from billing_dialer import clock
-from cadences.models import DialerSettings
+from cadences.models import ActionType, DialerSettings
 from campaigns.models import Campaign, QueueItem
 from campaigns.services import invariants, lifecycle, queue, release, sms
 from integrations import modes
@@ -39,6 +41,8 @@ from integrations.warehouse import sample
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+
+TASK_WORKERS = 2
 
 # The simulated day: from the first legal minute on the east coast to the campaign's end of day.
 DAY_START = dt.time(8, 0)
@@ -124,6 +128,32 @@ def _dispatch_worker(stop: threading.Event) -> None:
             close_old_connections()
 
 
+def _task_worker(stop: threading.Event) -> None:
+    """Run the tasks the day enqueues (webhook processing, SMS replies) from the broker, in
+    process: a one-process day has no cluster beside it. Each task is claimed by the broker's
+    own lock, so several of these never run one task twice."""
+    broker = get_broker()
+    while not stop.is_set():
+        try:
+            claimed = broker.dequeue() or []
+            for task_id, package in claimed:
+                task = SignedPackage.loads(package)
+                func = task["func"] if callable(task["func"]) else pydoc.locate(task["func"])
+                try:
+                    func(*task.get("args", ()), **task.get("kwargs", {}))
+                except Exception:
+                    # What a task leaves undone is redone by its own retry (e.g. unprocessed events).
+                    log.exception("sandbox day task failed", extra={"func": str(task["func"])})
+                broker.acknowledge(task_id)
+            if not claimed:
+                stop.wait(0.02)
+        except Exception:
+            log.exception("sandbox day task runner failed")
+            stop.wait(0.2)
+        finally:
+            close_old_connections()
+
+
 def _release_worker(campaign_id: int, errors: list[BaseException]) -> None:
     try:
         while Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.RUNNING).exists():
@@ -186,9 +216,6 @@ def sandbox_day_run(
         sample.seed_sample_warehouse(clients=clients, seed=seed, dirty=False, history_table=DialerSettings.load().history_table)
     report.stages["seed_warehouse_s"] = round(time.monotonic() - started, 2)
 
-    # No cluster runs beside a one-process day: the tasks the day enqueues (webhook processing,
-    # SMS replies) run at once in the thread that enqueued them, as django-q's sync mode does.
-    previous_sync, Conf.SYNC = Conf.SYNC, True
     config = SimulatorConfig.load()
     previous_speed, previous_auto = config.speed_factor, config.auto_dispatch
     SimulatorConfig.objects.filter(pk=config.pk).update(speed_factor=speed, auto_dispatch=False)
@@ -200,6 +227,9 @@ def sandbox_day_run(
             dispatch_threads = [
                 threading.Thread(target=_dispatch_worker, args=(stop_dispatch,), name=f"dispatch-{n}", daemon=True)
                 for n in range(dispatchers)
+            ] + [
+                threading.Thread(target=_task_worker, args=(stop_dispatch,), name=f"tasks-{n}", daemon=True)
+                for n in range(TASK_WORKERS)
             ]
             for thread in dispatch_threads:
                 thread.start()
@@ -214,7 +244,6 @@ def sandbox_day_run(
     finally:
         settings.SANDBOX_APP_URL = previous_app_url
         SimulatorConfig.objects.filter(pk=config.pk).update(speed_factor=previous_speed, auto_dispatch=previous_auto)
-        Conf.SYNC = previous_sync
     report.stages["total_s"] = round(time.monotonic() - started, 2)
     return report
 
@@ -236,6 +265,7 @@ def _run_day(*, report: DayReport, date: dt.date, day_start: dt.datetime, speed:
         "queued": campaign.rows_inserted,
         "rejected": campaign.rows_rejected,
         "no_touchpoint_today": campaign.rows_no_touchpoint,
+        "call_touchpoints": campaign.items.exclude(action_type=ActionType.SMS).count(),
     }
     report.stages["load_s"] = round(time.monotonic() - stage, 2)
     say(f"loaded {campaign.rows_inserted} touchpoints from {campaign.rows_read} rows ({campaign.rows_rejected} rejected)")
