@@ -123,9 +123,9 @@ def _dispatch_worker(stop: threading.Event) -> None:
                 stop.wait(0.02)
         except Exception:
             log.exception("sandbox webhook dispatch failed")
-            stop.wait(0.2)
-        finally:
             close_old_connections()
+            stop.wait(0.2)
+    connections.close_all()
 
 
 def _task_worker(stop: threading.Event) -> None:
@@ -149,9 +149,9 @@ def _task_worker(stop: threading.Event) -> None:
                 stop.wait(0.02)
         except Exception:
             log.exception("sandbox day task runner failed")
-            stop.wait(0.2)
-        finally:
             close_old_connections()
+            stop.wait(0.2)
+    connections.close_all()
 
 
 def _release_worker(campaign_id: int, errors: list[BaseException]) -> None:
@@ -218,6 +218,9 @@ def sandbox_day_run(
 
     config = SimulatorConfig.load()
     previous_speed, previous_auto = config.speed_factor, config.auto_dispatch
+    # The day's threads run thousands of queries each; keeping every one in memory (DEBUG's
+    # query log) would only slow them down.
+    previous_debug, settings.DEBUG = settings.DEBUG, False
     SimulatorConfig.objects.filter(pk=config.pk).update(speed_factor=speed, auto_dispatch=False)
     previous_app_url = settings.SANDBOX_APP_URL
     stop_dispatch = threading.Event()
@@ -243,6 +246,7 @@ def sandbox_day_run(
                     thread.join(timeout=10)
     finally:
         settings.SANDBOX_APP_URL = previous_app_url
+        settings.DEBUG = previous_debug
         SimulatorConfig.objects.filter(pk=config.pk).update(speed_factor=previous_speed, auto_dispatch=previous_auto)
     report.stages["total_s"] = round(time.monotonic() - started, 2)
     return report
