@@ -15,8 +15,9 @@ nothing. The rejected rows of a warehouse load are replaced by each run, not acc
 Speed: the whole cadence is resolved from memory (one `cadence_index()` per load), the clients
 already queued are read once per load, and on PostgreSQL the items go in with `COPY` (the
 fastest way in; a conflict with a concurrent writer falls back to INSERT ... ON CONFLICT DO
-NOTHING), written by a second thread while the next chunk is checked. Elsewhere `bulk_create`
-with large batches. `make bench` measures it against the seed's 100-row batches and raw COPY.
+NOTHING), written by two threads while the next chunk is checked; on SQLite by one INSERT OR
+IGNORE run for all rows of a chunk. `make bench` measures it against the seed's 100-row ORM
+batches and raw COPY.
 
 Revalidation re-runs the query for its client ids only and, in one set-based UPDATE against a
 temporary table of those ids, marks queued items whose client is gone as `ineligible`.
@@ -429,10 +430,38 @@ def _bulk_insert_items(campaign_id: int, items: list[dict[str, Any]]) -> int:
     return QueueItem.objects.filter(campaign_id=campaign_id).count() - before
 
 
+def _sqlite_insert_items(campaign_id: int, items: list[dict[str, Any]]) -> int:
+    """One INSERT OR IGNORE executed for every item (sqlite3's executemany runs it in C).
+
+    The ORM would split the rows into statements of 999 parameters and prepare each value in
+    Python; this binds the same complete rows COPY uses, with datetimes adapted the way Django
+    stores them in SQLite.
+    """
+    columns, complete = queue_item_copy_rows(items)
+    fields = [f for f in QueueItem._meta.concrete_fields if not f.primary_key]
+    datetime_positions = [i for i, f in enumerate(fields) if f.get_internal_type() == "DateTimeField"]
+    adapt = connection.ops.adapt_datetimefield_value
+    rows: list[list[Any]] = []
+    for row in complete:
+        values = list(row)
+        for i in datetime_positions:
+            values[i] = adapt(values[i])
+        rows.append(values)
+    table = connection.ops.quote_name(QueueItem._meta.db_table)
+    quoted = ", ".join(connection.ops.quote_name(c) for c in columns)
+    placeholders = ", ".join(["%s"] * len(columns))
+    before = QueueItem.objects.filter(campaign_id=campaign_id).count()
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT OR IGNORE INTO {table} ({quoted}) VALUES ({placeholders})", rows)
+    return QueueItem.objects.filter(campaign_id=campaign_id).count() - before
+
+
 def queue_items_insert(*, campaign_id: int, items: list[dict[str, Any]]) -> int:
     """Insert prepared items; returns how many were inserted. Call inside a transaction."""
     if not items:
         return 0
+    if connection.vendor == "sqlite":
+        return _sqlite_insert_items(campaign_id, items)
     if connection.vendor == "postgresql":
         try:
             with transaction.atomic():

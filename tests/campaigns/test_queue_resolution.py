@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+from django.utils import timezone
 
 from cadences.models import ActionType, CadenceStep, Phase, Segment
 from campaigns.models import QueueItem, RejectedRow
@@ -142,3 +145,7 @@ def test_row_values_are_carried_onto_the_item(sample_warehouse, campaign):
     assert item.warehouse_ring_group == "billing-east"
     assert item.client_name == row["name"]
     assert item.source == "warehouse"
+    # Timestamps are written by the bulk path itself, and read back as aware datetimes.
+    assert abs(item.created_at - timezone.now()) < dt.timedelta(minutes=5)
+    assert item.status_changed_at == item.created_at
+    assert item.skip_detail == {} and item.sms_due_at is None and item.call_attempts == 0
