@@ -72,6 +72,7 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
+from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from cadences.models import RESURRECTION_PHASES, ActionType, DialerSettings
@@ -176,6 +177,9 @@ _SMS_OPEN_STATES = (
 
 NOT_DIALED_RETRY_DELAY = dt.timedelta(seconds=60)
 RETRY_FAILED_EVENTS_AFTER = dt.timedelta(minutes=1)
+PROCESS_TASK = "campaigns.tasks.webhook_event_process_task"
+# Enqueued with save=False: the event row already records the outcome (processed_at, error), and
+# saving every success makes django-q's monitor lock and prune its whole result table each time.
 RETRY_FAILED_EVENTS_FOR = dt.timedelta(hours=24)
 
 
@@ -205,11 +209,14 @@ def retell_dedupe_key(*, payload: Mapping[str, Any], raw_body: str) -> str:
     return f"{event}:{call_id}:{stamp}"[:200]
 
 
-def webhook_event_store(*, payload: Mapping[str, Any], raw_body: str) -> tuple[WebhookEvent, bool]:
-    """Store one authenticated Retell event; returns (event, created). A duplicate is not stored.
+def webhook_event_accept(*, payload: Mapping[str, Any], raw_body: str) -> tuple[WebhookEvent, bool]:
+    """Store one authenticated Retell event and enqueue its processing; returns (event, created).
 
-    The unique (vendor, dedupe_key) row is the idempotency guard: a concurrent duplicate waits
-    on it and then fails its insert.
+    One short transaction: the event row, and — with the database as the django-q broker — the
+    task row with it, so a webhook costs a single commit and a task never looks for an event that
+    is not committed. (With Redis the task is pushed once the row is committed.) The unique
+    (vendor, dedupe_key) row is the idempotency guard: a concurrent duplicate waits on it, then
+    fails its insert, and is answered as the duplicate it is.
     """
     event_type = payload.get("event")
     if not isinstance(event_type, str) or not event_type:
@@ -219,7 +226,6 @@ def webhook_event_store(*, payload: Mapping[str, Any], raw_body: str) -> tuple[W
         raise MalformedEvent("'call' must be an object")
     dedupe_key = retell_dedupe_key(payload=payload, raw_body=raw_body)
     try:
-        # A savepoint, so a duplicate inside an outer transaction does not poison it.
         with transaction.atomic():
             event = WebhookEvent.objects.create(
                 vendor=VENDOR,
@@ -228,6 +234,12 @@ def webhook_event_store(*, payload: Mapping[str, Any], raw_body: str) -> tuple[W
                 reference=str((call or {}).get("call_id") or "")[:100],
                 payload=dict(payload),
             )
+            if Conf.ORM:
+                # Same database, same commit. If it cannot take the task row it could not take
+                # the event either: nothing is stored, the answer is a 5xx and Retell retries.
+                async_task(PROCESS_TASK, event.pk, save=False)
+            else:
+                transaction.on_commit(lambda: _push(event))
     except IntegrityError:
         existing = WebhookEvent.objects.filter(vendor=VENDOR, dedupe_key=dedupe_key).first()
         if existing is None:  # an integrity error of another kind
@@ -236,20 +248,13 @@ def webhook_event_store(*, payload: Mapping[str, Any], raw_body: str) -> tuple[W
     return event, True
 
 
-def webhook_event_enqueue(*, event: WebhookEvent) -> None:
-    """Process a stored event on a worker once the row is committed.
-
-    A broker failure is logged, never raised: the event is stored, and `webhook_events_retry`
-    processes whatever was not processed a minute later.
-    """
-
-    def enqueue() -> None:
-        try:
-            async_task("campaigns.tasks.webhook_event_process_task", event.pk, task_name=f"retell-event-{event.pk}")
-        except Exception:
-            log.exception("retell event not enqueued; the retry task will process it", extra={"webhook_event_id": event.pk})
-
-    transaction.on_commit(enqueue)
+def _push(event: WebhookEvent) -> None:
+    """Hand a committed event to the Redis broker. A failure is logged, never raised: the event is
+    stored, and `webhook_events_retry` processes whatever was not processed a minute later."""
+    try:
+        async_task(PROCESS_TASK, event.pk, save=False)
+    except Exception:
+        log.exception("retell event not enqueued; the retry task will process it", extra={"webhook_event_id": event.pk})
 
 
 def webhook_event_process(*, event_id: int, now: dt.datetime) -> bool:
@@ -457,8 +462,15 @@ _FACT_FIELDS = (
 )  # fmt: skip
 
 
+def _attempt_locked(**lookup: Any) -> CallAttempt | None:
+    try:
+        return _attempts_locked().get(**lookup)
+    except CallAttempt.DoesNotExist:
+        return None
+
+
 def _attempt_for_call(*, call_id: str, call: Mapping[str, Any]) -> CallAttempt | None:
-    attempt = _attempts_locked().filter(call_id=call_id).first()
+    attempt = _attempt_locked(call_id=call_id)
     if attempt is not None:
         return attempt
     # The webhook can beat the create-call response that tells the release code the call_id;
@@ -468,7 +480,7 @@ def _attempt_for_call(*, call_id: str, call: Mapping[str, Any]) -> CallAttempt |
         attempt_uuid = uuid.UUID(attempt_id)
     except ValueError:
         return None
-    attempt = _attempts_locked().filter(pk=attempt_uuid).first()
+    attempt = _attempt_locked(pk=attempt_uuid)
     if attempt is None:
         return None
     if attempt.call_id and attempt.call_id != call_id:

@@ -2,8 +2,8 @@
 
 Both are signed with the Retell API key (`X-Retell-Signature: v=<ms>,d=<hex>`), verified on the
 raw body before anything else: a request that fails gets a 401 and a log line, and nothing is
-stored. A call event is stored once and answered at once (one insert, far inside Retell's
-10-second timeout); a django-q task processes it right after the commit. Processing an outcome
+stored. A call event is stored once, with its processing task, in one commit, and answered at
+once (far inside Retell's 10-second timeout); a django-q task processes it. Processing an outcome
 costs a dozen ORM statements and takes the campaign's counter row, so keeping it out of the
 request keeps the answer fast under a burst; a stored event whose processing fails or is never
 enqueued is run again by the periodic retry, so nothing is lost and Retell never has to retry.
@@ -78,7 +78,7 @@ def _signed_payload(request: HttpRequest) -> tuple[str, dict[str, Any]]:
 def retell_webhook(request: HttpRequest) -> HttpResponse:
     try:
         body, payload = _signed_payload(request)
-        event, created = outcomes.webhook_event_store(payload=payload, raw_body=body)
+        event, created = outcomes.webhook_event_accept(payload=payload, raw_body=body)
     except _Refused as refused:
         return refused.response
     except outcomes.MalformedEvent as exc:
@@ -90,7 +90,6 @@ def retell_webhook(request: HttpRequest) -> HttpResponse:
             extra={"event_type": event.event_type, "call_id": event.reference, "webhook_event_id": event.pk},
         )
         return HttpResponse(status=200)
-    outcomes.webhook_event_enqueue(event=event)
     return HttpResponse(status=204)
 
 

@@ -7,6 +7,9 @@ import logging
 import time
 
 import pytest
+from django.db import DatabaseError
+from django.test import TestCase
+from django_q.conf import Conf
 
 from campaigns.models import CallAttempt, Campaign, QueueItem, WebhookEvent
 from campaigns.services import outcomes
@@ -42,6 +45,21 @@ def test_a_signed_call_ended_is_stored_once_and_processed(client):
     assert stored.payload["call"]["transcript"].startswith("Agent: Hi, this is Grace")
     attempt.refresh_from_db()
     assert attempt.outcome == CallAttempt.Outcome.ANSWERED
+
+
+def test_with_redis_as_the_broker_the_task_is_pushed_after_the_commit(client, monkeypatch):
+    monkeypatch.setattr(outcomes.Conf, "ORM", None)
+    pushed = []
+    monkeypatch.setattr(outcomes, "async_task", lambda func, event_id, **options: pushed.append((func, event_id)))
+    attempt = make_dialing_attempt()
+    body = json.dumps(ended(attempt))
+    with TestCase.captureOnCommitCallbacks(execute=False) as callbacks:
+        response = client.post(WEBHOOK_URL, data=body, content_type="application/json", **signed_headers(body))
+    assert response.status_code == 204
+    assert pushed == []  # nothing leaves before the event row is committed
+    for callback in callbacks:
+        callback()
+    assert pushed == [("campaigns.tasks.webhook_event_process_task", WebhookEvent.objects.get().pk)]
 
 
 def test_a_duplicate_is_a_no_op_answering_2xx(client):
@@ -240,21 +258,40 @@ def test_a_processing_failure_keeps_the_event_and_a_retry_finishes_it_once(clien
     assert counters(attempt.campaign)["no_answer"] == 1 == campaign_recount(campaign=attempt.campaign)["no_answer"]
 
 
-def test_an_event_whose_task_could_not_be_enqueued_is_processed_by_the_retry(client, monkeypatch):
-    attempt = make_dialing_attempt()
+def test_an_event_whose_task_could_not_be_pushed_is_processed_by_the_retry(client, monkeypatch):
+    monkeypatch.setattr(outcomes.Conf, "ORM", None)  # Redis as the broker, and Redis is down
 
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker unavailable")
 
     monkeypatch.setattr(outcomes, "async_task", broker_down)
+    attempt = make_dialing_attempt()
     assert post_signed(client, ended(attempt)).status_code == 204
     stored = WebhookEvent.objects.get()
     assert stored.processed_at is None
     attempt.refresh_from_db()
     assert attempt.outcome == ""
     # Not yet: the retry leaves a just-received event to its own task for a minute.
+    monkeypatch.undo()
+    monkeypatch.setattr(Conf, "SYNC", True)
     assert outcomes.webhook_events_retry(now=stored.received_at) == 0
     assert outcomes.webhook_events_retry(now=stored.received_at + outcomes.RETRY_FAILED_EVENTS_AFTER) == 1
+    attempt.refresh_from_db()
+    assert attempt.outcome == CallAttempt.Outcome.ANSWERED
+
+
+def test_when_the_database_broker_fails_nothing_is_stored_and_retell_retries(client, monkeypatch):
+    def broker_down(*args, **kwargs):
+        raise DatabaseError("could not insert the task row")
+
+    monkeypatch.setattr(outcomes, "async_task", broker_down)
+    attempt = make_dialing_attempt()
+    client.raise_request_exception = False
+    assert post_signed(client, ended(attempt)).status_code == 500
+    assert WebhookEvent.objects.count() == 0
+    monkeypatch.undo()
+    monkeypatch.setattr(Conf, "SYNC", True)
+    assert post_signed(client, ended(attempt)).status_code == 204
     attempt.refresh_from_db()
     assert attempt.outcome == CallAttempt.Outcome.ANSWERED
 
