@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+from django.apps import apps as global_apps
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models.signals import post_migrate
 
@@ -10,13 +11,10 @@ from cadences.roles import roles_install
 
 
 def _roles_after_migrate(sender: AppConfig, *, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-    # Only after `migrate`, which passes the migrated state as `apps`. `flush` (run between
-    # transactional tests) sends post_migrate without it: the groups then go with the rest of the
-    # migrations' data, and a test restoring that data (serialized_rollback) restores them too
-    # instead of colliding with freshly recreated ones.
-    apps = kwargs.get("apps")
-    if apps is not None:
-        roles_install(apps=apps, using=using)
+    # `migrate` passes the migrated state as `apps`. `flush` (run between transactional tests)
+    # passes none; the groups are recreated from the live registry so the next test has its roles,
+    # as Django recreates content types and permissions.
+    roles_install(apps=kwargs.get("apps") or global_apps, using=using)
 
 
 class CadencesConfig(AppConfig):
