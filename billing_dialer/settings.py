@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "cadences",
     "campaigns",
     "integrations.sandbox",
+    "access",
 ]
 
 MIDDLEWARE = [
@@ -137,6 +138,11 @@ MEDIA_ROOT = VAR_DIR / "media"
 
 LOGIN_URL = "/admin/login/"
 LOGIN_REDIRECT_URL = "/dashboard/"
+# Sign-in throttling (access app): failures counted in the database so every worker agrees.
+# An address gets a looser limit than a username because a whole office may share one.
+LOGIN_THROTTLE_MAX_FAILURES = env.int("LOGIN_THROTTLE_MAX_FAILURES", default=5)
+LOGIN_THROTTLE_MAX_FAILURES_PER_IP = env.int("LOGIN_THROTTLE_MAX_FAILURES_PER_IP", default=20)
+LOGIN_THROTTLE_WINDOW_MINUTES = env.int("LOGIN_THROTTLE_WINDOW_MINUTES", default=15)
 
 # --- Security (check --deploy clean with the production variables of README) --------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)

@@ -5,6 +5,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import include, path
 
+from access.forms import ThrottledAdminAuthenticationForm
+
 
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("/dashboard/" if request.user.is_authenticated else "/admin/login/?next=/dashboard/")
@@ -13,6 +15,8 @@ def home(request: HttpRequest) -> HttpResponse:
 admin.site.site_header = "Billing Dialer"
 admin.site.site_title = "Billing Dialer"
 admin.site.index_title = "Operations"
+# The admin sign-in (which the dashboard uses too) refuses password guessing.
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("", home, name="home"),
