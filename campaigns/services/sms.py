@@ -104,8 +104,8 @@ OPT_OUT_NOTICE = templating.OPT_OUT_TEXT
 _OPT_OUT_WORDING = re.compile(r"\b(?:reply|text|send)\s+[\"']?stop\b|\bopt[\s-]?out\b|\bunsubscribe\b", re.IGNORECASE)
 # A text must never ask for card details (seeds 002/003): payment happens behind the secure link.
 CARD_REQUEST = re.compile(
-    r"\b(?:card\s*(?:number|no\.?|#|details|info(?:rmation)?)|cvv2?|cvc|security\s+code|"
-    r"expir(?:y|ation)\s+date|(?:reply|text|send)\b[^.]{0,40}\bcard)\b",
+    r"\b(?:card\s*(?:number|no\.?|#|details|info(?:rmation)?)|cvv2?|cvc|security\s+code|expir(?:y|ation)\s+date|"
+    r"bank\s+account\s+number|routing\s+number)(?!\w)",
     re.IGNORECASE,
 )
 _KEYWORD_NOISE = re.compile(r"[\s\-_]+")

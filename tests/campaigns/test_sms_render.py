@@ -175,3 +175,20 @@ def test_the_local_id_is_the_same_for_the_same_touchpoint():
     item = queue_item(campaign, client_id="C-77")
     assert sms.sms_local_id(item=item, kind="touchpoint") == "qi-20250610-C-77-touchpoint"
     assert sms.sms_local_id(item=item, kind="follow_up") != sms.sms_local_id(item=item, kind="touchpoint")
+
+
+@pytest.mark.parametrize(
+    "text, asks",
+    [
+        ("Text us your card # to pay", True),
+        ("Reply with your card number", True),
+        ("Reply with card no. and expiry date", True),
+        ("What is the CVV on the back?", True),
+        ("Send your bank account number and routing number", True),
+        ("Pay by card securely at https://pay.example.com/p/abc", False),
+        ("Pay with a credit card at the link. Reply STOP to opt out.", False),
+        ("https://pay.example.com/p/eyJjbGllbnQi-cvcx:1uP0SG:zdF35", False),
+    ],
+)
+def test_the_send_time_guard_spots_requests_for_card_details_only(text, asks):
+    assert sms.asks_for_card_details(text) is asks
