@@ -17,7 +17,8 @@ Steps 3–4 of the daily workflow. The shape of it:
   through the compliance gate, and the passing ones move `queued → releasing` with a ReleaseBatch
   and one CallAttempt each. Blocked items are skipped with their rule, or — for a window that
   opens later today — stay queued with `next_attempt_at` set. The calls are then placed outside
-  any transaction, paced by calls-per-second, never above the concurrent-call limit.
+  any transaction, paced by calls-per-second, never above the concurrent-call limit; the local
+  window is checked once more at the moment of dialing, since pacing and retries take time.
 - **Exactly once.** An item is dialed only after this worker won its `queued → releasing` claim,
   and the attempt's UUID is Retell's idempotency key: a network retry, or a loop recovering a
   crashed one's half-placed batch, re-sends the same key and gets the same call back.
