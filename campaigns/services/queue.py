@@ -58,6 +58,8 @@ OPTIONAL_COLUMNS: tuple[str, ...] = tuple(warehouse.OPTIONAL_COLUMNS)
 
 SOURCE_WAREHOUSE = "warehouse"
 SOURCE_CSV = "csv"
+# Where a CSV line's fields beyond the header go (such a line is rejected).
+EXTRA_FIELDS = "__extra_fields__"
 
 # Rows fetched from the warehouse and processed per transaction. Each chunk commits its items,
 # its rejected rows and the progress counters together.
@@ -110,6 +112,15 @@ class LoadProgress:
     no_touchpoint: int = 0
     already_queued: int = 0
     total: int | None = None
+
+    def log_fields(self) -> dict[str, int]:
+        return {
+            "rows_read": self.read,
+            "rows_inserted": self.inserted,
+            "rows_rejected": self.rejected,
+            "rows_no_touchpoint": self.no_touchpoint,
+            "rows_already_queued": self.already_queued,
+        }
 
 
 @dataclass
@@ -357,6 +368,12 @@ def queue_rows_prepare(*, run: LoadRun, rows: Iterable[tuple[int, Mapping[str, A
     for row_number, row in rows:
         chunk.read += 1
         client_id = normalize_client_id(row.get("client_id"))
+        extra = row.get(EXTRA_FIELDS)
+        if extra is not None:
+            chunk.rejections.append(
+                RowRejection(row_number, client_id[:64], f"the line has {len(extra)} more field(s) than the header", _json_safe(row))
+            )
+            continue
         if client_id:
             if client_id in run.seen_client_ids:
                 chunk.rejections.append(
@@ -670,24 +687,11 @@ def queue_load(
     except IntegrationError as exc:
         Campaign.objects.filter(pk=campaign.pk).update(load_error=str(exc))
         campaign.refresh_from_db()
-        log.warning(
-            "queue load failed",
-            extra={"campaign_id": campaign.pk, "error": str(exc), "rows_read": progress.read, "rows_inserted": progress.inserted},
-        )
+        log.warning("queue load failed", extra={"campaign_id": campaign.pk, "error": str(exc), **progress.log_fields()})
         raise
     Campaign.objects.filter(pk=campaign.pk).update(load_finished_at=timezone.now())
     campaign.refresh_from_db()
-    log.info(
-        "queue load finished",
-        extra={
-            "campaign_id": campaign.pk,
-            "rows_read": progress.read,
-            "rows_inserted": progress.inserted,
-            "rows_rejected": progress.rejected,
-            "rows_no_touchpoint": progress.no_touchpoint,
-            "rows_already_queued": progress.already_queued,
-        },
-    )
+    log.info("queue load finished", extra={"campaign_id": campaign.pk, **progress.log_fields()})
     return progress
 
 
@@ -725,7 +729,7 @@ def _csv_rows(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]
                 if name:
                     row[name] = value
             if len(values) > len(header):
-                row["_extra_fields"] = values[len(header):]
+                row[EXTRA_FIELDS] = values[len(header):]
             rows.append((reader.line_num, row))
     except csv.Error as exc:
         raise CsvFileError(f"Line {reader.line_num}: {exc}; the file is not valid CSV.") from None
@@ -757,51 +761,9 @@ def queue_upload_csv(
     run = load_run_create(campaign=campaign, source=SOURCE_CSV, now=now)
     progress = LoadProgress(total=len(rows))
     chunks = (rows[i : i + CHUNK_SIZE] for i in range(0, len(rows), CHUNK_SIZE))
-    # Rows with more fields than the header are rejected before the normal checks.
-    checked_chunks = (_reject_extra_fields(chunk) for chunk in chunks)
-    for numbered, extra in checked_chunks:
-        if extra:
-            with transaction.atomic():
-                RejectedRow.objects.bulk_create(
-                    [
-                        RejectedRow(
-                            campaign_id=campaign.pk,
-                            source=SOURCE_CSV,
-                            row_number=line,
-                            client_id=normalize_client_id(row.get("client_id"))[:64],
-                            reason=reason,
-                            row=_json_safe(row),
-                        )
-                        for line, row, reason in extra
-                    ]
-                )
-            progress.read += len(extra)
-            progress.rejected += len(extra)
-        _load_chunks(run=run, chunks=[numbered], progress=progress, on_progress=None)
-    log.info(
-        "queue csv uploaded",
-        extra={
-            "campaign_id": campaign.pk,
-            "rows_read": progress.read,
-            "rows_inserted": progress.inserted,
-            "rows_rejected": progress.rejected,
-            "rows_no_touchpoint": progress.no_touchpoint,
-        },
-    )
+    _load_chunks(run=run, chunks=chunks, progress=progress, on_progress=None)
+    log.info("queue csv uploaded", extra={"campaign_id": campaign.pk, **progress.log_fields()})
     return progress
-
-
-def _reject_extra_fields(
-    chunk: list[tuple[int, dict[str, Any]]],
-) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, dict[str, Any], str]]]:
-    good: list[tuple[int, dict[str, Any]]] = []
-    bad: list[tuple[int, dict[str, Any], str]] = []
-    for line, row in chunk:
-        if "_extra_fields" in row:
-            bad.append((line, row, f"the line has {len(row['_extra_fields'])} more field(s) than the header"))
-        else:
-            good.append((line, row))
-    return good, bad
 
 
 # --- revalidation ------------------------------------------------------------------------------

@@ -48,14 +48,7 @@ def test_the_insert_skips_a_client_queued_behind_the_loads_back(campaign, sample
     """A client queued by someone else after the load read the campaign is skipped, not doubled."""
     row = client_row()
     sample_warehouse.add([row])
-    run = queue.LoadRun(
-        campaign=campaign,
-        source=queue.SOURCE_WAREHOUSE,
-        index=queue.cadence_index(),
-        now=NOW,
-        queued_client_ids=set(),
-        reject_already_queued=False,
-    )
+    run = queue.load_run_create(campaign=campaign, source=queue.SOURCE_WAREHOUSE, now=NOW)
     chunk = queue.queue_rows_prepare(run=run, rows=[(1, row)])
     queue.queue_items_insert(campaign_id=campaign.pk, items=chunk.items)
 

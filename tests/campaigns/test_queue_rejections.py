@@ -71,14 +71,7 @@ def test_a_client_twice_in_one_load_is_queued_once_and_the_repeat_reported(sampl
 
 @pytest.mark.django_db
 def test_a_row_missing_a_column_is_rejected_naming_it(campaign):
-    run = queue.LoadRun(
-        campaign=campaign,
-        source=queue.SOURCE_CSV,
-        index=queue.cadence_index(),
-        now=NOW,
-        queued_client_ids=set(),
-        reject_already_queued=True,
-    )
+    run = queue.load_run_create(campaign=campaign, source=queue.SOURCE_CSV, now=NOW)
     row = client_row()
     del row["phone"]
 
