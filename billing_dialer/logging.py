@@ -71,4 +71,6 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc"] = mask_text(self.formatException(record.exc_info))
-        return json.dumps(line, default=str)
+        # Objects in `extra` (Django's `request`, for one) are written as their text, which the
+        # filter never saw: mask that text too.
+        return json.dumps(line, default=lambda value: mask_text(str(value)))
