@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 @csrf_exempt
 @require_POST
 def heymarket_webhook(request: HttpRequest) -> HttpResponse:
@@ -44,7 +48,8 @@ def heymarket_webhook(request: HttpRequest) -> HttpResponse:
         return HttpResponse(status=413)
     raw = request.read(MAX_BODY_BYTES + 1)
     try:
-        payload: Any = json.loads(raw.decode("utf-8"))
+        # NaN and Infinity are not JSON (Python accepts them; the database's JSON column does not).
+        payload: Any = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
     except (UnicodeDecodeError, ValueError) as exc:
         log.warning("heymarket webhook rejected: malformed JSON", extra={"error": str(exc)[:200]})
         return JsonResponse({"error": "The body is not valid JSON."}, status=400)

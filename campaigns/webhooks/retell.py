@@ -42,6 +42,10 @@ class _Refused(Exception):
         self.response = response
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 def _signed_payload(request: HttpRequest) -> tuple[str, dict[str, Any]]:
     """The raw body as text and its JSON object, once the signature holds."""
     try:
@@ -63,7 +67,8 @@ def _signed_payload(request: HttpRequest) -> tuple[str, dict[str, Any]]:
         raise _Refused(HttpResponse(status=401))
     body = raw.decode("utf-8")  # cannot fail: a signature only verifies over valid UTF-8
     try:
-        payload = json.loads(body)
+        # NaN and Infinity are not JSON (Python accepts them; the database's JSON column does not).
+        payload = json.loads(body, parse_constant=_not_json)
     except ValueError as exc:
         log.warning("retell webhook rejected: malformed JSON", extra={"path": request.path, "error": str(exc)[:200]})
         raise _Refused(JsonResponse({"error": "The body is not valid JSON."}, status=400)) from None
