@@ -138,7 +138,7 @@ def inbound_call_answer(*, call_inbound: Mapping[str, Any], now: dt.datetime) ->
     from_number = call_inbound.get("from_number")
     if not isinstance(from_number, str):
         raise MalformedInbound("call_inbound.from_number must be a string")
-    call_id = str(call_inbound.get("call_id") or "")
+    call_id = str(call_inbound.get("call_id") or "")[:100]
     try:
         phone = phone_to_e164(from_number)
     except GeoError:

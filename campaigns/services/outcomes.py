@@ -176,6 +176,9 @@ _SMS_OPEN_STATES = (
 )
 
 NOT_DIALED_RETRY_DELAY = dt.timedelta(seconds=60)
+# What the attempt's columns hold (PositiveIntegerField; DecimalField(10, 4) in dollars).
+MAX_DURATION_MS = 2**31 - 1
+MAX_COST_CENTS = Decimal(10**8)
 RETRY_FAILED_EVENTS_AFTER = dt.timedelta(minutes=1)
 PROCESS_TASK = "campaigns.tasks.webhook_event_process_task"
 # Enqueued with save=False: the event row already records the outcome (processed_at, error), and
@@ -209,6 +212,22 @@ def retell_dedupe_key(*, payload: Mapping[str, Any], raw_body: str) -> str:
     return f"{event}:{call_id}:{stamp}"[:200]
 
 
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_UNSTORABLE_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """The payload with what no database text or JSON column takes (NUL, a lone surrogate)
+    replaced by U+FFFD, so an odd event is kept rather than refused."""
+    if isinstance(value, str):
+        return _UNSTORABLE_CHARS.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def webhook_event_accept(*, payload: Mapping[str, Any], raw_body: str) -> tuple[WebhookEvent, bool]:
     """Store one authenticated Retell event and enqueue its processing; returns (event, created).
 
@@ -218,6 +237,8 @@ def webhook_event_accept(*, payload: Mapping[str, Any], raw_body: str) -> tuple[
     (vendor, dedupe_key) row is the idempotency guard: a concurrent duplicate waits on it, then
     fails its insert, and is answered as the duplicate it is.
     """
+    if _UNSTORABLE_ESCAPE.search(raw_body):  # only escapes can carry them into the parsed JSON
+        payload = storable(payload)
     event_type = payload.get("event")
     if not isinstance(event_type, str) or not event_type:
         raise MalformedEvent("'event' must be a non-empty string")
@@ -515,6 +536,8 @@ def _cost_dollars(call_cost: Any) -> Decimal | None:
         cents = Decimal(str(call_cost["combined_cost"]))
     except (InvalidOperation, ValueError):
         return None
+    if not cents.is_finite() or not 0 <= cents < MAX_COST_CENTS:
+        return None  # not a call's cost; the raw value stays in the stored event
     return (cents / 100).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
 
 
@@ -539,8 +562,9 @@ def _attempt_merge_facts(attempt: CallAttempt, *, call: Mapping[str, Any], event
     ended = _ms_to_datetime(call.get("end_timestamp"))
     if ended:
         attempt.ended_at = ended
-    if isinstance(call.get("duration_ms"), int) and call["duration_ms"] >= 0:
-        attempt.duration_ms = call["duration_ms"]
+    duration = call.get("duration_ms")
+    if isinstance(duration, int) and 0 <= duration <= MAX_DURATION_MS:
+        attempt.duration_ms = duration
     if call.get("transcript"):
         attempt.transcript = str(call["transcript"])
     recording_url = str(call.get("recording_url") or "")

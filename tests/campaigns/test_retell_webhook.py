@@ -318,3 +318,36 @@ def test_stored_events_are_read_only_in_the_admin(client, django_user_model):
     client.post(f"/admin/campaigns/webhookevent/{stored.pk}/change/", {"event_type": "edited"})
     stored.refresh_from_db()
     assert stored.event_type == "call_ended"
+
+
+def test_nan_and_infinity_are_not_json(client):
+    attempt = make_dialing_attempt()
+    payload = ended(attempt)
+    payload["call"]["duration_ms"] = float("inf")
+    body = json.dumps(payload)
+    assert "Infinity" in body
+    assert post_signed(client, body).status_code == 400
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_characters_no_database_can_store_are_replaced_and_the_event_kept(client):
+    attempt = make_dialing_attempt()
+    payload = ended(attempt, transcript="User: hello\u0000 there \ud800!")
+    body = json.dumps(payload)  # escapes both as \u0000 and \ud800, as a sender might
+    assert "\\u0000" in body and "\\ud800" in body
+    assert post_signed(client, body).status_code == 204
+    attempt.refresh_from_db()
+    assert attempt.transcript == "User: hello\ufffd there \ufffd!"
+    assert WebhookEvent.objects.get().payload["call"]["transcript"] == attempt.transcript
+    assert attempt.outcome == CallAttempt.Outcome.ANSWERED
+
+
+def test_numbers_no_call_can_have_are_ignored_and_the_rest_applies(client):
+    attempt = make_dialing_attempt()
+    payload = ended(attempt, call_cost={"combined_cost": 10**20})
+    payload["call"]["duration_ms"] = 2**63
+    assert post_signed(client, payload).status_code == 204
+    attempt.refresh_from_db()
+    assert (attempt.duration_ms, attempt.cost) == (None, None)
+    assert attempt.outcome == CallAttempt.Outcome.ANSWERED
+    assert WebhookEvent.objects.get().payload["call"]["duration_ms"] == 2**63
