@@ -140,6 +140,8 @@ def _task_worker(stop: threading.Event) -> None:
                 task = SignedPackage.loads(package)
                 func = task["func"] if callable(task["func"]) else pydoc.locate(task["func"])
                 try:
+                    if not callable(func):
+                        raise LookupError(f"no task function {task['func']!r}")
                     func(*task.get("args", ()), **task.get("kwargs", {}))
                 except Exception:
                     # What a task leaves undone is redone by its own retry (e.g. unprocessed events).
