@@ -23,7 +23,7 @@ from tests.campaigns.retell_factories import INBOUND_URL, WEBHOOK_URL, call_obje
 pytestmark = pytest.mark.django_db
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
