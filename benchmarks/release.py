@@ -1,7 +1,7 @@
 """Release throughput: 10k queued call items, 4 ring groups, the sandbox Retell answering at once.
 
 Run with `python -m benchmarks.release` (or through `make bench`), against the database
-DATABASE_URL names (PostgreSQL is the target). The project is served in-process on a free port,
+DATABASE_URL names (PostgreSQL is the target). The project is served by gunicorn on a free port,
 so calls go over real HTTP to the sandbox Retell and Dialflow, through the real clients. Dialflow
 reports plenty of free agents, pacing is off and the concurrency limits are out of the way, so
 what is measured is the release itself: claim (with the compliance gate), attempts, the
@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import socket
+import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -39,48 +41,63 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_dialer.settings")
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler  # noqa: E402
-from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from cadences.models import ActionType, CadenceStep, DialerSettings, Phase, Segment  # noqa: E402
 from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, GateDecision, QueueItem  # noqa: E402
 from campaigns.services import compliance, release  # noqa: E402
 from integrations.sandbox.models import SimulatedCall, SimulatedDelivery, SimulatorConfig  # noqa: E402
 
+BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_OVERHEAD_MS = 5.0
 RING_GROUPS = ("billing-east", "billing-west", "resurrection-east", "resurrection-west")
 NY = ZoneInfo("America/New_York")
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
-        pass
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @contextmanager
 def served_app() -> Iterator[str]:
-    """This project over HTTP on a free local port (the sandbox vendors live under /sandbox/)."""
-    server = ThreadedWSGIServer(("127.0.0.1", 0), _QuietHandler, allow_reuse_address=True)
-    server.daemon_threads = True
-    server.set_app(get_wsgi_application())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """This project under gunicorn on a free local port (the sandbox vendors live under
+    /sandbox/), in its own process: the simulator's work must not compete for this process's
+    interpreter while the release code is being timed."""
+    port = _free_port()
+    env = {**os.environ, "DEBUG": "False", "SECRET_KEY": settings.SECRET_KEY, "SECURE_SSL_REDIRECT": "False", "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "gunicorn", "billing_dialer.wsgi", "--workers", "1", "--bind", f"127.0.0.1:{port}", "--timeout", "60"]
+    with tempfile.TemporaryFile() as log_file:
+        server = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if server.poll() is not None:
+                    log_file.seek(0)
+                    raise RuntimeError(f"gunicorn exited with {server.returncode}: {log_file.read()[-2000:].decode(errors='replace')}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("gunicorn did not answer within 30 s") from None
+                    time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 @contextmanager
 def bench_settings(app_url: str) -> Iterator[None]:
     """Pacing off, limits out of the way, the sandbox answering at once; restored afterwards."""
-    old_app_url, old_allowed = settings.SANDBOX_APP_URL, list(settings.ALLOWED_HOSTS)
+    old_app_url = settings.SANDBOX_APP_URL
     settings.SANDBOX_APP_URL = app_url
-    if "127.0.0.1" not in settings.ALLOWED_HOSTS:
-        settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1"]
     dialer = DialerSettings.load()
     saved_dialer = {f: getattr(dialer, f) for f in ("calls_per_second", "max_concurrent_calls", "max_call_attempts_per_day")}
     config = SimulatorConfig.load()
@@ -95,7 +112,7 @@ def bench_settings(app_url: str) -> Iterator[None]:
     finally:
         DialerSettings.objects.filter(pk=dialer.pk).update(**saved_dialer)
         SimulatorConfig.objects.filter(pk=config.pk).update(**saved_config)
-        settings.SANDBOX_APP_URL, settings.ALLOWED_HOSTS = old_app_url, old_allowed
+        settings.SANDBOX_APP_URL = old_app_url
 
 
 def _free_date() -> dt.date:
@@ -170,20 +187,34 @@ def cleanup(campaign: Campaign, prefix: str) -> None:
     campaign.delete()
 
 
+class QueryCounter:
+    """Counts the statements this process sends (DEBUG's query log is off and capped)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
 class TimedRetell:
-    """Wraps create_phone_call to add up the time spent inside the HTTP round trip."""
+    """Wraps create_phone_call to add up the time (wall and this process's CPU) spent inside the
+    HTTP round trip."""
 
     def __init__(self) -> None:
         self.original = release.retell.create_phone_call
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
         self.calls = 0
 
     def __call__(self, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             return self.original(**kwargs)
         finally:
             self.seconds += time.perf_counter() - started
+            self.cpu_seconds += time.process_time() - cpu_started
             self.calls += 1
 
 
@@ -195,8 +226,9 @@ def measure_release(*, items: int, batch_size: int) -> dict[str, float]:
     release.retell.create_phone_call = timed  # type: ignore[assignment]
     try:
         state = release.LoopState(pacer=release.Pacer(None))
-        with CaptureQueriesContext(connection) as queries:
-            started = time.perf_counter()
+        queries = QueryCounter()
+        with connection.execute_wrapper(queries):
+            started, cpu_started = time.perf_counter(), time.process_time()
             passes = 0
             while QueueItem.objects.filter(campaign=campaign, status=QueueItem.Status.QUEUED).exists():
                 # Each ring group's batch is resolved as soon as it is placed (no webhooks in a
@@ -204,7 +236,7 @@ def measure_release(*, items: int, batch_size: int) -> dict[str, float]:
                 release.ReleaseBatch.objects.filter(campaign=campaign, resolved_at__isnull=True).update(resolved_at=now)
                 release.release_pass(campaign=campaign, now_fn=lambda: now, state=state)
                 passes += 1
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         placed = CallAttempt.objects.filter(campaign=campaign, status=CallAttempt.Status.REGISTERED).count()
         campaign.refresh_from_db()
         if placed != items or campaign.calls_placed != items:
@@ -218,7 +250,8 @@ def measure_release(*, items: int, batch_size: int) -> dict[str, float]:
             "total_ms_per_call": elapsed / placed * 1000,
             "http_ms_per_call": timed.seconds / placed * 1000,
             "overhead_ms_per_call": overhead / placed * 1000,
-            "queries_per_call": len(queries) / placed,
+            "queries_per_call": queries.count / placed,
+            "cpu_ms_per_call": (cpu - timed.cpu_seconds) / placed * 1000,
         }
     finally:
         release.retell.create_phone_call = timed.original  # type: ignore[assignment]
@@ -234,26 +267,30 @@ def measure_gate(*, items: int, batch: int) -> dict[str, float]:
         for start in range(0, len(rows), batch):
             compliance.gate_calls(campaign=campaign, items=rows[start : start + batch], now=now)
         elapsed = time.perf_counter() - started
-        with CaptureQueriesContext(connection) as small:
+        small, large = QueryCounter(), QueryCounter()
+        with connection.execute_wrapper(small):
             compliance.gate_calls(campaign=campaign, items=rows[:1], now=now)
-        with CaptureQueriesContext(connection) as large:
+        with connection.execute_wrapper(large):
             compliance.gate_calls(campaign=campaign, items=rows[:batch], now=now)
-        return {"ms_per_item": elapsed / len(rows) * 1000, "queries_1_item": len(small), f"queries_{batch}_items": len(large)}
+        return {"ms_per_item": elapsed / len(rows) * 1000, "queries_1_item": small.count, f"queries_{batch}_items": large.count}
     finally:
         cleanup(campaign, prefix)
 
 
 def run(*, items: int = 10_000, batch_size: int = 2_500) -> dict[str, Any]:
     vendor = connection.vendor
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with served_app() as app_url, bench_settings(app_url):
         gate = measure_gate(items=items, batch=batch_size)
         result = measure_release(items=items, batch_size=batch_size)
     print(f"release benchmark on {vendor}: {items:,} queued call items, {len(RING_GROUPS)} ring groups, batch {batch_size:,}, pacing off")
+    print(f"  machine load           {load:.1f} (1-min average at the start, {os.cpu_count()} CPUs)")
     print(f"  released               {result['calls']:,} calls in {result['seconds']:.2f} s ({result['passes']} passes)")
     print(f"  throughput             {result['calls_per_second']:,.0f} calls/s")
     print(f"  total per call         {result['total_ms_per_call']:.2f} ms")
     print(f"  create-call HTTP       {result['http_ms_per_call']:.2f} ms (round trip to the sandbox Retell, its own DB work included)")
     print(f"  our overhead per call  {result['overhead_ms_per_call']:.2f} ms (gate included)   target < {TARGET_OVERHEAD_MS} ms")
+    print(f"  our CPU per call       {result['cpu_ms_per_call']:.2f} ms (this process, HTTP round trip excluded; load on the machine does not inflate it)")
     print(f"  queries per call       {result['queries_per_call']:.1f}")
     print(
         f"  gate alone             {gate['ms_per_item']:.3f} ms per item; queries: {gate['queries_1_item']} for 1 item, "

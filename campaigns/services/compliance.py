@@ -58,9 +58,10 @@ LEGAL_WINDOW = (time(8, 0), time(21, 0))
 # How far ahead next_window_open looks before giving up.
 WINDOW_SEARCH_DAYS = 7
 
-# Items per round of gate queries: keeps IN lists well inside every backend's parameter limit
-# while the number of queries stays constant per chunk (never per item).
-GATE_CHUNK = 2000
+# Items per round of gate queries: two IN lists of this size stay well inside every backend's
+# parameter limit (SQLite: 32,766), and a release batch (claimed in rounds of up to twice the
+# batch size) is gated in one round.
+GATE_CHUNK = 5000
 
 CALL = "call"
 SMS = "sms"
