@@ -28,6 +28,8 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import APIView
 
+from access import services as access_services
+from access.forms import client_ip
 from cadences.models import Phase
 from campaigns import roles
 from campaigns import selectors_dashboard as selectors
@@ -325,7 +327,27 @@ class KpiView(APIView):
 
 
 class TokenView(ObtainAuthToken):
-    """POST username and password; answers {"token": ...} for `Authorization: Token <token>`."""
+    """POST username and password; answers {"token": ...} for `Authorization: Token <token>`.
+
+    Guessing passwords here is throttled exactly like the sign-in page (429 while paused).
+    """
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        username = str(request.data.get("username") or "")
+        ip = client_ip(request)
+        now = timezone.now()
+        throttle = access_services.login_throttle_check(username=username, ip=ip, now=now)
+        if throttle is not None:
+            return Response(
+                {"detail": f"Too many failed sign-in attempts; try again in {throttle.minutes} minute(s)."},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+            )
+        serializer = self.get_serializer(data=request.data)
+        if not serializer.is_valid():
+            access_services.login_failure_record(username=username, ip=ip, now=now)
+            return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
+        access_services.login_success_record(username=username)
+        return super().post(request, *args, **kwargs)
 
 
 router = DefaultRouter()
