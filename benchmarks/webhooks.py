@@ -6,8 +6,9 @@ BENCH_DATABASE_URL (default `postgres://postgres@127.0.0.1:5432/billing_dialer_b
 and migrated if missing).
 
 Set-up: a running campaign on a far-future date with dialing call items and their registered
-attempts; `gunicorn billing_dialer.wsgi --workers 2` (sync workers, as in the Procfile) on a
-free loopback port, DEBUG off, with the project's settings plus one benchmark-only URL,
+attempts; `gunicorn billing_dialer.wsgi --workers 2 --threads 8` (gthread: a webhook mostly waits
+for its commit, and threads overlap those waits; `--threads 1` measures sync workers) on a free
+loopback port, DEBUG off, with the project's settings plus one benchmark-only URL,
 `/bench/noop/` — the same middleware stack and no work, the baseline; then the project's
 django-q2 cluster (`manage.py qcluster`, the Procfile's `worker`), which processes the stored
 events once the web tier is measured, so the two do not split the CPUs while ingest is timed. The load generator is this process: threads, one `http.client` connection per
@@ -17,7 +18,7 @@ Phases:
 1. **throughput** — every call's `call_ended` and `call_analyzed` (outcomes mixed as a day's:
    answered, voicemail found only by the analysis, voicemail, no answer, transferred, failed;
    some promises to pay and disputes), plus a tenth of them sent twice back to back, as fast as
-   `--concurrency` connections allow: webhooks/s.
+   `--concurrency` connections (default 32) allow: webhooks/s.
 2. **latency** — more calls' events at a fixed 100/s (open loop, latency measured from each
    request's scheduled time, so a stall is not hidden): p50 and p99.
 3. **baseline** — the no-op view with the same bodies and concurrency: requests/s, and the ratio.
@@ -683,11 +684,12 @@ def main(argv: Sequence[str] = ()) -> bool:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.webhooks", description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000, help="calls in the throughput phase (2 events each)")
     parser.add_argument("--fixed-calls", type=int, default=500, help="calls in the fixed-rate phase (2 events each)")
-    parser.add_argument("--concurrency", type=int, default=8)
+    # More connections than server threads, so the server is never idle waiting for the client.
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--threads", type=int, default=4, help="gunicorn threads per worker (1: sync workers, the Procfile's default class)"
-    )
+    # A webhook mostly waits for its commit: threads overlap those waits (`--threads 1` gives the
+    # sync workers the Procfile runs today).
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (1: sync workers)")
     args = parser.parse_args(list(argv))
     if connection.vendor != "postgresql":
         return _rerun_on_postgres(list(argv))
