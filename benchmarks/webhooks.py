@@ -257,6 +257,7 @@ class Planned:
 
 def call_events(attempt: CallAttempt, n: int) -> tuple[list[Delivery], Planned]:
     """The call_ended and call_analyzed deliveries of one call (as Retell sends them), and its outcome."""
+    assert attempt.call_id is not None  # every fixture attempt is registered with a call id
     call_status, reason, in_voicemail, outcome = _mix_row(n)
     connected = call_status == "ended"
     start_ms = int(time.time() * 1000) - 180_000
@@ -614,7 +615,7 @@ def run(*, calls: int, fixed_calls: int, concurrency: int, workers: int, threads
     fixed_deliveries: list[Delivery] = []
     for n, attempt in enumerate(fixture.attempts):
         deliveries, planned = call_events(attempt, n)
-        fixture.planned[attempt.call_id] = planned
+        fixture.planned[deliveries[0].call_id] = planned
         if n >= calls:
             fixed_deliveries.extend(deliveries)
             continue

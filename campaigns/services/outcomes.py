@@ -152,7 +152,7 @@ KNOWN_EVENTS = ONCE_PER_CALL_EVENTS | frozenset(
 )
 
 # Retell's call_status, in the only order an attempt may move through.
-_STATUS_RANK = {
+_STATUS_RANK: dict[str, int] = {
     CallAttempt.Status.CREATED: 0,
     CallAttempt.Status.REGISTERED: 1,
     CallAttempt.Status.ONGOING: 2,
@@ -523,7 +523,7 @@ def _object(value: Any) -> dict[str, Any]:
 
 
 def _fit(value: Any, model_field: str, model: type[models.Model] = CallAttempt) -> str:
-    max_length = model._meta.get_field(model_field).max_length
+    max_length = getattr(model._meta.get_field(model_field), "max_length", None)
     text = "" if value is None else str(value)
     return text[:max_length] if max_length else text
 
