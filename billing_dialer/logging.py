@@ -68,7 +68,8 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
-                line[key] = value
+                # An extra field never overwrites the line's own keys (ts, level, logger, event).
+                line[f"extra_{key}" if key in line else key] = value
         if record.exc_info:
             line["exc"] = mask_text(self.formatException(record.exc_info))
         # Objects in `extra` (Django's `request`, for one) are written as their text, which the

@@ -997,7 +997,7 @@ def heymarket_event_run(*, event: WebhookEvent, now: dt.datetime) -> str:
     except Exception as exc:
         WebhookEvent.objects.filter(pk=event.pk).update(error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
-    log.info("heymarket event processed", extra={"event": event.event_type, "webhook_event_id": event.pk, "outcome": outcome})
+    log.info("heymarket event processed", extra={"event_type": event.event_type, "webhook_event_id": event.pk, "outcome": outcome})
     return outcome
 
 
@@ -1011,5 +1011,5 @@ def heymarket_events_retry(*, now: dt.datetime) -> int:
             heymarket_event_run(event=event, now=now)
             done += 1
         except Exception:
-            log.exception("heymarket event retry failed", extra={"event": event.event_type, "webhook_event_id": event.pk})
+            log.exception("heymarket event retry failed", extra={"event_type": event.event_type, "webhook_event_id": event.pk})
     return done

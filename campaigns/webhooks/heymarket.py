@@ -63,12 +63,12 @@ def heymarket_webhook(request: HttpRequest) -> HttpResponse:
 
     event, created = sms.heymarket_event_store(payload=payload)
     if not created and event.processed_at is not None:
-        log.info("heymarket webhook duplicate ignored", extra={"event": event.event_type, "webhook_event_id": event.pk})
+        log.info("heymarket webhook duplicate ignored", extra={"event_type": event.event_type, "webhook_event_id": event.pk})
         return HttpResponse(status=200)
     try:
         outcome = sms.heymarket_event_run(event=event, now=clock.now())
     except Exception:
         # Stored with its error; a non-2xx makes HeyMarket deliver it again.
-        log.exception("heymarket webhook processing failed", extra={"event": event.event_type, "webhook_event_id": event.pk})
+        log.exception("heymarket webhook processing failed", extra={"event_type": event.event_type, "webhook_event_id": event.pk})
         return JsonResponse({"error": "The event was stored but could not be processed; it will be retried."}, status=500)
     return JsonResponse({"status": outcome})

@@ -28,3 +28,9 @@ def test_card_and_ssn_are_removed() -> None:
 
 def test_ordinary_numbers_survive() -> None:
     assert mask_text("batch of 25 calls, 3 failed") == "batch of 25 calls, 3 failed"
+
+
+def test_an_extra_field_never_overwrites_the_lines_own_keys() -> None:
+    line = _format("heymarket event processed", event="message_recieved", level="x")
+    assert line["event"] == "heymarket event processed" and line["level"] == "info"
+    assert line["extra_event"] == "message_recieved" and line["extra_level"] == "x"
