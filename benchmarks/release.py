@@ -290,7 +290,7 @@ def run(*, items: int = 10_000, batch_size: int = 2_500) -> dict[str, Any]:
     print(f"  total per call         {result['total_ms_per_call']:.2f} ms")
     print(f"  create-call HTTP       {result['http_ms_per_call']:.2f} ms (round trip to the sandbox Retell, its own DB work included)")
     print(f"  our overhead per call  {result['overhead_ms_per_call']:.2f} ms (gate included)   target < {TARGET_OVERHEAD_MS} ms")
-    print(f"  our CPU per call       {result['cpu_ms_per_call']:.2f} ms (this process, HTTP round trip excluded; load on the machine does not inflate it)")
+    print(f"  our CPU per call       {result['cpu_ms_per_call']:.2f} ms (this process, HTTP round trip excluded; less sensitive than wall time to other load on the machine)")
     print(f"  queries per call       {result['queries_per_call']:.1f}")
     print(
         f"  gate alone             {gate['ms_per_item']:.3f} ms per item; queries: {gate['queries_1_item']} for 1 item, "

@@ -41,8 +41,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import F, Q
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
@@ -292,49 +291,65 @@ def call_place(
     return outcome
 
 
+def _sql_names(model: type[Any], *fields: str) -> list[str]:
+    return [connection.ops.quote_name(model._meta.db_table)] + [
+        connection.ops.quote_name(model._meta.get_field(f).column) for f in fields
+    ]
+
+
 def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign, call_id: str, now: dt.datetime) -> str:
     """Record an accepted call: attempt registered, item dialing, one call placed, one ledger entry.
 
-    This runs once per call, so it is four statements in one transaction. The item moves with
-    the same conditional UPDATE `queue_item_transition` makes (releasing → dialing moves no
-    counter, so there is nothing else to keep in step), and the ledger entry is an INSERT that
-    ignores a duplicate (kind, reference), as `ledger_record` guarantees.
+    This runs once per placed call — it is the release's hot path — so it is four plain SQL
+    statements in one transaction rather than four ORM updates (whose query building costs more
+    than the statements). What they do: the attempt keeps a call id a racing webhook may already
+    have stored and moves forward from "created" only; the item moves with the same conditional
+    UPDATE `queue_item_transition` makes (releasing → dialing moves no counter, so nothing else
+    must keep in step); the ledger INSERT ignores a duplicate (kind, reference), as
+    `ledger_record` guarantees.
     """
-    with transaction.atomic():
+    ops = connection.ops
+    real_now = ops.adapt_datetimefield_value(_real_now())
+    at, a_call_id, a_status, a_error, a_updated, a_id = _sql_names(CallAttempt, "call_id", "status", "error", "updated_at", "id")
+    it, i_status, i_changed, i_attempts, i_next, i_id = _sql_names(QueueItem, "status", "status_changed_at", "call_attempts", "next_attempt_at", "id")
+    ct, c_placed, c_id = _sql_names(Campaign, "calls_placed", "id")
+    lt, *l_columns = _sql_names(
+        ContactLedgerEntry, "client_id", "phone", "kind", "occurred_at", "reference", "campaign_date", "outcome", "state"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # Not waiting for this commit's WAL flush saves most of the per-call cost. What it
             # risks is losing the last fraction of a second of commits if the database server
             # itself crashes: those attempts then stay "created" with their items "releasing",
             # and the recovery pass re-sends the same idempotency key, so Retell answers with the
             # same call and the record is written again — nobody is dialed twice.
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        # The call id is kept if a webhook racing us already stored it; the status only moves
-        # forward from "created" (a webhook may already have moved it further).
-        CallAttempt.objects.filter(pk=attempt.pk).update(
-            call_id=Coalesce(F("call_id"), Value(call_id)),
-            status=Case(When(status__in=[A.CREATED, A.NOT_DIALED], then=Value(A.REGISTERED)), default=F("status")),
-            error="",
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        cursor.execute(
+            f"UPDATE {at} SET {a_call_id} = COALESCE({a_call_id}, %s), "
+            f"{a_status} = CASE WHEN {a_status} IN (%s, %s) THEN %s ELSE {a_status} END, {a_error} = '', {a_updated} = %s "
+            f"WHERE {a_id} = %s",
+            [call_id, A.CREATED.value, A.NOT_DIALED.value, A.REGISTERED.value, real_now, CallAttempt._meta.pk.get_db_prep_value(attempt.pk, connection)],
         )
-        moved = QueueItem.objects.filter(pk=item.pk, status=S.RELEASING).update(
-            status=S.DIALING, status_changed_at=timezone.now(), call_attempts=F("call_attempts") + 1, next_attempt_at=None
+        cursor.execute(
+            f"UPDATE {it} SET {i_status} = %s, {i_changed} = %s, {i_attempts} = {i_attempts} + 1, {i_next} = NULL "
+            f"WHERE {i_id} = %s AND {i_status} = %s",
+            [S.DIALING.value, real_now, item.pk, S.RELEASING.value],
         )
-        if not moved:
+        if cursor.rowcount != 1:
             return PlaceOutcome.LOST
-        Campaign.objects.filter(pk=campaign.pk).update(calls_placed=F("calls_placed") + 1)
-        ContactLedgerEntry.objects.bulk_create(
+        cursor.execute(f"UPDATE {ct} SET {c_placed} = {c_placed} + 1 WHERE {c_id} = %s", [campaign.pk])
+        cursor.execute(
+            f"INSERT INTO {lt} ({', '.join(l_columns)}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             [
-                ContactLedgerEntry(
-                    client_id=item.client_id,
-                    phone=item.phone,
-                    kind=ContactLedgerEntry.Kind.CALL_ATTEMPT,
-                    reference=call_id,
-                    occurred_at=now,
-                    campaign_date=campaign.date,
-                    state=item.state,
-                )
+                item.client_id,
+                item.phone,
+                ContactLedgerEntry.Kind.CALL_ATTEMPT.value,
+                ops.adapt_datetimefield_value(now),
+                call_id,
+                ops.adapt_datefield_value(campaign.date),
+                "",
+                item.state,
             ],
-            ignore_conflicts=True,
         )
     log.info("call placed", extra={"attempt_id": str(attempt.pk), "call_id": call_id, "queue_item_id": item.pk})
     return PlaceOutcome.PLACED
