@@ -13,11 +13,10 @@ warehouse error) skips clients already queued and inserts only the rest, so load
 nothing. The rejected rows of a warehouse load are replaced by each run, not accumulated.
 
 Speed: the whole cadence is resolved from memory (one `cadence_index()` per load), the clients
-already queued are read once per load, and on PostgreSQL the items go in with `COPY` (the
-fastest way in; a conflict with a concurrent writer falls back to INSERT ... ON CONFLICT DO
-NOTHING), written by two threads while the next chunk is checked; on SQLite by one INSERT OR
-IGNORE run for all rows of a chunk. `make bench` measures it against the seed's 100-row ORM
-batches and raw COPY.
+already queued are read once per load, and on PostgreSQL the items go in with `COPY` into a
+staging table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING, written by two threads
+while the next chunk is checked; on SQLite by one INSERT OR IGNORE run for all rows of a chunk.
+`make bench` measures it against the seed's 100-row ORM batches and raw COPY.
 
 Revalidation re-runs the query for its client ids only and, in one set-based UPDATE against a
 temporary table of those ids, marks queued items whose client is gone as `ineligible`.
@@ -31,19 +30,21 @@ import io
 import json
 import logging
 import operator
+import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from queue import SimpleQueue  # the standard library's
 from typing import IO, Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_q.models import Schedule
 
-from cadences.models import MAX_CADENCE_DAY, ActionType, DialerSettings, Segment
+from cadences.models import MAX_CADENCE_DAY, ActionType, CadenceStep, DialerSettings, Segment
 from cadences.resolution import CadenceIndex, cadence_index
 from campaigns import geo
 from campaigns.models import Alert, Campaign, QueueItem, RejectedRow
@@ -64,9 +65,11 @@ EXTRA_FIELDS = "__extra_fields__"
 # Rows fetched from the warehouse and processed per transaction. Each chunk commits its items,
 # its rejected rows and the progress counters together.
 CHUNK_SIZE = 5000
+# Item fields PostgreSQL copies from the cadence step itself (see _postgres_insert_items).
+STEP_TEXT_FIELDS = ("voicemail_prompt", "live_call_prompt")
 # Threads writing chunks in parallel on PostgreSQL (each its own connection and transaction).
 WRITER_THREADS = 2
-# bulk_create batch on databases without COPY.
+# bulk_create batch (rejected rows, and items on databases other than PostgreSQL and SQLite).
 BULK_BATCH_SIZE = 2000
 # A larger CSV belongs in the warehouse query, not in an admin upload.
 CSV_MAX_BYTES = 50 * 1024 * 1024
@@ -81,14 +84,21 @@ LOADABLE_STATUSES = (
 # Items revalidation may still take out of the day: nothing released, dialed or sent.
 REVALIDATED_STATUSES = (QueueItem.Status.QUEUED, QueueItem.Status.SMS_SCHEDULED)
 
+def _max_length(field_name: str) -> int:
+    length = getattr(QueueItem._meta.get_field(field_name), "max_length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"QueueItem.{field_name} has no max_length")
+    return length
+
+
 _MAX_LENGTHS: dict[str, int] = {
-    "client_id": QueueItem._meta.get_field("client_id").max_length,
-    "name": QueueItem._meta.get_field("client_name").max_length,
-    "email": QueueItem._meta.get_field("email").max_length,
-    "payment_link": QueueItem._meta.get_field("payment_link").max_length,
-    "ring_group": QueueItem._meta.get_field("warehouse_ring_group").max_length,
+    "client_id": _max_length("client_id"),
+    "name": _max_length("client_name"),
+    "email": _max_length("email"),
+    "payment_link": _max_length("payment_link"),
+    "ring_group": _max_length("warehouse_ring_group"),
 }
-_TIMEZONES_MAX_LENGTH = QueueItem._meta.get_field("timezones").max_length
+_TIMEZONES_MAX_LENGTH = _max_length("timezones")
 _AMOUNT_FIELD = QueueItem._meta.get_field("amount_due")
 _AMOUNT_LIMIT = Decimal(10) ** (_AMOUNT_FIELD.max_digits - _AMOUNT_FIELD.decimal_places)
 _CENT = Decimal("0.01")
@@ -402,13 +412,16 @@ def queue_rows_prepare(*, run: LoadRun, rows: Iterable[tuple[int, Mapping[str, A
 # --- writing ---------------------------------------------------------------------------------
 
 
-def queue_item_copy_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+def queue_item_copy_rows(
+    items: list[dict[str, Any]], *, exclude: Collection[str] = ()
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Database column names and one tuple of values per item, complete, in COPY's order.
 
     Columns an item does not set take the field's default, computed once (Django's own: the
     declared one, '' for text, else None); JSON values are serialised for COPY's text format.
+    Fields named in `exclude` are left out.
     """
-    fields = [f for f in QueueItem._meta.concrete_fields if not f.primary_key]
+    fields = [f for f in QueueItem._meta.concrete_fields if not f.primary_key and f.attname not in exclude]
     now = timezone.now()
     json_fields = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
     base: dict[str, Any] = {}
@@ -426,25 +439,50 @@ def queue_item_copy_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[t
     return [f.column for f in fields], rows
 
 
-def _copy_items(items: list[dict[str, Any]]) -> int:
-    """PostgreSQL COPY of the items into the queue item table."""
-    columns, rows = queue_item_copy_rows(items)
-    quoted = ", ".join(connection.ops.quote_name(c) for c in columns)
-    table = connection.ops.quote_name(QueueItem._meta.db_table)
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        with cursor.cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
+def _column(model: type[models.Model], field_name: str) -> str:
+    """A field's quoted database column."""
+    field = model._meta.get_field(field_name)
+    if not isinstance(field, models.Field) or not field.column:
+        raise TypeError(f"{model.__name__}.{field_name} is not a column")
+    return connection.ops.quote_name(field.column)
+
+
+def _postgres_insert_items(items: list[dict[str, Any]]) -> int:
+    """COPY into a temporary staging table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+
+    COPY is the fastest way into PostgreSQL; the INSERT ... SELECT lets the database skip the
+    clients already queued (idempotent, with an exact count) and take each step's prompts —
+    about a kilobyte of text, the same for every client on the step — from the cadence step
+    itself instead of receiving them once per client. Python then streams a fraction of the
+    bytes and is free to check the next chunk while the database does the rest.
+    """
+    qn = connection.ops.quote_name
+    table = qn(QueueItem._meta.db_table)
+    columns, rows = queue_item_copy_rows(items, exclude=STEP_TEXT_FIELDS)
+    quoted = ", ".join(qn(c) for c in columns)
+    staged = ", ".join(f"staged.{qn(c)}" for c in columns)
+    texts = ", ".join(_column(QueueItem, f) for f in STEP_TEXT_FIELDS)
+    step_texts = ", ".join(f"step.{_column(CadenceStep, f)}" for f in STEP_TEXT_FIELDS)
+    step_key = _column(QueueItem, "step")
+    unique = ", ".join(_column(QueueItem, f) for f in ("campaign", "client_id"))
+    with connection.cursor() as cursor:
+        # In the connection's own schema, so concurrent writers never share it.
+        cursor.execute("DROP TABLE IF EXISTS pg_temp.queue_staging")
+        cursor.execute(f"CREATE TEMPORARY TABLE queue_staging AS SELECT {quoted} FROM {table} WITH NO DATA")
+        with connection.wrap_database_errors, cursor.cursor.copy(f"COPY queue_staging ({quoted}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-    return len(rows)
-
-
-def _bulk_insert_items(campaign_id: int, items: list[dict[str, Any]]) -> int:
-    """INSERT that skips clients already queued (a concurrent upload or load); returns how many went in."""
-    before = QueueItem.objects.filter(campaign_id=campaign_id).count()
-    QueueItem.objects.bulk_create(
-        [QueueItem(**values) for values in items], batch_size=BULK_BATCH_SIZE, ignore_conflicts=True
-    )
-    return QueueItem.objects.filter(campaign_id=campaign_id).count() - before
+        # LEFT JOIN: a step deleted meanwhile leaves NULL prompts, which the NOT NULL columns
+        # refuse loudly rather than silently dropping the client.
+        cursor.execute(
+            f"INSERT INTO {table} ({quoted}, {texts}) "
+            f"SELECT {staged}, {step_texts} FROM queue_staging AS staged "
+            f"LEFT JOIN {qn(CadenceStep._meta.db_table)} AS step ON step.{qn('id')} = staged.{step_key} "
+            f"ON CONFLICT ({unique}) DO NOTHING"
+        )
+        inserted = cursor.rowcount
+        cursor.execute("DROP TABLE pg_temp.queue_staging")
+    return inserted
 
 
 def _sqlite_insert_items(campaign_id: int, items: list[dict[str, Any]]) -> int:
@@ -474,20 +512,19 @@ def _sqlite_insert_items(campaign_id: int, items: list[dict[str, Any]]) -> int:
 
 
 def queue_items_insert(*, campaign_id: int, items: list[dict[str, Any]]) -> int:
-    """Insert prepared items; returns how many were inserted. Call inside a transaction."""
+    """Insert prepared items, skipping clients the campaign already has; returns how many went in.
+
+    Call inside a transaction.
+    """
     if not items:
         return 0
+    if connection.vendor == "postgresql":
+        return _postgres_insert_items(items)
     if connection.vendor == "sqlite":
         return _sqlite_insert_items(campaign_id, items)
-    if connection.vendor == "postgresql":
-        try:
-            with transaction.atomic():
-                return _copy_items(items)
-        except IntegrityError:
-            # Someone queued one of these clients since the load read the campaign's clients;
-            # the slower path skips exactly those.
-            log.info("queue copy conflicted; inserting with conflict skipping", extra={"campaign_id": campaign_id})
-    return _bulk_insert_items(campaign_id, items)
+    before = QueueItem.objects.filter(campaign_id=campaign_id).count()
+    QueueItem.objects.bulk_create([QueueItem(**values) for values in items], batch_size=BULK_BATCH_SIZE, ignore_conflicts=True)
+    return QueueItem.objects.filter(campaign_id=campaign_id).count() - before
 
 
 def _write_chunk(*, run: LoadRun, chunk: PreparedChunk) -> int:
@@ -546,11 +583,20 @@ def _account(
         on_progress(progress)
 
 
-def _write_chunk_in_thread(*, run: LoadRun, chunk: PreparedChunk) -> int:
+_WriteJob = tuple[Future, LoadRun, PreparedChunk]
+
+
+def _writer_loop(inbox: SimpleQueue[_WriteJob | None]) -> None:
+    """One writer thread: writes the chunks it is handed, on a connection of its own, until told to stop."""
     try:
-        return _write_chunk(run=run, chunk=chunk)
+        while (job := inbox.get()) is not None:
+            future, run, chunk = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(_write_chunk(run=run, chunk=chunk))
+                except BaseException as exc:  # handed to the loading thread, which raises it
+                    future.set_exception(exc)
     finally:
-        # A writer thread's connection is its own; it must not outlive the chunk.
         connection.close()
 
 
@@ -575,28 +621,40 @@ def _load_chunks(
             chunk = queue_rows_prepare(run=run, rows=numbered)
             _account(progress, chunk, _write_chunk(run=run, chunk=chunk), on_progress)
         return
+    inbox: SimpleQueue[_WriteJob | None] = SimpleQueue()
+    writers = [
+        threading.Thread(target=_writer_loop, args=(inbox,), name=f"queue-load-writer-{n}", daemon=True)
+        for n in range(WRITER_THREADS)
+    ]
+    for writer in writers:
+        writer.start()
     in_flight: deque[tuple[Future[int], PreparedChunk]] = deque()
-    with ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="queue-load-writer") as writers:
-        try:
-            for numbered in chunks:
-                chunk = queue_rows_prepare(run=run, rows=numbered)
-                while len(in_flight) >= WRITER_THREADS:
-                    future, written = in_flight.popleft()
-                    _account(progress, written, future.result(), on_progress)
-                in_flight.append((writers.submit(_write_chunk_in_thread, run=run, chunk=chunk), chunk))
-            while in_flight:
+    try:
+        for numbered in chunks:
+            chunk = queue_rows_prepare(run=run, rows=numbered)
+            while len(in_flight) >= WRITER_THREADS:
                 future, written = in_flight.popleft()
                 _account(progress, written, future.result(), on_progress)
-        finally:
-            # Something failed (the warehouse mid-stream, or one write): the writes already
-            # under way finish, each transaction keeping its items and counters together, and
-            # what they wrote is counted.
-            while in_flight:
-                future, written = in_flight.popleft()
-                try:
-                    _account(progress, written, future.result(), on_progress)
-                except Exception:
-                    log.exception("queue load: writing a chunk failed", extra={"campaign_id": run.campaign.pk})
+            job: Future[int] = Future()
+            inbox.put((job, run, chunk))
+            in_flight.append((job, chunk))
+        while in_flight:
+            future, written = in_flight.popleft()
+            _account(progress, written, future.result(), on_progress)
+    finally:
+        # Something failed (the warehouse mid-stream, or one write): the writes already under
+        # way finish, each transaction keeping its items and counters together, and what they
+        # wrote is counted.
+        while in_flight:
+            future, written = in_flight.popleft()
+            try:
+                _account(progress, written, future.result(), on_progress)
+            except Exception:
+                log.exception("queue load: writing a chunk failed", extra={"campaign_id": run.campaign.pk})
+        for _ in writers:
+            inbox.put(None)
+        for writer in writers:
+            writer.join()
 
 
 # --- the warehouse load -----------------------------------------------------------------------
