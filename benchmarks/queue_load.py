@@ -207,7 +207,9 @@ def main() -> bool | None:
         return False
     clients = _clients()
     postgres = connection.vendor == "postgresql"
-    print(f"database: {connection.vendor} ({connection.settings_dict['NAME']}); clients: {clients:,}")
+    print(f"database: {connection.vendor} ({connection.settings_dict['NAME']}); clients: {clients:,}; CPUs: {os.cpu_count()}")
+    # Timings on a shared machine move with its load; say what it was.
+    print("load average (1, 5, 15 min) at start: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     workdir = tempfile.mkdtemp(prefix="bench-queue-load-")
     warehouse_url = f"sqlite:///{workdir}/warehouse.sqlite3"
     try:
@@ -225,6 +227,7 @@ def main() -> bool | None:
         _drop_campaigns()
         shutil.rmtree(workdir, ignore_errors=True)
 
+    print("load average (1, 5, 15 min) at end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     ours_rate = ours["inserted"] / ours["seconds"]
     base_rate = base_rows / base_s
     print()
