@@ -201,7 +201,9 @@ def retell_dedupe_key(*, payload: Mapping[str, Any], raw_body: str) -> str:
     call = _object(payload.get("call"))
     call_id = str(call.get("call_id") or "")
     if event in ONCE_PER_CALL_EVENTS and call_id:
-        return f"{event}:{call_id}"
+        key = f"{event}:{call_id}"
+        # Retell's ids are short; anything longer than the column is stored by its digest.
+        return key if len(key) <= 200 else f"{event[:64]}:sha256-{hashlib.sha256(key.encode('utf-8', 'replace')).hexdigest()}"
     stamp = payload.get("event_timestamp") or payload.get("timestamp")
     if stamp is None and event.startswith("transfer_"):
         stamp = call.get("transfer_end_timestamp") if event == "transfer_ended" else None

@@ -71,6 +71,7 @@ from campaigns.models import (
     WebhookEvent,
 )
 from campaigns.services import compliance, ledger, payment_links
+from campaigns.services.outcomes import storable
 from campaigns.services.transitions import queue_item_transition
 from integrations.heymarket import client as heymarket
 from integrations.http import IntegrationError
@@ -974,7 +975,12 @@ EVENT_RETRY_AFTER = dt.timedelta(minutes=2)
 
 
 def heymarket_event_store(*, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
-    """Store an authenticated event once (the shared token is not kept); (event, created)."""
+    """Store an authenticated event once (the shared token is not kept); (event, created).
+
+    Characters no database column takes (NUL, a lone surrogate) are replaced first, as for
+    Retell's events, so an odd event is kept instead of failing the insert.
+    """
+    payload = storable(payload)
     event_data = payload.get("event_data")
     reference = event_data.get("id") if isinstance(event_data, dict) else None
     return WebhookEvent.objects.get_or_create(
