@@ -6,7 +6,7 @@ touchpoint, so every row is queued — the heaviest load for the same number of 
 
     (a) ours     `queue_load` end to end — warehouse query, checks, E.164, cadence resolution,
                  time zones, insert, rejected rows, progress counters — in a child process,
-                 whose peak RSS (getrusage ru_maxrss) is the memory figure.
+                 whose peak RSS (VmHWM from /proc/self/status) is the memory figure.
     (b) baseline the same prepared rows inserted by the ORM 100 at a time, each batch in its
                  own transaction (`bulk_create(batch_size=100)` per batch — what the seed's
                  Prisma loader does with `createMany`). Timed: building the model instances from
@@ -17,7 +17,8 @@ touchpoint, so every row is queued — the heaviest load for the same number of 
 
 Revalidation: the 100k queued items of (a) against a warehouse that still returns 95% of them.
 
-Targets: ours ≥ 5× the baseline's rows/s, ours within 3× of COPY's time, peak RSS < 500 MB,
+Each of (a), (b) and (c) starts from the same table state: the benchmark's earlier rows deleted
+and the table vacuumed. Targets: ours ≥ 5× the baseline's rows/s, ours within 3× of COPY's time, peak RSS < 500 MB,
 revalidation < 2 s. The campaigns it creates (dates in 2099) are deleted at the end.
 """
 
@@ -61,8 +62,22 @@ def _clients() -> int:
 
 
 def _peak_rss_mb() -> float:
-    # Linux reports ru_maxrss in kilobytes.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set size.
+
+    VmHWM is the high-water mark of this process's own memory; getrusage's ru_maxrss is not
+    (on Linux it keeps the parent's peak across fork and exec, so a child started by a big
+    parent would report the parent's size).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    # No /proc: ru_maxrss, in bytes on macOS and kilobytes elsewhere.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _warehouse_rows(clients: int) -> Iterator[dict[str, Any]]:
@@ -111,6 +126,13 @@ CHILD = (
     "import os, sys, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'billing_dialer.settings'); django.setup(); "
     "from benchmarks.queue_load import child_load; child_load(int(sys.argv[1]), sys.argv[2])"
 )
+
+
+def _reset_table() -> None:
+    _drop_campaigns()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(QueueItem._meta.db_table)}")
 
 
 def _run_ours_in_child(campaign_id: int, warehouse_url: str) -> dict[str, Any]:
@@ -215,12 +237,15 @@ def main() -> bool | None:
     try:
         with override_settings(WAREHOUSE_URL=warehouse_url, DATABRICKS_SERVER_HOSTNAME=""):
             print(f"warehouse: {clients:,} clients written to a temporary SQLite file in {_build_warehouse(clients):.1f} s")
-            _drop_campaigns()
-            campaigns = {name: queue.campaign_create(date=date) for name, date in DATES.items()}
-
+            # Each measurement starts from the same table: no other benchmark rows, vacuumed,
+            # as after a flush and a night of autovacuum.
+            _reset_table()
+            base_rows, base_s = _baseline(queue.campaign_create(date=DATES["baseline"]))
+            _reset_table()
+            copy_rows, copy_s = _copy_floor(queue.campaign_create(date=DATES["copy"])) if postgres else (0, 0.0)
+            _reset_table()
+            campaigns = {"ours": queue.campaign_create(date=DATES["ours"])}
             ours = _run_ours_in_child(campaigns["ours"].pk, warehouse_url)
-            base_rows, base_s = _baseline(campaigns["baseline"])
-            copy_rows, copy_s = _copy_floor(campaigns["copy"]) if postgres else (0, 0.0)
             client_ids = list(QueueItem.objects.filter(campaign=campaigns["ours"]).order_by("pk").values_list("client_id", flat=True))
             marked, revalidation_s, queued = _revalidate(campaigns["ours"], client_ids)
     finally:
