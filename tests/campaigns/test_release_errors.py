@@ -56,6 +56,9 @@ def no_pause(monkeypatch):
 
 def test_rate_limited_call_returns_to_the_queue_uncounted(sandbox, step):
     sandbox.retell_concurrency_limit = 1
+    # An answered call holds its slot for a minute of real time; a quick failure could free it
+    # before the next create on a slow machine, and the limit would not be reached.
+    sandbox.outcome_weights = {"answered": 1}
     sandbox.save()
     campaign = make_campaign(date=NOW.date(), batch_size=3)
     items = [make_item(campaign, step) for _ in range(3)]
