@@ -22,7 +22,11 @@ Phases:
 2. **latency** — more calls' events at a fixed 100/s (open loop, latency measured from each
    request's scheduled time, so a stall is not hidden): p50 and p99.
 3. **baseline** — the no-op view with the same bodies and concurrency: requests/s, and the ratio.
-4. **processing** — the cluster until every stored event is processed (reported, not a target).
+4. **sustained** — with the django-q2 cluster now running beside the web tier, as in production,
+   more calls' events at a fixed `--sustain-rate` (default 30/s) for `--sustain-seconds` (default
+   300): a 20-concurrent-call account emits about 1 webhook/s, so this is ten times three times its
+   peak. Every request must be answered 2xx, none dropped, with p50/p99/max reported.
+5. **processing** — the cluster until every stored event is processed (reported, not a target).
 
 Afterwards, from what each request was answered: every distinct event accepted once (its
 repeats answered 200) and stored once, all processed, each attempt at the outcome its delivered
@@ -30,7 +34,8 @@ events give, the campaign counters equal to a recount from the items, and the le
 attempt per resolved call and one conversation per answered or transferred call — "0 lost or
 double-counted". Everything the run created is then deleted.
 
-Targets: ≥ 300 webhooks/s; p99 < 100 ms at 100/s; ≥ 0.4 × the no-op view's rate.
+Targets: ≥ 300 webhooks/s; p99 < 100 ms at 100/s; ≥ 0.4 × the no-op view's rate; the sustained
+phase with no error and its rate held (≥ 95 % of the requested rate).
 """
 
 from __future__ import annotations
@@ -91,6 +96,8 @@ TARGET_P99_MS = 100.0
 TARGET_RATIO = 0.4
 FIXED_RATE = 100.0
 PHASE_TIME_LIMIT = 120.0
+SUSTAIN_RATE = 30.0
+SUSTAIN_SECONDS = 300.0
 DRAIN_TIME_LIMIT = 600.0
 REQUEST_TIMEOUT = 15.0
 WEBHOOK_PATH = "/webhooks/retell/"
@@ -480,7 +487,9 @@ def closed_loop(port: int, path: str, bodies: Sequence[bytes], *, concurrency: i
     return PhaseResult(sum(statuses.values()), time.perf_counter() - started, statuses, latencies, answers)
 
 
-def open_loop(port: int, path: str, bodies: Sequence[bytes], *, rate: float, signed: bool, threads: int = 32) -> PhaseResult:
+def open_loop(
+    port: int, path: str, bodies: Sequence[bytes], *, rate: float, signed: bool, threads: int = 32, time_limit: float = PHASE_TIME_LIMIT
+) -> PhaseResult:
     """Request i is due at start + i/rate whatever happened before; latency counts from then."""
     next_index = itertools.count()
     lock = threading.Lock()
@@ -488,7 +497,7 @@ def open_loop(port: int, path: str, bodies: Sequence[bytes], *, rate: float, sig
     latencies: list[float] = []
     answers: dict[int, int] = {}
     start = time.perf_counter() + 0.2
-    limit = start + PHASE_TIME_LIMIT
+    limit = start + time_limit
 
     def worker() -> None:
         while True:
@@ -607,15 +616,22 @@ def verify(fixture: Fixture, delivered: Sequence[tuple[Delivery, int]]) -> list[
 # --- The run ------------------------------------------------------------------------------------------
 
 
-def run(*, calls: int, fixed_calls: int, concurrency: int, workers: int, threads: int) -> bool:
+def run(
+    *, calls: int, fixed_calls: int, concurrency: int, workers: int, threads: int, sustain_rate: float, sustain_seconds: float
+) -> bool:
     # Other work on the machine moves these figures; the load average says how much there was.
     load_before = os.getloadavg()[0]
-    fixture = build_fixture(calls + fixed_calls)
+    sustain_calls = int(sustain_rate * sustain_seconds) // 2  # two events a call
+    fixture = build_fixture(calls + fixed_calls + sustain_calls)
     throughput_deliveries: list[Delivery] = []
     fixed_deliveries: list[Delivery] = []
+    sustain_deliveries: list[Delivery] = []
     for n, attempt in enumerate(fixture.attempts):
         deliveries, planned = call_events(attempt, n)
         fixture.planned[deliveries[0].call_id] = planned
+        if n >= calls + fixed_calls:
+            sustain_deliveries.extend(deliveries)
+            continue
         if n >= calls:
             fixed_deliveries.extend(deliveries)
             continue
@@ -633,14 +649,20 @@ def run(*, calls: int, fixed_calls: int, concurrency: int, workers: int, threads
             throughput = closed_loop(port, WEBHOOK_PATH, [d.body for d in throughput_deliveries], concurrency=concurrency, signed=True)
             latency = open_loop(port, WEBHOOK_PATH, [d.body for d in fixed_deliveries], rate=FIXED_RATE, signed=True)
             baseline = closed_loop(port, NOOP_PATH, [d.body for d in throughput_deliveries], concurrency=concurrency, signed=True)
-        # The worker is its own process type (Procfile `worker`); here it runs once the web tier is
-        # measured, so two CPUs are not split between them while the ingest figures are taken.
-        with qcluster(logs / "qcluster.log"):
-            drained, pending = wait_processed(list(fixture.planned), started=time.perf_counter(), timeout=DRAIN_TIME_LIMIT)
+            # The worker is its own process type (Procfile `worker`); it starts once the ingest
+            # figures are taken, so two CPUs are not split between them while they are, and then
+            # runs beside the web tier, as in production, through the sustained load.
+            with qcluster(logs / "qcluster.log"):
+                sustained = open_loop(
+                    port, WEBHOOK_PATH, [d.body for d in sustain_deliveries], rate=sustain_rate, signed=True,
+                    time_limit=sustain_seconds + 30,
+                )  # fmt: skip
+                drained, pending = wait_processed(list(fixture.planned), started=time.perf_counter(), timeout=DRAIN_TIME_LIMIT)
         delivered = [(throughput_deliveries[i], status) for i, status in throughput.answers.items()]
         delivered += [(fixed_deliveries[i], status) for i, status in latency.answers.items()]
+        delivered += [(sustain_deliveries[i], status) for i, status in sustained.answers.items()]
         problems = verify(fixture, delivered)
-        statuses = throughput.statuses + latency.statuses
+        statuses = throughput.statuses + latency.statuses + sustained.statuses
     finally:
         cleanup(fixture)
 
@@ -661,10 +683,17 @@ def run(*, calls: int, fixed_calls: int, concurrency: int, workers: int, threads
         f"achieved {latency.rate:.0f}/s)          target p99 < {TARGET_P99_MS:.0f} ms"
     )
     print(f"  no-op view      {baseline.rate:7.0f} requests/s   ratio {ratio:.2f}                              target ≥ {TARGET_RATIO}")
+    sustain_errors = sum(n for status, n in sustained.statuses.items() if status not in (200, 204))
+    sustain_held = not sustain_deliveries or (sustained.sent == len(sustain_deliveries) and sustained.rate >= 0.95 * sustain_rate)
+    print(
+        f"  sustained       {sustained.sent:,} requests at {sustain_rate:.0f}/s for {sustained.seconds:.0f} s with the cluster running "
+        f"(achieved {sustained.rate:.1f}/s): p50 {sustained.percentile(50):.1f} ms, p99 {sustained.percentile(99):.1f} ms, "
+        f"max {max(sustained.latencies_ms, default=float('nan')):.1f} ms, {sustain_errors} errors     target 0 errors, rate held"
+    )
     processed = sum(1 for _, status in delivered if status == 204)
     print(
-        f"  processing      {processed:,} events processed by the django-q2 cluster in {drained:.1f} s "
-        f"({processed / drained:.0f}/s, cluster start included){'' if not pending else f'; {pending} still pending'}"
+        f"  processing      {processed:,} stored events processed by the django-q2 cluster "
+        f"{drained:.1f} s after the sustained phase ended{'' if not pending else f'; {pending} still pending'}"
     )
     print(f"  answers         {dict(sorted(statuses.items()))}")
     print(f"  correctness     {'0 lost, 0 double-counted' if not problems else '; '.join(problems)}")
@@ -676,6 +705,8 @@ def run(*, calls: int, fixed_calls: int, concurrency: int, workers: int, threads
         and ratio >= TARGET_RATIO
         and throughput.sent == len(throughput_deliveries)
         and latency.sent == len(fixed_deliveries)
+        and sustain_errors == 0
+        and sustain_held
     )
     print(f"  {'PASS' if ok else 'MISS'}   (server logs: {logs})")
     return ok
@@ -691,10 +722,15 @@ def main(argv: Sequence[str] = ()) -> bool:
     # A webhook mostly waits for its commit: threads overlap those waits (`--threads 1` gives the
     # sync workers the Procfile runs today).
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (1: sync workers)")
+    parser.add_argument("--sustain-rate", type=float, default=SUSTAIN_RATE, help="webhooks/s of the sustained phase")
+    parser.add_argument("--sustain-seconds", type=float, default=SUSTAIN_SECONDS, help="length of the sustained phase (0 skips it)")
     args = parser.parse_args(list(argv))
     if connection.vendor != "postgresql":
         return _rerun_on_postgres(list(argv))
-    return run(calls=args.calls, fixed_calls=args.fixed_calls, concurrency=args.concurrency, workers=args.workers, threads=args.threads)
+    return run(
+        calls=args.calls, fixed_calls=args.fixed_calls, concurrency=args.concurrency, workers=args.workers, threads=args.threads,
+        sustain_rate=args.sustain_rate, sustain_seconds=args.sustain_seconds,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
