@@ -34,7 +34,7 @@ from cadences.models import Phase
 from campaigns import roles
 from campaigns import selectors_dashboard as selectors
 from campaigns.models import Campaign, FollowUpTask, QueueItem
-from campaigns.services import lifecycle
+from campaigns.services import lifecycle, queue
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,18 @@ class CampaignDetailSerializer(CampaignSerializer):
         return {key: status_[key] for key in ("total_items", "counters", "skipped_by_reason", "ring_groups")}
 
 
-class CampaignViewSet(viewsets.ReadOnlyModelViewSet):
-    """Campaigns, newest first; the detail adds the live counters. start/pause/resume/stop act."""
+class CampaignCreateSerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="The campaign's day; one campaign per date.")
+
+    def validate_date(self, value: Any) -> Any:
+        if value < selectors.today():
+            raise serializers.ValidationError("A campaign cannot be created for a day that has passed.")
+        return value
+
+
+class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Campaigns, newest first; the detail adds the live counters. POST creates the campaign of a
+    date (or answers the existing one); start/pause/resume/stop act."""
 
     queryset = Campaign.objects.order_by("-date")
     permission_classes = [ByRole]
@@ -114,7 +124,23 @@ class CampaignViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_fields = {"status": ["exact"], "date": ["exact", "gte", "lte"]}
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
+        if self.action == "create":
+            return CampaignCreateSerializer
         return CampaignDetailSerializer if self.action == "retrieve" else CampaignSerializer
+
+    @extend_schema(
+        request=CampaignCreateSerializer,
+        responses={201: CampaignSerializer, 200: OpenApiResponse(CampaignSerializer, description="The date's campaign existed already.")},
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A draft campaign for the date, with today's release settings; start it to load its queue."""
+        form = CampaignCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        date = form.validated_data["date"]
+        existed = Campaign.objects.filter(date=date).exists()
+        campaign = queue.campaign_create(date=date, user=request.user)
+        log.info("campaign control", extra={"campaign_id": campaign.pk, "action": "create", "user": request.user.get_username(), "via": "api"})
+        return Response(CampaignSerializer(campaign).data, status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
 
     def _control(self, request: Request, name: str) -> Response:
         campaign = self.get_object()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -111,6 +114,21 @@ def test_supervisors_control_campaigns_and_billing_managers_cannot(day: dict[str
     assert conflict.status_code == 409
     assert conflict.json()["status"] == "stopping"
     assert boss.get(f"/api/campaigns/{campaign.pk}/start/").status_code == 405
+
+
+def test_supervisors_create_the_campaign_of_a_date_once() -> None:
+    tomorrow = selectors.today() + dt.timedelta(days=1)
+    assert api(billing_manager()).post("/api/campaigns/", {"date": tomorrow.isoformat()}, format="json").status_code == 403
+    boss = api(supervisor())
+    created = boss.post("/api/campaigns/", {"date": tomorrow.isoformat()}, format="json")
+    assert created.status_code == 201 and created.json()["status"] == "draft" and created.json()["date"] == tomorrow.isoformat()
+    again = boss.post("/api/campaigns/", {"date": tomorrow.isoformat()}, format="json")
+    assert again.status_code == 200 and again.json()["id"] == created.json()["id"]
+    assert Campaign.objects.filter(date=tomorrow).count() == 1
+    bad = boss.post("/api/campaigns/", {"date": "not a date"}, format="json")
+    assert bad.status_code == 400 and "date" in bad.json()
+    past = boss.post("/api/campaigns/", {"date": (selectors.today() - dt.timedelta(days=1)).isoformat()}, format="json")
+    assert past.status_code == 400 and "passed" in past.json()["date"][0]
 
 
 def test_queue_items_filter_by_status_ring_group_segment_phase_and_client(day: dict[str, Any]) -> None:
@@ -240,3 +258,45 @@ def test_the_schema_generates_without_warnings_and_validates(tmp_path: Any) -> N
     # --fail-on-warn turns any unresolved serializer, enum clash or untyped field into an error.
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     assert "/api/queue-items/" in (tmp_path / "schema.yaml").read_text()
+
+
+def _queries(client: APIClient, url: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_api_queries_do_not_grow_with_the_rows(day: dict[str, Any]) -> None:
+    """Aggregates in SQL, related rows joined: a page of 8 items costs what a page of 100 does."""
+    campaign = day["campaign"]
+    client = api(supervisor())
+    owner = supervisor("ana.agent")
+
+    def add_tasks(count: int) -> None:
+        FollowUpTask.objects.bulk_create(
+            FollowUpTask(
+                kind=FollowUpTask.Kind.DISPUTE, client_id=f"C-{n}", owner=owner, due_at=at(campaign.date, 17), source_ref=f"call_{uuid.uuid4().hex}"
+            )
+            for n in range(count)
+        )
+
+    urls = (
+        "/api/campaigns/",
+        f"/api/campaigns/{campaign.pk}/",
+        "/api/queue-items/",
+        "/api/follow-up-tasks/",
+        "/api/kpis/",
+    )
+    for item in day["red"][:3]:
+        make_attempt(item, outcome="answered")
+    add_tasks(3)
+    _queries(client, urls[0])  # the first request fills the per-process caches (permissions, content types)
+    few = {url: _queries(client, url) for url in urls}
+
+    more = make_items(campaign, day["red_step"], 150) + make_items(campaign, day["reso_step"], 150)
+    for item in more[:120]:
+        make_attempt(item, outcome="voicemail")
+    add_tasks(120)
+    cache.clear()
+    many = {url: _queries(client, url) for url in urls}
+    assert many == few
