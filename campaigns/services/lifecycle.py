@@ -31,7 +31,6 @@ from django_q.tasks import async_task
 
 from cadences.models import DialerSettings
 from campaigns.models import (
-    Alert,
     CallAttempt,
     Campaign,
     ContactLedgerEntry,
@@ -41,6 +40,7 @@ from campaigns.models import (
 )
 from billing_dialer import clock
 from campaigns.services import kpis, queue, release, sms
+from campaigns.services.alerts import alert_raise
 from campaigns.services.transitions import campaign_recount
 from integrations.http import IntegrationError
 from integrations.warehouse import client as warehouse
@@ -118,7 +118,7 @@ def campaign_load_and_run(*, campaign: Campaign, now: dt.datetime | None = None,
         queue.queue_load(campaign=campaign, now=now)
     except IntegrationError as exc:
         _move(campaign, from_statuses=[Status.LOADING], to_status=Status.DRAFT, load_error=str(exc))
-        Alert.objects.create(campaign=campaign, level=Alert.Level.ERROR, source="warehouse", message=f"Queue load failed: {exc}")
+        alert_raise(campaign=campaign, source="warehouse", message=f"Queue load failed: {exc}")
         log.warning("queue load failed", extra={"campaign_id": campaign.pk, "error": str(exc)})
         return campaign
     if not _move(campaign, from_statuses=[Status.LOADING], to_status=Status.RUNNING, started_at=now, load_finished_at=timezone.now()):
@@ -224,13 +224,13 @@ def campaign_flush(*, campaign: Campaign) -> Campaign:
         for chunk in _chunks(history_rows(campaign=campaign), FLUSH_CHUNK_ROWS):
             written += warehouse.write_rows(table, chunk, key=warehouse.HISTORY_KEY, columns=list(HISTORY_COLUMNS))
     except IntegrationError as exc:
-        Campaign.objects.filter(pk=campaign.pk).update(flush_error=str(exc))
-        Alert.objects.create(campaign=campaign, level=Alert.Level.ERROR, source="flush", message=f"History flush failed: {exc}")
-        log.error("history flush failed", extra={"campaign_id": campaign.pk, "error": str(exc), "rows_written": written})
-        campaign.refresh_from_db()
-        return campaign
+        return _flush_failed(campaign, f"History flush failed: {exc}", written=written)
     kpis.kpis_snapshot(campaign=campaign)
-    reconciled_file_write(campaign=campaign)
+    try:
+        reconciled_file_write(campaign=campaign)
+    except OSError as exc:
+        # The history is in the warehouse, but the file the team reads is not: keep the day until it is.
+        return _flush_failed(campaign, f"Reconciled file could not be written ({exc.strerror or exc}): check RECONCILED_FILE_DIR", written=written)
     with transaction.atomic():
         if not _move(
             campaign, from_statuses=[Status.STOPPED], to_status=Status.FLUSHED,
@@ -241,6 +241,15 @@ def campaign_flush(*, campaign: Campaign) -> Campaign:
         campaign.rejected_rows.all().delete()
         campaign.batches.all().delete()
     log.info("campaign flushed", extra={"campaign_id": campaign.pk, "rows": written})
+    return campaign
+
+
+def _flush_failed(campaign: Campaign, message: str, *, written: int) -> Campaign:
+    """Everything stays; the error shows on the campaign, and one open alert says so."""
+    Campaign.objects.filter(pk=campaign.pk).update(flush_error=message)
+    alert_raise(campaign=campaign, source="flush", message=message)
+    log.error("history flush failed", extra={"campaign_id": campaign.pk, "error": message, "rows_written": written})
+    campaign.refresh_from_db()
     return campaign
 
 
@@ -275,8 +284,11 @@ def history_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
         yield _item_fields(campaign, item) | {
             "record_id": attempt.call_id or f"attempt-{attempt.pk}",
             "record_type": "call",
+            "call_kind": attempt.kind,
             "outcome": attempt.outcome or attempt.status,
+            "call_status": attempt.status,
             "disconnection_reason": attempt.disconnection_reason,
+            "in_voicemail": attempt.in_voicemail,
             "attempt_number": attempt.attempt_number,
             "from_number": attempt.from_number,
             "started_at": attempt.started_at,
@@ -286,6 +298,9 @@ def history_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
             "recording_url": attempt.recording_url,
             "summary": attempt.summary[:4000],
             "sentiment": attempt.sentiment,
+            "transcript": attempt.transcript,
+            "custom_analysis": attempt.custom_analysis or None,
+            "error": attempt.error,
             "cost": attempt.cost,
             "promise_date": promise.promised_date if promise else None,
             "promise_amount": promise.amount if promise else None,
@@ -302,6 +317,9 @@ def history_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
             "sms_text": message.text[:1600],
             "sms_status": message.status,
             "sms_inbox_id": message.inbox_id,
+            "sms_kind": message.kind,
+            "heymarket_id": message.heymarket_id,
+            "error": message.error,
             "started_at": message.sent_at,
             "recorded_at": now,
         }

@@ -60,6 +60,7 @@ HISTORY_COLUMNS: dict[str, str] = {
     "record_id": "VARCHAR(120)",
     "record_type": "VARCHAR(16)",
     "campaign_date": "DATE",
+    "call_kind": "VARCHAR(16)",
     "client_id": "VARCHAR(64)",
     "client_name": "VARCHAR(200)",
     "phone": "VARCHAR(20)",
@@ -71,7 +72,9 @@ HISTORY_COLUMNS: dict[str, str] = {
     "item_status": "VARCHAR(16)",
     "skip_reason": "VARCHAR(64)",
     "outcome": "VARCHAR(16)",
+    "call_status": "VARCHAR(16)",
     "disconnection_reason": "VARCHAR(64)",
+    "in_voicemail": "BOOLEAN",
     "attempt_number": "INTEGER",
     "from_number": "VARCHAR(20)",
     "started_at": "TIMESTAMP",
@@ -81,12 +84,17 @@ HISTORY_COLUMNS: dict[str, str] = {
     "recording_url": "VARCHAR(500)",
     "summary": "VARCHAR(4000)",
     "sentiment": "VARCHAR(32)",
+    "transcript": "TEXT",
+    "custom_analysis": "JSON",
+    "error": "TEXT",
     "cost": "DECIMAL(10,4)",
     "promise_date": "DATE",
     "promise_amount": "DECIMAL(12,2)",
     "sms_text": "VARCHAR(1600)",
     "sms_status": "VARCHAR(16)",
     "sms_inbox_id": "VARCHAR(64)",
+    "sms_kind": "VARCHAR(24)",
+    "heymarket_id": "VARCHAR(64)",
     "recorded_at": "TIMESTAMP",
 }
 
@@ -367,6 +375,17 @@ def create_table_statements(dialect: str, table: str, columns: Mapping[str, str]
     return statements
 
 
+def add_column_statements(dialect: str, table: str, columns: Mapping[str, str]) -> list[str]:
+    """ALTER TABLE statements adding `columns` to an existing table (none for an empty mapping)."""
+    if not columns:
+        return []
+    qualified = qualified_table(dialect, table)
+    definitions = [f"{quote_identifier(dialect, column)} {column_type(dialect, declared)}" for column, declared in columns.items()]
+    if dialect == "databricks":
+        return [f"ALTER TABLE {qualified} ADD COLUMNS ({', '.join(definitions)})"]
+    return [f"ALTER TABLE {qualified} ADD COLUMN {definition}" for definition in definitions]
+
+
 def probe_sql(sql: str) -> str:
     """Wrap a query so the warehouse plans it and reports its columns without returning rows."""
     # A final `;` (even followed by `-- comments`) would end the statement inside the parentheses.
@@ -560,7 +579,8 @@ def write_rows(table: str, rows: Sequence[Mapping[str, Any]], *, key: str, colum
 
 
 def ensure_table(table: str, columns: Mapping[str, str], *, key: str) -> None:
-    """CREATE TABLE IF NOT EXISTS with `key` unique (types: see `column_type`)."""
+    """CREATE TABLE IF NOT EXISTS with `key` unique (types: see `column_type`); a table made by an
+    earlier release gains the columns it lacks, so nothing new is dropped on its way there."""
     with _connect(create=True) as (t, connection):
         statements = create_table_statements(t.dialect, table, columns, key=key)
         with _translated_errors(t, "create table"):
@@ -568,10 +588,17 @@ def ensure_table(table: str, columns: Mapping[str, str], *, key: str) -> None:
             try:
                 for statement in statements:
                     cursor.execute(statement)
+                cursor.execute(f"SELECT * FROM {qualified_table(t.dialect, table)} LIMIT 0")
+                present = {str(column[0]).lower() for column in cursor.description or ()}
+                missing = {name: declared for name, declared in columns.items() if name.lower() not in present}
+                for statement in add_column_statements(t.dialect, table, missing):
+                    cursor.execute(statement)
             finally:
                 cursor.close()
             if t.dialect != "databricks":
                 connection.commit()
+        if missing:
+            log.info("warehouse table gained columns", extra={"table": table, "columns": sorted(missing)})
 
 
 def drop_table(table: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -48,6 +49,9 @@ def stopped_day(campaign: Campaign, sample_warehouse: SampleWarehouse, settings:
             campaign=campaign, queue_item=item, call_id=call_id, to_number=item.phone, status="ended", outcome=status,
             disconnection_reason="user_hangup" if status == "answered" else "voicemail_reached", duration_ms=61000,
             summary="Client promised to pay on Friday." if status == "answered" else "",
+            transcript="Agent: Hi, this is Grace.\nUser: I can pay on Friday — promesa.\n" if status == "answered" else "",
+            custom_analysis={"promise_to_pay_date": "2025-06-13", "hardship": True} if status == "answered" else {},
+            in_voicemail=status == "voicemail",
         )
         QueueItem.objects.filter(pk=item.pk).update(status=status)
         ledger_record(client_id=item.client_id, phone=item.phone, kind="call_attempt", reference=call_id, occurred_at=NOW)
@@ -81,6 +85,13 @@ def test_flush_writes_every_outcome_then_cleans_up_the_day(stopped_day: Campaign
     assert history["call_a"]["outcome"] == "answered"
     assert history["call_a"]["promise_amount"] is not None
     assert history["call_v"]["disconnection_reason"] == "voicemail_reached"
+    # What the conversation said leaves with the day's history: the rows holding it are deleted next.
+    assert history["call_a"]["transcript"].startswith("Agent: Hi, this is Grace.") and "promesa" in history["call_a"]["transcript"]
+    assert json.loads(history["call_a"]["custom_analysis"]) == {"promise_to_pay_date": "2025-06-13", "hardship": True}
+    assert history["call_a"]["call_status"] == "ended" and history["call_a"]["call_kind"] == "outbound"
+    assert bool(history["call_v"]["in_voicemail"]) is True and history["call_v"]["custom_analysis"] is None
+    sms = next(r for r in history.values() if r["record_type"] == "sms")
+    assert sms["sms_text"] == "Hi there" and sms["sms_kind"] == "touchpoint"
     assert campaign.flushed_rows == len(history) == 4
     # The day's rows are gone; what outlives the day stays.
     assert not QueueItem.objects.filter(campaign=campaign).exists()
@@ -112,6 +123,11 @@ def test_a_warehouse_outage_during_flush_deletes_nothing_and_a_later_flush_compl
     assert CallAttempt.objects.filter(campaign=campaign).count() == 2
     assert campaign.alerts.filter(source="flush", level="error").exists()
 
+    # The retries an outage brings refresh the one alert instead of piling up copies of it.
+    lifecycle.campaign_flush(campaign=campaign)
+    lifecycle.campaign_flush(campaign=campaign)
+    assert campaign.alerts.filter(source="flush").count() == 1
+
     settings.WAREHOUSE_URL = good_url
     campaign = lifecycle.campaign_flush(campaign=campaign)
     assert campaign.status == Campaign.Status.FLUSHED and campaign.flush_error == ""
@@ -139,6 +155,19 @@ def test_a_failure_after_some_chunks_were_written_deletes_nothing(
     assert QueueItem.objects.filter(campaign=campaign).count() == 4
 
     monkeypatch.setattr(warehouse, "write_rows", real_write)
+    assert lifecycle.campaign_flush(campaign=campaign).status == Campaign.Status.FLUSHED
+    assert len(_history()) == 4
+
+
+def test_an_unwritable_reconciled_file_directory_keeps_the_day_and_says_so(stopped_day: Campaign, settings: Any, tmp_path: Any) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the directory should be")
+    settings.RECONCILED_FILE_DIR = blocker / "reconciled"
+    campaign = lifecycle.campaign_flush(campaign=stopped_day)
+    assert campaign.status == Campaign.Status.STOPPED and "RECONCILED_FILE_DIR" in campaign.flush_error
+    assert QueueItem.objects.filter(campaign=campaign).count() == 4
+    assert campaign.alerts.filter(source="flush", level="error").count() == 1
+    settings.RECONCILED_FILE_DIR = tmp_path / "reconciled"
     assert lifecycle.campaign_flush(campaign=campaign).status == Campaign.Status.FLUSHED
     assert len(_history()) == 4
 

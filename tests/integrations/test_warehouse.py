@@ -49,6 +49,18 @@ def test_write_rows_is_idempotent_and_updates_on_the_key(warehouse_url: str, tab
     assert counts == [{"outcome": "answered", "n": 440}, {"outcome": "voicemail", "n": 10}]
 
 
+def test_ensure_table_adds_the_columns_an_older_table_lacks(warehouse_url: str, table_name: str) -> None:
+    older = {name: COLUMNS[name] for name in ("record_id", "outcome")}
+    warehouse.ensure_table(table_name, older, key="record_id")
+    warehouse.write_rows(table_name, _rows(2), key="record_id", columns=list(older))
+    warehouse.ensure_table(table_name, COLUMNS, key="record_id")
+    warehouse.ensure_table(table_name, COLUMNS, key="record_id")  # nothing left to add: harmless
+    assert warehouse.query_columns(f"SELECT * FROM {_physical(table_name)}") == list(COLUMNS)
+    warehouse.write_rows(table_name, _rows(3, outcome="voicemail"), key="record_id", columns=list(COLUMNS))
+    got = _all(f"SELECT record_id, outcome, attempt FROM {_physical(table_name)} ORDER BY record_id")
+    assert got == [{"record_id": f"call_0000{i}", "outcome": "voicemail", "attempt": 1} for i in range(3)]
+
+
 def test_write_rows_keeps_the_last_row_of_a_repeated_key(warehouse_url: str, table_name: str) -> None:
     warehouse.ensure_table(table_name, COLUMNS, key="record_id")
     rows = _rows(2) + [{**_rows(1)[0], "outcome": "transferred"}]

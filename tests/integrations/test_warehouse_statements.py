@@ -120,3 +120,15 @@ def test_probe_wraps_the_query_without_fetching_rows() -> None:
     assert warehouse.probe_sql("SELECT 1 AS a;  ") == "SELECT * FROM (\nSELECT 1 AS a\n) AS bd_probe LIMIT 0"
     with pytest.raises(IntegrationError, match="empty"):
         warehouse.probe_sql("  ;")
+
+
+def test_columns_are_added_one_statement_each_or_in_one_databricks_statement() -> None:
+    added = {"transcript": "TEXT", "in_voicemail": "BOOLEAN"}
+    assert warehouse.add_column_statements("databricks", "analytics.billing.h", added) == [
+        "ALTER TABLE `analytics`.`billing`.`h` ADD COLUMNS (`transcript` STRING, `in_voicemail` BOOLEAN)"
+    ]
+    assert warehouse.add_column_statements("postgresql", "h", added) == [
+        'ALTER TABLE "h" ADD COLUMN "transcript" TEXT',
+        'ALTER TABLE "h" ADD COLUMN "in_voicemail" BOOLEAN',
+    ]
+    assert warehouse.add_column_statements("sqlite", "h", {}) == []
