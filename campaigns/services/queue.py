@@ -48,6 +48,7 @@ from cadences.models import MAX_CADENCE_DAY, ActionType, CadenceStep, DialerSett
 from cadences.resolution import CadenceIndex, cadence_index
 from campaigns import geo
 from campaigns.models import Alert, Campaign, QueueItem, RejectedRow
+from campaigns.services.alerts import alert_raise
 from integrations import modes
 from integrations.http import IntegrationError
 from integrations.warehouse import client as warehouse
@@ -900,12 +901,10 @@ def queue_revalidate(*, campaign: Campaign, now: dt.datetime | None = None, sql:
             campaign=campaign, source=SOURCE_WAREHOUSE, status__in=REVALIDATED_STATUSES
         ).exists()
         if pending:
-            Alert.objects.create(
-                campaign=campaign,
-                level=Alert.Level.WARNING,
-                source="revalidation",
+            alert_raise(
+                campaign=campaign, source="revalidation", level=Alert.Level.WARNING,
                 message="The queue query returned no clients during revalidation; nothing was marked ineligible.",
-            )
+            )  # fmt: skip
             log.warning("revalidation skipped: empty queue query result", extra={"campaign_id": campaign.pk})
         return 0
     marked = _mark_ineligible(campaign=campaign, eligible=eligible, now=now)

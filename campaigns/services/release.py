@@ -51,6 +51,7 @@ from cadences.models import ActionType, DialerSettings
 from campaigns import caller_ids
 from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, QueueItem, ReleaseBatch
 from campaigns.services import compliance
+from campaigns.services.alerts import alert_raise
 from campaigns.services.compliance import Block
 from campaigns.services.transitions import queue_item_transition
 from integrations.dialflow import client as dialflow
@@ -284,6 +285,10 @@ def call_place(
     else:
         # The request may have reached Retell: keep the attempt (and its key) for the next try.
         attempt_not_dialed(attempt=attempt, error=f"network: {error}", now=now, backoff=NETWORK_BACKOFF)
+        alert_raise(
+            campaign=campaign, source="retell",
+            message=f"Retell did not answer a create-call after {NETWORK_TRIES} tries; the call goes back to the queue: {error}",
+        )  # fmt: skip
     log.warning(
         "call not placed",
         extra={"attempt_id": str(attempt.pk), "queue_item_id": item.pk, "outcome": outcome, "status": error.status, "error": str(error)},
@@ -388,11 +393,8 @@ def campaign_halt(*, campaign: Campaign, reason: str, now: dt.datetime) -> bool:
         status=Campaign.Status.PAUSED, halt_reason=reason[:2000]
     )
     if paused:
-        Alert.objects.create(
-            campaign=campaign,
-            level=Alert.Level.ERROR,
-            source="retell",
-            message=f"Calling paused: {reason}. Fix the Retell account, then resume the campaign.",
+        alert_raise(
+            campaign=campaign, source="retell", message=f"Calling paused: {reason}. Fix the Retell account, then resume the campaign."
         )
         log.error("campaign halted", extra={"campaign_id": campaign.pk, "reason": reason})
     return bool(paused)
@@ -782,7 +784,12 @@ def release_pass(
             continue
         if time_left is not None and time_left() < _placement_budget(campaign=campaign, dialer=dialer):
             return released  # not enough of this slice left to place a whole batch
-        available = dialflow.available_agents(ring_group)
+        available, unknown = dialflow.availability(ring_group)
+        if unknown:
+            alert_raise(
+                campaign=campaign, source="dialflow", level=Alert.Level.WARNING,
+                message=f"Free agents in {ring_group} unknown, so none are released there: {unknown}",
+            )  # fmt: skip
         if available < campaign.release_threshold:
             state.poll_after[ring_group] = monotonic() + campaign.poll_interval_seconds / clock.speed()
             log.debug("not enough free agents", extra={"ring_group": ring_group, "available": available})

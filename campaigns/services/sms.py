@@ -71,6 +71,7 @@ from campaigns.models import (
     WebhookEvent,
 )
 from campaigns.services import compliance, ledger, payment_links
+from campaigns.services.alerts import alert_raise
 from campaigns.services.outcomes import storable
 from campaigns.services.transitions import queue_item_transition
 from integrations.heymarket import client as heymarket
@@ -500,6 +501,9 @@ def _send_item(*, item: QueueItem, now: dt.datetime, company_name: str) -> str:
                     detail={"error": error, "status": exc.status},
                 )
             log.warning("sms failed", extra={**log_fields, "local_id": message.local_id, "error": error, "status": exc.status})
+            if not exc.permanent or exc.status in (401, 403):
+                # An outage or refused credentials fail every text, not just this one's: say so once.
+                alert_raise(campaign=item.campaign, source="heymarket", message=f"Texts are failing: {error}")
             return "failed"
         due = now + _retry_delay(attempts, exc.retry_after)
         with transaction.atomic():

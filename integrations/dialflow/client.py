@@ -73,6 +73,11 @@ def fetch_availability(ring_group: str) -> dict[str, Any]:
 
 def available_agents(ring_group: str) -> int:
     """Free agents in `ring_group` now; 0 (and a warning) when that cannot be known."""
+    return availability(ring_group)[0]
+
+
+def availability(ring_group: str) -> tuple[int, str]:
+    """(free agents, "") — or (0, why they are unknown), with a warning logged."""
     try:
         payload = fetch_availability(ring_group)
     except IntegrationError as exc:
@@ -80,7 +85,7 @@ def available_agents(ring_group: str) -> int:
             "dialflow availability unknown, counting zero",
             extra={"vendor": VENDOR, "ring_group": ring_group, "error": str(exc), "status": exc.status},
         )
-        return 0
+        return 0, str(exc)
     value = payload.get("available_agents")
     # bool is an int in Python; `true` is not a number of agents.
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -88,12 +93,12 @@ def available_agents(ring_group: str) -> int:
             "dialflow availability malformed, counting zero",
             extra={"vendor": VENDOR, "ring_group": ring_group, "available_agents": repr(value)[:50]},
         )
-        return 0
+        return 0, f"Dialflow answered available_agents={repr(value)[:50]}, not a number of agents"
     answered_for = payload.get("ring_group")
     if answered_for is not None and answered_for != ring_group:
         log.warning(
             "dialflow answered for another ring group, counting zero",
             extra={"vendor": VENDOR, "ring_group": ring_group, "answered_for": str(answered_for)[:64]},
         )
-        return 0
-    return value
+        return 0, f"Dialflow answered for ring group {str(answered_for)[:64]!r}"
+    return value, ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
@@ -123,6 +124,8 @@ def test_network_errors_retry_with_the_same_key_then_requeue(sandbox, step, no_p
     attempt = CallAttempt.objects.get()
     assert attempt.status == A.NOT_DIALED and attempt.error.startswith("network:")
     assert simulated_calls() == []
+    (alert,) = Alert.objects.filter(campaign=campaign, source="retell")
+    assert "did not answer" in alert.message and "500" in alert.message
 
     sandbox.create_error_rate = 0.0
     sandbox.save()
@@ -134,6 +137,22 @@ def test_network_errors_retry_with_the_same_key_then_requeue(sandbox, step, no_p
     (call,) = simulated_calls()
     assert call.idempotency_key == str(attempt.pk) and attempt.call_id == call.call_id
     assert reload([item])[0].status == S.DIALING
+
+
+def test_dialflow_down_releases_nothing_and_warns_the_supervisor_once(sandbox, step, settings):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.DIALFLOW_URL = f"http://127.0.0.1:{port}"
+    settings.DIALFLOW_API_KEY = "dialflow-key"
+    reset_sessions()
+    campaign = make_campaign(date=NOW.date())
+    item = make_item(campaign, step)
+    run_pass(campaign)
+    run_pass(campaign, now=NOW + dt.timedelta(minutes=1))
+    assert reload([item])[0].status == S.QUEUED and not CallAttempt.objects.exists() and simulated_calls() == []
+    (alert,) = Alert.objects.filter(campaign=campaign, source="dialflow")
+    assert alert.level == Alert.Level.WARNING and item.ring_group in alert.message
 
 
 def test_a_request_that_reached_retell_is_not_dialed_twice(sandbox, step):

@@ -14,7 +14,7 @@ from django_q.models import Schedule
 
 from cadences.models import DialerSettings, Segment
 from campaigns import tasks
-from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, GateDecision, QueueItem, SmsMessage, Suppression
+from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, GateDecision, QueueItem, SmsMessage, Suppression
 from campaigns.services import ledger, sms
 from campaigns.services.transitions import campaign_recount, queue_item_transition
 from integrations import http
