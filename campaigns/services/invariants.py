@@ -127,7 +127,27 @@ def check_ledger_caps(*, campaign: Campaign) -> Check:
             cap = min(cap, limit.max_calls)
         if n > cap:
             bad.append({"client_id": client_id, "attempts_in_7_days": n, "cap": cap})
-    return Check("ledger_caps_held", not bad, f"{len(bad)} clients over their cap", bad[:5])
+    # The blackout: no call attempt within N days after a conversation or an inbound call (a call
+    # inside N × 24 h is inside N calendar days in every zone, so this never flags a lawful call).
+    blackout = dt.timedelta(days=dialer.conversation_blackout_days)
+    conversations = ContactLedgerEntry.objects.filter(
+        kind__in=[ContactLedgerEntry.Kind.CONVERSATION, ContactLedgerEntry.Kind.INBOUND_CALL],
+        occurred_at__gte=day_end - dt.timedelta(days=8) - blackout,
+        occurred_at__lt=day_end + dt.timedelta(days=1),
+        client_id__in=QueueItem.objects.filter(campaign=campaign).values("client_id"),
+    ).values_list("client_id", "occurred_at", "reference")
+    talked: dict[str, list[tuple[dt.datetime, str]]] = defaultdict(list)
+    for client_id, occurred_at, reference in conversations:
+        talked[client_id].append((occurred_at, reference))
+    in_blackout = 0
+    for client_id, occurred_at, reference in week.values_list("client_id", "occurred_at", "reference").iterator(chunk_size=2000):
+        for talked_at, talked_ref in talked.get(client_id, ()):
+            if reference != talked_ref and talked_at < occurred_at <= talked_at + blackout:
+                in_blackout += 1
+                bad.append({"client_id": client_id, "call_at": occurred_at.isoformat(), "conversation_at": talked_at.isoformat()})
+                break
+    over = len(bad) - in_blackout
+    return Check("ledger_caps_held", not bad, f"{over} clients over their cap, {in_blackout} calls inside a conversation's blackout", bad[:5])
 
 
 def check_counters(*, campaign: Campaign) -> Check:
