@@ -71,18 +71,17 @@ class Command(BaseCommand):
         self.stdout.write(f"  demo login: {DEMO_USERNAME} / {DEMO_PASSWORD}")
         self.stdout.write(f"  today's sandbox campaign runs from 08:00 at {speed:g}× speed — watch it on {base}/dashboard/")
         self.stdout.write("  sandbox mode: no real calls or texts are made. Ctrl-C stops the portal and the worker.\n")
-        processes = [
-            subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=settings.BASE_DIR, env=env, start_new_session=True),
-            subprocess.Popen(
-                [sys.executable, "manage.py", "runserver", f"{options['host']}:{options['port']}", "--noreload"],
-                cwd=settings.BASE_DIR,
-                env=env,
-                start_new_session=True,
-            ),
+        commands = [
+            [sys.executable, "manage.py", "qcluster"],
+            [sys.executable, "manage.py", "runserver", f"{options['host']}:{options['port']}", "--noreload"],
         ]
-        # SIGTERM (a supervisor, `timeout`, a closed terminal) stops the children like Ctrl-C does.
+        processes: list[subprocess.Popen[bytes]] = []
+        # SIGTERM (a supervisor, `timeout`, a closed terminal) stops the children like Ctrl-C does;
+        # set before the first child starts, so a signal between two starts orphans neither.
         signal.signal(signal.SIGTERM, _interrupt)
         try:
+            for command in commands:
+                processes.append(subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, start_new_session=True))
             while all(p.poll() is None for p in processes):
                 time.sleep(0.5)
         except KeyboardInterrupt:
