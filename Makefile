@@ -48,8 +48,10 @@ check: setup
 bench: migrate
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
+# The fault-injection suite, on PostgreSQL (trust auth, user postgres) unless DATABASE_URL says otherwise.
+CHAOS_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/billing_dialer_chaos
 chaos: setup
-	$(PY) -m pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
+	CHAOS=1 DATABASE_URL="$${DATABASE_URL:-$(CHAOS_DATABASE_URL)}" $(PY) -m pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .hypothesis
