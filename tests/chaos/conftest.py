@@ -9,6 +9,7 @@ import os
 import pytest
 from django.conf import settings
 
+from tests.campaigns.conftest import sample_warehouse  # noqa: F401 - fixture
 from tests.campaigns.release_factories import sandbox  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
