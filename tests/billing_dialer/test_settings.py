@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,37 @@ def test_broker_is_the_orm_unless_redis_is_configured() -> None:
         cwd=ROOT, env=dict(os.environ, REDIS_URL="redis://127.0.0.1:6379/3"), capture_output=True, text=True, timeout=60,
     )
     assert result.stdout.split() == ["redis://127.0.0.1:6379/3", "None"], result.stderr
+
+
+def _env_example() -> tuple[dict[str, str], set[str]]:
+    """(the variables .env.example sets, every variable it names, set or commented out)."""
+    values: dict[str, str] = {}
+    named: set[str] = set()
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        match = re.match(r"^(#\s*)?([A-Z][A-Z0-9_]+)=(.*)$", line.strip())
+        if match:
+            named.add(match.group(2))
+            if not match.group(1):
+                values[match.group(2)] = match.group(3).strip()
+    return values, named
+
+
+def test_env_example_copied_to_env_leaves_a_working_portal() -> None:
+    # Settings read .env without overriding the environment, so an empty line there would replace
+    # a safe default with nothing (an empty DATABASE_URL, an empty sandbox webhook token...).
+    values, _ = _env_example()
+    empty = sorted(name for name, value in values.items() if not value)
+    assert not empty, f"set but empty in .env.example: {empty}"
+    result = _manage("check", extra_env=values)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_setting_read_from_the_environment_is_documented() -> None:
+    read = set(re.findall(r'env\.(?:str|bool|int|float|list|db_url|url|path)\(\s*"([A-Z][A-Z0-9_]+)"', (ROOT / "billing_dialer" / "settings.py").read_text()))
+    read |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+):-", (ROOT / "Procfile").read_text()))
+    assert read, "no settings found: the pattern no longer matches settings.py"
+    readme = (ROOT / "README.md").read_text()
+    _, named = _env_example()
+    internal = {"SQLITE_TEST_NAME", "CONTENT_SECURITY_POLICY"}  # for tests, and a policy kept in the README only
+    assert sorted(v for v in read if f"`{v}`" not in readme) == []
+    assert sorted(read - named - internal) == []
