@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 
 from cadences.models import (
     ActionType,
@@ -79,6 +79,22 @@ def test_step_day_within_lifecycle() -> None:
     segment = make_segment()
     step = call_step(segment, day=20)
     refused(lambda: CadenceStep.objects.filter(pk=step.pk).update(day=181))
+
+
+def test_step_day_within_its_segments_cancellation_day() -> None:
+    segment = make_segment(cancellation=170)
+    refused(lambda: call_step(segment, day=171))
+    step = call_step(segment, day=170)
+    refused(lambda: CadenceStep.objects.filter(pk=step.pk).update(day=175))
+    refused(lambda: CadenceStep.objects.filter(pk=step.pk).update(segment=make_segment("Shorter", cancellation=160)))
+    if connection.vendor == "postgresql":
+        # Lowering the segment's day below a step is checked at commit; made immediate here,
+        # where the test's transaction never commits.
+        with pytest.raises(IntegrityError), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            Segment.objects.filter(pk=segment.pk).update(cancellation_day=150)
+    Segment.objects.filter(pk=segment.pk).update(cancellation_day=175)  # raising it is always fine
 
 
 def test_call_and_both_steps_need_both_prompts() -> None:
