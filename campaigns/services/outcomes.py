@@ -625,6 +625,10 @@ def _outcome_apply(attempt: CallAttempt, *, now: dt.datetime, previous_outcome: 
         kinds.append(ContactLedgerEntry.Kind.CONVERSATION)
     # One upsert for the attempt (which the release step may have recorded at dial time, before
     # any outcome) and the conversation: (kind, reference) is unique, so replays add nothing.
+    # The conversation is dated when we learn of it, on the same clock as every dial: never
+    # earlier than it happened (the blackout can only run longer), and on an accelerated sandbox
+    # day not on the simulator's wall-clock timestamps.
+    dialed_at = attempt.started_at or attempt.created_at or now
     ContactLedgerEntry.objects.bulk_create(
         [
             ContactLedgerEntry(
@@ -632,7 +636,7 @@ def _outcome_apply(attempt: CallAttempt, *, now: dt.datetime, previous_outcome: 
                 reference=reference,
                 client_id=item.client_id,
                 phone=attempt.to_number or item.phone,
-                occurred_at=attempt.started_at or attempt.created_at or now,
+                occurred_at=now if kind == ContactLedgerEntry.Kind.CONVERSATION else dialed_at,
                 campaign_date=attempt.campaign.date,
                 outcome=outcome,
                 state=item.state,
