@@ -18,6 +18,7 @@ from django.utils import timezone
 from campaigns.models import Campaign
 from campaigns.services import lifecycle, queue
 from integrations import modes
+from integrations.http import IntegrationError
 from integrations.sandbox.models import SimulatorConfig
 from integrations.warehouse import client as warehouse
 from integrations.warehouse import sample
@@ -49,7 +50,11 @@ class Command(BaseCommand):
         speed = options["speed"]
         base = f"http://{options['host']}:{options['port']}"
         self._demo_login()
-        if not warehouse.table_exists(sample.QUEUE_TABLE):
+        try:
+            built = warehouse.table_exists(sample.QUEUE_TABLE)
+        except IntegrationError:  # no warehouse file yet: a fresh checkout
+            built = False
+        if not built:
             self.stdout.write(f"Building the sample warehouse ({options['clients']} clients)…")
             call_command("seed_warehouse", clients=options["clients"], stdout=self.stdout)
         call_command("install_schedules", stdout=open(os.devnull, "w"))
