@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.contrib.staticfiles import finders
+from django.utils import timezone
+from django_q.conf import Conf
 from playwright.sync_api import Page, expect
 
 from cadences.models import Phase
 from cadences.roles import SUPERVISORS
 from campaigns import selectors_dashboard as selectors
-from campaigns.models import Alert, Campaign, DailyKpi, GateDecision, QueueItem, ReleaseBatch
+from campaigns.models import CallAttempt, Campaign, DailyKpi, GateDecision, QueueItem
+from campaigns.services import release
+from campaigns.services.release import LoopState, Pacer, release_pass
 from campaigns.services.transitions import queue_item_transition
 from campaigns.templatetags.dashboard_tags import CHART_LIBRARY
 from tests.browser.browsing import log_in, screenshot
@@ -27,6 +33,9 @@ from tests.campaigns.dashboard_factories import (
     make_step,
     make_user,
 )
+from integrations.http import reset_sessions
+from integrations.sandbox.delivery import sandbox_dispatch_due
+from integrations.sandbox.models import SimulatorConfig
 from tests.campaigns.dialflow_stub import stub_dialflow
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -44,12 +53,29 @@ def walk(item: QueueItem, *path: str) -> None:
         current = status
 
 
+def deliver_everything() -> None:
+    later = timezone.now() + dt.timedelta(days=1)
+    while sandbox_dispatch_due(now=later):
+        pass
+
+
 @pytest.fixture
-def running_campaign(settings: Any, live_server: Any) -> Iterator[dict[str, Any]]:
+def running_campaign(settings: Any, live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     step = make_step(make_segment("RED Initial"), day=20, phase=Phase.PAST_DUE)
     campaign = make_campaign(date=selectors.today(), status=Campaign.Status.RUNNING, rows_read=20, rows_inserted=20)
     items = make_items(campaign, step, 20)
     make_user("sam.supervisor", group=SUPERVISORS, password=PASSWORD)
+    # The sandbox Retell is the live server's; the webhook's processing task runs in the thread
+    # that received it, as a worker would run it, and network retries do not pause.
+    settings.SANDBOX_APP_URL = live_server.url
+    settings.RETELL_API_KEY = ""
+    monkeypatch.setattr(Conf, "SYNC", True)
+    monkeypatch.setattr(release, "NETWORK_RETRY_PAUSE_SECONDS", 0.0)
+    reset_sessions()
+    simulator = SimulatorConfig.load()
+    simulator.auto_dispatch = False
+    simulator.create_error_rate = 0
+    simulator.save()
     # Free agents come from a stand-in availability API (it touches no database, so the page's
     # background lookups never race the test's own writes on the shared SQLite connection).
     with stub_dialflow(settings, agents={items[0].ring_group: 4}):
@@ -74,25 +100,33 @@ def test_a_supervisor_watches_the_counters_move_and_stops_the_campaign(
     expect(page.locator(".sandbox-banner")).to_contain_text("no real calls or texts")
     screenshot(page, "dashboard-start")
 
-    # The day moves on while the page is open: calls go out and outcomes come back.
-    for item in items[:3]:
-        walk(item, S.RELEASING, S.DIALING, S.ANSWERED)
-    for item in items[3:5]:
-        walk(item, S.RELEASING, S.DIALING, S.VOICEMAIL)
-    walk(items[5], S.RELEASING, S.DIALING)
-    QueueItem.objects.filter(pk=items[6].pk).update(status=S.SKIPPED, skip_reason="contact_cap")
-    make_attempt(items[0], outcome="answered")
-    ReleaseBatch.objects.create(campaign=campaign, ring_group=running_campaign["ring_group"], available_agents=4, size=6)
-    Alert.objects.create(campaign=campaign, level=Alert.Level.WARNING, source="retell", message="Retell answered 429; retrying in 5 s")
+    # The day moves on while the page is open: the release loop asks the availability API for free
+    # agents, places a batch through the sandbox Retell over HTTP, and the simulator's signed
+    # webhooks bring the outcomes back; then Retell stops answering and the supervisor is told.
+    simulator = SimulatorConfig.load()
+    simulator.speed_factor = 10_000  # a simulated call lasts milliseconds
+    simulator.forced_outcomes = {items[0].phone: "answered", items[1].phone: "answered", items[2].phone: "voicemail", items[3].phone: "answered"}
+    simulator.save()
+    Campaign.objects.filter(pk=campaign.pk).update(batch_size=4)
+    campaign.refresh_from_db()
+    noon = dt.datetime.combine(campaign.date, dt.time(12, 0), tzinfo=ZoneInfo("America/New_York"))
+    release_pass(campaign=campaign, now_fn=lambda: noon, state=LoopState(pacer=Pacer(None)))
+    deliver_everything()
+    assert CallAttempt.objects.filter(campaign=campaign).exclude(call_id=None).count() == 4
 
     expect(counter(page, "answered")).to_have_text("3", timeout=POLL_WAIT_MS)
-    expect(counter(page, "voicemail")).to_have_text("2")
-    expect(counter(page, "dialing")).to_have_text("1")
-    expect(counter(page, "queued")).to_have_text("13")
-    expect(counter(page, "skipped")).to_have_text("1")
-    expect(page.locator("[data-skipped]")).to_contain_text("contact_cap")
+    expect(counter(page, "voicemail")).to_have_text("1")
+    expect(counter(page, "dialing")).to_have_text("0")
+    expect(counter(page, "queued")).to_have_text("16")
     expect(page.locator("[data-batches]")).to_contain_text(running_campaign["ring_group"])
-    expect(page.locator("[data-alerts]")).to_contain_text("Retell answered 429")
+
+    simulator.create_error_rate = 1.0  # every create-call answers 500 from here on
+    simulator.save()
+    Campaign.objects.filter(pk=campaign.pk).update(batch_size=1)  # one call's retries are enough
+    campaign.refresh_from_db()
+    release_pass(campaign=campaign, now_fn=lambda: noon + dt.timedelta(minutes=5), state=LoopState(pacer=Pacer(None)))
+    expect(page.locator("[data-alerts]")).to_contain_text("Retell did not answer", timeout=POLL_WAIT_MS)
+    expect(counter(page, "queued")).to_have_text("16")  # the refused calls wait in the queue for a retry
     ring_row = page.locator("[data-ring-groups] tr").first
     expect(ring_row).to_contain_text(running_campaign["ring_group"])
     expect(ring_row.locator("td").nth(1)).to_have_text("4")  # free agents, from the availability API
@@ -113,10 +147,11 @@ def test_a_supervisor_watches_the_counters_move_and_stops_the_campaign(
 
     expect(page).to_have_url(f"{live_server.url}/dashboard/")
     expect(page.locator(".messages")).to_contain_text("stop requested")
-    expect(card.locator("[data-status-badge]")).to_have_text("Stopping")
+    # With the worker's tasks run at once, the stop goes on through the history flush.
+    expect(card.locator("[data-status-badge]")).to_have_text(re.compile("Stopping|Stopped|Flushed"))
     expect(card.locator('[data-control="stop"]')).to_be_hidden()
     campaign.refresh_from_db()
-    assert campaign.status == Campaign.Status.STOPPING
+    assert campaign.status in (Campaign.Status.STOPPING, Campaign.Status.STOPPED, Campaign.Status.FLUSHED)
     screenshot(page, "dashboard-stopping")
 
 
