@@ -72,7 +72,7 @@ POSTGRES_DOWN = [
 def _run(statements: dict[str, list[str]]):
     def run(apps, schema_editor):
         for statement in statements.get(schema_editor.connection.vendor, []):
-            schema_editor.execute(statement)
+            schema_editor.execute(statement, None)  # no parameters: the % in RAISE stays as written
 
     return run
 
