@@ -228,8 +228,6 @@ RETELL_API_KEY = env.str("RETELL_API_KEY", default="")
 RETELL_AGENT_ID = env.str("RETELL_AGENT_ID", default="agent_grace_sandbox")
 RETELL_FROM_NUMBERS = env.list("RETELL_FROM_NUMBERS", default=["+12125550100", "+13125550100", "+14155550100"])
 RETELL_BASE_URL = env.str("RETELL_BASE_URL", default="")
-RETELL_CALLS_PER_SECOND = env.float("RETELL_CALLS_PER_SECOND", default=1.0)
-RETELL_MAX_CONCURRENT_CALLS = env.int("RETELL_MAX_CONCURRENT_CALLS", default=20)
 RETELL_SANDBOX_KEY = "sandbox-retell-key"
 
 # --- HeyMarket (SMS) ---------------------------------------------------------------------
