@@ -240,6 +240,8 @@ def call_place(
             )
             backoff = (opens - dial_at) if opens is not None else dt.timedelta(days=1)
             attempt_not_dialed(attempt=attempt, error=f"not sent: {window.detail}", now=dial_at, backoff=backoff)
+            # Recorded like any gate block, so "why was this client not called" shows it too.
+            compliance.gate_record(block=window, client_id=item.client_id, channel=compliance.CALL, now=dial_at, campaign=campaign, item=item)
             log.info("call not placed: window closed before dialing", extra={"attempt_id": str(attempt.pk), "queue_item_id": item.pk})
             return PlaceOutcome.WINDOW_CLOSED
         try:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaigns.models import CallAttempt, ContactLedgerEntry, QueueItem
+from campaigns.models import CallAttempt, ContactLedgerEntry, GateDecision, QueueItem
 from campaigns.services.release import LoopState, Pacer, release_pass
 
 from .release_factories import (  # noqa: F401 - fixtures
@@ -53,6 +53,8 @@ def test_a_call_whose_window_closes_between_claim_and_dial_is_not_dialed(sandbox
     assert second.next_attempt_at == dt.datetime(2025, 6, 11, 8, 0, tzinfo=NY), "and waits for the window to open again"
     assert [e.client_id for e in ContactLedgerEntry.objects.all()] == ["A-first"], "no attempt is counted for it"
     assert CallAttempt.objects.get(queue_item=second).status == CallAttempt.Status.NOT_DIALED
+    (decision,) = GateDecision.objects.filter(client_id="B-second")
+    assert decision.rule == "outside_local_window" and decision.queue_item_id == second.pk
 
 
 def test_the_ledger_records_the_moment_of_dialing(sandbox) -> None:
