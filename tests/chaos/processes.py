@@ -1,0 +1,131 @@
+"""The portal as real processes for the cases about processes: gunicorn serving the app and its
+simulators, and `manage.py qcluster` workers, all on the test's PostgreSQL database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+from django.db import connection
+
+from cadences.models import DialerSettings
+from campaigns.models import Campaign, QueueItem
+from integrations.sandbox.models import SimulatorConfig
+from tests.campaigns.release_factories import dialer_settings, item_fields
+from tests.e2e.test_day_with_real_processes import ROOT, _free_port, _start, _stop
+
+from .harness import call_step
+
+NY = ZoneInfo("America/New_York")
+
+
+@dataclass
+class Portal:
+    base: str
+    env: dict[str, str]
+    logs: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def qcluster(self, name: str) -> subprocess.Popen[bytes]:
+        process = _start([sys.executable, "manage.py", "qcluster"], self.env, self.logs / f"{name}.log")
+        self.processes.append(process)
+        return process
+
+
+def database_url() -> str:
+    """The test database the test process itself uses, for the processes it starts."""
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def portal(tmp_path: Path) -> Iterator[Portal]:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SANDBOX_", "PYTEST", "DJANGO_SETTINGS"))}
+    env.update(
+        DATABASE_URL=database_url(),
+        SANDBOX_APP_URL=base,
+        PUBLIC_BASE_URL=base,
+        DEBUG="True",
+        LOG_LEVEL="WARNING",
+        Q_WORKERS="3",
+        CONN_MAX_AGE="0",
+        DJANGO_SETTINGS_MODULE="billing_dialer.settings",
+    )
+    config = SimulatorConfig.load()
+    config.auto_dispatch = True
+    config.speed_factor = 60
+    config.retell_concurrency_limit = 1000
+    config.create_error_rate = 0
+    config.dialflow_pattern = [50]
+    config.save()
+    site = Portal(base=base, env=env, logs=tmp_path)
+    web = _start(
+        [sys.executable, "-m", "gunicorn", "billing_dialer.wsgi", "--workers", "2", "--bind", f"127.0.0.1:{port}", "--timeout", "60"],
+        env,
+        tmp_path / "web.log",
+    )
+    site.processes.append(web)
+    try:
+        wait_for(lambda: _answers(f"{base}/sandbox/config"), timeout=60, what="the portal to answer")
+        yield site
+    finally:
+        for process in reversed(site.processes):
+            _stop(process)
+        connection.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).ok
+    except requests.RequestException:
+        return False
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, what: str, every: float = 0.5) -> float:
+    """Seconds until `condition` held; fails the test after `timeout`."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+    return time.monotonic() - started
+
+
+def running_campaign(count: int, *, calls_per_second: float) -> Campaign:
+    """Today's running campaign (real time: the processes run on the wall clock) of `count` calls."""
+    dialer_settings(max_concurrent_calls=30_000, max_call_attempts_per_day=1)
+    DialerSettings.objects.update(calls_per_second=calls_per_second)
+    today = dt.datetime.now(NY).date()
+    campaign = Campaign.objects.create(
+        date=today, status=Campaign.Status.RUNNING, batch_size=40, batch_timeout_seconds=5, release_threshold=1,
+        end_of_day=dt.time(23, 59), calling_window_start=dt.time(0, 0), calling_window_end=dt.time(23, 59),
+    )  # fmt: skip
+    step = call_step()
+    QueueItem.objects.bulk_create(
+        [QueueItem(**item_fields(campaign, step, client_id=f"P{n:05d}", phone=f"+1332555{n:04d}")) for n in range(count)]
+    )
+    return campaign
+
+
+def lease_owner(campaign: Campaign) -> str:
+    return Campaign.objects.filter(pk=campaign.pk).values_list("lease_owner", flat=True).get()
+
+
+def day_done(campaign: Campaign) -> bool:
+    open_statuses = [QueueItem.Status.QUEUED, QueueItem.Status.RELEASING, QueueItem.Status.DIALING]
+    return not QueueItem.objects.filter(campaign=campaign, status__in=open_statuses).exists()
+
+
+__all__ = ["ROOT", "Portal", "day_done", "lease_owner", "portal", "running_campaign", "wait_for"]
