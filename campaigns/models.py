@@ -283,6 +283,7 @@ class SmsMessage(models.Model):
         OPT_OUT_CONFIRMATION = "opt_out_confirmation", "Opt-out confirmation"
         HELP_REPLY = "help_reply", "Help reply"
         OPT_IN_CONFIRMATION = "opt_in_confirmation", "Opt-in confirmation"
+        PROMISE_REMINDER = "promise_reminder", "Promise-to-pay reminder"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -60,11 +60,13 @@ from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from cadences import templating
-from cadences.models import ActionType, DialerSettings, Segment
+from cadences.models import RESURRECTION_PHASES, ActionType, DialerSettings, Segment
+from campaigns import geo
 from campaigns.models import (
     Campaign,
     ContactLedgerEntry,
     FollowUpTask,
+    PromiseToPay,
     QueueItem,
     SmsMessage,
     Suppression,
@@ -582,7 +584,7 @@ def sms_send_due(*, now: dt.datetime, limit: int = SEND_BATCH, rng: random.Rando
     claimed = _claim_due(now=now, limit=limit)
     report = SendReport(claimed=len(claimed))
     sms_send_items(item_ids=claimed, now=now, report=report)
-    report.replies_sent = sms_replies_send_due(now=now)
+    report.replies_sent = sms_replies_send_due(now=now) + promise_reminders_send_due(now=now)
     # An event's age is about processes (a request that died), so it is measured in real time
     # even when a sandbox day runs the business clock faster.
     heymarket_events_retry(now=timezone.now())
@@ -666,6 +668,81 @@ def sms_replies_send_due(*, now: dt.datetime) -> int:
         .values_list("pk", flat=True)[:SEND_BATCH]
     )
     return sum(sms_reply_send(message_id=pk, now=now) for pk in ids)
+
+
+# --- Promise-to-pay reminders --------------------------------------------------------------------
+
+PROMISE_REMINDER_TEXT = (
+    "Hi {first_name}, this is {company_name}. A reminder of the payment{amount} you arranged for "
+    "{promised_date}. You can pay securely here: {payment_link} Reply STOP to opt out."
+)
+
+
+def promise_reminder_local_id(promise: PromiseToPay) -> str:
+    return f"ptp-{promise.call_id}"[:100]
+
+
+def promise_reminders_send_due(*, now: dt.datetime, limit: int = SEND_BATCH) -> int:
+    """Text each pending promise its reminder once, the day before it is due, through the SMS
+    gate: never to a number suppressed for texts, never outside the client's local window (it
+    waits for the window instead). Returns how many went out."""
+    dialer = DialerSettings.load()
+    due = (
+        PromiseToPay.objects.filter(status=PromiseToPay.Status.PENDING, reminder_at__lte=now)
+        .exclude(phone="")
+        .order_by("reminder_at")
+    )
+    sent = 0
+    for promise in due[: limit * 4]:
+        local_id = promise_reminder_local_id(promise)
+        if SmsMessage.objects.filter(local_id=local_id).exists():
+            continue
+        if promise.promised_date < timezone.localdate(now):
+            continue  # the day has passed; a reminder now would only confuse
+        zones = ",".join(geo.time_zones_for_client(timezone="", state="", phone=promise.phone))
+        probe = QueueItem(client_id=promise.client_id, phone=promise.phone, timezones=zones)
+        (block,) = compliance.gate_sms(items=[probe], now=now, start=dialer.sms_window_start, end=dialer.sms_window_end).values()
+        if block is not None:
+            if block.rule not in (compliance.Rule.OUTSIDE_LOCAL_WINDOW, compliance.Rule.SMS_WINDOW):
+                # Suppressed for texts: recorded once, never sent.
+                compliance.gate_record(block=block, client_id=promise.client_id, channel=compliance.SMS, now=now)
+                SmsMessage.objects.get_or_create(
+                    local_id=local_id,
+                    defaults={
+                        "kind": Kind.PROMISE_REMINDER, "client_id": promise.client_id, "phone": promise.phone,
+                        "inbox_id": _promise_inbox(promise), "text": "", "status": MessageStatus.FAILED,
+                        "error": f"not sent: {block.detail}",
+                    },
+                )  # fmt: skip
+            continue  # outside the window: the minute task tries again when it opens
+        text = PROMISE_REMINDER_TEXT.format(
+            first_name=(promise.client_name or "there").split()[0],
+            company_name=dialer.company_name,
+            amount=f" of ${promise.amount:,.2f}" if promise.amount else "",
+            promised_date=f"{promise.promised_date:%A, %B} {promise.promised_date.day}",
+            payment_link=payment_links.payment_link_for(client_id=promise.client_id, row_link="", now=now),
+        )
+        message, created = SmsMessage.objects.get_or_create(
+            local_id=local_id,
+            defaults={
+                "kind": Kind.PROMISE_REMINDER, "client_id": promise.client_id, "phone": promise.phone,
+                "inbox_id": _promise_inbox(promise), "text": text, "status": MessageStatus.PENDING, "scheduled_for": now,
+            },
+        )  # fmt: skip
+        if created and sms_reply_send(message_id=message.pk, now=now):
+            sent += 1
+    # Reminders a vendor error deferred go out again once their retry time comes.
+    retry = SmsMessage.objects.filter(kind=Kind.PROMISE_REMINDER, status=MessageStatus.PENDING, scheduled_for__lte=now)
+    sent += sum(sms_reply_send(message_id=pk, now=now) for pk in retry.values_list("pk", flat=True)[:limit])
+    return sent
+
+
+def _promise_inbox(promise: PromiseToPay) -> str:
+    segment = Segment.objects.filter(name=promise.segment_name).first()
+    if segment is None:
+        return Segment.objects.order_by("sort_order").values_list("billing_inbox_id", flat=True).first() or ""
+    resurrection = promise.phase in RESURRECTION_PHASES
+    return segment.resurrection_inbox_id if resurrection else segment.billing_inbox_id
 
 
 # --- Inbound: HeyMarket webhook events ----------------------------------------------------------
