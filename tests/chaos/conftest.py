@@ -11,6 +11,7 @@ from django.conf import settings
 
 from tests.campaigns.conftest import sample_warehouse  # noqa: F401 - fixture
 from tests.campaigns.release_factories import sandbox  # noqa: F401 - fixture
+from tests.campaigns.sms_factories import shipped_cadences  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CLIENTS = 6000  # more than one load chunk
 
 
-def test_warehouse_down_during_load_and_flush(sandbox, sample_warehouse, settings, tmp_path) -> None:
+def test_warehouse_down_during_load_and_flush(sandbox, shipped_cadences, sample_warehouse, settings, tmp_path) -> None:
     settings.RECONCILED_FILE_DIR = str(tmp_path / "reconciled")
     sample.seed_sample_warehouse(clients=CLIENTS, seed=11, history_table=DialerSettings.load().history_table)
     good_url, down_url = settings.WAREHOUSE_URL, unreachable_warehouse(tmp_path)
