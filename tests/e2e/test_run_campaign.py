@@ -4,7 +4,6 @@ invariant checks decide the exit status."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,19 +14,14 @@ from django.core.management import call_command
 
 from campaigns.management.commands import run_campaign
 from campaigns.services.sandbox_day import DayReport
+from tests.e2e.sandbox_env import sandbox_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_a_sandbox_day_prints_its_summary_and_exits_zero(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SANDBOX_", "PYTEST", "DJANGO_SETTINGS"))}
-    env.update(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'portal.sqlite3'}",
-        WAREHOUSE_URL=f"sqlite:///{tmp_path / 'warehouse.sqlite3'}",
-        RECONCILED_FILE_DIR=str(tmp_path / "reconciled"),
-        LOG_LEVEL="WARNING",
-    )
+    env = sandbox_env(tmp_path)
     run = [sys.executable, "manage.py"]
     subprocess.run([*run, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
     day = subprocess.run(

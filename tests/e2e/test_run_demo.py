@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from tests.e2e.sandbox_env import sandbox_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,14 +55,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
 def test_the_demo_serves_a_running_campaign_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SANDBOX_", "PYTEST", "DJANGO_SETTINGS"))}
-    env.update(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'portal.sqlite3'}",
-        WAREHOUSE_URL=f"sqlite:///{tmp_path / 'warehouse.sqlite3'}",
-        RECONCILED_FILE_DIR=str(tmp_path / "reconciled"),
-        LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
-    )
+    env = sandbox_env(tmp_path, PYTHONUNBUFFERED="1")
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
     log = (tmp_path / "demo.log").open("wb")
     demo = subprocess.Popen(
