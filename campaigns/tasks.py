@@ -33,8 +33,9 @@ def release_loop_task(campaign_id: int) -> str:
 
 
 def release_watchdog_task() -> list[int]:
-    """Every minute: restart the release loop of any running campaign whose lease expired."""
-    return release.release_watchdog()
+    """Every minute, and watching for most of it: restart the release loop of any running
+    campaign whose lease lapsed, so a dead worker's campaign is taken over within seconds."""
+    return release.release_watchdog_watch()
 
 
 def sms_send_due_task() -> dict[str, int]:

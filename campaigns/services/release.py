@@ -34,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -53,6 +53,7 @@ from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, Q
 from campaigns.services import compliance
 from campaigns.services.alerts import alert_raise
 from campaigns.services.compliance import Block
+from campaigns.services.sql import quoted_names
 from campaigns.services.transitions import queue_item_transition
 from integrations.dialflow import client as dialflow
 from integrations.http import IntegrationError
@@ -63,7 +64,15 @@ log = logging.getLogger(__name__)
 S = QueueItem.Status
 A = CallAttempt.Status
 
-LEASE_SECONDS = 45
+# A live loop renews its lease every few seconds (LEASE_SECONDS / 6); a loop whose worker died
+# stops renewing, and once the lease lapses the watchdog hands the campaign to another worker.
+LEASE_SECONDS = 20
+# The watchdog runs once a minute and then keeps watching the leases for most of that minute, so
+# a lapsed lease is noticed within a check interval rather than at the next schedule tick.
+WATCHDOG_WATCH_SECONDS = 55.0
+WATCHDOG_CHECK_SECONDS = 5.0
+# A restarted loop needs a moment to be picked up and take the lease; not restarted again before.
+WATCHDOG_RESTART_COOLDOWN_SECONDS = 30.0
 # Claim rounds per batch: each round gates a chunk of candidates; blocked ones leave the due set,
 # so a later round sees new ones.
 CLAIM_ROUNDS = 10
@@ -298,12 +307,6 @@ def call_place(
     return outcome
 
 
-def _sql_names(model: type[Any], *fields: str) -> list[str]:
-    return [connection.ops.quote_name(model._meta.db_table)] + [
-        connection.ops.quote_name(model._meta.get_field(f).column) for f in fields
-    ]
-
-
 def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign, call_id: str, now: dt.datetime) -> str:
     """Record an accepted call: attempt registered, item dialing, one call placed, one ledger entry.
 
@@ -317,10 +320,10 @@ def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign,
     """
     ops = connection.ops
     real_now = ops.adapt_datetimefield_value(_real_now())
-    at, a_call_id, a_status, a_error, a_updated, a_id = _sql_names(CallAttempt, "call_id", "status", "error", "updated_at", "id")
-    it, i_status, i_changed, i_attempts, i_next, i_id = _sql_names(QueueItem, "status", "status_changed_at", "call_attempts", "next_attempt_at", "id")
-    ct, c_placed, c_id = _sql_names(Campaign, "calls_placed", "id")
-    lt, *l_columns = _sql_names(
+    at, a_call_id, a_status, a_error, a_updated, a_id = quoted_names(CallAttempt, "call_id", "status", "error", "updated_at", "id")
+    it, i_status, i_changed, i_attempts, i_next, i_id = quoted_names(QueueItem, "status", "status_changed_at", "call_attempts", "next_attempt_at", "id")
+    ct, c_placed, c_id = quoted_names(Campaign, "calls_placed", "id")
+    lt, *l_columns = quoted_names(
         ContactLedgerEntry, "client_id", "phone", "kind", "occurred_at", "reference", "campaign_date", "outcome", "state"
     )
     with transaction.atomic(), connection.cursor() as cursor:
@@ -874,7 +877,13 @@ def release_loop_run(
     try:
         campaign = Campaign.objects.get(pk=campaign_id)
         release_recover(campaign=campaign, now_fn=now_fn, pacer=state.pacer, dialer=dialer)
+        recovered_at = monotonic()
         while True:
+            if monotonic() - recovered_at >= LEASE_SECONDS:
+                # A dead holder's last claims become recoverable one lease after they were made,
+                # which may be after this loop took over: look again every lease length.
+                release_recover(campaign=campaign, now_fn=now_fn, pacer=state.pacer, dialer=dialer)
+                recovered_at = monotonic()
             renewed_at[0] = monotonic()
             if not campaign_lease_renew(campaign_id=campaign_id, worker_id=worker_id):
                 running = Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.RUNNING).exists()
@@ -909,18 +918,47 @@ def release_loop_start(*, campaign_id: int) -> None:
     transaction.on_commit(lambda: async_task("campaigns.tasks.release_loop_task", campaign_id, group="release-loop"))
 
 
-def release_watchdog(*, now: dt.datetime | None = None) -> list[int]:
+def release_watchdog(*, now: dt.datetime | None = None, exclude: Collection[int] = ()) -> list[int]:
     """Re-enqueue the loop of every running campaign whose lease is free or expired."""
     now = now or _real_now()
     orphans = list(
         Campaign.objects.filter(status=Campaign.Status.RUNNING)
         .filter(Q(lease_owner="") | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
+        .exclude(pk__in=list(exclude))
         .values_list("pk", flat=True)
     )
     for campaign_id in orphans:
         log.warning("release loop not running; restarting it", extra={"campaign_id": campaign_id})
         release_loop_start(campaign_id=campaign_id)
     return orphans
+
+
+def release_watchdog_watch(
+    *,
+    seconds: float | None = None,
+    every: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> list[int]:
+    """The watchdog's run: check the leases every `every` seconds for `seconds`, restarting the
+    loop of any running campaign whose lease lapsed (not twice within the restart cool-down).
+
+    Returns as soon as no campaign is running, so an idle portal keeps its workers free.
+    """
+    seconds = WATCHDOG_WATCH_SECONDS if seconds is None else seconds
+    every = WATCHDOG_CHECK_SECONDS if every is None else every
+    started = monotonic()
+    restarted_at: dict[int, float] = {}
+    restarted: list[int] = []
+    while True:
+        tick = monotonic()
+        cooling = [pk for pk, at in restarted_at.items() if tick - at < WATCHDOG_RESTART_COOLDOWN_SECONDS]
+        for campaign_id in release_watchdog(exclude=cooling):
+            restarted_at[campaign_id] = tick
+            restarted.append(campaign_id)
+        if monotonic() - started + every > seconds or not Campaign.objects.filter(status=Campaign.Status.RUNNING).exists():
+            return restarted
+        sleep(every)
 
 
 def release_schedule_install() -> Schedule:

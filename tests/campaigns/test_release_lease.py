@@ -21,6 +21,7 @@ from campaigns.services.release import (
     release_loop_run,
     release_schedule_install,
     release_watchdog,
+    release_watchdog_watch,
 )
 
 from .release_factories import FakeClock, make_campaign
@@ -139,7 +140,50 @@ def test_the_loop_installs_the_watchdog():
     assert Schedule.objects.filter(name="release-watchdog", func="campaigns.tasks.release_watchdog_task").exists()
 
 
-def test_the_task_runs_the_loop_for_its_campaign():
+def test_the_watchdog_returns_at_once_when_no_campaign_runs():
+    make_campaign(status=Campaign.Status.PAUSED)
+    clock = FakeClock()
+    assert release_watchdog_watch(sleep=clock.sleep, monotonic=clock.monotonic) == []
+    assert clock.sleeps == []
+
+
+def test_the_watchdog_notices_a_lapsed_lease_within_one_check(django_capture_on_commit_callbacks):
+    campaign = make_campaign()
+    assert campaign_lease_acquire(campaign_id=campaign.pk, worker_id="alive")
+    clock = FakeClock()
+    started = clock.t
+    lapsed_at: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if len(clock.sleeps) == 3:  # the holder dies: its lease is left to lapse
+            Campaign.objects.filter(pk=campaign.pk).update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
+            lapsed_at.append(clock.t)
+
+    restarts: list[float] = []
+    original = release.release_loop_start
+
+    def loop_start(*, campaign_id: int) -> None:
+        restarts.append(clock.t)
+        original(campaign_id=campaign_id)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        release.release_loop_start = loop_start
+        try:
+            restarted = release_watchdog_watch(seconds=55, every=5, sleep=sleep, monotonic=clock.monotonic)
+        finally:
+            release.release_loop_start = original
+    # Noticed at the next check; the lease stays lapsed (no worker ran the task), so it is
+    # restarted again only once the cool-down has passed, and the watch ends inside its minute.
+    assert restarted == [campaign.pk, campaign.pk]
+    assert restarts[0] - lapsed_at[0] <= 5
+    assert restarts[1] - restarts[0] >= release.WATCHDOG_RESTART_COOLDOWN_SECONDS
+    assert clock.t - started <= 55
+    assert [t["args"][0] for t in queued_tasks()] == [campaign.pk, campaign.pk]
+
+
+def test_the_task_runs_the_loop_for_its_campaign(monkeypatch):
+    monkeypatch.setattr(release, "WATCHDOG_WATCH_SECONDS", 0.0)
     paused = make_campaign(status=Campaign.Status.PAUSED)
     assert tasks.release_loop_task(paused.pk) == "ended"
     running = make_campaign(date=dt.date(2025, 7, 1))

@@ -16,14 +16,15 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 from django.db import connection
+from django.db.models import Count
 
 from cadences.models import DialerSettings
-from campaigns.models import Campaign, QueueItem
-from integrations.sandbox.models import SimulatorConfig
+from campaigns.models import Campaign, QueueItem, WebhookEvent
+from integrations.sandbox.models import SimulatedCall, SimulatorConfig
 from tests.campaigns.release_factories import dialer_settings, item_fields
 from tests.e2e.test_day_with_real_processes import ROOT, _free_port, _start, _stop
 
-from .harness import call_step
+from .harness import assert_invariants, call_step
 
 NY = ZoneInfo("America/New_York")
 
@@ -103,6 +104,14 @@ def wait_for(condition: Callable[[], object], *, timeout: float, what: str, ever
     return time.monotonic() - started
 
 
+def daytime_zone() -> str:
+    """A zone where it is now early afternoon. The processes run on the wall clock and the gate
+    allows 08:00-21:00 local only, so the clients live where that holds at whatever hour the
+    suite runs (no US zone does between 11:00 and 12:00 UTC)."""
+    offset = (14 - dt.datetime.now(dt.timezone.utc).hour + 12) % 24 - 12  # local = UTC + offset
+    return "Etc/UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"  # Etc/GMT signs are inverted
+
+
 def running_campaign(count: int, *, calls_per_second: float) -> Campaign:
     """Today's running campaign (real time: the processes run on the wall clock) of `count` calls."""
     dialer_settings(max_concurrent_calls=30_000, max_call_attempts_per_day=1)
@@ -113,8 +122,9 @@ def running_campaign(count: int, *, calls_per_second: float) -> Campaign:
         end_of_day=dt.time(23, 59), calling_window_start=dt.time(0, 0), calling_window_end=dt.time(23, 59),
     )  # fmt: skip
     step = call_step()
+    zone = daytime_zone()
     QueueItem.objects.bulk_create(
-        [QueueItem(**item_fields(campaign, step, client_id=f"P{n:05d}", phone=f"+1332555{n:04d}")) for n in range(count)]
+        [QueueItem(**item_fields(campaign, step, client_id=f"P{n:05d}", phone=f"+1332555{n:04d}", timezones=zone)) for n in range(count)]
     )
     return campaign
 
@@ -128,4 +138,15 @@ def day_done(campaign: Campaign) -> bool:
     return not QueueItem.objects.filter(campaign=campaign, status__in=open_statuses).exists()
 
 
-__all__ = ["ROOT", "Portal", "day_done", "lease_owner", "portal", "running_campaign", "wait_for"]
+def assert_each_item_dialed_once(campaign: Campaign, calls: int) -> None:
+    """Once the day drained and every webhook was processed: one simulated call per number, one
+    attempt per item, and the day's invariants."""
+    wait_for(lambda: day_done(campaign), timeout=300, what="every call to be placed and resolved")
+    wait_for(lambda: not WebhookEvent.objects.filter(processed_at=None).exists(), timeout=120, what="every webhook to be processed")
+    per_number = SimulatedCall.objects.values("to_number").annotate(n=Count("pk"))
+    assert per_number.count() == calls and {row["n"] for row in per_number} == {1}
+    assert QueueItem.objects.filter(campaign=campaign, call_attempts=1).count() == calls
+    assert_invariants(campaign)
+
+
+__all__ = ["ROOT", "Portal", "assert_each_item_dialed_once", "day_done", "lease_owner", "portal", "running_campaign", "wait_for"]
