@@ -271,6 +271,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
-        "django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+        # django-q2 logs under "django-q" (a line per task enqueued and processed at INFO).
+        "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
     },
 }

@@ -54,6 +54,11 @@ def webhook_event_process_task(event_id: int) -> bool:
     return outcomes.webhook_event_process(event_id=event_id, now=clock.now())
 
 
+def webhook_event_process_by_key_task(dedupe_key: str) -> bool:
+    """The same, for an event stored together with its task (its id was not known yet)."""
+    return outcomes.webhook_event_process_by_key(dedupe_key=dedupe_key, now=clock.now())
+
+
 def attempts_reconcile_task() -> dict[str, int]:
     """Every minute: calls still open 15 minutes after creation are looked up and resolved.
 

@@ -58,7 +58,9 @@ supervisor gives them an owner in the admin.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import json
 import logging
 import re
 import uuid
@@ -69,10 +71,12 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django_q.conf import Conf
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 
 from cadences.models import RESURRECTION_PHASES, ActionType, DialerSettings
@@ -89,6 +93,7 @@ from campaigns.models import (
 from campaigns.services import compliance, release
 from campaigns.services.compliance import LEGAL_WINDOW
 from campaigns.services.ledger import ledger_record, suppression_add
+from campaigns.services.sql import quoted_names
 from campaigns.services.transitions import queue_item_transition
 from integrations.warehouse import client as warehouse
 
@@ -181,6 +186,7 @@ MAX_DURATION_MS = 2**31 - 1
 MAX_COST_CENTS = Decimal(10**8)
 RETRY_FAILED_EVENTS_AFTER = dt.timedelta(minutes=1)
 PROCESS_TASK = "campaigns.tasks.webhook_event_process_task"
+PROCESS_BY_KEY_TASK = "campaigns.tasks.webhook_event_process_by_key_task"
 # Enqueued with save=False: the event row already records the outcome (processed_at, error), and
 # saving every success makes django-q's monitor lock and prune its whole result table each time.
 RETRY_FAILED_EVENTS_FOR = dt.timedelta(hours=24)
@@ -248,13 +254,21 @@ def webhook_event_accept(*, payload: Mapping[str, Any], raw_body: str) -> tuple[
     if call is not None and not isinstance(call, dict):
         raise MalformedEvent("'call' must be an object")
     dedupe_key = retell_dedupe_key(payload=payload, raw_body=raw_body)
+    reference = str((call or {}).get("call_id") or "")[:100]
+    if _single_statement_accept():
+        stored = _accept_in_one_statement(
+            dedupe_key=dedupe_key, event_type=event_type[:64], reference=reference, payload=payload, raw_body=raw_body
+        )
+        if stored is not None:
+            return stored, True
+        return WebhookEvent.objects.get(vendor=VENDOR, dedupe_key=dedupe_key), False
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(
                 vendor=VENDOR,
                 dedupe_key=dedupe_key,
                 event_type=event_type[:64],
-                reference=str((call or {}).get("call_id") or "")[:100],
+                reference=reference,
                 payload=dict(payload),
             )
             if Conf.ORM:
@@ -269,6 +283,76 @@ def webhook_event_accept(*, payload: Mapping[str, Any], raw_body: str) -> tuple[
             raise
         return existing, False
     return event, True
+
+
+def process_task_package(dedupe_key: str, *, now: dt.datetime) -> str:
+    """The signed django-q package of the processing task, with the keys `async_task` gives it
+    (`async_task(PROCESS_BY_KEY_TASK, dedupe_key, save=False)`; a test holds the two equal),
+    built here without its per-call human-readable name and enqueue signal: together they cost
+    more than the rest of a webhook's own work."""
+    task_id = uuid.uuid4().hex
+    task: dict[str, Any] = {
+        "id": task_id,
+        "name": f"retell-event-{task_id[:12]}",
+        "func": PROCESS_BY_KEY_TASK,
+        "args": (dedupe_key,),
+        "save": False,
+    }
+    if Conf.CACHED:
+        task["cached"] = Conf.CACHED
+    if Conf.ACK_FAILURES:
+        task["ack_failure"] = Conf.ACK_FAILURES
+    task["kwargs"] = {}
+    task["started"] = now
+    return SignedPackage.dumps(task)
+
+
+def _single_statement_accept() -> bool:
+    """PostgreSQL with the database as the django-q broker (the default deployment)."""
+    return (
+        connection.vendor == "postgresql"
+        and Conf.ORM == "default"
+        and not Conf.SYNC
+        and not Conf.BROKER_CLASS
+    )
+
+
+@functools.cache
+def _accept_sql() -> str:
+    et, e_vendor, e_key, e_type, e_ref, e_payload, e_received, e_error, e_id = quoted_names(
+        WebhookEvent, "vendor", "dedupe_key", "event_type", "reference", "payload", "received_at", "error", "id"
+    )
+    qt, q_key, q_payload, q_lock = quoted_names(OrmQ, "key", "payload", "lock")
+    return (
+        f"WITH event AS ("
+        f"INSERT INTO {et} ({e_vendor}, {e_key}, {e_type}, {e_ref}, {e_payload}, {e_received}, {e_error}) "
+        f"VALUES (%s, %s, %s, %s, %s::jsonb, %s, '') ON CONFLICT ({e_vendor}, {e_key}) DO NOTHING RETURNING {e_id}"
+        f"), task AS (INSERT INTO {qt} ({q_key}, {q_payload}, {q_lock}) SELECT %s, %s, %s FROM event) "
+        f"SELECT {e_id} FROM event"
+    )
+
+
+def _accept_in_one_statement(*, dedupe_key: str, event_type: str, reference: str, payload: Mapping[str, Any], raw_body: str) -> WebhookEvent | None:
+    """The event row and its processing task in one statement (a data-modifying CTE): one round
+    trip and one commit, and a duplicate (the unique (vendor, dedupe_key)) inserts neither.
+    Returns the stored event, or None for a duplicate.
+
+    This is the hot path of every webhook, so it skips the ORM's per-instance work. The task is
+    keyed by the event's dedupe key (its id is not known before the insert); the raw body goes
+    into the JSON column as sent, unless it had to be made storable.
+    """
+    now = timezone.now()
+    body = json.dumps(payload) if _UNSTORABLE_ESCAPE.search(raw_body) else raw_body
+    with connection.cursor() as cursor:
+        cursor.execute(_accept_sql(), [VENDOR, dedupe_key, event_type, reference, body, now, Conf.CLUSTER_NAME, process_task_package(dedupe_key, now=now), now])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    event = WebhookEvent(
+        id=row[0], vendor=VENDOR, dedupe_key=dedupe_key, event_type=event_type, reference=reference, received_at=now, error=""
+    )
+    event.payload = payload
+    return event
 
 
 def _push(event: WebhookEvent) -> None:
@@ -307,6 +391,15 @@ def webhook_event_process(*, event_id: int, now: dt.datetime) -> bool:
         )
         return False
     return True
+
+
+def webhook_event_process_by_key(*, dedupe_key: str, now: dt.datetime) -> bool:
+    """`webhook_event_process` for a task that names its event by dedupe key."""
+    event_id = WebhookEvent.objects.filter(vendor=VENDOR, dedupe_key=dedupe_key).values_list("pk", flat=True).first()
+    if event_id is None:  # stored and deleted since (a flushed day): nothing left to do
+        log.warning("retell event to process not found", extra={"dedupe_key": dedupe_key[:200]})
+        return False
+    return webhook_event_process(event_id=event_id, now=now)
 
 
 def webhook_events_retry(*, now: dt.datetime, limit: int = 500) -> int:

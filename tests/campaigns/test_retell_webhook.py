@@ -7,10 +7,16 @@ import logging
 import time
 
 import pytest
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 from django_q.conf import Conf
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+from django_q.tasks import async_task
+from django.utils import timezone
 
+from campaigns import tasks
 from campaigns.models import CallAttempt, Campaign, QueueItem, WebhookEvent
 from campaigns.services import outcomes
 from campaigns.services.transitions import campaign_recount
@@ -60,6 +66,89 @@ def test_with_redis_as_the_broker_the_task_is_pushed_after_the_commit(client, mo
     for callback in callbacks:
         callback()
     assert pushed == [("campaigns.tasks.webhook_event_process_task", WebhookEvent.objects.get().pk)]
+
+
+def queued() -> list[tuple[str, tuple]]:
+    return [(task["func"], task["args"]) for task in (SignedPackage.loads(row.payload) for row in OrmQ.objects.order_by("pk"))]
+
+
+on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="the single-statement accept is PostgreSQL's")
+
+
+@on_postgresql
+def test_on_postgresql_the_event_and_its_task_are_stored_by_one_statement(client, monkeypatch):
+    monkeypatch.setattr(Conf, "SYNC", False)  # as deployed: a worker runs the task
+    attempt = make_dialing_attempt()
+    payload = ended(attempt, transcript="Agent: ¿Hablo con Ana Núñez? 👋")
+    with CaptureQueriesContext(connection) as queries:
+        assert post_signed(client, payload).status_code == 204
+    assert [q["sql"][:40] for q in queries.captured_queries] == ['WITH event AS (INSERT INTO "campaigns_we']
+    stored = WebhookEvent.objects.get()
+    assert stored.payload == payload and stored.processed_at is None and stored.error == ""
+    assert (stored.event_type, stored.reference, stored.dedupe_key) == ("call_ended", attempt.call_id, f"call_ended:{attempt.call_id}")
+    assert queued() == [(outcomes.PROCESS_BY_KEY_TASK, (stored.dedupe_key,))]
+
+    # A duplicate stores neither an event nor a task.
+    assert post_signed(client, payload).status_code == 200
+    assert WebhookEvent.objects.count() == 1 and len(queued()) == 1
+
+    # The task, as a worker runs it, processes the event once.
+    assert tasks.webhook_event_process_by_key_task(stored.dedupe_key) is True
+    assert tasks.webhook_event_process_by_key_task(stored.dedupe_key) is False
+    attempt.refresh_from_db()
+    assert attempt.outcome == CallAttempt.Outcome.ANSWERED
+    assert counters(attempt.campaign)["answered"] == 1
+
+
+@on_postgresql
+def test_on_postgresql_a_body_the_json_column_cannot_take_as_sent_is_stored_made_storable(client, monkeypatch):
+    monkeypatch.setattr(Conf, "SYNC", False)
+    attempt = make_dialing_attempt()
+    body = json.dumps(ended(attempt, transcript="Agent: hello\x00 there"))  # NUL, sent escaped
+    assert "\\u0000" in body
+    assert post_signed(client, body).status_code == 204
+    assert WebhookEvent.objects.get().payload["call"]["transcript"] == "Agent: hello\ufffd there"
+    assert len(queued()) == 1
+
+
+class KeepPackage:
+    """A broker that keeps what `async_task` would enqueue."""
+
+    list_key = "test"
+
+    def __init__(self) -> None:
+        self.package = ""
+
+    def enqueue(self, package: str) -> int:
+        self.package = package
+        return 1
+
+
+def test_the_processing_task_package_is_the_one_async_task_builds(monkeypatch):
+    monkeypatch.setattr(Conf, "SYNC", False)
+    keep = KeepPackage()
+    async_task(outcomes.PROCESS_BY_KEY_TASK, "call_ended:call_1", save=False, broker=keep)
+    expected = SignedPackage.loads(keep.package)
+    now = timezone.now()
+    built = SignedPackage.loads(outcomes.process_task_package("call_ended:call_1", now=now))
+    assert set(built) == set(expected)
+    for key in ("func", "args", "kwargs", "save", "ack_failure"):
+        assert built.get(key) == expected.get(key), key
+    assert built["started"] == now and len(built["id"]) == 32 and built["name"]
+
+
+def test_a_task_whose_event_is_gone_does_nothing(caplog):
+    with caplog.at_level(logging.WARNING, logger="campaigns.services.outcomes"):
+        assert tasks.webhook_event_process_by_key_task("call_ended:call_gone") is False
+    assert "retell event to process not found" in caplog.text
+
+
+def test_without_the_single_statement_the_task_names_the_event_by_id(client, monkeypatch):
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(outcomes, "_single_statement_accept", lambda: False)
+    attempt = make_dialing_attempt()
+    assert post_signed(client, ended(attempt)).status_code == 204
+    assert queued() == [(outcomes.PROCESS_TASK, (WebhookEvent.objects.get().pk,))]
 
 
 def test_a_duplicate_is_a_no_op_answering_2xx(client):
