@@ -31,7 +31,7 @@ from django_q.signing import SignedPackage
 from billing_dialer import clock
 from cadences.models import ActionType, DialerSettings
 from campaigns.models import Campaign, QueueItem
-from campaigns.services import invariants, lifecycle, queue, release, sms
+from campaigns.services import compliance, invariants, lifecycle, queue, release, sms
 from integrations import modes
 from integrations.sandbox import delivery
 from integrations.sandbox.models import SimulatorConfig
@@ -63,6 +63,7 @@ class DayReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     sms: dict[str, int] = field(default_factory=dict)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    reach: dict[str, int] = field(default_factory=dict)
     rows_flushed: int = 0
     history_rows_in_warehouse: int | None = None
     invariants: list[dict[str, Any]] = field(default_factory=list)
@@ -329,6 +330,13 @@ def _run_day(*, report: DayReport, date: dt.date, day_start: dt.datetime, speed:
         .values_list("skip_reason")
         .annotate(n=Count("pk"))
     )
+    # Call touchpoints the day did not get to: still undialed when their calling window closed
+    # or the campaign stopped (not those the gate refused for a rule, which is the right outcome).
+    calls = items.exclude(action_type=ActionType.SMS)
+    report.reach["call_touchpoints_dialed"] = calls.filter(call_attempts__gt=0).count()
+    report.reach["call_touchpoints_out_of_time"] = calls.filter(
+        status=QueueItem.Status.SKIPPED, skip_reason__in=[compliance.Rule.OUTSIDE_LOCAL_WINDOW, "campaign_stopped"], call_attempts=0
+    ).count()
     checks = invariants.checks_before_flush(campaign=campaign)
     report.stages["stop_s"] = round(time.monotonic() - stage, 2)
 

@@ -37,6 +37,9 @@ def test_a_sandbox_day_prints_its_summary_and_exits_zero(tmp_path: Path) -> None
     }  # fmt: skip
     assert summary["load"]["rows_read"] > 0 and summary["load"]["queued"] > 0
     assert sum(summary["outcomes"].values()) > 0 and summary["sms"]
+    reach = summary["reach"]
+    assert 0 < reach["call_touchpoints_dialed"] <= summary["load"]["call_touchpoints"]
+    assert reach["call_touchpoints_dialed"] + reach["call_touchpoints_out_of_time"] <= summary["load"]["call_touchpoints"]
     assert summary["history_rows_in_warehouse"] >= summary["rows_flushed"] > 0
     assert "placed" in day.stderr  # progress lines while the day runs
     assert (tmp_path / "reconciled" / f"reconciled-{summary['date']}.csv").exists()
