@@ -84,7 +84,20 @@ def portal(tmp_path: Path) -> Iterator[Portal]:
     finally:
         for process in reversed(site.processes):
             _stop(process)
+        _other_sessions_ended(timeout=20)
         connection.close()
+
+
+def _other_sessions_ended(*, timeout: float) -> None:
+    """Wait for the stopped processes' database sessions to end, so the test database can be
+    dropped at teardown (a SIGKILLed worker's session ends a moment after the process)."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.2)
 
 
 def _answers(url: str) -> bool:
