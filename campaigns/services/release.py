@@ -40,7 +40,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_q.models import Schedule
@@ -953,10 +953,17 @@ def release_watchdog_watch(
     while True:
         tick = monotonic()
         cooling = [pk for pk, at in restarted_at.items() if tick - at < WATCHDOG_RESTART_COOLDOWN_SECONDS]
-        for campaign_id in release_watchdog(exclude=cooling):
-            restarted_at[campaign_id] = tick
-            restarted.append(campaign_id)
-        if monotonic() - started + every > seconds or not Campaign.objects.filter(status=Campaign.Status.RUNNING).exists():
+        try:
+            for campaign_id in release_watchdog(exclude=cooling):
+                restarted_at[campaign_id] = tick
+                restarted.append(campaign_id)
+            running = Campaign.objects.filter(status=Campaign.Status.RUNNING).exists()
+        except DatabaseError:
+            # The database restarting is exactly when loops die: keep watching, on a new connection.
+            log.warning("release watchdog: database unavailable; checking again", exc_info=True)
+            connection.close()
+            running = True
+        if monotonic() - started + every > seconds or not running:
             return restarted
         sleep(every)
 

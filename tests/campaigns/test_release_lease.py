@@ -6,6 +6,7 @@ import datetime as dt
 import importlib
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 from django_q.signing import SignedPackage
@@ -180,6 +181,27 @@ def test_the_watchdog_notices_a_lapsed_lease_within_one_check(django_capture_on_
     assert restarts[1] - restarts[0] >= release.WATCHDOG_RESTART_COOLDOWN_SECONDS
     assert clock.t - started <= 55
     assert [t["args"][0] for t in queued_tasks()] == [campaign.pk, campaign.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_watchdog_keeps_watching_through_a_database_outage(monkeypatch, django_capture_on_commit_callbacks):
+    campaign = make_campaign(lease_owner="dead-worker", lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
+    calls = []
+    original = release.release_watchdog
+
+    def flaky(**kwargs):
+        calls.append(kwargs)
+        if len(calls) <= 2:
+            raise OperationalError("server closed the connection unexpectedly")
+        return original(**kwargs)
+
+    monkeypatch.setattr(release, "release_watchdog", flaky)
+    clock = FakeClock()
+    with django_capture_on_commit_callbacks(execute=True):
+        restarted = release_watchdog_watch(seconds=20, every=5, sleep=clock.sleep, monotonic=clock.monotonic)
+    # Two failed checks, then the database answers again and the orphaned loop is restarted.
+    assert restarted == [campaign.pk]
+    assert len(calls) >= 3 and clock.sleeps[:2] == [5, 5]
 
 
 def test_the_task_runs_the_loop_for_its_campaign(monkeypatch):
