@@ -628,9 +628,14 @@ def run(
     throughput_deliveries: list[Delivery] = []
     fixed_deliveries: list[Delivery] = []
     sustain_deliveries: list[Delivery] = []
-    for n, attempt in enumerate(fixture.attempts[WARMUP_CALLS:]):
+    for index, attempt in enumerate(fixture.attempts):
+        warm = index < WARMUP_CALLS
+        n = index if warm else index - WARMUP_CALLS
         deliveries, planned = call_events(attempt, n)
         fixture.planned[deliveries[0].call_id] = planned
+        if warm:
+            warmup_deliveries.extend(deliveries)
+            continue
         if n >= calls + fixed_calls:
             sustain_deliveries.extend(deliveries)
             continue
@@ -642,10 +647,6 @@ def run(
             if n % 10 == 3:  # a tenth of the events delivered twice, back to back (concurrently)
                 throughput_deliveries.append(delivery)
     duplicates = len(throughput_deliveries) - 2 * calls
-    for n, attempt in enumerate(fixture.attempts[:WARMUP_CALLS]):
-        deliveries, planned = call_events(attempt, n)
-        fixture.planned[deliveries[0].call_id] = planned
-        warmup_deliveries.extend(deliveries)
 
     logs = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     try:
