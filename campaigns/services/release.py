@@ -41,7 +41,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
@@ -710,17 +710,37 @@ def release_recover(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pa
     Re-placing with the attempt's own idempotency key is safe — if the crashed loop's request
     reached Retell, Retell answers with that same call — as long as the key is still valid; an
     older one is not dialed again (it may have been) and the item is skipped with the reason.
+
+    When a webhook has already told us the call id (the loop died after Retell accepted the call
+    and before it recorded that), nothing is sent: the placement is recorded as the loop would
+    have, and an outcome the webhook brought meanwhile is applied to the item.
     """
+    from campaigns.services import outcomes  # outcomes imports this module
+
     dialer = dialer or DialerSettings.load()
     stale = _real_now() - dt.timedelta(seconds=LEASE_SECONDS)
+    newer = CallAttempt.objects.filter(queue_item_id=OuterRef("queue_item_id"), created_at__gt=OuterRef("created_at"))
     attempts = list(
-        CallAttempt.objects.filter(
-            campaign=campaign, status=A.CREATED, call_id__isnull=True, queue_item__status=S.RELEASING, created_at__lt=stale
-        ).select_related("queue_item__segment")
+        CallAttempt.objects.filter(campaign=campaign, queue_item__status=S.RELEASING, created_at__lt=stale)
+        .filter(Q(status=A.CREATED, call_id__isnull=True) | Q(call_id__isnull=False))
+        .exclude(Exists(newer))
+        .select_related("queue_item__segment")
+        .order_by("created_at")
     )
     placed = 0
     for attempt in attempts:
         item = attempt.queue_item
+        if attempt.call_id:
+            if attempt.status == A.NOT_DIALED:
+                # Retell said it did not dial: back to the queue, as the webhook does for a dialing item.
+                attempt_not_dialed(attempt=attempt, error=attempt.error or "Retell did not place the call", now=now_fn(), backoff=dt.timedelta(0))
+                continue
+            recorded = _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=attempt.call_id, now=now_fn())
+            placed += recorded == PlaceOutcome.PLACED
+            attempt.refresh_from_db()
+            if attempt.outcome:
+                outcomes.outcome_reapply(attempt=attempt, now=now_fn())
+            continue
         if attempt.created_at < _real_now() - IDEMPOTENCY_REUSE:
             with transaction.atomic():
                 CallAttempt.objects.filter(pk=attempt.pk, status=A.CREATED).update(status=A.ERROR, error="release interrupted; outcome unknown")

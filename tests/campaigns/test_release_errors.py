@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, QueueItem
-from campaigns.services import release
+from campaigns.services import outcomes, release
 from campaigns.services.release import LoopState, Pacer, batch_claim, release_loop_run, release_pass
 from integrations.http import reset_sessions
 from integrations.retell import client as retell
@@ -177,6 +177,38 @@ def test_a_request_that_reached_retell_is_not_dialed_twice(sandbox, step):
     assert attempt.call_id == first.call_id and attempt.status == A.REGISTERED
     assert len(simulated_calls()) == 1
     assert reload([item])[0].status == S.DIALING
+
+
+@pytest.mark.parametrize(
+    ("call_status", "reason", "item_status", "placed"),
+    [("ended", "voicemail_reached", S.VOICEMAIL, 1), ("not_connected", "concurrency_limit_reached", S.QUEUED, 0)],
+)
+def test_a_call_whose_webhook_beat_the_crashed_release_is_recorded_not_redialed(sandbox, step, call_status, reason, item_status, placed):
+    """The loop crashed after Retell accepted the call; its webhook then stored the call id and
+    the outcome on the attempt while the item was still releasing."""
+    campaign = make_campaign(date=NOW.date())
+    item = make_item(campaign, step)
+    (attempt,) = batch_claim(campaign=campaign, ring_group="billing", limit=1, available_agents=1, now=NOW).attempts
+    first = retell.create_phone_call(
+        from_number=attempt.from_number, to_number=attempt.to_number, agent_id="agent", dynamic_variables={},
+        metadata=release.call_metadata(attempt=attempt), idempotency_key=str(attempt.pk),
+    )  # fmt: skip
+    ended = {"call_id": first.call_id, "call_status": call_status, "disconnection_reason": reason, "metadata": release.call_metadata(attempt=attempt)}
+    outcomes.call_record_apply(call=ended, event_type="call_ended", now=NOW)
+    assert reload([item])[0].status == S.RELEASING  # the outcome waits for the release step, which died
+    CallAttempt.objects.filter(pk=attempt.pk).update(created_at=timezone.now() - dt.timedelta(seconds=release.LEASE_SECONDS + 5))
+
+    release_loop_run(campaign_id=campaign.pk, worker_id="recovering", now_fn=lambda: NOW, slice_seconds=0, reenqueue=False)
+    item = reload([item])[0]
+    assert item.status == item_status and item.call_attempts == placed
+    assert len(simulated_calls()) == 1  # nothing sent again
+    campaign.refresh_from_db()
+    assert campaign.calls_placed == placed
+    assert ContactLedgerEntry.objects.filter(kind=ContactLedgerEntry.Kind.CALL_ATTEMPT).count() == placed
+    # A second recovery pass finds nothing left to do.
+    release_loop_run(campaign_id=campaign.pk, worker_id="recovering", now_fn=lambda: NOW, slice_seconds=0, reenqueue=False)
+    campaign.refresh_from_db()
+    assert campaign.calls_placed == placed and len(simulated_calls()) == 1
 
 
 def test_an_interrupted_release_older_than_the_key_is_not_redialed(sandbox, step):
