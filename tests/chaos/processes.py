@@ -19,7 +19,7 @@ from django.db import connection
 from django.db.models import Count
 
 from cadences.models import DialerSettings
-from campaigns.models import Campaign, QueueItem, WebhookEvent
+from campaigns.models import CallAttempt, Campaign, QueueItem, WebhookEvent
 from integrations.sandbox.models import SimulatedCall, SimulatorConfig
 from tests.campaigns.release_factories import dialer_settings, item_fields
 from tests.e2e.test_day_with_real_processes import ROOT, _free_port, _start, _stop
@@ -158,7 +158,10 @@ def assert_each_item_dialed_once(campaign: Campaign, calls: int) -> None:
     wait_for(lambda: not WebhookEvent.objects.filter(processed_at=None).exists(), timeout=120, what="every webhook to be processed")
     per_number = SimulatedCall.objects.values("to_number").annotate(n=Count("pk"))
     assert per_number.count() == calls and {row["n"] for row in per_number} == {1}
-    assert QueueItem.objects.filter(campaign=campaign, call_attempts=1).count() == calls
+    odd = list(
+        QueueItem.objects.filter(campaign=campaign).exclude(call_attempts=1).values("pk", "status", "call_attempts", "skip_reason", "last_outcome")
+    )
+    assert not odd, {"items": odd, "attempts": list(CallAttempt.objects.filter(queue_item_id__in=[o["pk"] for o in odd]).values("queue_item_id", "status", "outcome", "call_id", "error"))}
     assert_invariants(campaign)
 
 
