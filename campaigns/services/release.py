@@ -737,8 +737,7 @@ def release_recover(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pa
                 continue
             recorded = _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=attempt.call_id, now=now_fn())
             placed += recorded == PlaceOutcome.PLACED
-            attempt.refresh_from_db()
-            if attempt.outcome:
+            if attempt.outcome:  # as loaded above; the reapply locks the attempt and reads it again
                 outcomes.outcome_reapply(attempt=attempt, now=now_fn())
             continue
         if attempt.created_at < _real_now() - IDEMPOTENCY_REUSE:
