@@ -262,6 +262,11 @@ class CallAttempt(models.Model):
     transfer_destination = models.CharField(max_length=40, blank=True)
     cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     custom_analysis = models.JSONField(default=dict, blank=True)
+    placement_pending = models.BooleanField(
+        default=False,
+        help_text="Claimed for a call whose placement the release step has not recorded yet. Events that arrive "
+        "meanwhile stay on the attempt; the release step applies them when it records the call.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -517,7 +517,12 @@ def _call_record_apply(*, call: Mapping[str, Any], event_type: str, now: dt.date
     if changed:
         attempt.save(update_fields=[*changed, "updated_at"])
 
-    if resolution.not_dialed:
+    if attempt.placement_pending:
+        # The release step has not recorded this call yet (it is between Retell's answer and its
+        # record, or it crashed there): the item and the counters are not ours to move. What
+        # this event said stays on the attempt, and the record (or the recovery) applies it.
+        log.info("retell event kept until the call is recorded", extra={"event_type": event_type, "call_id": call_id})
+    elif resolution.not_dialed:
         if newly_not_dialed:
             _not_dialed_apply(attempt, now=now)
     elif resolution.outcome:
@@ -800,7 +805,8 @@ def attempt_fail(*, attempt: CallAttempt, reason: str, now: dt.datetime) -> None
         attempt.status = CallAttempt.Status.ERROR
         attempt.outcome = Outcome.FAILED
         attempt.error = reason[:2000]
-        attempt.save(update_fields=["status", "outcome", "error", "updated_at"])
+        attempt.placement_pending = False  # given up: a release step that comes back finds nothing to record
+        attempt.save(update_fields=["status", "outcome", "error", "placement_pending", "updated_at"])
         if attempt.call_id:
             _outcome_apply(attempt, now=now)
         elif _is_latest_attempt(attempt):
@@ -815,7 +821,7 @@ def attempt_fail(*, attempt: CallAttempt, reason: str, now: dt.datetime) -> None
 
 
 def outcome_reapply(*, attempt: CallAttempt, now: dt.datetime) -> bool:
-    """Apply an attempt's known outcome again (its item was still releasing when it arrived)."""
+    """Apply an attempt's known outcome again (it arrived before the call was recorded)."""
     with transaction.atomic():
         attempt = _attempts_locked().get(pk=attempt.pk)
         return bool(attempt.outcome) and _outcome_apply(attempt, now=now)

@@ -40,8 +40,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import DatabaseError, connection, models, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
@@ -200,7 +200,8 @@ class PlaceOutcome:
     HALTED = "halted"
     FAILED = "failed"
     NETWORK = "network"
-    LOST = "lost"  # the item was no longer ours to dial (moved by someone else)
+    LOST = "lost"  # already recorded, or given up, by someone else
+    NOT_DIALED = "not_dialed"  # Retell accepted the request and then reported it did not dial
     WINDOW_CLOSED = "window_closed"  # the client's calling window closed between claim and dial
 
 
@@ -285,21 +286,25 @@ def call_place(
         else:
             return _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=call.call_id, now=dial_at)
     assert error is not None
-    if outcome == PlaceOutcome.HALTED:
+    if outcome == PlaceOutcome.NETWORK:
+        known = _network_not_dialed(attempt=attempt, error=error, now=now)
+        if known:
+            # Retell's answers were lost but its webhook told us the call: it exists, so it is
+            # recorded, never queued to be dialed a second time.
+            log.warning("create call answered only by its webhook", extra={"attempt_id": str(attempt.pk), "call_id": known})
+            return _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=known, now=dial_at)
+        alert_raise(
+            campaign=campaign, source="retell",
+            message=f"Retell did not answer a create-call after {NETWORK_TRIES} tries; the call goes back to the queue: {error}",
+        )  # fmt: skip
+    elif outcome == PlaceOutcome.HALTED:
         campaign_halt(campaign=campaign, reason=f"Retell refused the call: {error}", now=now)
         attempt_not_dialed(attempt=attempt, error=str(error), now=now, backoff=dt.timedelta(0))
     elif outcome == PlaceOutcome.RATE_LIMITED:
         backoff = dt.timedelta(seconds=max(error.retry_after or 0, RATE_LIMIT_BACKOFF.total_seconds()))
         attempt_not_dialed(attempt=attempt, error=str(error), now=now, backoff=backoff)
-    elif outcome == PlaceOutcome.FAILED:
-        _record_failed(attempt=attempt, item=item, error=error, now=now)
     else:
-        # The request may have reached Retell: keep the attempt (and its key) for the next try.
-        attempt_not_dialed(attempt=attempt, error=f"network: {error}", now=now, backoff=NETWORK_BACKOFF)
-        alert_raise(
-            campaign=campaign, source="retell",
-            message=f"Retell did not answer a create-call after {NETWORK_TRIES} tries; the call goes back to the queue: {error}",
-        )  # fmt: skip
+        _record_failed(attempt=attempt, item=item, error=error, now=now)
     log.warning(
         "call not placed",
         extra={"attempt_id": str(attempt.pk), "queue_item_id": item.pk, "outcome": outcome, "status": error.status, "error": str(error)},
@@ -307,67 +312,125 @@ def call_place(
     return outcome
 
 
+def _network_not_dialed(*, attempt: CallAttempt, error: IntegrationError, now: dt.datetime) -> str | None:
+    """After create-call's network failures: the call id a webhook brought meanwhile, or (none
+    came) the attempt goes back to the queue, keeping its key for the next try.
+
+    The attempt's row lock orders this against a webhook: one arriving later finds the attempt
+    no longer pending and records its call on the ledger, and the next try re-sends the same key,
+    which Retell answers with that same call.
+    """
+    with transaction.atomic():
+        known = CallAttempt.objects.select_for_update().filter(pk=attempt.pk, placement_pending=True).values_list("call_id", flat=True).first()
+        if not known:
+            attempt_not_dialed(attempt=attempt, error=f"network: {error}", now=now, backoff=NETWORK_BACKOFF)
+    return known
+
+
 def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign, call_id: str, now: dt.datetime) -> str:
     """Record an accepted call: attempt registered, item dialing, one call placed, one ledger entry.
 
-    This runs once per placed call — it is the release's hot path — so it is four plain SQL
-    statements in one transaction rather than four ORM updates (whose query building costs more
-    than the statements). What they do: the attempt keeps a call id a racing webhook may already
-    have stored and moves forward from "created" only; the item moves with the same conditional
-    UPDATE `queue_item_transition` makes (releasing → dialing moves no counter, so nothing else
-    must keep in step); the ledger INSERT ignores a duplicate (kind, reference), as
-    `ledger_record` guarantees.
+    This runs once per placed call — it is the release's hot path — so it is plain SQL in one
+    transaction rather than ORM updates (whose query building costs more than the statements).
+    The attempt's UPDATE comes first and only matches while its placement is pending, so a
+    record runs once however often recovery retries it; it waits for a webhook that holds the
+    attempt's lock and returns what that webhook learned. Webhooks leave a pending attempt's
+    item and counters alone, so what they brought is applied here:
+
+    - Retell said it did not dial: nothing is counted and the item goes back to the queue;
+    - an outcome: the call is recorded as usual, then the outcome moves the item on.
+
+    The item moves releasing → dialing with the conditional UPDATE `queue_item_transition`
+    makes (that move changes no counter). The ledger INSERT ignores a duplicate (kind,
+    reference), as `ledger_record` guarantees.
     """
+    from campaigns.services import outcomes  # outcomes imports this module
+
     ops = connection.ops
     real_now = ops.adapt_datetimefield_value(_real_now())
-    at, a_call_id, a_status, a_error, a_updated, a_id = quoted_names(CallAttempt, "call_id", "status", "error", "updated_at", "id")
+    at, a_call_id, a_status, a_outcome, a_reason, a_error, a_pending, a_updated, a_id = quoted_names(
+        CallAttempt, "call_id", "status", "outcome", "disconnection_reason", "error", "placement_pending", "updated_at", "id"
+    )
     it, i_status, i_changed, i_attempts, i_next, i_id = quoted_names(QueueItem, "status", "status_changed_at", "call_attempts", "next_attempt_at", "id")
     ct, c_placed, c_id = quoted_names(Campaign, "calls_placed", "id")
     lt, *l_columns = quoted_names(
         ContactLedgerEntry, "client_id", "phone", "kind", "occurred_at", "reference", "campaign_date", "outcome", "state"
     )
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # Not waiting for this commit's WAL flush saves most of the per-call cost. What it
-            # risks is losing the last fraction of a second of commits if the database server
-            # itself crashes: those attempts then stay "created" with their items "releasing",
-            # and the recovery pass re-sends the same idempotency key, so Retell answers with the
-            # same call and the record is written again — nobody is dialed twice.
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        cursor.execute(
-            f"UPDATE {at} SET {a_call_id} = COALESCE({a_call_id}, %s), "
-            f"{a_status} = CASE WHEN {a_status} IN (%s, %s) THEN %s ELSE {a_status} END, {a_error} = '', {a_updated} = %s "
-            f"WHERE {a_id} = %s",
-            [call_id, A.CREATED.value, A.NOT_DIALED.value, A.REGISTERED.value, real_now, CallAttempt._meta.pk.get_db_prep_value(attempt.pk, connection)],
-        )
-        cursor.execute(
-            f"UPDATE {it} SET {i_status} = %s, {i_changed} = %s, {i_attempts} = {i_attempts} + 1, {i_next} = NULL "
-            f"WHERE {i_id} = %s AND {i_status} = %s",
-            [S.DIALING.value, real_now, item.pk, S.RELEASING.value],
-        )
-        if cursor.rowcount != 1:
-            return PlaceOutcome.LOST
-        cursor.execute(f"UPDATE {ct} SET {c_placed} = {c_placed} + 1 WHERE {c_id} = %s", [campaign.pk])
-        cursor.execute(
-            f"INSERT INTO {lt} ({', '.join(l_columns)}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            [
-                item.client_id,
-                item.phone,
-                ContactLedgerEntry.Kind.CALL_ATTEMPT.value,
-                ops.adapt_datetimefield_value(now),
-                call_id,
-                ops.adapt_datefield_value(campaign.date),
-                "",
-                item.state,
-            ],
-        )
-    log.info("call placed", extra={"attempt_id": str(attempt.pk), "call_id": call_id, "queue_item_id": item.pk})
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # Not waiting for this commit's WAL flush saves most of the per-call cost. What it
+                # risks is losing the last fraction of a second of commits if the database server
+                # itself crashes: those attempts then stay pending with their items "releasing",
+                # and the recovery pass re-sends the same idempotency key, so Retell answers with
+                # the same call and the record is written again — nobody is dialed twice.
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            cursor.execute(
+                f"UPDATE {at} SET {a_call_id} = COALESCE({a_call_id}, %s), "
+                f"{a_status} = CASE WHEN {a_status} = %s THEN %s ELSE {a_status} END, "
+                f"{a_error} = CASE WHEN {a_status} = %s THEN {a_error} ELSE '' END, {a_pending} = %s, {a_updated} = %s "
+                f"WHERE {a_id} = %s AND {a_pending} RETURNING {a_status}, {a_outcome}, {a_reason}",
+                [
+                    call_id, A.CREATED.value, A.REGISTERED.value, A.NOT_DIALED.value, False, real_now,
+                    CallAttempt._meta.pk.get_db_prep_value(attempt.pk, connection),
+                ],
+            )  # fmt: skip
+            row = cursor.fetchone()
+            if row is None:
+                log.warning("call already recorded", extra={"attempt_id": str(attempt.pk), "call_id": call_id, "queue_item_id": item.pk})
+                return PlaceOutcome.LOST
+            status, outcome, reason = row
+            if status == A.NOT_DIALED:
+                return _record_not_dialed(attempt=attempt, item=item, campaign=campaign, reason=reason, now=now)
+            cursor.execute(
+                f"UPDATE {it} SET {i_status} = %s, {i_changed} = %s, {i_attempts} = {i_attempts} + 1, {i_next} = NULL "
+                f"WHERE {i_id} = %s AND {i_status} = %s",
+                [S.DIALING.value, real_now, item.pk, S.RELEASING.value],
+            )
+            if cursor.rowcount != 1:
+                # Closed meanwhile (a stop past its grace). Retell has the call all the same, so it counts.
+                cursor.execute(f"UPDATE {it} SET {i_attempts} = {i_attempts} + 1 WHERE {i_id} = %s", [item.pk])
+                log.warning("call placed for an item closed meanwhile", extra={"attempt_id": str(attempt.pk), "queue_item_id": item.pk})
+            cursor.execute(f"UPDATE {ct} SET {c_placed} = {c_placed} + 1 WHERE {c_id} = %s", [campaign.pk])
+            cursor.execute(
+                f"INSERT INTO {lt} ({', '.join(l_columns)}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [
+                    item.client_id,
+                    item.phone,
+                    ContactLedgerEntry.Kind.CALL_ATTEMPT.value,
+                    ops.adapt_datetimefield_value(now),
+                    call_id,
+                    ops.adapt_datefield_value(campaign.date),
+                    "",
+                    item.state,
+                ],
+            )
+        if outcome:
+            # The call ended before it was recorded (a failed dial is reported at once).
+            outcomes.outcome_reapply(attempt=attempt, now=now)
+    log.info("call placed", extra={"attempt_id": str(attempt.pk), "call_id": call_id, "queue_item_id": item.pk, "outcome": outcome})
     return PlaceOutcome.PLACED
+
+
+def _record_not_dialed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign, reason: str, now: dt.datetime) -> str:
+    """Retell reported it did not dial before the call was recorded: nothing counts, the item is queued again."""
+    from campaigns.services import outcomes  # outcomes imports this module
+
+    queue_item_transition(
+        item_id=item.pk, from_statuses=[S.RELEASING], to_status=S.QUEUED, next_attempt_at=now + outcomes.NOT_DIALED_RETRY_DELAY
+    )
+    log.warning("call not dialed by Retell", extra={"attempt_id": str(attempt.pk), "queue_item_id": item.pk, "reason": reason})
+    if reason in RETELL_PAYMENT_REASONS:
+        campaign_halt(campaign=campaign, reason="Retell reports no valid payment method (no_valid_payment)", now=now)
+        return PlaceOutcome.HALTED
+    if reason in RETELL_RATE_LIMIT_REASONS:
+        return PlaceOutcome.RATE_LIMITED
+    return PlaceOutcome.NOT_DIALED
 
 
 def _record_failed(*, attempt: CallAttempt, item: QueueItem, error: IntegrationError, now: dt.datetime) -> None:
     with transaction.atomic():
-        CallAttempt.objects.filter(pk=attempt.pk).update(status=A.ERROR, error=str(error)[:2000])
+        CallAttempt.objects.filter(pk=attempt.pk).update(status=A.ERROR, error=str(error)[:2000], placement_pending=False)
         queue_item_transition(
             item_id=item.pk,
             from_statuses=[S.RELEASING],
@@ -380,9 +443,13 @@ def _record_failed(*, attempt: CallAttempt, item: QueueItem, error: IntegrationE
 
 def attempt_not_dialed(*, attempt: CallAttempt, error: str, now: dt.datetime, backoff: dt.timedelta) -> bool:
     """A claimed call that was never dialed: the item goes back to the queue, no attempt counted."""
+    unsent = Q(status__in=[A.CREATED, A.NOT_DIALED])
     with transaction.atomic():
-        CallAttempt.objects.filter(pk=attempt.pk, status__in=[A.CREATED, A.NOT_DIALED]).update(
-            status=A.NOT_DIALED, error=error[:2000]
+        # An event Retell already sent about this key (its status moved on) keeps what it said.
+        CallAttempt.objects.filter(pk=attempt.pk).update(
+            status=Case(When(unsent, then=Value(A.NOT_DIALED.value)), default=F("status"), output_field=models.CharField()),
+            error=Case(When(unsent, then=Value(error[:2000])), default=F("error"), output_field=models.TextField()),
+            placement_pending=False,
         )
         return queue_item_transition(
             item_id=attempt.queue_item_id,
@@ -496,10 +563,11 @@ def _claim_items(items: Sequence[QueueItem], *, now: dt.datetime) -> list[QueueI
 
 def _reusable_attempts(items: Sequence[QueueItem], now: dt.datetime) -> dict[int, CallAttempt]:
     """Attempts whose create-call ended in a network error recently enough to reuse their key."""
+    # A webhook may have told us the call id since (Retell did accept the request): re-sending
+    # the key then returns that call, which is what must happen rather than a second dial.
     rows = CallAttempt.objects.filter(
         queue_item_id__in=[i.pk for i in items],
         status=A.NOT_DIALED,
-        call_id__isnull=True,
         error__startswith="network:",
         created_at__gte=_real_now() - IDEMPOTENCY_REUSE,
     ).order_by("created_at")
@@ -522,8 +590,8 @@ def _create_attempts(
         previous = reusable.get(item.pk)
         if previous is not None:
             # Same key, same caller id: Retell sees the very request it may already have acted on.
-            CallAttempt.objects.filter(pk=previous.pk).update(status=A.CREATED, batch=batch)
-            previous.status, previous.batch = A.CREATED, batch
+            CallAttempt.objects.filter(pk=previous.pk).update(status=A.CREATED, batch=batch, placement_pending=True)
+            previous.status, previous.batch, previous.placement_pending = A.CREATED, batch, True
             attempts.append(previous)
             continue
         from_number = caller_ids.caller_id_choose(to_number=item.phone, state=item.state, pool=pool, usage=usage)
@@ -536,6 +604,7 @@ def _create_attempts(
             from_number=from_number,
             to_number=item.phone,
             status=A.CREATED,
+            placement_pending=True,
         )
         fresh.append(attempt)
         attempts.append(attempt)
@@ -658,7 +727,7 @@ def batch_release(
             result.placed += 1
         elif outcome == PlaceOutcome.FAILED:
             result.failed += 1
-        elif outcome in (PlaceOutcome.RATE_LIMITED, PlaceOutcome.NETWORK, PlaceOutcome.HALTED, PlaceOutcome.WINDOW_CLOSED):
+        elif outcome in (PlaceOutcome.RATE_LIMITED, PlaceOutcome.NETWORK, PlaceOutcome.HALTED, PlaceOutcome.WINDOW_CLOSED, PlaceOutcome.NOT_DIALED):
             result.requeued += 1
         if outcome in (PlaceOutcome.RATE_LIMITED, PlaceOutcome.HALTED):
             # Retell refuses every call for now: the rest of the batch goes back unsent.
@@ -705,7 +774,7 @@ def batch_resolve(*, batch: ReleaseBatch, now: dt.datetime, timeout_seconds: int
 
 
 def release_recover(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pacer: Pacer, dialer: DialerSettings | None = None) -> int:
-    """Finish what a crashed loop left: items claimed (releasing) whose call was never recorded.
+    """Finish what a crashed loop left: claimed attempts (items releasing) whose call was never recorded.
 
     Re-placing with the attempt's own idempotency key is safe — if the crashed loop's request
     reached Retell, Retell answers with that same call — as long as the key is still valid; an
@@ -713,17 +782,12 @@ def release_recover(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pa
 
     When a webhook has already told us the call id (the loop died after Retell accepted the call
     and before it recorded that), nothing is sent: the placement is recorded as the loop would
-    have, and an outcome the webhook brought meanwhile is applied to the item.
+    have, with what the webhook said (not dialed, or an outcome).
     """
-    from campaigns.services import outcomes  # outcomes imports this module
-
     dialer = dialer or DialerSettings.load()
     stale = _real_now() - dt.timedelta(seconds=LEASE_SECONDS)
-    newer = CallAttempt.objects.filter(queue_item_id=OuterRef("queue_item_id"), created_at__gt=OuterRef("created_at"))
     attempts = list(
-        CallAttempt.objects.filter(campaign=campaign, queue_item__status=S.RELEASING, created_at__lt=stale)
-        .filter(Q(status=A.CREATED, call_id__isnull=True) | Q(call_id__isnull=False))
-        .exclude(Exists(newer))
+        CallAttempt.objects.filter(campaign=campaign, placement_pending=True, queue_item__status=S.RELEASING, created_at__lt=stale)
         .select_related("queue_item__segment")
         .order_by("created_at")
     )
@@ -731,18 +795,14 @@ def release_recover(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pa
     for attempt in attempts:
         item = attempt.queue_item
         if attempt.call_id:
-            if attempt.status == A.NOT_DIALED:
-                # Retell said it did not dial: back to the queue, as the webhook does for a dialing item.
-                attempt_not_dialed(attempt=attempt, error=attempt.error or "Retell did not place the call", now=now_fn(), backoff=dt.timedelta(0))
-                continue
             recorded = _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=attempt.call_id, now=now_fn())
             placed += recorded == PlaceOutcome.PLACED
-            if attempt.outcome:  # as loaded above; the reapply locks the attempt and reads it again
-                outcomes.outcome_reapply(attempt=attempt, now=now_fn())
             continue
         if attempt.created_at < _real_now() - IDEMPOTENCY_REUSE:
             with transaction.atomic():
-                CallAttempt.objects.filter(pk=attempt.pk, status=A.CREATED).update(status=A.ERROR, error="release interrupted; outcome unknown")
+                CallAttempt.objects.filter(pk=attempt.pk, placement_pending=True).update(
+                    status=A.ERROR, error="release interrupted; outcome unknown", placement_pending=False
+                )
                 queue_item_transition(
                     item_id=item.pk,
                     from_statuses=[S.RELEASING],

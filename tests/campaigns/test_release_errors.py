@@ -16,7 +16,7 @@ from django.utils import timezone
 from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, QueueItem
 from campaigns.services import outcomes, release
 from campaigns.services.release import LoopState, Pacer, batch_claim, release_loop_run, release_pass
-from integrations.http import reset_sessions
+from integrations.http import IntegrationError, reset_sessions
 from integrations.retell import client as retell
 
 from .release_factories import (  # noqa: F401 - fixtures
@@ -209,6 +209,116 @@ def test_a_call_whose_webhook_beat_the_crashed_release_is_recorded_not_redialed(
     release_loop_run(campaign_id=campaign.pk, worker_id="recovering", now_fn=lambda: NOW, slice_seconds=0, reenqueue=False)
     campaign.refresh_from_db()
     assert campaign.calls_placed == placed and len(simulated_calls()) == 1
+
+
+def _webhook_before_the_record(monkeypatch, **call: str):
+    """Retell answers create-call and its call_ended webhook is processed before the release step
+    records the call: the real client and the real event processing, only their order forced."""
+    real_create = retell.create_phone_call
+
+    def create_then_webhook(**kwargs):
+        created = real_create(**kwargs)
+        ended = {"call_id": created.call_id, "metadata": kwargs["metadata"], **call}
+        outcomes.call_record_apply(call=ended, event_type="call_ended", now=NOW)
+        return created
+
+    monkeypatch.setattr(retell, "create_phone_call", create_then_webhook)
+
+
+@pytest.mark.parametrize(
+    ("call_status", "reason", "item_status", "placed", "place_outcome"),
+    [
+        ("not_connected", "dial_failed", S.FAILED, 1, release.PlaceOutcome.PLACED),
+        ("ended", "voicemail_reached", S.VOICEMAIL, 1, release.PlaceOutcome.PLACED),
+        ("not_connected", "concurrency_limit_reached", S.QUEUED, 0, release.PlaceOutcome.RATE_LIMITED),
+    ],
+)
+def test_a_webhook_between_create_call_and_its_record_is_applied_by_the_record(
+    sandbox, step, monkeypatch, call_status, reason, item_status, placed, place_outcome
+):
+    """A failed dial is reported at once: its webhook can be processed while the item is still
+    releasing. The call is counted once (or not at all when Retell did not dial) and the outcome
+    lands on the item, without waiting for reconciliation."""
+    campaign = make_campaign(date=NOW.date())
+    item = make_item(campaign, step)
+    (attempt,) = batch_claim(campaign=campaign, ring_group="billing", limit=1, available_agents=1, now=NOW).attempts
+    _webhook_before_the_record(monkeypatch, call_status=call_status, disconnection_reason=reason)
+
+    outcome = release.call_place(attempt=attempt, item=item, campaign=campaign, company_name="Acme", now_fn=lambda: NOW)
+
+    assert outcome == place_outcome
+    item = reload([item])[0]
+    assert (item.status, item.call_attempts) == (item_status, placed)
+    campaign.refresh_from_db()
+    assert campaign.calls_placed == placed
+    entries = ContactLedgerEntry.objects.filter(kind=ContactLedgerEntry.Kind.CALL_ATTEMPT)
+    assert [e.outcome for e in entries] == ([item_status] if placed else [])
+    attempt.refresh_from_db()
+    assert not attempt.placement_pending
+    assert attempt.status == (A.NOT_DIALED if not placed else call_status)
+    assert len(simulated_calls()) == 1
+    # Nothing is left for recovery, and a second record of the same call changes nothing.
+    CallAttempt.objects.filter(pk=attempt.pk).update(created_at=timezone.now() - dt.timedelta(seconds=release.LEASE_SECONDS + 5))
+    assert release.release_recover(campaign=campaign, now_fn=lambda: NOW, pacer=Pacer(None)) == 0
+    assert release._record_placed(attempt=attempt, item=item, campaign=campaign, call_id=attempt.call_id, now=NOW) == release.PlaceOutcome.LOST
+    campaign.refresh_from_db()
+    assert campaign.calls_placed == placed and reload([item])[0].call_attempts == placed
+
+
+def test_a_call_known_only_from_its_webhook_is_recorded_not_requeued(sandbox, step, monkeypatch, no_pause):
+    """Retell accepted the call but every answer to create-call was lost; the call's webhook
+    arrived meanwhile. The item must not go back to the queue, where a new attempt would dial
+    the client a second time."""
+    campaign = make_campaign(date=NOW.date())
+    item = make_item(campaign, step)
+    (attempt,) = batch_claim(campaign=campaign, ring_group="billing", limit=1, available_agents=1, now=NOW).attempts
+    real_create = retell.create_phone_call
+    tries = []
+
+    def accepted_but_answer_lost(**kwargs):
+        tries.append(kwargs["idempotency_key"])
+        created = real_create(**kwargs)
+        if len(tries) == 1:
+            started = {"call_id": created.call_id, "call_status": "ongoing", "metadata": kwargs["metadata"]}
+            outcomes.call_record_apply(call=started, event_type="call_started", now=NOW)
+        raise IntegrationError("read timed out", permanent=False, vendor="retell")
+
+    monkeypatch.setattr(retell, "create_phone_call", accepted_but_answer_lost)
+    outcome = release.call_place(attempt=attempt, item=item, campaign=campaign, company_name="Acme", now_fn=lambda: NOW)
+
+    assert outcome == release.PlaceOutcome.PLACED
+    assert len(set(tries)) == 1 and len(simulated_calls()) == 1
+    item = reload([item])[0]
+    assert (item.status, item.call_attempts) == (S.DIALING, 1)
+    campaign.refresh_from_db()
+    assert campaign.calls_placed == 1
+    assert not Alert.objects.filter(campaign=campaign, source="retell").exists()
+
+
+def test_a_webhook_after_a_network_requeue_keeps_the_same_key_for_the_next_try(sandbox, step, monkeypatch, no_pause):
+    """The webhook of a call whose create-call answers were all lost came only after the item was
+    queued again: the next release re-sends the same key, and Retell answers with that call."""
+    campaign = make_campaign(date=NOW.date())
+    item = make_item(campaign, step)
+    real_create = retell.create_phone_call
+    created = []
+
+    def accepted_but_answer_lost(**kwargs):
+        created.append(real_create(**kwargs))
+        raise IntegrationError("read timed out", permanent=False, vendor="retell")
+
+    monkeypatch.setattr(retell, "create_phone_call", accepted_but_answer_lost)
+    run_pass(campaign)
+    assert reload([item])[0].status == S.QUEUED
+    (attempt,) = CallAttempt.objects.all()
+    started = {"call_id": created[0].call_id, "call_status": "ongoing", "metadata": release.call_metadata(attempt=attempt)}
+    outcomes.call_record_apply(call=started, event_type="call_started", now=NOW)
+
+    monkeypatch.setattr(retell, "create_phone_call", real_create)
+    run_pass(campaign, now=NOW + release.NETWORK_BACKOFF)
+    assert CallAttempt.objects.count() == 1 and len(simulated_calls()) == 1
+    item = reload([item])[0]
+    assert (item.status, item.call_attempts) == (S.DIALING, 1)
 
 
 def test_an_interrupted_release_older_than_the_key_is_not_redialed(sandbox, step):
