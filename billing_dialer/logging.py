@@ -13,8 +13,10 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-# Card-like: 13-19 digits, optionally split by spaces or dashes.
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# Card-like: 13-19 digits, optionally split by spaces or dashes, standing on their own. A run
+# inside an identifier (a Retell call id is 32 hex characters) is part of that id, and masking it
+# would only make the id impossible to find in the logs.
+_CARD = re.compile(r"(?<![0-9A-Za-z_])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z_])")
 _SSN = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
 # Phone-like: optional +, 10-12 digits possibly separated by spaces, dots, dashes or parentheses.
 _PHONE = re.compile(r"(?<![\w])\+?(?:\(?\d\)?[ .\-()]*){6,11}\d{4}(?!\d)")

@@ -38,7 +38,7 @@ from tests.campaigns.sms_factories import CAMPAIGN_DATE, queue_item, running_cam
 # Ten or more digits standing alone (a run inside a hex id such as a call id is not a number).
 PHONE_DIGITS = re.compile(r"(?<![0-9A-Za-z])\d{10,}(?![0-9A-Za-z])")
 SSN = re.compile(r"\d{3}-\d{2}-\d{4}")
-CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+CARD = re.compile(r"(?<![0-9A-Za-z_])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z_])")
 
 SECRET_PHONE = "+1 (312) 555-0187"
 SECRET_SSN = "123-45-6789"
@@ -101,6 +101,16 @@ def test_the_capture_sees_what_the_console_would_write(log_output: Captured) -> 
     logging.getLogger("campaigns.careless").info("structured", extra={"phone": "+13125550187", "nested": {"to": ["13125550187"]}})
     assert_no_pii(log_output.text)
     assert "***0187" in log_output.text and "***-**-****" in log_output.text and "[card removed]" in log_output.text
+
+
+def test_an_identifier_with_a_long_digit_run_is_kept_whole(log_output: Captured) -> None:
+    # Retell call ids are 32 hex characters; one in a few thousand has 13 digits in a row.
+    call_id = "call_0b07a3169bcf46b4111111111111111be5"
+    logging.getLogger("campaigns.careless").info("call %s: card %s, or card:%s", call_id, SECRET_CARD, "4111111111111111", extra={"call_id": call_id})
+    (line,) = log_output.lines()
+    assert line["call_id"] == call_id and line["event"].startswith(f"call {call_id}:")
+    assert line["event"].endswith("card [card removed], or card:[card removed]")
+    assert_no_pii(log_output.text)
 
 
 @pytest.mark.django_db
