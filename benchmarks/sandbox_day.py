@@ -73,7 +73,7 @@ def main() -> bool:
         return False
     summary = json.loads(result.stdout)
     backend = "postgresql" if pg_name else "sqlite"
-    print(f"clients {CLIENTS} on {backend}: wall time {wall:.1f} s (target < {TARGET_SECONDS:.0f} s)")
+    print(f"clients {CLIENTS} on {backend}, clock at {summary['speed']:g}×: wall time {wall:.1f} s (target < {TARGET_SECONDS:.0f} s)")
     for stage, seconds in summary["stages"].items():
         print(f"  {stage:18} {seconds:8.2f}")
     print(f"  touchpoints queued {summary['load']['queued']}, calls placed {summary['outcomes']['calls_placed']}, "

@@ -1,4 +1,4 @@
-"""A whole sandbox day in one process, on an accelerated clock.
+"""A whole sandbox day, on an accelerated clock.
 
 The portal serves itself on a loopback port (the vendor simulators live under /sandbox/ and
 Retell's and HeyMarket's webhooks come back to /webhooks/), so every call, text and webhook goes
@@ -6,16 +6,28 @@ through the real clients over real HTTP. The day's steps run as they do under th
 queue load, the release loop, the SMS sender, revalidation, stop and flush — but driven here,
 with the clock running `speed` times faster than real time. At the end the invariants are
 checked on the rows the day produced.
+
+By default everything runs in this process, in threads. With `processes=True` (what
+`run_campaign` does) the portal runs under gunicorn and the webhook dispatch and task workers
+in a process of their own, all sharing this process's database and accelerated clock, so the
+day uses every core rather than one interpreter's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import logging
+import os
 import pydoc
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +55,12 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 TASK_WORKERS = 2
+# The default clock speed: as fast as a 2-core machine keeps up with every call of the day
+# (a 20,000-client day reaches 99% of its call touchpoints at 200×), at most MAX_SPEED.
+MAX_SPEED = 1200.0
+CLIENT_SECONDS_PER_SECOND = 4_000_000.0
+WEB_WORKERS = 2
+WEB_THREADS = 8
 
 # The simulated day: from the first legal minute on the east coast to the campaign's end of day.
 DAY_START = dt.time(8, 0)
@@ -97,7 +115,88 @@ class PortalServer:
         self.httpd.server_close()
 
 
-def _ensure_sandbox() -> None:
+class PortalProcesses:
+    """The portal under gunicorn, plus one process delivering the simulators' webhooks and one
+    running the day's tasks, all on this process's database and clock (`clock.accelerate`
+    exports it to the environment they inherit). Started after the clock is set."""
+
+    def __init__(self, *, dispatchers: int, task_workers: int) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{port}"
+        # The day dispatches the webhooks itself; the web workers must not start their own sender.
+        env = dict(os.environ, SANDBOX_APP_URL=self.url, SANDBOX_AUTO_DISPATCH="False")
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        self.commands = [
+            [
+                sys.executable, "-m", "gunicorn", "billing_dialer.wsgi", "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS),
+                "--worker-class", "gthread", "--bind", f"127.0.0.1:{port}", "--timeout", "120", "--log-level", "warning",
+            ],
+            [*manage, "sandbox_day_worker", "--dispatchers", str(dispatchers), "--task-workers", "0"],
+            [*manage, "sandbox_day_worker", "--dispatchers", "0", "--task-workers", str(task_workers)],
+        ]  # fmt: skip
+        self.env = env
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> PortalProcesses:
+        try:
+            for command in self.commands:
+                self.processes.append(subprocess.Popen(command, cwd=settings.BASE_DIR, env=self.env, start_new_session=True))
+            self._wait_until_serving()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _wait_until_serving(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        host, port = self.url.removeprefix("http://").split(":")
+        while time.monotonic() < deadline:
+            self.check(when=" at start")
+            try:
+                with socket.create_connection((host, int(port)), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise SandboxDayError(f"The portal did not start serving at {self.url} within {timeout:.0f} s")
+
+    def check(self, when: str = "") -> None:
+        """Raise when a day process died: its share of the day would silently stop."""
+        for command, process in zip(self.commands, self.processes):
+            if process.poll() is not None:
+                raise SandboxDayError(f"A day process exited{when} (status {process.returncode}): {' '.join(command[:5])}")
+
+    def __exit__(self, *exc: object) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def workers_run(*, dispatchers: int, task_workers: int, stop: threading.Event) -> None:
+    """The threads of a day's worker process, until `stop` is set."""
+    threads = [threading.Thread(target=_dispatch_worker, args=(stop,), name=f"dispatch-{n}", daemon=True) for n in range(dispatchers)]
+    threads += [threading.Thread(target=_task_worker, args=(stop,), name=f"tasks-{n}", daemon=True) for n in range(task_workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def default_speed(clients: int) -> float:
+    """Simulated seconds per real second for a day of `clients`: slower for bigger days, whose
+    calls would otherwise pile up behind the machine and miss their calling windows."""
+    return min(MAX_SPEED, CLIENT_SECONDS_PER_SECOND / max(clients, 1))
+
+
+def ensure_sandbox() -> None:
     live = [v for v in ("retell", "heymarket", "dialflow") if modes.is_live(v)]
     if live:
         raise SandboxDayError(f"A sandbox day needs every vendor in sandbox mode; live: {', '.join(live)}. Unset their credentials.")
@@ -199,13 +298,14 @@ def sandbox_day_run(
     *,
     clients: int,
     seed: int = 1,
-    speed: float = 1200.0,
+    speed: float = MAX_SPEED,
     date: dt.date | None = None,
     dispatchers: int = 3,
+    processes: bool = False,
     progress: Progress | None = None,
 ) -> DayReport:
-    """Run one whole sandbox day end to end and return its summary."""
-    _ensure_sandbox()
+    """Run one whole sandbox day end to end and return its summary (`processes`: see the module)."""
+    ensure_sandbox()
     say = progress or (lambda text: None)
     report = DayReport(clients=clients, speed=speed)
     portal_tz = timezone.get_current_timezone()
@@ -226,28 +326,13 @@ def sandbox_day_run(
     previous_debug, settings.DEBUG = settings.DEBUG, False
     SimulatorConfig.objects.filter(pk=config.pk).update(speed_factor=speed, auto_dispatch=False)
     previous_app_url = settings.SANDBOX_APP_URL
-    stop_dispatch = threading.Event()
+    day_start = dt.datetime.combine(date, DAY_START, tzinfo=portal_tz)
+
+    serving = functools.partial(_processes_serving if processes else _threads_serving, dispatchers=dispatchers)
     try:
-        with PortalServer() as server:
-            settings.SANDBOX_APP_URL = server.url
-            dispatch_threads = [
-                threading.Thread(target=_dispatch_worker, args=(stop_dispatch,), name=f"dispatch-{n}", daemon=True)
-                for n in range(dispatchers)
-            ] + [
-                threading.Thread(target=_task_worker, args=(stop_dispatch,), name=f"tasks-{n}", daemon=True)
-                for n in range(TASK_WORKERS)
-            ]
-            for thread in dispatch_threads:
-                thread.start()
-            day_start = dt.datetime.combine(date, DAY_START, tzinfo=portal_tz)
-            try:
-                _run_day(report=report, date=date, day_start=day_start, speed=speed, say=say)
-            finally:
-                clock.reset()
-                stop_dispatch.set()
-                for thread in dispatch_threads:
-                    thread.join(timeout=10)
+        _run_day(report=report, date=date, day_start=day_start, speed=speed, say=say, serving=serving)
     finally:
+        clock.reset()
         settings.SANDBOX_APP_URL = previous_app_url
         settings.DEBUG = previous_debug
         SimulatorConfig.objects.filter(pk=config.pk).update(speed_factor=previous_speed, auto_dispatch=previous_auto)
@@ -255,7 +340,40 @@ def sandbox_day_run(
     return report
 
 
-def _run_day(*, report: DayReport, date: dt.date, day_start: dt.datetime, speed: float, say: Progress) -> None:
+@contextlib.contextmanager
+def _threads_serving(*, dispatchers: int) -> Iterator[Callable[[], None]]:
+    """The portal, the webhook dispatch and the task workers in threads of this process."""
+    stop = threading.Event()
+    with PortalServer() as server:
+        settings.SANDBOX_APP_URL = server.url
+        worker = threading.Thread(
+            target=workers_run, kwargs={"dispatchers": dispatchers, "task_workers": TASK_WORKERS, "stop": stop}, name="day-workers", daemon=True
+        )
+        worker.start()
+        try:
+            yield lambda: None
+        finally:
+            stop.set()
+            worker.join(timeout=30)
+
+
+@contextlib.contextmanager
+def _processes_serving(*, dispatchers: int) -> Iterator[Callable[[], None]]:
+    """The same in processes of their own (see `PortalProcesses`)."""
+    with PortalProcesses(dispatchers=dispatchers, task_workers=TASK_WORKERS) as children:
+        settings.SANDBOX_APP_URL = children.url
+        yield children.check
+
+
+def _run_day(
+    *,
+    report: DayReport,
+    date: dt.date,
+    day_start: dt.datetime,
+    speed: float,
+    say: Progress,
+    serving: Callable[[], contextlib.AbstractContextManager[Callable[[], None]]],
+) -> None:
     stage = time.monotonic()
     campaign = queue.campaign_create(date=date)
     report.campaign_id, report.date = campaign.pk, date.isoformat()
@@ -263,7 +381,6 @@ def _run_day(*, report: DayReport, date: dt.date, day_start: dt.datetime, speed:
     campaign.refresh_from_db()
     # The queue loads before the first calling minute; the accelerated clock starts after it.
     lifecycle.campaign_load_and_run(campaign=campaign, now=day_start - dt.timedelta(minutes=30), start_release=False)
-    clock.accelerate(start=day_start, speed=speed)
     campaign.refresh_from_db()
     if campaign.status != Campaign.Status.RUNNING:
         raise SandboxDayError(f"The queue did not load: {campaign.load_error or campaign.status}")
@@ -277,6 +394,27 @@ def _run_day(*, report: DayReport, date: dt.date, day_start: dt.datetime, speed:
     report.stages["load_s"] = round(time.monotonic() - stage, 2)
     say(f"loaded {campaign.rows_inserted} touchpoints from {campaign.rows_read} rows ({campaign.rows_rejected} rejected)")
 
+    # Set before the day's processes start, which take the clock from the environment.
+    clock.accelerate(start=day_start, speed=speed)
+    with serving() as serving_check:
+        checks = _run_calling(report=report, campaign=campaign, date=date, say=say, serving_check=serving_check)
+
+    stage = time.monotonic()
+    campaign = lifecycle.campaign_flush(campaign=campaign)
+    if campaign.status != Campaign.Status.FLUSHED:
+        raise SandboxDayError(f"The flush failed: {campaign.flush_error}")
+    report.rows_flushed = campaign.flushed_rows
+    report.history_rows_in_warehouse = lifecycle.history_rows_in_warehouse(date=date)
+    checks.append(invariants.check_cleaned_after_flush(campaign=campaign, history_rows=report.history_rows_in_warehouse))
+    report.invariants = invariants.as_dicts(checks)
+    report.stages["flush_s"] = round(time.monotonic() - stage, 2)
+    say(f"flushed {campaign.flushed_rows} rows; the day is over")
+
+
+def _run_calling(
+    *, report: DayReport, campaign: Campaign, date: dt.date, say: Progress, serving_check: Callable[[], None]
+) -> list[invariants.Check]:
+    """From the first calling minute to a finished stop; returns the checks made before the flush."""
     stage = time.monotonic()
     dialer = DialerSettings.load()
     errors: list[BaseException] = []
@@ -289,27 +427,29 @@ def _run_day(*, report: DayReport, date: dt.date, day_start: dt.datetime, speed:
     revalidate_every = dt.timedelta(minutes=dialer.revalidation_interval_minutes)
     next_revalidation = clock.now() + revalidate_every
     last_report = 0.0
-    while True:
-        now = clock.now()
-        if now >= next_revalidation:
-            queue.queue_revalidate(campaign=campaign, now=now)
-            next_revalidation = now + revalidate_every
-        if time.monotonic() - last_report > 2:
-            last_report = time.monotonic()
-            campaign.refresh_from_db()
-            say(
-                f"{timezone.localtime(now):%H:%M} placed {campaign.calls_placed} · answered {campaign.answered} · "
-                f"voicemail {campaign.voicemail} · transferred {campaign.transferred} · no answer {campaign.no_answer} · "
-                f"failed {campaign.failed} · sms {campaign.sms_sent} · skipped {campaign.skipped}"
-            )
-        if errors:
-            stop_sms.set()
-            raise SandboxDayError(f"A worker failed: {errors[0]!r}")
-        if now >= end_of_day or not _work_left(campaign):
-            break
-        time.sleep(0.2)
-    stop_sms.set()
-    texter.join(timeout=60)
+    try:
+        while True:
+            now = clock.now()
+            if now >= next_revalidation:
+                queue.queue_revalidate(campaign=campaign, now=now)
+                next_revalidation = now + revalidate_every
+            if time.monotonic() - last_report > 2:
+                last_report = time.monotonic()
+                serving_check()
+                campaign.refresh_from_db()
+                say(
+                    f"{timezone.localtime(now):%H:%M} placed {campaign.calls_placed} · answered {campaign.answered} · "
+                    f"voicemail {campaign.voicemail} · transferred {campaign.transferred} · no answer {campaign.no_answer} · "
+                    f"failed {campaign.failed} · sms {campaign.sms_sent} · skipped {campaign.skipped}"
+                )
+            if errors:
+                raise SandboxDayError(f"A worker failed: {errors[0]!r}")
+            if now >= end_of_day or not _work_left(campaign):
+                break
+            time.sleep(0.2)
+    finally:
+        stop_sms.set()
+        texter.join(timeout=60)
     report.stages["calling_s"] = round(time.monotonic() - stage, 2)
 
     stage = time.monotonic()
@@ -339,14 +479,4 @@ def _run_day(*, report: DayReport, date: dt.date, day_start: dt.datetime, speed:
     ).count()
     checks = invariants.checks_before_flush(campaign=campaign)
     report.stages["stop_s"] = round(time.monotonic() - stage, 2)
-
-    stage = time.monotonic()
-    campaign = lifecycle.campaign_flush(campaign=campaign)
-    if campaign.status != Campaign.Status.FLUSHED:
-        raise SandboxDayError(f"The flush failed: {campaign.flush_error}")
-    report.rows_flushed = campaign.flushed_rows
-    report.history_rows_in_warehouse = lifecycle.history_rows_in_warehouse(date=date)
-    checks.append(invariants.check_cleaned_after_flush(campaign=campaign, history_rows=report.history_rows_in_warehouse))
-    report.invariants = invariants.as_dicts(checks)
-    report.stages["flush_s"] = round(time.monotonic() - stage, 2)
-    say(f"flushed {campaign.flushed_rows} rows; the day is over")
+    return checks
