@@ -795,10 +795,8 @@ def release_recover(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pa
     for attempt in attempts:
         item = attempt.queue_item
         if attempt.call_id:
-            recorded = _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=attempt.call_id, now=now_fn())
-            placed += recorded == PlaceOutcome.PLACED
-            continue
-        if attempt.created_at < _real_now() - IDEMPOTENCY_REUSE:
+            outcome = _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=attempt.call_id, now=now_fn())
+        elif attempt.created_at < _real_now() - IDEMPOTENCY_REUSE:
             with transaction.atomic():
                 CallAttempt.objects.filter(pk=attempt.pk, placement_pending=True).update(
                     status=A.ERROR, error="release interrupted; outcome unknown", placement_pending=False
@@ -811,8 +809,9 @@ def release_recover(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pa
                     skip_detail={"attempt_id": str(attempt.pk), "created_at": attempt.created_at.isoformat()},
                 )
             continue
-        pacer.wait()
-        outcome = call_place(attempt=attempt, item=item, campaign=campaign, company_name=dialer.company_name, now_fn=now_fn, sleep=pacer.sleep)
+        else:
+            pacer.wait()
+            outcome = call_place(attempt=attempt, item=item, campaign=campaign, company_name=dialer.company_name, now_fn=now_fn, sleep=pacer.sleep)
         placed += outcome == PlaceOutcome.PLACED
         if outcome == PlaceOutcome.HALTED:
             break
