@@ -893,6 +893,9 @@ ESCALATION_FIELDS: dict[str, str] = {
 _ATTORNEY_WORDS = re.compile(r"\b(attorney|attorneys|lawyer|lawyers|counsel|law firm|legal representation)\b", re.I)
 _FALSE_WORDS = frozenset({"", "no", "false", "none", "n/a", "na", "null", "0", "unknown", "not applicable"})
 PROMISE_REMINDER_TIME = dt.time(9, 0)
+# A callback asked for further out than this is not a time to schedule (a misheard year, say):
+# the task is due now, with the words as spoken, for an agent to read.
+CALLBACK_HORIZON = dt.timedelta(days=60)
 
 
 @dataclass(frozen=True)
@@ -996,7 +999,12 @@ def parse_promise_date(value: Any, *, today: dt.date) -> dt.date | None:
             parsed = dt.datetime.strptime(f"{text} {today.year}", f"{fmt} %Y").date()
         except ValueError:
             continue
-        return parsed if parsed >= today else parsed.replace(year=today.year + 1)
+        if parsed >= today:
+            return parsed
+        try:
+            return parsed.replace(year=today.year + 1)
+        except ValueError:  # Feb 29 asked for after this leap year's: next year has none
+            return None
     return None
 
 
@@ -1019,6 +1027,10 @@ def parse_callback_time(value: Any, *, zone: zoneinfo.ZoneInfo) -> dt.datetime |
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
+    try:
+        parsed.astimezone(dt.timezone.utc)  # 9999-12-31T23:00-05:00 is past the last UTC instant
+    except OverflowError:
+        return None
     return parsed
 
 
@@ -1108,7 +1120,7 @@ def _callback_schedule(
     *, context: ClientContext, call_id: str, callback_text: Any, summary: str, now: dt.datetime
 ) -> None:
     requested = parse_callback_time(callback_text, zone=_zone(context))
-    if requested is None or requested < now:
+    if requested is None or requested < now or requested > now + CALLBACK_HORIZON:
         requested = now
     # Through the gate's own window rule: the first instant inside 08:00–21:00 in every
     # candidate zone of the client (None when the zones are unusable: then as requested).

@@ -89,6 +89,9 @@ def test_promise_dates_and_amounts_in_the_spellings_the_analysis_produces():
     assert parse_promise_date("January 5", today=today) == dt.date(2026, 1, 5)
     assert parse_promise_date("next Friday", today=today) is None
     assert parse_promise_date(20250620, today=today) is None
+    # After Feb 29 of a leap year there is no Feb 29 next year: the date is unusable, not a crash.
+    assert parse_promise_date("Feb 29", today=dt.date(2028, 3, 1)) is None
+    assert parse_promise_date("February 29", today=dt.date(2028, 2, 1)) == dt.date(2028, 2, 29)
     assert parse_promise_amount("$1,250.00") == Decimal("1250.00")
     assert parse_promise_amount(99.999) == Decimal("100.00")
     assert parse_promise_amount("USD 40") == Decimal("40.00")
@@ -222,6 +225,18 @@ def test_a_callback_without_a_usable_time_is_due_now(client):
     assert task.kind == FollowUpTask.Kind.CALLBACK_REQUEST
     assert task.due_at >= before - dt.timedelta(seconds=1)
     assert "after lunch" in task.detail
+
+
+@pytest.mark.parametrize("far", ["9999-12-31", "9999-12-31T23:30:00", "9999-12-31T23:59:59-12:00", "2999-01-01T10:00:00"])
+def test_a_callback_time_beyond_any_calendar_is_due_now_and_the_call_still_resolves(client, far):
+    # Next-window arithmetic past year 9999 overflowed, and the whole analysed event failed with it.
+    before = timezone.now()
+    attempt = analyze(client, {"callback_requested": True, "callback_time": far})
+    task = FollowUpTask.objects.get()
+    assert before - dt.timedelta(seconds=1) <= task.due_at <= timezone.now() + dt.timedelta(days=1)
+    assert far in task.detail
+    attempt.refresh_from_db()
+    assert attempt.outcome == "answered"
 
 
 # --- Promise review ------------------------------------------------------------------------------
