@@ -26,6 +26,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from access import services as access_services
@@ -357,6 +358,9 @@ class TokenView(ObtainAuthToken):
 
     Guessing passwords here is throttled exactly like the sign-in page (429 while paused).
     """
+
+    # ObtainAuthToken names DRF's own parsers; the API's strict JSON parser applies here too.
+    parser_classes = api_settings.DEFAULT_PARSER_CLASSES
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         username = str(request.data.get("username") or "")

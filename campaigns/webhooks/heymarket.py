@@ -14,7 +14,6 @@ Reference: https://developers.heymarket.com/api-reference/webhooks
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -22,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing_dialer import clock
+from billing_dialer import clock, jsonbody
 from campaigns.services import sms
 from integrations.heymarket import client as heymarket
 
@@ -30,10 +29,6 @@ log = logging.getLogger(__name__)
 
 # HeyMarket events are small (a message and its conversation); anything far larger is not one.
 MAX_BODY_BYTES = 1024 * 1024
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not a JSON value")
 
 
 @csrf_exempt
@@ -48,9 +43,8 @@ def heymarket_webhook(request: HttpRequest) -> HttpResponse:
         return HttpResponse(status=413)
     raw = request.read(MAX_BODY_BYTES + 1)
     try:
-        # NaN and Infinity are not JSON (Python accepts them; the database's JSON column does not).
-        payload: Any = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
-    except (UnicodeDecodeError, ValueError) as exc:
+        payload: Any = jsonbody.loads(raw)
+    except ValueError as exc:
         log.warning("heymarket webhook rejected: malformed JSON", extra={"error": str(exc)[:200]})
         return JsonResponse({"error": "The body is not valid JSON."}, status=400)
     if not isinstance(payload, dict):

@@ -14,7 +14,6 @@ Reference: https://docs.retellai.com/features/webhook-overview
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -22,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing_dialer import clock
+from billing_dialer import clock, jsonbody
 from campaigns.services import inbound, outcomes
 from integrations.retell import client as retell
 
@@ -40,10 +39,6 @@ class _Refused(Exception):
     def __init__(self, response: HttpResponse) -> None:
         super().__init__(response.status_code)
         self.response = response
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _signed_payload(request: HttpRequest) -> tuple[str, dict[str, Any]]:
@@ -67,8 +62,7 @@ def _signed_payload(request: HttpRequest) -> tuple[str, dict[str, Any]]:
         raise _Refused(HttpResponse(status=401))
     body = raw.decode("utf-8")  # cannot fail: a signature only verifies over valid UTF-8
     try:
-        # NaN and Infinity are not JSON (Python accepts them; the database's JSON column does not).
-        payload = json.loads(body, parse_constant=_not_json)
+        payload = jsonbody.loads(body)
     except ValueError as exc:
         log.warning("retell webhook rejected: malformed JSON", extra={"path": request.path, "error": str(exc)[:200]})
         raise _Refused(JsonResponse({"error": "The body is not valid JSON."}, status=400)) from None

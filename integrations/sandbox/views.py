@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from functools import wraps
 from typing import Any, Callable
@@ -15,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from billing_dialer import jsonbody
 from integrations import modes
 from integrations.dialflow import client as dialflow_client
 from integrations.heymarket import client as heymarket_client
@@ -52,8 +52,8 @@ _INVALID_JSON = object()
 
 def _json(request: HttpRequest) -> Any:
     try:
-        return json.loads(request.body.decode("utf-8") or "null")
-    except (UnicodeDecodeError, ValueError):
+        return jsonbody.loads(request.body or b"null")
+    except ValueError:
         return _INVALID_JSON
 
 

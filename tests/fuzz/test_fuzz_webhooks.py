@@ -172,3 +172,43 @@ def test_non_json_constants_are_a_400_not_a_database_error(constant: str) -> Non
     heymarket_body = '{"type": "message_status", "token": "fuzz-token", "event_data": {"id": %s}}' % constant
     assert heymarket_post(heymarket_body.encode()).status_code == 400
     assert not WebhookEvent.objects.exists()
+
+
+# --- Bodies that nest without end -------------------------------------------------------------
+# Python's json module answers 100,000 `[` with RecursionError, and a body just inside its limit
+# overflowed the code that stores it: both were a 500, the HeyMarket and API-token ones before any
+# authentication.
+
+DEEP_BODIES = {
+    "arrays": "[" * 100_000,
+    "objects": '{"event": ' * 20_000 + "1" + "}" * 20_000,
+    "just_inside_the_parser": '{"event": "call_ended", "call": {"call_id": "c1", "metadata": ' + "[" * 900 + "]" * 900 + "}}",
+}
+
+
+@pytest.mark.parametrize("shape", DEEP_BODIES)
+def test_deeply_nested_bodies_are_a_400_on_every_json_endpoint(shape: str, django_user_model: Any) -> None:
+    from rest_framework.test import APIClient
+
+    from django.conf import settings
+
+    body = DEEP_BODIES[shape]
+    assert signed_post(body).status_code == 400
+    assert signed_post(body, url=INBOUND_URL).status_code == 400
+    assert heymarket_post(body.encode()).status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+    anonymous = APIClient()
+    response = anonymous.post("/api/token/", data=body, content_type="application/json")
+    assert response.status_code == 400 and "nests deeper than" in response.json()["detail"]
+    staff = APIClient()
+    staff.force_authenticate(django_user_model.objects.create_superuser("deep", password="pw-for-tests-1"))
+    assert staff.post("/api/campaigns/", data=body, content_type="application/json").status_code == 400
+
+    sandbox = Client().post(
+        "/sandbox/retell/v2/create-phone-call",
+        data=body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {settings.RETELL_SANDBOX_KEY}",
+    )
+    assert sandbox.status_code == 400
