@@ -238,11 +238,12 @@ def _amount(value: object) -> Decimal | None:
         raise ValueError(f"amount_due {_text(value)!r} is not an amount")
     if amount < 0:
         raise ValueError(f"amount_due {amount} is negative")
+    # Before rounding: past Decimal's 28 digits, quantize raises InvalidOperation.
+    if amount >= _AMOUNT_LIMIT:
+        raise ValueError(f"amount_due {amount} is too large")
     rounded = amount.quantize(_CENT)
     if rounded != amount:
         raise ValueError(f"amount_due {amount} has more than 2 decimal places")
-    if rounded >= _AMOUNT_LIMIT:
-        raise ValueError(f"amount_due {amount} is too large")
     return rounded
 
 

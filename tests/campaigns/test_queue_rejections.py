@@ -23,6 +23,9 @@ BAD_ROWS = [
     ({"days_past_due": "12.5"}, "days_past_due '12.5' is not a whole number"),
     ({"amount_due": "twelve"}, "amount_due 'twelve' is not an amount"),
     ({"amount_due": "-5"}, "amount_due -5 is negative"),
+    # Past Decimal's 28 digits, rounding to cents raised InvalidOperation, which no check caught.
+    ({"amount_due": "1e30"}, "amount_due 1E+30 is too large"),
+    ({"amount_due": "123456789012345678901234567890.5"}, "is too large"),
     ({"timezone": "Mars/Olympus"}, "time zone 'Mars/Olympus' is not an IANA time zone name"),
     ({"state": "Narnia"}, "state 'Narnia' is not a US state"),
     ({"postal_code": "ABC12"}, "postal code 'ABC12' is not a US ZIP code"),
