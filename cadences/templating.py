@@ -126,9 +126,12 @@ def validate_template(body: str, *, phase: str) -> list[str]:
 
     problems: list[str] = []
     for text_node in template.nodelist.get_nodes_by_type(TextNode):
-        for marker in ("{{", "}}", "{%", "%}"):
+        for marker in ("{{", "}}", "{%", "%}", "{#", "#}"):
             if marker in text_node.s:
-                problems.append(f"Unbalanced '{marker}' near '{text_node.s.strip()[:30]}': every {{{{ needs }}}} and every {{% needs %}}.")
+                problems.append(
+                    f"Unbalanced '{marker}' near '{text_node.s.strip()[:30]}': every {{{{ needs }}}}, every {{% needs %}} "
+                    "and every {# needs #}."
+                )
     used: set[str] = set()
     for variable in _variables(template.nodelist):
         root = variable.lookups[0]
@@ -149,8 +152,16 @@ def validate_template(body: str, *, phase: str) -> list[str]:
         problems.append(
             f"Never ask for card or bank details by text ('{card.group(0)}'); invite payment through {{{{ payment_link }}}}."
         )
+    # Only text outside every tag and comment is sent whatever the client's data: wording inside
+    # an {% if %} or a {# comment #} would leave some texts without it.
+    always_sent = "".join(node.s for node in template.nodelist if isinstance(node, TextNode))
     if not _OPT_OUT.search(body):
         problems.append(f"Add opt-out wording, e.g. '{OPT_OUT_TEXT}'")
+    elif not _OPT_OUT.search(always_sent):
+        problems.append(
+            f"Put the opt-out wording ('{OPT_OUT_TEXT}') outside any {{% if %}}, {{% firstof %}} or comment, "
+            "so every text carries it."
+        )
     # One message per problem, in the order found.
     return list(dict.fromkeys(problems))
 

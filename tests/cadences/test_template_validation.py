@@ -47,7 +47,7 @@ def test_syntax_error_carries_djangos_message() -> None:
 def test_unbalanced_braces_are_refused() -> None:
     # Django itself would print these as literal text.
     problems = validate_template("Hi {{ first_name }, pay today." + OK_TAIL, phase="past_due")
-    assert problems == ["Unbalanced '{{' near 'Hi {{ first_name }, pay today.': every {{ needs }} and every {% needs %}."]
+    assert problems == ["Unbalanced '{{' near 'Hi {{ first_name }, pay today.': every {{ needs }}, every {% needs %} and every {# needs #}."]
     problems = validate_template("Hi {{ first_name }} %} pay today." + OK_TAIL, phase="past_due")
     assert len(problems) == 1 and problems[0].startswith("Unbalanced '%}'")
 
@@ -89,6 +89,34 @@ def test_asking_for_card_details_is_refused(wording: str) -> None:
 
 def test_missing_opt_out_wording_is_refused() -> None:
     assert validate_template("Hi {{ first_name }}.", phase="past_due") == ["Add opt-out wording, e.g. 'Reply STOP to opt out.'"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Hi {{ first_name }}. {# Reply STOP to opt out. #}",
+        "Hi.{% comment %} Reply STOP to opt out.{% endcomment %}",
+        "Hi.{% if first_name %} Reply STOP to opt out.{% endif %}",
+        "Hi.{% if amount_due %}{% else %} Reply STOP to opt out.{% endif %}",
+        "Hi.{% firstof first_name 'Reply STOP to opt out.' %}",
+    ],
+)
+def test_opt_out_wording_that_some_texts_would_not_carry_is_refused(body: str) -> None:
+    # Found by coverage-guided fuzzing: the wording was checked in the source, so a comment or a
+    # condition around it passed validation and sent texts without it.
+    problems = validate_template(body, phase="past_due")
+    assert problems == ["Put the opt-out wording ('Reply STOP to opt out.') outside any {% if %}, {% firstof %} or comment, so every text carries it."]
+
+
+def test_opt_out_wording_beside_conditions_is_fine() -> None:
+    body = "Hi{% if first_name %} {{ first_name }}{% endif %}, please pay: {{ payment_link }}." + OK_TAIL
+    assert validate_template(body, phase="past_due") == []
+    assert render_template(body, {"payment_link": "https://pay.example.com/x"}).endswith("Reply STOP to opt out.")
+
+
+def test_an_unclosed_comment_marker_is_refused() -> None:
+    problems = validate_template("Hi {# there." + OK_TAIL, phase="past_due")
+    assert len(problems) == 1 and "Unbalanced '{#'" in problems[0]
 
 
 def test_empty_body_is_refused() -> None:
