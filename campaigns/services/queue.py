@@ -768,9 +768,11 @@ def _csv_rows(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise CsvFileError("The file is not UTF-8 text; save it as CSV (UTF-8) and upload it again.") from None
+    if not text.strip():
+        raise CsvFileError("The file is empty.")  # a byte-order mark and nothing else
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        header_row = next(reader)
+        header_row = next(reader, [])
         header = [h.strip().lower() for h in header_row]
         if len(header) < 2:
             raise CsvFileError("The first line is not a CSV header (expected comma-separated column names).")

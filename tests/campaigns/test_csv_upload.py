@@ -117,6 +117,9 @@ def test_a_row_with_missing_fields_or_extra_fields_is_rejected_and_the_rest_load
         (SimpleUploadedFile("clients.csv", "client_id,name\n1,Zoë".encode("utf-16")), "not a CSV file"),
         (SimpleUploadedFile("clients.csv", b"\xff\xfeclient_id;name"), "is not UTF-8 text"),
         (SimpleUploadedFile("clients.csv", b"just some words\nand more words\n"), "not a CSV header"),
+        # An empty sheet saved as "CSV UTF-8" is a byte-order mark alone (a 500 before).
+        (SimpleUploadedFile("clients.csv", b"\xef\xbb\xbf"), "The file is empty."),
+        (SimpleUploadedFile("clients.csv", b"\xef\xbb\xbf\r\n \r\n"), "The file is empty."),
         (SimpleUploadedFile("clients.csv", b"client_id,name,phone\nT1,Pat,2125550100\n"), "lacks the required column(s): segment, days_past_due, ring_group"),
         (SimpleUploadedFile("clients.csv", b'client_id,name,phone,segment,days_past_due,ring_group\nT1,"Pat\n'), "not valid CSV"),
     ],
