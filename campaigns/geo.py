@@ -124,12 +124,12 @@ _ZIP3_RANGES: tuple[tuple[int, int, str], ...] = (
     (970, 979, "OR"), (980, 994, "WA"), (995, 999, "AK"),
 )
 
-_ZIP = re.compile(r"^(\d{5})(?:-?\d{4})?$")
+_ZIP = re.compile(r"^(\d{5})(?:-?\d{4})?$", re.ASCII)
 
 # "(212) 555-0123", "212.555.0123", "+1 212 555 0123", "12125550123": the spellings warehouses
 # and spreadsheets use. Anything else (extensions, letters, other countries) goes to
 # phonenumbers.parse, which is slower but knows every format.
-_NANP = re.compile(r"^\s*(?:\+?1[\s.\-]*)?\(?([2-9]\d{2})\)?[\s.\-]*([2-9]\d{2})[\s.\-]*(\d{4})\s*$")
+_NANP = re.compile(r"^\s*(?:\+?1[\s.\-]*)?\(?([2-9]\d{2})\)?[\s.\-]*([2-9]\d{2})[\s.\-]*(\d{4})\s*$", re.ASCII)
 
 # Time-zone data for +1 numbers is keyed by up to this many leading digits (country code, area
 # code, exchange); caching on that prefix gives exactly phonenumbers' answer for every number.

@@ -23,6 +23,13 @@ def test_north_american_spellings_normalise_to_e164(raw):
     assert geo.phone_to_e164(raw) == "+12125550142"
 
 
+@pytest.mark.parametrize("raw", ["(212) 555-\uff10\uff11\uff14\uff12", "\u0662\u0661\u0662\u0665\u0665\u0665\u0660\u0661\u0664\u0662"])
+def test_digits_of_other_scripts_come_out_as_ascii(raw):
+    # Found by coverage-guided fuzzing: the fast path's \d took full-width digits as they were,
+    # so "+1212555０１４２" went to the dialer, a number a do-not-call entry for +12125550142 does not match.
+    assert geo.phone_to_e164(raw) == "+12125550142"
+
+
 def test_an_extension_is_dropped_by_the_full_parser():
     assert geo.phone_to_e164("212-555-0142 ext. 12") == "+12125550142"
 
@@ -127,6 +134,7 @@ def test_a_toll_free_number_could_be_anywhere_in_the_country():
         (geo.parse_time_zones, "Mars/Olympus", "not an IANA time zone name"),
         (geo.normalize_state, "ZZ", "not a US state"),
         (geo.normalize_postal_code, "1234567", "not a US ZIP code"),
+        (geo.normalize_postal_code, "0000\u0a6f", "not a US ZIP code"),  # a Gurmukhi nine
     ],
 )
 def test_bad_geography_says_why(func, raw, reason):
