@@ -191,7 +191,9 @@ def phone_to_e164(raw: object) -> str:
         if number.country_code != 1:
             raise GeoError(f"phone {text!r} is not a North American number")
         national = str(number.national_number)
-    if not phonenumbers.is_valid_number(number):
+    # Ten digits: phonenumbers also calls a few seven-digit service codes (310-xxxx) valid US
+    # numbers, and "+1310xxxx" is no number a carrier dials.
+    if len(national) != 10 or not phonenumbers.is_valid_number(number):
         raise GeoError(f"phone {text!r} is not a valid number")
     return f"+1{national}"
 

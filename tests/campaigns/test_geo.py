@@ -42,6 +42,8 @@ def test_an_extension_is_dropped_by_the_full_parser():
         ("555-0100", "is not a valid number"),
         ("+1 000 555 0100", "is not a valid number"),
         ("(800) 555-01000", "is not a valid number"),
+        ("310-9119", "is not a valid number"),  # phonenumbers takes it for a valid US number
+        (3109119, "is not a valid number"),
         ("not a phone", "is not a phone number"),
         ("+44 20 7946 0958", "is not a North American number"),
     ],
