@@ -973,7 +973,8 @@ def parse_promise_amount(value: Any) -> Decimal | None:
         return None
     if not amount.is_finite() or amount <= 0 or amount >= Decimal("10000000000"):
         return None
-    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    amount = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return amount if amount > 0 else None  # "0.004" is no promise of money
 
 
 _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%B %d, %Y", "%b %d, %Y", "%B %d %Y", "%b %d %Y")
@@ -1116,18 +1117,23 @@ def conversation_results_apply(
         _promise_record(context=context, call_id=call_id, data=data, now=now)
 
 
-def _callback_schedule(
-    *, context: ClientContext, call_id: str, callback_text: Any, summary: str, now: dt.datetime
-) -> None:
+def callback_due_at(*, callback_text: Any, context: ClientContext, now: dt.datetime) -> dt.datetime:
+    """When a requested callback is due (pure): the time asked for, or now when none is usable,
+    moved through the gate's own window rule to the first instant inside 08:00–21:00 in every
+    candidate zone of the client (as requested when the zones are unusable)."""
     requested = parse_callback_time(callback_text, zone=_zone(context))
     if requested is None or requested < now or requested > now + CALLBACK_HORIZON:
         requested = now
-    # Through the gate's own window rule: the first instant inside 08:00–21:00 in every
-    # candidate zone of the client (None when the zones are unusable: then as requested).
-    due_at = (
+    return (
         compliance.next_window_open(timezones=context.timezones, now=requested, start=LEGAL_WINDOW[0], end=LEGAL_WINDOW[1])
         or requested
     )
+
+
+def _callback_schedule(
+    *, context: ClientContext, call_id: str, callback_text: Any, summary: str, now: dt.datetime
+) -> None:
+    due_at = callback_due_at(callback_text=callback_text, context=context, now=now)
     detail = f"Callback requested for {callback_text!s}." if callback_text else "Callback requested (no time given)."
     _task_create(
         kind=FollowUpTask.Kind.CALLBACK_REQUEST,

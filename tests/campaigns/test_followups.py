@@ -97,6 +97,8 @@ def test_promise_dates_and_amounts_in_the_spellings_the_analysis_produces():
     assert parse_promise_amount("USD 40") == Decimal("40.00")
     assert parse_promise_amount("a lot") is None
     assert parse_promise_amount(-5) is None
+    assert parse_promise_amount("0.004") is None  # rounds to no money at all
+    assert parse_promise_amount("0.005") == Decimal("0.01")
     assert parse_promise_amount(True) is None
 
 
