@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CLIENTS ?= 2000
 
-.PHONY: run test setup migrate bench chaos check lint clean
+.PHONY: run test setup migrate bench chaos fuzz check lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,18 @@ bench: migrate
 CHAOS_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/billing_dialer_chaos
 chaos: setup
 	CHAOS=1 DATABASE_URL="$${DATABASE_URL:-$(CHAOS_DATABASE_URL)}" $(PY) -m pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
+
+# Coverage-guided fuzzing (atheris): each target for FUZZ_SECONDS, its corpus kept in var/fuzz/ so
+# the next run starts where this one stopped; a crash is written there with the input that made it.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := csv_file queue_values retell_signature retell_event call_analysis sms_template log_mask
+fuzz: setup
+	@set -e; for target in $(FUZZ_TARGETS); do \
+	  mkdir -p var/fuzz/$$target; echo "== $$target ($(FUZZ_SECONDS) s)"; \
+	  $(PY) -m tests.fuzz.guided $$target var/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=var/fuzz/$$target- -print_final_stats=1 2>&1 | grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added| ===|Traceback|  File|[A-Za-z]+Error|==[0-9]+== ERROR|artifact_prefix)' ; \
+	  test $${PIPESTATUS[0]} -eq 0; \
+	done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .hypothesis
