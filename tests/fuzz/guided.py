@@ -137,7 +137,7 @@ def csv_file(data: bytes) -> None:
         assert all(isinstance(v, str) for k, v in row.items() if k != queue.EXTRA_FIELDS)
 
 
-_E164_NANP = re.compile(r"\+1[2-9][0-9]{2}[2-9][0-9]{6}")
+_E164_NANP = re.compile(r"\+1[2-9][0-9]{9}")  # phonenumbers decides which exchanges exist
 _ZIP = re.compile(r"[0-9]{5}(-[0-9]{4})?")
 
 
