@@ -15,7 +15,8 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-# Retell's deepest objects (a transcript's tool calls) nest about eight levels.
+# Retell's call objects nest a handful of levels (a transcript's words inside its utterances);
+# nothing a vendor or a staff client sends comes near this.
 MAX_DEPTH = 32
 
 
