@@ -117,11 +117,12 @@ def _outcomes_reapply(*, now: dt.datetime, report: ReconcileReport) -> None:
 # --- Periodic work -------------------------------------------------------------------------------
 
 # name → (task, every N minutes). Reconciliation every minute keeps "dialing forever" at
-# 15 minutes at most; failed events are retried every 5; promises are settled hourly (the
-# warehouse query only runs when one is due).
+# 15 minutes at most; an event whose processing failed (a database restart, say) is retried the
+# next minute, so its outcome is late by a minute or two, not five; promises are settled hourly
+# (the warehouse query only runs when one is due).
 SCHEDULES: dict[str, tuple[str, int]] = {
     "retell-attempts-reconcile": ("campaigns.tasks.attempts_reconcile_task", 1),
-    "retell-webhook-events-retry": ("campaigns.tasks.webhook_events_retry_task", 5),
+    "retell-webhook-events-retry": ("campaigns.tasks.webhook_events_retry_task", 1),
     "promises-review": ("campaigns.tasks.promise_review_task", 60),
 }
 
