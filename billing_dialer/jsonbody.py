@@ -50,9 +50,7 @@ def loads(body: str | bytes) -> Any:
         value = json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise JsonBodyError(f"the JSON nests deeper than {MAX_DEPTH} levels") from None
-    except JsonBodyError:
-        raise
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+    except ValueError as exc:  # NaN and Infinity, JSONDecodeError, UnicodeDecodeError
         raise JsonBodyError(str(exc)) from None
     if isinstance(value, (dict, list)) and _too_deep(value):
         raise JsonBodyError(f"the JSON nests deeper than {MAX_DEPTH} levels")
