@@ -47,10 +47,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 
-from billing_dialer import clock
+from integrations import clock
 from cadences.models import CadenceStep, Phase
 from cadences.roles import SUPERVISORS
-from campaigns import selectors_dashboard as selectors
+from campaigns.dashboard import selectors
 from campaigns.models import (
     Alert,
     CallAttempt,
@@ -64,7 +64,7 @@ from campaigns.models import (
     ReleaseBatch,
     SmsMessage,
 )
-from campaigns.services import kpis
+from campaigns.metrics import kpis
 
 TARGET_P95_MS = 300.0
 BENCH_DAY = dt.date(2099, 12, 10)

@@ -43,9 +43,10 @@ from django.test.utils import override_settings
 
 from cadences.models import DEFAULT_QUEUE_SQL, CadenceStep
 from campaigns.models import Campaign, QueueItem, RejectedRow
-from campaigns.services import queue
+from campaigns.queue import load as queue
 from integrations.warehouse import client as warehouse
 from integrations.warehouse import sample
+from campaigns.lifecycle import campaign as lifecycle
 
 RSS_TARGET_MB = 500
 BASELINE_RATIO_TARGET = 5.0
@@ -247,11 +248,11 @@ def main() -> bool | None:
             # Each measurement starts from the same table: no other benchmark rows, vacuumed,
             # as after a flush and a night of autovacuum.
             _reset_table()
-            base_rows, base_s = _baseline(queue.campaign_create(date=DATES["baseline"]))
+            base_rows, base_s = _baseline(lifecycle.campaign_create(date=DATES["baseline"]))
             _reset_table()
-            copy_rows, copy_s = _copy_floor(queue.campaign_create(date=DATES["copy"])) if postgres else (0, 0.0)
+            copy_rows, copy_s = _copy_floor(lifecycle.campaign_create(date=DATES["copy"])) if postgres else (0, 0.0)
             _reset_table()
-            campaigns = {"ours": queue.campaign_create(date=DATES["ours"])}
+            campaigns = {"ours": lifecycle.campaign_create(date=DATES["ours"])}
             ours = _run_ours_in_child(campaigns["ours"].pk, warehouse_url)
             client_ids = list(QueueItem.objects.filter(campaign=campaigns["ours"]).order_by("pk").values_list("client_id", flat=True))
             marked, revalidation_s, queued = _revalidate(campaigns["ours"], client_ids)

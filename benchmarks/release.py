@@ -45,7 +45,8 @@ from django.db import connection  # noqa: E402
 
 from cadences.models import ActionType, CadenceStep, DialerSettings, Phase, Segment  # noqa: E402
 from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, GateDecision, QueueItem  # noqa: E402
-from campaigns.services import compliance, release  # noqa: E402
+from campaigns.compliance import gate as compliance  # noqa: E402
+from campaigns.calls import release  # noqa: E402
 from integrations.sandbox.models import SimulatedCall, SimulatedDelivery, SimulatorConfig  # noqa: E402
 
 BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -85,8 +85,8 @@ from campaigns.models import (  # noqa: E402
     Suppression,
     WebhookEvent,
 )
-from campaigns.services.outcomes import PROCESS_BY_KEY_TASK, PROCESS_TASK  # noqa: E402
-from campaigns.services.transitions import campaign_recount  # noqa: E402
+from campaigns.webhooks.inbox import PROCESS_BY_KEY_TASK, PROCESS_TASK  # noqa: E402
+from campaigns.transitions import campaign_recount  # noqa: E402
 from integrations.retell import client as retell  # noqa: E402
 
 BASE_DIR = Path(__file__).resolve().parent.parent

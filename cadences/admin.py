@@ -30,7 +30,9 @@ from integrations.warehouse import client as warehouse
 
 REQUIRED_QUEUE_COLUMNS = ("client_id", "name", "phone", "segment", "days_past_due", "ring_group")
 
-_SHORT_TEXT = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 48})}}
+_SHORT_TEXT: dict[type[models.Field[Any, Any]], dict[str, Any]] = {
+    models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 48})}
+}
 
 
 def _sample_context() -> dict[str, Any]:
@@ -52,7 +54,7 @@ class CadenceStepInline(admin.TabularInline):
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
         if db_field.name == "sms_template" and field is not None:
             # ~50 rows share one list of choices instead of querying the templates once per row.
-            field.choices = list(field.choices)
+            field.choices = list(field.choices)  # type: ignore[arg-type]  # a ModelChoiceIterator is iterable
         return field
 
 

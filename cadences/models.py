@@ -40,6 +40,17 @@ RESURRECTION_PHASES = frozenset(
 )
 
 
+class Team(models.TextChoices):
+    """Who owns a client's touchpoints, replies and follow-ups: billing, or resurrection from suspension on."""
+
+    BILLING = "billing", "Billing"
+    RESURRECTION = "resurrection", "Resurrection"
+
+
+def team_for_phase(phase: str) -> Team:
+    return Team.RESURRECTION if phase in RESURRECTION_PHASES else Team.BILLING
+
+
 class ActionType(models.TextChoices):
     SMS = "SMS", "SMS"
     CALL = "CALL", "Call"
@@ -104,13 +115,13 @@ class Segment(models.Model):
         """Transfer number, ring group and inbox for a touchpoint on `day` past due."""
         if self.is_resurrection_day(day):
             return {
-                "team": "resurrection",
+                "team": Team.RESURRECTION,
                 "transfer_number": self.resurrection_transfer_number,
                 "ring_group": self.resurrection_ring_group,
                 "inbox_id": self.resurrection_inbox_id,
             }
         return {
-            "team": "billing",
+            "team": Team.BILLING,
             "transfer_number": self.billing_transfer_number,
             "ring_group": self.billing_ring_group,
             "inbox_id": self.billing_inbox_id,

@@ -35,7 +35,8 @@ def _model_names(apps: Apps | Any, label: str) -> list[str]:
     except LookupError:
         return []
     # History rows are read through their model's admin; they need no permissions of their own.
-    return [m._meta.model_name for m in app_config.get_models() if not m._meta.model_name.startswith("historical")]
+    names = (str(m._meta.model_name) for m in app_config.get_models())
+    return [name for name in names if not name.startswith("historical")]
 
 
 def role_permissions(apps: Apps | Any = global_apps) -> dict[str, set[tuple[str, str]]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cadences import defaults
-from cadences.models import RESURRECTION_PHASES, CadenceStep, Phase, Segment
+from cadences.models import CadenceStep, Phase, Segment, team_for_phase
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,7 @@ class PhaseBand:
     label: str
     first_day: int
     last_day: int
-    team: str  # "billing" | "resurrection"
+    team: str  # a Team
     left_pct: float
     width_pct: float
     steps: list[CadenceStep] = field(default_factory=list)
@@ -70,7 +70,7 @@ def segment_timeline(*, segment: Segment) -> SegmentTimeline:
                 label=str(labels.get(phase, phase)),
                 first_day=first_day,
                 last_day=end,
-                team="resurrection" if phase in RESURRECTION_PHASES else "billing",
+                team=team_for_phase(phase),
                 left_pct=pct(first_day),
                 width_pct=round((end - first_day + 1) * 100 / length, 3),
                 steps=[s for s in steps if first_day <= s.day <= end],

@@ -361,12 +361,12 @@ def _apply(planned: list[_PlannedSegment], summary: ImportSummary) -> None:
 
         existing = {step.day: step for step in CadenceStep.objects.filter(segment=segment)}
         wanted_days = {step.day for step in plan.steps}
-        for day, step in sorted(existing.items()):
+        for day, old_step in sorted(existing.items()):
             if day in wanted_days:
                 continue
             try:
                 with transaction.atomic():
-                    step.delete()
+                    old_step.delete()
             except ProtectedError:
                 protected.append(
                     f"segment '{segment.name}', day {day}: a campaign's queue still uses this step; "

@@ -109,10 +109,15 @@ def _variables(nodelist: NodeList) -> Iterator[Variable]:
                             yield arg
 
 
+def _lookups(variable: Variable) -> tuple[str, ...]:
+    # `_variables` yields only variables that look something up (lookups is not None).
+    return variable.lookups or ("",)
+
+
 def template_variables(body: str) -> set[str]:
     """The variable names a template reads; raises TemplateSyntaxError when it does not parse."""
     template = _ENGINE.from_string(body)
-    return {variable.lookups[0] for variable in _variables(template.nodelist)}
+    return {_lookups(variable)[0] for variable in _variables(template.nodelist)}
 
 
 def validate_template(body: str, *, phase: str) -> list[str]:
@@ -126,21 +131,23 @@ def validate_template(body: str, *, phase: str) -> list[str]:
 
     problems: list[str] = []
     for text_node in template.nodelist.get_nodes_by_type(TextNode):
+        text = str(getattr(text_node, "s", ""))
         for marker in ("{{", "}}", "{%", "%}", "{#", "#}"):
-            if marker in text_node.s:
+            if marker in text:
                 problems.append(
-                    f"Unbalanced '{marker}' near '{text_node.s.strip()[:30]}': every {{{{ needs }}}}, every {{% needs %}} "
+                    f"Unbalanced '{marker}' near '{text.strip()[:30]}': every {{{{ needs }}}}, every {{% needs %}} "
                     "and every {# needs #}."
                 )
     used: set[str] = set()
     for variable in _variables(template.nodelist):
-        root = variable.lookups[0]
+        lookups = _lookups(variable)
+        root = lookups[0]
         used.add(root)
         if root not in ALLOWED_VARIABLES:
             problems.append(
                 f"Unknown variable '{root}'. Available: " + ", ".join(f"{{{{ {name} }}}}" for name in ALLOWED_VARIABLES) + "."
             )
-        elif len(variable.lookups) > 1:
+        elif len(lookups) > 1:
             problems.append(f"'{variable.var}' reads an attribute; use '{{{{ {root} }}}}' with a filter instead.")
     if phase in NO_AMOUNT_PHASES and ("amount_due" in used or _AMOUNT_LITERAL.search(body)):
         problems.append(

@@ -18,6 +18,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -25,10 +26,14 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
-from campaigns import selectors
+from campaigns.queue import selectors
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
 from campaigns.models import Campaign, FollowUpTask, PromiseToPay, QueueItem, RejectedRow, SmsMessage, WebhookEvent
-from campaigns.services import lifecycle, outcomes, queue
+from campaigns.lifecycle import campaign as lifecycle
+from campaigns.queue import load as queue
+from campaigns.conversations import promises
+from campaigns.webhooks import inbox
+from campaigns.conversations import followups
 
 # --- Campaign ------------------------------------------------------------------------------
 
@@ -167,7 +172,7 @@ class CampaignAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        obj.pk = queue.campaign_create(date=obj.date, user=request.user).pk
+        obj.pk = lifecycle.campaign_create(date=obj.date, user=request.user).pk
         obj.refresh_from_db()
 
     @admin.display(description="Progress")
@@ -299,7 +304,7 @@ class CampaignAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="rejected-rows-{slugify(campaign.date.isoformat())}.csv"'
         return response
 
-    def reconciled_csv_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+    def reconciled_csv_view(self, request: HttpRequest, pk: int) -> HttpResponseBase:
         """The day's reconciled file: live from the rows until the flush, then the file written at flush."""
         campaign = self._campaign_or_denied(request, pk, change=False)
         filename = f"reconciled-{campaign.date.isoformat()}.csv"
@@ -415,17 +420,17 @@ class FollowUpTaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Assign the selected tasks to me", permissions=["change"])
     def assign_to_me(self, request: HttpRequest, queryset: QuerySet[FollowUpTask]) -> None:
-        count = outcomes.follow_up_tasks_assign(tasks=queryset, owner=request.user)
+        count = followups.follow_up_tasks_assign(tasks=queryset, owner=request.user)
         self.message_user(request, f"{count} task(s) assigned to you.", messages.SUCCESS)
 
     @admin.action(description="Mark the selected tasks in progress", permissions=["change"])
     def mark_in_progress(self, request: HttpRequest, queryset: QuerySet[FollowUpTask]) -> None:
-        count = outcomes.follow_up_tasks_start(tasks=queryset)
+        count = followups.follow_up_tasks_start(tasks=queryset)
         self.message_user(request, f"{count} task(s) in progress.", messages.SUCCESS)
 
     @admin.action(description="Mark the selected tasks done", permissions=["change"])
     def mark_done(self, request: HttpRequest, queryset: QuerySet[FollowUpTask]) -> None:
-        count = outcomes.follow_up_tasks_close(tasks=queryset, now=timezone.now())
+        count = followups.follow_up_tasks_close(tasks=queryset, now=timezone.now())
         self.message_user(request, f"{count} task(s) done.", messages.SUCCESS)
 
 
@@ -454,13 +459,13 @@ class PromiseToPayAdmin(admin.ModelAdmin):
     @admin.action(description="Mark kept (payment received)", permissions=["change"])
     def mark_kept(self, request: HttpRequest, queryset: QuerySet[PromiseToPay]) -> None:
         now = timezone.now()
-        count = sum(outcomes.promise_settle(promise=p, kept=True, now=now) for p in queryset)
+        count = sum(promises.promise_settle(promise=p, kept=True, now=now) for p in queryset)
         self.message_user(request, f"{count} promise(s) marked kept.", messages.SUCCESS)
 
     @admin.action(description="Mark broken (opens a follow-up task)", permissions=["change"])
     def mark_broken(self, request: HttpRequest, queryset: QuerySet[PromiseToPay]) -> None:
         now = timezone.now()
-        count = sum(outcomes.promise_settle(promise=p, kept=False, now=now) for p in queryset)
+        count = sum(promises.promise_settle(promise=p, kept=False, now=now) for p in queryset)
         self.message_user(request, f"{count} promise(s) marked broken.", messages.SUCCESS)
 
 
@@ -471,7 +476,7 @@ class PromiseToPayAdmin(admin.ModelAdmin):
 class WebhookEventAdmin(admin.ModelAdmin):
     """Every authenticated vendor event, as received. Read-only: the record of what vendors said."""
 
-    list_display = ("received_at", "vendor", "event_type", "reference", "processed_at", "failed")
+    list_display = ("received_at", "vendor", "event_type", "reference", "processed_at", "result", "failed")
     list_filter = ("vendor", "event_type", ("processed_at", admin.EmptyFieldListFilter))
     search_fields = ("reference", "dedupe_key")
     date_hierarchy = "received_at"
@@ -504,10 +509,10 @@ class WebhookEventAdmin(admin.ModelAdmin):
         # Re-running events changes campaigns: the people who control campaigns may do it.
         return request.user.has_perm("campaigns.change_campaign")
 
-    @admin.action(description="Process the selected Retell events again (unprocessed ones only)", permissions=["process"])
+    @admin.action(description="Process the selected events again (unprocessed ones only)", permissions=["process"])
     def process_again(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
-        ids = list(queryset.filter(vendor=outcomes.VENDOR, processed_at__isnull=True).values_list("pk", flat=True))
-        done = sum(outcomes.webhook_event_process(event_id=pk, now=timezone.now()) for pk in ids)
+        ids = list(queryset.filter(processed_at__isnull=True).values_list("pk", flat=True))
+        done = sum(inbox.webhook_event_process(event_id=pk, now=timezone.now()) for pk in ids)
         level = messages.SUCCESS if done == len(ids) else messages.WARNING
         self.message_user(request, f"{done} of {len(ids)} unprocessed event(s) processed.", level)
 

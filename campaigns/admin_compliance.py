@@ -26,8 +26,8 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from campaigns.models import CallAttempt, ContactLedgerEntry, GateDecision, QueueItem, ReleaseBatch, Suppression
-from campaigns.services import compliance
-from campaigns.services.ledger import active_suppressions_q, suppression_add, suppression_lift
+from campaigns.compliance import gate as compliance
+from campaigns.compliance.ledger import active_suppressions_q, suppression_add, suppression_lift
 
 WHY_NOT_CALLED_DECISIONS = 50
 WHY_NOT_CALLED_LEDGER_DAYS = 14

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from cadences.models import ActionType, CadenceStep, Phase, Segment
+from cadences.models import ActionType, CadenceStep, Phase, Segment, Team
 
 
 class Campaign(models.Model):
@@ -93,6 +93,21 @@ class Campaign(models.Model):
         return self.status in (self.Status.LOADING, self.Status.RUNNING, self.Status.PAUSED)
 
 
+class Source(models.TextChoices):
+    """Where a queue row came from."""
+
+    WAREHOUSE = "warehouse", "Warehouse query"
+    CSV = "csv", "CSV upload"
+
+
+class CallOutcome(models.TextChoices):
+    ANSWERED = "answered", "Answered"
+    VOICEMAIL = "voicemail", "Voicemail"
+    TRANSFERRED = "transferred", "Transferred"
+    NO_ANSWER = "no_answer", "No answer"
+    FAILED = "failed", "Failed"
+
+
 class QueueItem(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -123,7 +138,7 @@ class QueueItem(models.Model):
     client_id = models.CharField(max_length=64)
     # Where the client came from. Revalidation re-checks warehouse items only: an uploaded
     # account is not in the warehouse query, and that must not make it ineligible.
-    source = models.CharField(max_length=16, default="warehouse")
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.WAREHOUSE)
     client_name = models.CharField(max_length=200)
     phone = models.CharField(max_length=20, help_text="E.164")
     email = models.CharField(max_length=254, blank=True)
@@ -134,7 +149,7 @@ class QueueItem(models.Model):
     action_type = models.CharField(max_length=4, choices=ActionType.choices)
 
     # Routing resolved at load (billing before the segment's suspension day, resurrection from it on).
-    team = models.CharField(max_length=16, default="billing")
+    team = models.CharField(max_length=16, choices=Team.choices, default=Team.BILLING)
     ring_group = models.CharField(max_length=64)
     warehouse_ring_group = models.CharField(max_length=64, blank=True)
     transfer_number = models.CharField(max_length=20)
@@ -156,7 +171,7 @@ class QueueItem(models.Model):
     skip_detail = models.JSONField(default=dict, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Not before (retry curve, rate-limit backoff).")
     call_attempts = models.PositiveSmallIntegerField(default=0)
-    last_outcome = models.CharField(max_length=16, blank=True)
+    last_outcome = models.CharField(max_length=16, choices=CallOutcome.choices, blank=True)
 
     sms_status = models.CharField(max_length=16, choices=SmsStatus.choices, default=SmsStatus.NONE)
     sms_due_at = models.DateTimeField(null=True, blank=True)
@@ -186,7 +201,7 @@ class RejectedRow(models.Model):
     """A warehouse or CSV row that could not be queued, with why."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="rejected_rows")
-    source = models.CharField(max_length=16, default="warehouse")
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.WAREHOUSE)
     row_number = models.PositiveIntegerField()
     client_id = models.CharField(max_length=64, blank=True)
     reason = models.CharField(max_length=300)
@@ -229,12 +244,7 @@ class CallAttempt(models.Model):
         ERROR = "error", "Error"
         NOT_DIALED = "not_dialed", "Not dialed"
 
-    class Outcome(models.TextChoices):
-        ANSWERED = "answered", "Answered"
-        VOICEMAIL = "voicemail", "Voicemail"
-        TRANSFERRED = "transferred", "Transferred"
-        NO_ANSWER = "no_answer", "No answer"
-        FAILED = "failed", "Failed"
+    Outcome = CallOutcome
 
     # The attempt's UUID is the Retell idempotency key: a network retry re-sends the same one.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -325,13 +335,18 @@ class SmsMessage(models.Model):
 class WebhookEvent(models.Model):
     """Every authenticated webhook, stored once by the vendor's identity for the event."""
 
-    vendor = models.CharField(max_length=16)
+    class Vendor(models.TextChoices):
+        RETELL = "retell", "Retell"
+        HEYMARKET = "heymarket", "HeyMarket"
+
+    vendor = models.CharField(max_length=16, choices=Vendor.choices)
     dedupe_key = models.CharField(max_length=200)
     event_type = models.CharField(max_length=64)
     reference = models.CharField(max_length=100, blank=True, help_text="call_id or message id")
     payload = models.JSONField()
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    result = models.CharField(max_length=64, blank=True, help_text="What processing did with the event.")
     error = models.TextField(blank=True)
 
     class Meta:
@@ -462,7 +477,7 @@ class FollowUpTask(models.Model):
 
     kind = models.CharField(max_length=24, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
-    team = models.CharField(max_length=16, default="billing")
+    team = models.CharField(max_length=16, choices=Team.choices, default=Team.BILLING)
     client_id = models.CharField(max_length=64, blank=True)
     client_name = models.CharField(max_length=200, blank=True)
     phone = models.CharField(max_length=20, blank=True)
@@ -481,6 +496,19 @@ class FollowUpTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} — {self.client_name or self.client_id}"
+
+
+# How soon each kind of follow-up task is due after it opens.
+FOLLOW_UP_DUE: dict[str, dt.timedelta] = {
+    # Legal threats and vulnerable customers need a trained person the same day.
+    FollowUpTask.Kind.LEGAL_LANGUAGE: dt.timedelta(hours=4),
+    FollowUpTask.Kind.VULNERABLE_CUSTOMER: dt.timedelta(hours=4),
+    FollowUpTask.Kind.DISPUTE: dt.timedelta(days=1),
+    FollowUpTask.Kind.CANCELLATION_REQUEST: dt.timedelta(days=1),
+    FollowUpTask.Kind.HARDSHIP: dt.timedelta(days=2),
+    FollowUpTask.Kind.BROKEN_PROMISE: dt.timedelta(days=1),
+    FollowUpTask.Kind.LOW_CONFIDENCE_MATCH: dt.timedelta(days=1),
+}
 
 
 class PromiseToPay(models.Model):

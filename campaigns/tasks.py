@@ -9,9 +9,14 @@ import uuid
 
 from django.utils import timezone
 
-from billing_dialer import clock
-from campaigns.models import Campaign
-from campaigns.services import lifecycle, outcomes, queue, reconcile, release, sms
+from campaigns.calls import release
+from campaigns.conversations import promises
+from campaigns.lifecycle import campaign as lifecycle
+from campaigns.models import Campaign, WebhookEvent
+from campaigns.queue import load as queue
+from campaigns.sms import outbound as sms
+from campaigns.webhooks import inbox, reconcile
+from integrations import clock
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +55,15 @@ def sms_reply_send_task(message_id: int) -> bool:
 
 
 def webhook_event_process_task(event_id: int) -> bool:
-    """One stored Retell event, right after its webhook was answered."""
-    return outcomes.webhook_event_process(event_id=event_id, now=clock.now())
+    """One stored webhook event, right after its webhook was answered."""
+    return inbox.webhook_event_process(event_id=event_id, now=clock.now())
 
 
-def webhook_event_process_by_key_task(dedupe_key: str) -> bool:
+def webhook_event_process_by_key_task(vendor: str, dedupe_key: str = "") -> bool:
     """The same, for an event stored together with its task (its id was not known yet)."""
-    return outcomes.webhook_event_process_by_key(dedupe_key=dedupe_key, now=clock.now())
+    if not dedupe_key:  # a task queued by the release before the inbox named its vendor
+        vendor, dedupe_key = WebhookEvent.Vendor.RETELL, vendor
+    return inbox.webhook_event_process_by_key(vendor=vendor, dedupe_key=dedupe_key, now=clock.now())
 
 
 def attempts_reconcile_task() -> dict[str, int]:
@@ -66,14 +73,15 @@ def attempts_reconcile_task() -> dict[str, int]:
     return vars(reconcile.attempts_reconcile(now=timezone.now()))
 
 
-def webhook_events_retry_task() -> int:
-    """Every 5 minutes: Retell events whose processing failed are processed again."""
-    return outcomes.webhook_events_retry(now=timezone.now())
+def webhook_events_retry_task(vendor: str = "") -> int:
+    """Every minute: one vendor's (or every vendor's) webhook events whose processing failed are
+    processed again. An event's age is about processes, so it is measured in real time."""
+    return inbox.webhook_events_retry(now=timezone.now(), vendor=vendor or None)
 
 
 def promise_review_task() -> dict[str, int]:
     """Hourly: promises whose date has passed are settled against the warehouse."""
-    return vars(outcomes.promise_review_run(now=clock.now()))
+    return vars(promises.promise_review_run(now=clock.now()))
 
 
 def campaign_load_task(campaign_id: int) -> str:

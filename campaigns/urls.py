@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from campaigns import api, views
+from campaigns.api import views as api
+from campaigns.dashboard import views
 from campaigns.webhooks import heymarket, retell
 
 urlpatterns = [

@@ -21,8 +21,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing_dialer import clock, jsonbody
-from campaigns.services import sms
+from campaigns.webhooks import inbox
+from integrations import jsonbody
 from integrations.heymarket import client as heymarket
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,8 @@ def heymarket_webhook(request: HttpRequest) -> HttpResponse:
         log.warning("heymarket webhook rejected: token", extra={"reason": "missing" if not token else "wrong"})
         return HttpResponse(status=401)
 
-    event, created = sms.heymarket_event_store(payload=payload)
-    if not created and event.processed_at is not None:
+    event, created = inbox.heymarket_event_accept(payload=payload)
+    if not created:
         log.info("heymarket webhook duplicate ignored", extra={"event_type": event.event_type, "webhook_event_id": event.pk})
-        return HttpResponse(status=200)
-    try:
-        outcome = sms.heymarket_event_run(event=event, now=clock.now())
-    except Exception:
-        # Stored with its error; a non-2xx makes HeyMarket deliver it again.
-        log.exception("heymarket webhook processing failed", extra={"event_type": event.event_type, "webhook_event_id": event.pk})
-        return JsonResponse({"error": "The event was stored but could not be processed; it will be retried."}, status=500)
-    return JsonResponse({"status": outcome})
+        return JsonResponse({"status": "duplicate", "event_id": event.pk})
+    return JsonResponse({"status": "accepted", "event_id": event.pk})

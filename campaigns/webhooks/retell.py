@@ -21,8 +21,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing_dialer import clock, jsonbody
-from campaigns.services import inbound, outcomes
+from integrations import clock, jsonbody
+from campaigns.calls import inbound
+from campaigns.webhooks import inbox
 from integrations.retell import client as retell
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,10 @@ def _signed_payload(request: HttpRequest) -> tuple[str, dict[str, Any]]:
 def retell_webhook(request: HttpRequest) -> HttpResponse:
     try:
         body, payload = _signed_payload(request)
-        event, created = outcomes.webhook_event_accept(payload=payload, raw_body=body)
+        event, created = inbox.retell_event_accept(payload=payload, raw_body=body)
     except _Refused as refused:
         return refused.response
-    except outcomes.MalformedEvent as exc:
+    except inbox.MalformedEvent as exc:
         log.warning("retell webhook rejected: not an event", extra={"error": str(exc)})
         return JsonResponse({"error": str(exc)}, status=400)
     if not created:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing_dialer import jsonbody
+from integrations import jsonbody
 from integrations import modes
 from integrations.dialflow import client as dialflow_client
 from integrations.heymarket import client as heymarket_client

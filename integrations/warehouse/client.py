@@ -32,6 +32,7 @@ import json
 import logging
 import re
 import sqlite3
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
+import psycopg
 from django.conf import settings
 
 from integrations import modes
@@ -426,8 +428,6 @@ def _connect(*, create: bool = False) -> Iterator[tuple[Target, Any]]:
             connection = sqlite3.connect(_sqlite_uri(t.location, create=create), uri=True, timeout=30)
             connection.execute("PRAGMA busy_timeout = 30000")
         else:
-            import psycopg
-
             connection = psycopg.connect(t.url, connect_timeout=10)
     try:
         yield t, connection
@@ -442,15 +442,20 @@ _TRANSIENT_SQLITE = ("locked", "busy", "disk i/o")
 
 
 def _is_transient(t: Target, exc: BaseException) -> bool:
+    """Whether trying again later may work: the network, a server that went away, a busy file.
+    A bad query (unknown table, syntax) is a ProgrammingError or a Databricks ServerOperationError,
+    neither of which is an OperationalError."""
     if isinstance(exc, OSError):
         return True
     if t.dialect == "sqlite":
         return isinstance(exc, sqlite3.OperationalError) and any(w in str(exc).lower() for w in _TRANSIENT_SQLITE)
-    # Databricks' RequestError and psycopg's connection failures are OperationalErrors; a
-    # bad query (unknown table, syntax) is a ProgrammingError or a server operation error.
-    return type(exc).__name__ in ("OperationalError", "RequestError", "MaxRetryDurationError") or any(
-        cls.__name__ in ("OperationalError", "RequestError") for cls in type(exc).__mro__
-    )
+    transient: list[type[BaseException]] = [psycopg.OperationalError]
+    # The Databricks connector is imported only by live runs; an error cannot be one of its types
+    # before it is. Its RequestError and MaxRetryDurationError are OperationalErrors.
+    databricks_errors = sys.modules.get("databricks.sql.exc")
+    if databricks_errors is not None:
+        transient.append(databricks_errors.OperationalError)
+    return isinstance(exc, tuple(transient))
 
 
 def _hint(t: Target, message: str) -> str:

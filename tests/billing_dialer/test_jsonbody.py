@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing_dialer import jsonbody
+from integrations import jsonbody
 
 
 def nested(depth: int, *, leaf: str = "1") -> str:

@@ -17,11 +17,10 @@ from playwright.sync_api import Page, expect
 
 from cadences.models import Phase
 from cadences.roles import SUPERVISORS
-from campaigns import selectors_dashboard as selectors
+from campaigns.dashboard import selectors
 from campaigns.models import CallAttempt, Campaign, DailyKpi, GateDecision, QueueItem
-from campaigns.services import release
-from campaigns.services.release import LoopState, Pacer, release_pass
-from campaigns.services.transitions import queue_item_transition
+from campaigns.calls.release import LoopState, Pacer, release_pass
+from campaigns.transitions import queue_item_transition
 from campaigns.templatetags.dashboard_tags import CHART_LIBRARY
 from tests.browser.browsing import log_in, screenshot
 from tests.campaigns.dashboard_factories import (
@@ -33,6 +32,7 @@ from tests.campaigns.dashboard_factories import (
     make_step,
     make_user,
 )
+from integrations import http
 from integrations.http import reset_sessions
 from integrations.sandbox.delivery import sandbox_dispatch_due
 from integrations.sandbox.models import SimulatorConfig
@@ -70,7 +70,8 @@ def running_campaign(settings: Any, live_server: Any, monkeypatch: pytest.Monkey
     settings.SANDBOX_APP_URL = live_server.url
     settings.RETELL_API_KEY = ""
     monkeypatch.setattr(Conf, "SYNC", True)
-    monkeypatch.setattr(release, "NETWORK_RETRY_PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(http, "BACKOFF_FACTOR", 0.0)
+    http.reset_sessions()
     reset_sessions()
     simulator = SimulatorConfig.load()
     simulator.auto_dispatch = False

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from campaigns.models import Campaign
-from campaigns.services import queue
 from integrations.warehouse import client as warehouse
 from integrations.warehouse import sample
+from campaigns.lifecycle import campaign as lifecycle
 
 CAMPAIGN_DATE = dt.date(2025, 6, 10)
 NOW = dt.datetime(2025, 6, 10, 13, 0, tzinfo=dt.timezone.utc)
@@ -85,7 +85,7 @@ def sample_warehouse(tmp_path: Path, settings: Any) -> Iterator[SampleWarehouse]
 
 @pytest.fixture
 def campaign(db: None) -> Campaign:
-    return queue.campaign_create(date=CAMPAIGN_DATE)
+    return lifecycle.campaign_create(date=CAMPAIGN_DATE)
 
 
 def unreachable_warehouse(tmp_path: Path) -> str:

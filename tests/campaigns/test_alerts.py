@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Alert, Campaign
-from campaigns.services.alerts import ALERT_REPEAT_WINDOW, alert_raise
+from campaigns.alerts import ALERT_REPEAT_WINDOW, alert_raise
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from cadences.models import Phase
-from campaigns import selectors_dashboard as selectors
+from campaigns.dashboard import selectors
 from campaigns.models import Campaign, DailyKpi, FollowUpTask, QueueItem
 from tests.campaigns.dashboard_factories import (
     at,

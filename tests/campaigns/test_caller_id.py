@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from campaigns.caller_ids import area_code, caller_id_choose, caller_id_usage, number_state
+from campaigns.calls.caller_ids import area_code, caller_id_choose, caller_id_usage, number_state
 from campaigns.models import CallAttempt
 
 from .release_factories import make_call_step, make_campaign, make_item, make_segment

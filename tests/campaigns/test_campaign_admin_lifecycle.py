@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from campaigns.models import Campaign
-from campaigns.services import lifecycle
+from campaigns.lifecycle import campaign as lifecycle
 
 from .conftest import NOW, SampleWarehouse, client_row
 from .conftest import unreachable_warehouse as _unreachable_warehouse

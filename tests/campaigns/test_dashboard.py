@@ -16,9 +16,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from cadences.models import Phase
-from campaigns import selectors_dashboard as selectors
+from campaigns.dashboard import selectors
 from campaigns.models import Alert, Campaign, QueueItem, ReleaseBatch, SmsMessage
-from campaigns.services.transitions import queue_item_transition
+from campaigns.transitions import queue_item_transition
 from tests.campaigns.dashboard_factories import (
     billing_manager,
     make_attempt,

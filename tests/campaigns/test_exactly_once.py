@@ -23,7 +23,7 @@ from django.db.models import Count
 
 from cadences.models import DialerSettings
 from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, QueueItem
-from campaigns.services.release import LoopState, Pacer, release_loop_run, release_pass
+from campaigns.calls.release import LoopState, Pacer, release_loop_run, release_pass
 from integrations.sandbox.models import SimulatedCall
 
 from .release_factories import dialer_settings, make_call_step, make_campaign, make_segment, sandbox  # noqa: F401

@@ -21,8 +21,8 @@ from campaigns.models import (
     QueueItem,
     SmsMessage,
 )
-from campaigns.services import lifecycle
-from campaigns.services.ledger import ledger_record
+from campaigns.lifecycle import campaign as lifecycle
+from campaigns.compliance.ledger import ledger_record
 from integrations.http import IntegrationError
 from integrations.warehouse import client as warehouse
 

@@ -6,7 +6,6 @@ import datetime as dt
 import logging
 import zoneinfo
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.test import override_settings
@@ -14,8 +13,9 @@ from django.utils import timezone
 
 from cadences.models import Phase
 from campaigns.models import FollowUpTask, PromiseToPay, QueueItem, Suppression
-from campaigns.services import outcomes
-from campaigns.services.outcomes import analysis_flag, parse_promise_amount, parse_promise_date, promise_review
+from campaigns.conversations.promises import promise_review
+from campaigns.conversations.results import analysis_flag, parse_promise_amount, parse_promise_date
+from campaigns.conversations import promises
 from tests.campaigns.conftest import client_row
 from tests.campaigns.retell_factories import analyzed, call_analysis, make_dialing_attempt, post_signed, retell_tasks_inline  # noqa: F401 - a fixture
 
@@ -71,7 +71,7 @@ def test_a_promise_for_today_has_no_reminder_left_to_send(client):
 
 @pytest.mark.parametrize("bad", ["sometime soon", "2021-01-01", "13/45/2025"])
 def test_a_promise_with_an_unusable_date_is_not_recorded_and_is_logged(client, caplog, bad):
-    with caplog.at_level(logging.WARNING, logger="campaigns.services.outcomes"):
+    with caplog.at_level(logging.WARNING, logger="campaigns.calls.outcomes"):
         attempt = analyze(client, {"promise_to_pay_date": bad, "promise_to_pay_amount": 50})
     assert PromiseToPay.objects.count() == 0
     assert any("unusable date" in r.getMessage() for r in caplog.records)
@@ -283,7 +283,7 @@ def test_promise_review_asks_the_warehouse_who_is_still_past_due(sample_warehous
     sample_warehouse.resolve(["P1"])  # P1 paid: the queue query no longer returns them
     promise("P1", days_ago=1)
     promise("P2", days_ago=1)
-    review = outcomes.promise_review_run(now=timezone.now())
+    review = promises.promise_review_run(now=timezone.now())
     assert (review.kept, review.broken) == (1, 1)
     assert dict(PromiseToPay.objects.values_list("client_id", "status")) == {"P1": "kept", "P2": "broken"}
 
@@ -291,7 +291,7 @@ def test_promise_review_asks_the_warehouse_who_is_still_past_due(sample_warehous
 def test_promise_review_does_not_query_the_warehouse_when_nothing_is_due(tmp_path):
     promise("P9", days_ago=0)
     with override_settings(WAREHOUSE_URL=f"sqlite:///{tmp_path / 'missing' / 'nope.sqlite3'}"):
-        review = outcomes.promise_review_run(now=timezone.now())
+        review = promises.promise_review_run(now=timezone.now())
     assert (review.kept, review.broken, review.undecided) == (0, 0, 0)
 
 

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import ContactLedgerEntry, GateDecision, Suppression
-from campaigns.services.compliance import Block, Rule, gate_record
-from campaigns.services.ledger import ledger_record, suppression_add
+from campaigns.compliance.gate import Block, Rule, gate_record
+from campaigns.compliance.ledger import ledger_record, suppression_add
 
 from .release_factories import make_call_step, make_campaign, make_item, make_segment
 

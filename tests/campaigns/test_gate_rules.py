@@ -10,8 +10,8 @@ import pytest
 
 from cadences.models import StateCallLimit
 from campaigns.models import ContactLedgerEntry, GateDecision, Suppression
-from campaigns.services.compliance import Rule, gate_calls, gate_record, gate_sms
-from campaigns.services.ledger import ledger_record, suppression_add, suppression_lift
+from campaigns.compliance.gate import Rule, gate_calls, gate_record, gate_sms
+from campaigns.compliance.ledger import ledger_record, suppression_add, suppression_lift
 
 from .release_factories import dialer_settings, make_call_step, make_campaign, make_item, make_segment
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaigns.services.compliance import LEGAL_WINDOW, Rule, local_window_block, next_window_open
+from campaigns.compliance.gate import LEGAL_WINDOW, Rule, local_window_block, next_window_open
 
 NY = "America/New_York"
 LA = "America/Los_Angeles"

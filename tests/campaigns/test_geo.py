@@ -10,7 +10,7 @@ import pytest
 
 from campaigns import geo
 from campaigns.models import QueueItem
-from campaigns.services import queue
+from campaigns.queue import load as queue
 
 from .conftest import NOW, client_row
 

@@ -12,9 +12,11 @@ from django.test import Client
 from django_q.conf import Conf
 
 from campaigns.models import FollowUpTask, QueueItem, SmsMessage, Suppression, WebhookEvent
-from campaigns.services import sms
+from campaigns.sms import outbound as sms
+from campaigns.webhooks import inbox
 from integrations import http
 from integrations.sandbox.models import SimulatedMessage
+from campaigns.sms import inbound as sms_inbound
 from tests.campaigns.sms_factories import CAMPAIGN_DATE, queue_item, running_campaign, shipped_cadences  # noqa: F401 (fixture)
 
 # Most tests stay inside a rolled-back transaction (replies are queued but, never committed, not
@@ -27,9 +29,11 @@ _ids = itertools.count(9_980_001)
 
 
 @pytest.fixture
-def webhook_token(settings):
+def webhook_token(settings, monkeypatch):
     settings.HEYMARKET_API_TOKEN = ""
     settings.HEYMARKET_WEBHOOK_TOKEN = "shared-webhook-token"
+    # The stored event's processing task runs at once, as a worker runs it right after the commit.
+    monkeypatch.setattr(Conf, "SYNC", True)
 
 
 @pytest.fixture
@@ -61,6 +65,12 @@ def received(phone: str, text: str, *, inbox: Any = 41010, message_id: int | Non
             "conversation": {"id": 700123, "inbox": inbox, "target": digits},
         },
     }
+
+
+def processed(response) -> str:
+    """What processing did with the event a webhook answer accepted."""
+    assert response.status_code == 200, response.content
+    return WebhookEvent.objects.get(pk=response.json()["event_id"]).result
 
 
 def post(payload: Any, *, raw: bytes | None = None):
@@ -126,7 +136,7 @@ def test_every_opt_out_word_suppresses_the_number_and_queues_one_confirmation(we
 
     response = post(payload)
 
-    assert response.status_code == 200 and response.json()["status"] == "opted_out"
+    assert processed(response) == "opted_out"
     assert active_opt_out(item.phone)
     [confirmation] = queued_replies(item.phone)
     assert "unsubscribed" in confirmation.text and "START" in confirmation.text
@@ -171,7 +181,7 @@ def test_the_opted_out_number_is_never_texted_again(heymarket_sandbox):
 def test_a_sentence_containing_stop_is_for_a_person(webhook_token, text):
     campaign = running_campaign()
     item = queue_item(campaign)
-    assert post(received(item.phone, text)).json()["status"] == "reply_task"
+    assert processed(post(received(item.phone, text))) == "reply_task"
     assert not active_opt_out(item.phone)
     assert FollowUpTask.objects.get(phone=item.phone).detail == text
 
@@ -182,7 +192,7 @@ def test_opting_back_in_lifts_the_suppression_and_confirms(webhook_token, word):
     item = queue_item(campaign)
     post(received(item.phone, "STOP"))
     response = post(received(item.phone, word))
-    assert response.json()["status"] == "opted_in"
+    assert processed(response) == "opted_in"
     assert not active_opt_out(item.phone)
     lifted = Suppression.objects.get(phone=item.phone)
     assert lifted.lifted_at is not None and lifted.lifted_by.startswith("heymarket:")
@@ -206,7 +216,7 @@ def test_the_opt_in_confirmation_is_texted(heymarket_sandbox):
 def test_yes_from_someone_who_never_opted_out_is_an_answer_for_a_person(webhook_token):
     campaign = running_campaign()
     item = queue_item(campaign)
-    assert post(received(item.phone, "YES")).json()["status"] == "reply_task"
+    assert processed(post(received(item.phone, "YES"))) == "reply_task"
     assert FollowUpTask.objects.filter(phone=item.phone, detail="YES").exists()
     assert not SmsMessage.objects.filter(phone=item.phone).exists()
 
@@ -223,7 +233,7 @@ def test_help_gets_a_help_reply_with_the_teams_number(webhook_token, text, segme
     campaign = running_campaign()
     item = queue_item(campaign, segment=segment, day=day, action_type="BOTH" if day in (60, 122) else "SMS")
     payload = received(item.phone, text)
-    assert post(payload).json()["status"] == "help"
+    assert processed(post(payload)) == "help"
     post(payload)  # a redelivery
     [reply] = queued_replies(item.phone, SmsMessage.Kind.HELP_REPLY)
     assert "reply to this text" in reply.text and "Reply STOP to opt out" in reply.text
@@ -255,7 +265,7 @@ def test_an_ordinary_reply_becomes_a_task_for_the_clients_team(webhook_token):
     first = post(received(billing.phone, "I can pay $50 on Friday, is that ok?"))
     second = post(received(resurrection.phone, "Can someone call me after 5pm?", inbox=42020))
 
-    assert first.json()["status"] == second.json()["status"] == "reply_task"
+    assert processed(first) == processed(second) == "reply_task"
     task = FollowUpTask.objects.get(phone=billing.phone)
     assert task.kind == FollowUpTask.Kind.SMS_REPLY and task.status == FollowUpTask.Status.OPEN
     assert (task.team, task.client_id, task.client_name) == ("billing", billing.client_id, "Ada Lovelace")
@@ -278,7 +288,7 @@ def test_a_redelivered_reply_makes_one_task(webhook_token):
 
 def test_a_reply_from_an_unknown_number_goes_to_the_team_of_its_inbox(webhook_token):
     response = post(received("+13125550177", "hello?", inbox=42020))
-    assert response.json()["status"] == "reply_task"
+    assert processed(response) == "reply_task"
     task = FollowUpTask.objects.get(phone="+13125550177")
     assert task.team == "resurrection" and task.client_id == ""
 
@@ -298,9 +308,9 @@ def _opt_event(kind: str, phone: str) -> dict[str, Any]:
 
 def test_target_opt_out_and_opt_in_events_update_suppressions(webhook_token):
     phone = "+12125550142"
-    assert post(_opt_event("target_opt_out", phone)).json()["status"] == "opted_out"
+    assert processed(post(_opt_event("target_opt_out", phone))) == "opted_out"
     assert active_opt_out(phone)
-    assert post(_opt_event("target_opt_in", phone)).json()["status"] == "opted_in"
+    assert processed(post(_opt_event("target_opt_in", phone))) == "opted_in"
     assert not active_opt_out(phone)
     assert not SmsMessage.objects.filter(phone=phone).exists()  # HeyMarket's own events need no answer from us
 
@@ -343,7 +353,7 @@ def _status_event(message: SmsMessage, status: str, *, event_id: int | None = No
 def test_delivery_status_moves_the_message_forward_only(webhook_token):
     campaign = running_campaign()
     message = _sent_message(campaign)
-    assert post(_status_event(message, "delivered")).json()["status"] == "status_delivered"
+    assert processed(post(_status_event(message, "delivered"))) == "status_delivered"
     message.refresh_from_db()
     assert message.status == SmsMessage.Status.DELIVERED
     # A late "sent" (a different event) cannot take it back.
@@ -366,35 +376,38 @@ def test_an_undelivered_text_keeps_the_reason(webhook_token):
 
 def test_a_message_sent_by_an_agent_in_heymarket_is_accepted_and_ignored(webhook_token):
     response = post({"type": "message_sent", "id": 4242, "token": "shared-webhook-token", "event_data": {"id": 1, "status": "sent"}})
-    assert response.status_code == 200 and response.json()["status"] == "unknown_message"
+    assert processed(response) == "unknown_message"
 
 
 def test_unknown_event_types_are_stored_and_answered_2xx(webhook_token):
     payload = {"type": "chat_reassigned", "id": 4242, "token": "shared-webhook-token", "event_data": {"id": 77, "assigned": 3}}
     response = post(payload)
-    assert response.status_code == 200 and response.json()["status"] == "unhandled_type"
+    assert processed(response) == "unhandled_type"
     event = WebhookEvent.objects.get(vendor="heymarket")
     assert event.event_type == "chat_reassigned" and event.processed_at is not None
     assert "token" not in event.payload  # the shared secret is never stored
 
 
-def test_a_processing_failure_answers_500_and_the_redelivery_processes_it(webhook_token, monkeypatch):
+def test_a_processing_failure_keeps_the_event_and_the_retry_processes_it(webhook_token, monkeypatch):
     campaign = running_campaign()
     item = queue_item(campaign)
     payload = received(item.phone, "call me")
-    real = sms.heymarket_event_process
+    real = sms_inbound.heymarket_event_process
 
     def broken(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(sms, "heymarket_event_process", broken)
-    assert post(payload).status_code == 500
+    monkeypatch.setattr(sms_inbound, "heymarket_event_process", broken)
+    assert post(payload).status_code == 200  # stored: HeyMarket need not deliver it again
     event = WebhookEvent.objects.get(vendor="heymarket")
     assert event.processed_at is None and "database went away" in event.error
     assert not FollowUpTask.objects.exists()
+    assert post(payload).json()["status"] == "duplicate"  # a redelivery adds nothing
 
-    monkeypatch.setattr(sms, "heymarket_event_process", real)
-    assert post(payload).status_code == 200
+    monkeypatch.setattr(sms_inbound, "heymarket_event_process", real)
+    later = event.received_at + inbox.RETRY_AFTER
+    assert inbox.webhook_events_retry(now=later, vendor=WebhookEvent.Vendor.RETELL) == 0
+    assert inbox.webhook_events_retry(now=later, vendor=WebhookEvent.Vendor.HEYMARKET) == 1
     assert FollowUpTask.objects.filter(phone=item.phone).count() == 1
     event.refresh_from_db()
-    assert event.processed_at is not None and event.error == ""
+    assert event.processed_at is not None and event.error == "" and event.result == "reply_task"

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from cadences.models import Phase
 from campaigns.models import ContactLedgerEntry, FollowUpTask, QueueItem, WebhookEvent
-from campaigns.services import compliance
-from campaigns.services.inbound import GENERIC_VARIABLES
+from campaigns.compliance import gate as compliance
+from campaigns.calls.inbound import GENERIC_VARIABLES
 from tests.campaigns.release_factories import make_call_step, make_item, make_segment
 from tests.campaigns.retell_factories import (  # noqa: F401 - retell_tasks_inline is a fixture
     retell_tasks_inline,

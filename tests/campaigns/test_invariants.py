@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from campaigns.services import invariants
-from campaigns.services.ledger import ledger_record
+from campaigns.lifecycle import invariants
+from campaigns.compliance.ledger import ledger_record
 from tests.campaigns.dashboard_factories import make_campaign, make_item, make_segment, make_step
 
 pytestmark = pytest.mark.django_db

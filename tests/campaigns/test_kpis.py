@@ -9,7 +9,7 @@ import pytest
 
 from cadences.models import Phase
 from campaigns.models import CallAttempt, DailyKpi, FollowUpTask, PromiseToPay, QueueItem, SmsMessage, Suppression
-from campaigns.services import kpis
+from campaigns.metrics import kpis
 from tests.campaigns.dashboard_factories import (
     at,
     make_attempt,

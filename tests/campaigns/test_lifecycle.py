@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django_q.models import Schedule
 
 from campaigns.models import Alert, CallAttempt, Campaign, QueueItem
-from campaigns.services import lifecycle
-from campaigns.services.lifecycle import CampaignStateError
+from campaigns.lifecycle import campaign as lifecycle
+from campaigns.lifecycle.campaign import CampaignStateError
 
 from .conftest import unreachable_warehouse as _unreachable_warehouse
 from .conftest import CAMPAIGN_DATE, NOW, SampleWarehouse, client_row

@@ -12,8 +12,8 @@ from django.db.models import F
 
 from cadences.models import ActionType
 from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, QueueItem, Suppression
-from campaigns.services.outcomes import Resolution, call_outcome_resolve
-from campaigns.services.transitions import campaign_recount
+from campaigns.calls.outcomes import Resolution, call_outcome_resolve
+from campaigns.transitions import campaign_recount
 from tests.campaigns.retell_factories import (  # noqa: F401 - retell_tasks_inline is a fixture
     retell_tasks_inline,
     analyzed,
@@ -325,7 +325,7 @@ def test_call_started_marks_the_attempt_ongoing_without_an_outcome(client):
 @pytest.mark.django_db
 def test_an_unknown_disconnection_reason_is_failed_with_the_raw_reason_and_a_warning(client, caplog):
     attempt = make_dialing_attempt()
-    with caplog.at_level(logging.WARNING, logger="campaigns.services.outcomes"):
+    with caplog.at_level(logging.WARNING, logger="campaigns.calls.outcomes"):
         post_signed(client, ended(attempt, disconnection_reason="carrier_gremlins_v2"))
     attempt.refresh_from_db()
     assert attempt.outcome == O.FAILED

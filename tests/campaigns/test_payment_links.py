@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from django.core import signing
 
-from campaigns.services.payment_links import (
+from campaigns.payments.links import (
     PaymentLinkError,
     payment_link_for,
     payment_link_token,

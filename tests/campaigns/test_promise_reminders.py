@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from campaigns.models import ContactLedgerEntry, GateDecision, PromiseToPay, SmsMessage, Suppression
-from campaigns.services import ledger, sms
+from campaigns.compliance import ledger
+from campaigns.sms import outbound as sms
 from tests.campaigns.sms_factories import shipped_cadences  # noqa: F401 (fixture)
 from tests.campaigns.test_sms_send import heymarket_sandbox, outbound  # noqa: F401 (fixture)
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from cadences.models import DialerSettings
 from campaigns.models import Campaign, QueueItem
-from campaigns.services import queue
+from campaigns.queue import load as queue
 
 from .conftest import NOW, UNFILTERED_SQL, client_row
 

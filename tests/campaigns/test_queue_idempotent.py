@@ -6,7 +6,8 @@ import pytest
 
 from cadences.models import DialerSettings
 from campaigns.models import Campaign, QueueItem, RejectedRow
-from campaigns.services import queue
+from campaigns.queue import load as queue
+from campaigns.lifecycle import campaign as lifecycle
 
 from .conftest import NOW, UNFILTERED_SQL, client_row
 
@@ -65,8 +66,8 @@ def test_campaign_create_is_one_per_date_with_todays_release_settings(db):
     settings_row.release_threshold = 3
     settings_row.save()
 
-    first = queue.campaign_create(date=NOW.date())
-    second = queue.campaign_create(date=NOW.date())
+    first = lifecycle.campaign_create(date=NOW.date())
+    second = lifecycle.campaign_create(date=NOW.date())
 
     assert first.pk == second.pk
     assert Campaign.objects.filter(date=NOW.date()).count() == 1

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from cadences.models import DialerSettings
 from campaigns.models import Campaign
-from campaigns.services import queue
+from campaigns.queue import load as queue
 
 from .conftest import CAMPAIGN_DATE, NOW, UNFILTERED_SQL, client_row
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from campaigns.models import Campaign, QueueItem, RejectedRow
-from campaigns.services import queue
+from campaigns.queue import load as queue
 from integrations.http import IntegrationError
 
 from .conftest import NOW, UNFILTERED_SQL, client_row

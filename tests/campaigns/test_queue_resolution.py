@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from cadences.models import ActionType, CadenceStep, Phase, Segment
 from campaigns.models import QueueItem, RejectedRow
-from campaigns.services import queue
+from campaigns.queue import load as queue
 
 from .conftest import NOW, UNFILTERED_SQL, client_row
 

@@ -6,7 +6,7 @@ import pytest
 
 from cadences.models import CadenceStep, Segment
 from campaigns.models import QueueItem
-from campaigns.services import queue
+from campaigns.queue import load as queue
 
 from .conftest import NOW, client_row
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from campaigns.models import Campaign, QueueItem, RejectedRow
-from campaigns.services import queue
+from campaigns.queue import load as queue
 from integrations.http import IntegrationError
+from campaigns.lifecycle import campaign as lifecycle
 
 from .conftest import CAMPAIGN_DATE, NOW, UNFILTERED_SQL, client_row
 from .release_factories import make_call_step, make_segment
@@ -27,7 +28,7 @@ def segment():
 
 
 def test_a_committed_load_writes_every_chunk_once_with_matching_counters(sample_warehouse, segment):
-    campaign = queue.campaign_create(date=CAMPAIGN_DATE)
+    campaign = lifecycle.campaign_create(date=CAMPAIGN_DATE)
     rows = sample_warehouse.add(
         [client_row(segment=SEGMENT, days_past_due=d % 8) for d in range(40)] + [client_row(segment=SEGMENT, phone="1")]
     )
@@ -47,7 +48,7 @@ def test_a_committed_load_writes_every_chunk_once_with_matching_counters(sample_
 
 
 def test_a_warehouse_error_keeps_the_written_chunks_consistent_with_the_counters(sample_warehouse, segment):
-    campaign = queue.campaign_create(date=CAMPAIGN_DATE)
+    campaign = lifecycle.campaign_create(date=CAMPAIGN_DATE)
     sample_warehouse.add([client_row(segment=SEGMENT, days_past_due=3) for _ in range(12)])
     failing = (
         "SELECT client_id, name, phone, segment, days_past_due, ring_group, amount_due, timezone, state, postal_code, "

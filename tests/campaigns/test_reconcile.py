@@ -10,8 +10,9 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, QueueItem
-from campaigns.services import reconcile
-from campaigns.services.transitions import campaign_recount
+from campaigns import schedules
+from campaigns.webhooks import reconcile
+from campaigns.transitions import campaign_recount
 from integrations.http import IntegrationError
 from tests.campaigns.retell_factories import call_object, ended, make_dialing_attempt, post_signed, retell_tasks_inline  # noqa: F401 - a fixture
 
@@ -150,12 +151,13 @@ def test_an_outcome_that_beat_the_release_step_is_applied_once_the_item_is_diali
 
 
 def test_schedules_install_idempotently():
-    first = reconcile.webhook_schedules_install()
-    second = reconcile.webhook_schedules_install()
+    first = schedules.schedules_install()
+    second = schedules.schedules_install()
     assert [s.pk for s in first] == [s.pk for s in second]
     rows = {s.name: (s.func, s.schedule_type, s.minutes) for s in Schedule.objects.all()}
     assert rows["retell-attempts-reconcile"] == ("campaigns.tasks.attempts_reconcile_task", Schedule.MINUTES, 1)
     # An event a database outage failed is processed again within a minute or two.
     assert rows["retell-webhook-events-retry"] == ("campaigns.tasks.webhook_events_retry_task", Schedule.MINUTES, 1)
+    assert rows["heymarket-webhook-events-retry"] == ("campaigns.tasks.webhook_events_retry_task", Schedule.MINUTES, 1)
     assert rows["promises-review"][0] == "campaigns.tasks.promise_review_task"
-    assert Schedule.objects.filter(name__in=reconcile.SCHEDULES).count() == 3
+    assert Schedule.objects.count() == len(schedules.PERIODIC)

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, QueueItem, ReleaseBatch
-from campaigns.services.release import LoopState, Pacer, release_loop_run, release_pass
-from campaigns.services.transitions import campaign_recount, queue_item_transition
+from campaigns.calls.release import LoopState, Pacer, release_loop_run, release_pass
+from campaigns.transitions import campaign_recount, queue_item_transition
 
 from .release_factories import (  # noqa: F401 - fixtures
     FakeClock,

@@ -9,10 +9,10 @@ import pytest
 
 from cadences.models import ActionType
 from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, GateDecision, QueueItem, ReleaseBatch, Suppression
-from campaigns.services.compliance import Rule
-from campaigns.services.ledger import ledger_record, suppression_add
-from campaigns.services.release import batch_claim
-from campaigns.services.transitions import campaign_recount
+from campaigns.compliance.gate import Rule
+from campaigns.compliance.ledger import ledger_record, suppression_add
+from campaigns.calls.release import batch_claim
+from campaigns.transitions import campaign_recount
 
 from .release_factories import make_call_step, make_campaign, make_item, make_segment, reload
 

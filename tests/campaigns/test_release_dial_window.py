@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from campaigns.models import CallAttempt, ContactLedgerEntry, GateDecision, QueueItem
-from campaigns.services.release import LoopState, Pacer, release_pass
+from campaigns.calls.release import LoopState, Pacer, release_pass
 
 from .release_factories import (  # noqa: F401 - fixtures
     FakeClock,

@@ -11,11 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.core.signals import request_started
 from django.utils import timezone
 
 from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, QueueItem
-from campaigns.services import outcomes, release
-from campaigns.services.release import LoopState, Pacer, batch_claim, release_loop_run, release_pass
+from campaigns.calls import outcomes
+from campaigns.calls import release
+from campaigns.calls.release import LoopState, Pacer, batch_claim, release_loop_run, release_pass
+from integrations import http
 from integrations.http import IntegrationError, reset_sessions
 from integrations.retell import client as retell
 
@@ -52,7 +55,8 @@ def run_pass(campaign: Campaign, *, now: dt.datetime = NOW) -> LoopState:
 @pytest.fixture
 def no_pause(monkeypatch):
     # Network retries pause between tries; the pause is not what these tests are about.
-    monkeypatch.setattr(release, "NETWORK_RETRY_PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(http, "BACKOFF_FACTOR", 0.0)
+    http.reset_sessions()
 
 
 def test_rate_limited_call_returns_to_the_queue_uncounted(sandbox, step):
@@ -137,6 +141,28 @@ def test_network_errors_retry_with_the_same_key_then_requeue(sandbox, step, no_p
     (call,) = simulated_calls()
     assert call.idempotency_key == str(attempt.pk) and attempt.call_id == call.call_id
     assert reload([item])[0].status == S.DIALING
+
+
+def test_one_failed_create_call_sends_a_bounded_number_of_requests(sandbox, step, no_pause):
+    """One retry layer: the HTTP session's. A create-call that fails every time reaches the
+    sandbox Retell 1 + MAX_RETRIES times, counted where the requests arrive."""
+    sandbox.create_error_rate = 1.0  # every create-call answers 500
+    sandbox.save()
+    arrived: list[str] = []
+
+    def count(sender, environ, **kwargs):
+        if environ.get("PATH_INFO", "").endswith("/create-phone-call"):
+            arrived.append(environ["REQUEST_METHOD"])
+
+    request_started.connect(count)
+    try:
+        campaign = make_campaign(date=NOW.date())
+        make_item(campaign, step)
+        run_pass(campaign)
+    finally:
+        request_started.disconnect(count)
+    assert arrived == ["POST"] * (1 + http.MAX_RETRIES)
+    assert CallAttempt.objects.get().status == A.NOT_DIALED
 
 
 def test_dialflow_down_releases_nothing_and_warns_the_supervisor_once(sandbox, step, settings):

@@ -13,14 +13,14 @@ from django_q.signing import SignedPackage
 
 from campaigns import tasks
 from campaigns.models import Campaign
-from campaigns.services import release
-from campaigns.services.release import (
+from campaigns.calls import release
+from campaigns import schedules
+from campaigns.calls.release import (
     LEASE_SECONDS,
     campaign_lease_acquire,
     campaign_lease_release,
     campaign_lease_renew,
     release_loop_run,
-    release_schedule_install,
     release_watchdog,
     release_watchdog_watch,
 )
@@ -125,8 +125,8 @@ def test_a_crashed_loops_campaign_is_taken_over_once_its_lease_expires():
 
 
 def test_watchdog_schedule_is_installed_once_and_points_at_a_real_task():
-    release_schedule_install()
-    release_schedule_install()
+    schedules.schedules_install()
+    schedules.schedules_install()
     schedule = Schedule.objects.get(name="release-watchdog")
     assert Schedule.objects.filter(name="release-watchdog").count() == 1
     assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)

@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from campaigns.models import Campaign, QueueItem
-from campaigns.services.compliance import Rule
-from campaigns.services.release import batch_claim, queue_item_schedule_retry
-from campaigns.services.transitions import campaign_recount, queue_item_transition
+from campaigns.compliance.gate import Rule
+from campaigns.calls.release import batch_claim
+from campaigns.calls.retry import queue_item_schedule_retry
+from campaigns.transitions import campaign_recount, queue_item_transition
 
 from .release_factories import dialer_settings, make_call_step, make_campaign, make_item, make_segment, reload
 

@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from campaigns import tasks
 from campaigns.models import CallAttempt, Campaign, QueueItem, WebhookEvent
-from campaigns.services import outcomes
-from campaigns.services.transitions import campaign_recount
+from campaigns.calls import outcomes
+from campaigns.transitions import campaign_recount
+from campaigns.webhooks import enqueue, inbox
 from tests.campaigns.retell_factories import (  # noqa: F401 - retell_tasks_inline is a fixture
     retell_tasks_inline,
     WEBHOOK_URL,
@@ -54,9 +55,9 @@ def test_a_signed_call_ended_is_stored_once_and_processed(client):
 
 
 def test_with_redis_as_the_broker_the_task_is_pushed_after_the_commit(client, monkeypatch):
-    monkeypatch.setattr(outcomes.Conf, "ORM", None)
+    monkeypatch.setattr(inbox.Conf, "ORM", None)
     pushed = []
-    monkeypatch.setattr(outcomes, "async_task", lambda func, event_id, **options: pushed.append((func, event_id)))
+    monkeypatch.setattr(inbox, "async_task", lambda func, event_id, **options: pushed.append((func, event_id)))
     attempt = make_dialing_attempt()
     body = json.dumps(ended(attempt))
     with TestCase.captureOnCommitCallbacks(execute=False) as callbacks:
@@ -86,15 +87,15 @@ def test_on_postgresql_the_event_and_its_task_are_stored_by_one_statement(client
     stored = WebhookEvent.objects.get()
     assert stored.payload == payload and stored.processed_at is None and stored.error == ""
     assert (stored.event_type, stored.reference, stored.dedupe_key) == ("call_ended", attempt.call_id, f"call_ended:{attempt.call_id}")
-    assert queued() == [(outcomes.PROCESS_BY_KEY_TASK, (stored.dedupe_key,))]
+    assert queued() == [(inbox.PROCESS_BY_KEY_TASK, ("retell", stored.dedupe_key))]
 
     # A duplicate stores neither an event nor a task.
     assert post_signed(client, payload).status_code == 200
     assert WebhookEvent.objects.count() == 1 and len(queued()) == 1
 
     # The task, as a worker runs it, processes the event once.
-    assert tasks.webhook_event_process_by_key_task(stored.dedupe_key) is True
-    assert tasks.webhook_event_process_by_key_task(stored.dedupe_key) is False
+    assert tasks.webhook_event_process_by_key_task("retell", stored.dedupe_key) is True
+    assert tasks.webhook_event_process_by_key_task("retell", stored.dedupe_key) is False
     attempt.refresh_from_db()
     assert attempt.outcome == CallAttempt.Outcome.ANSWERED
     assert counters(attempt.campaign)["answered"] == 1
@@ -127,10 +128,10 @@ class KeepPackage:
 def test_the_processing_task_package_is_the_one_async_task_builds(monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", False)
     keep = KeepPackage()
-    async_task(outcomes.PROCESS_BY_KEY_TASK, "call_ended:call_1", save=False, broker=keep)
+    async_task(inbox.PROCESS_BY_KEY_TASK, "retell", "call_ended:call_1", save=False, broker=keep)
     expected = SignedPackage.loads(keep.package)
     now = timezone.now()
-    built = SignedPackage.loads(outcomes.process_task_package("call_ended:call_1", now=now))
+    built = SignedPackage.loads(enqueue.task_package(inbox.PROCESS_BY_KEY_TASK, "retell", "call_ended:call_1", now=now))
     assert set(built) == set(expected)
     for key in ("func", "args", "kwargs", "save", "ack_failure"):
         assert built.get(key) == expected.get(key), key
@@ -138,17 +139,17 @@ def test_the_processing_task_package_is_the_one_async_task_builds(monkeypatch):
 
 
 def test_a_task_whose_event_is_gone_does_nothing(caplog):
-    with caplog.at_level(logging.WARNING, logger="campaigns.services.outcomes"):
+    with caplog.at_level(logging.WARNING, logger="campaigns.calls.outcomes"):
         assert tasks.webhook_event_process_by_key_task("call_ended:call_gone") is False
-    assert "retell event to process not found" in caplog.text
+    assert "webhook event to process not found" in caplog.text
 
 
 def test_without_the_single_statement_the_task_names_the_event_by_id(client, monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", False)
-    monkeypatch.setattr(outcomes, "_single_statement_accept", lambda: False)
+    monkeypatch.setattr(enqueue, "available", lambda: False)
     attempt = make_dialing_attempt()
     assert post_signed(client, ended(attempt)).status_code == 204
-    assert queued() == [(outcomes.PROCESS_TASK, (WebhookEvent.objects.get().pk,))]
+    assert queued() == [(inbox.PROCESS_TASK, (WebhookEvent.objects.get().pk,))]
 
 
 def test_a_duplicate_is_a_no_op_answering_2xx(client):
@@ -269,7 +270,7 @@ def test_get_is_not_allowed(client):
 def test_an_unknown_event_is_accepted_stored_and_logged(client, caplog):
     attempt = make_dialing_attempt()
     payload = event("call_paused_for_coffee", call_object(attempt, call_status="ongoing"), event_timestamp=1749564000123)
-    with caplog.at_level(logging.WARNING, logger="campaigns.services.outcomes"):
+    with caplog.at_level(logging.WARNING, logger="campaigns.calls.outcomes"):
         response = post_signed(client, payload)
     assert response.status_code == 204
     stored = WebhookEvent.objects.get()
@@ -310,7 +311,7 @@ def test_transfer_events_are_told_apart_by_their_timestamp(client):
 def test_an_event_for_an_unknown_call_is_accepted(client, caplog):
     attempt = make_dialing_attempt()
     payload = ended(attempt, call_id="call_we_never_placed", metadata={})
-    with caplog.at_level(logging.WARNING, logger="campaigns.services.outcomes"):
+    with caplog.at_level(logging.WARNING, logger="campaigns.calls.outcomes"):
         assert post_signed(client, payload).status_code == 204
     assert WebhookEvent.objects.get().processed_at is not None
     assert any("unknown call" in r.getMessage() for r in caplog.records)
@@ -324,7 +325,7 @@ def test_a_processing_failure_keeps_the_event_and_a_retry_finishes_it_once(clien
         calls.append(item.pk)
         raise RuntimeError("retry scheduler unavailable")
 
-    monkeypatch.setattr(outcomes.release, "queue_item_schedule_retry", failing_retry)
+    monkeypatch.setattr(outcomes.retry, "queue_item_schedule_retry", failing_retry)
     payload = ended(attempt, call_status="not_connected", disconnection_reason="dial_no_answer")
     # Still 2xx: the event is stored, and Retell's retry would only be a duplicate.
     assert post_signed(client, payload).status_code == 204
@@ -336,10 +337,10 @@ def test_a_processing_failure_keeps_the_event_and_a_retry_finishes_it_once(clien
     assert attempt.outcome == "" and attempt.queue_item.status == QueueItem.Status.DIALING
     assert counters(attempt.campaign)["no_answer"] == 0
 
-    monkeypatch.setattr(outcomes.release, "queue_item_schedule_retry", lambda *, item, now: calls.append(item.pk))
-    later = stored.received_at + outcomes.RETRY_FAILED_EVENTS_AFTER
-    assert outcomes.webhook_events_retry(now=later) == 1
-    assert outcomes.webhook_events_retry(now=later) == 0
+    monkeypatch.setattr(outcomes.retry, "queue_item_schedule_retry", lambda *, item, now: calls.append(item.pk))
+    later = stored.received_at + inbox.RETRY_AFTER
+    assert inbox.webhook_events_retry(now=later) == 1
+    assert inbox.webhook_events_retry(now=later) == 0
     stored.refresh_from_db()
     assert stored.processed_at is not None and stored.error == ""
     attempt.refresh_from_db()
@@ -348,12 +349,12 @@ def test_a_processing_failure_keeps_the_event_and_a_retry_finishes_it_once(clien
 
 
 def test_an_event_whose_task_could_not_be_pushed_is_processed_by_the_retry(client, monkeypatch):
-    monkeypatch.setattr(outcomes.Conf, "ORM", None)  # Redis as the broker, and Redis is down
+    monkeypatch.setattr(inbox.Conf, "ORM", None)  # Redis as the broker, and Redis is down
 
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker unavailable")
 
-    monkeypatch.setattr(outcomes, "async_task", broker_down)
+    monkeypatch.setattr(inbox, "async_task", broker_down)
     attempt = make_dialing_attempt()
     assert post_signed(client, ended(attempt)).status_code == 204
     stored = WebhookEvent.objects.get()
@@ -363,8 +364,8 @@ def test_an_event_whose_task_could_not_be_pushed_is_processed_by_the_retry(clien
     # Not yet: the retry leaves a just-received event to its own task for a minute.
     monkeypatch.undo()
     monkeypatch.setattr(Conf, "SYNC", True)
-    assert outcomes.webhook_events_retry(now=stored.received_at) == 0
-    assert outcomes.webhook_events_retry(now=stored.received_at + outcomes.RETRY_FAILED_EVENTS_AFTER) == 1
+    assert inbox.webhook_events_retry(now=stored.received_at) == 0
+    assert inbox.webhook_events_retry(now=stored.received_at + inbox.RETRY_AFTER) == 1
     attempt.refresh_from_db()
     assert attempt.outcome == CallAttempt.Outcome.ANSWERED
 
@@ -373,7 +374,7 @@ def test_when_the_database_broker_fails_nothing_is_stored_and_retell_retries(cli
     def broker_down(*args, **kwargs):
         raise DatabaseError("could not insert the task row")
 
-    monkeypatch.setattr(outcomes, "async_task", broker_down)
+    monkeypatch.setattr(inbox, "async_task", broker_down)
     attempt = make_dialing_attempt()
     client.raise_request_exception = False
     assert post_signed(client, ended(attempt)).status_code == 500

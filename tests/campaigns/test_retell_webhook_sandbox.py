@@ -21,8 +21,8 @@ from campaigns.models import (
     Suppression,
     WebhookEvent,
 )
-from campaigns.services import reconcile
-from campaigns.services.transitions import campaign_recount
+from campaigns.webhooks import reconcile
+from campaigns.transitions import campaign_recount
 from integrations.retell import client as retell
 from integrations.sandbox.delivery import sandbox_dispatch_due
 from integrations.sandbox.models import SimulatedDelivery, SimulatorConfig

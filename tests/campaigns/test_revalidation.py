@@ -10,8 +10,9 @@ from django_q.models import Schedule
 from cadences.models import DialerSettings
 from campaigns import tasks
 from campaigns.models import Alert, Campaign, QueueItem
-from campaigns.services import queue
-from campaigns.services.transitions import campaign_recount
+from campaigns.queue import load as queue
+from campaigns.transitions import campaign_recount
+from campaigns.lifecycle import campaign as lifecycle
 
 from .conftest import NOW, client_row
 
@@ -108,7 +109,7 @@ def test_running_it_again_changes_nothing_more(sample_warehouse, campaign, loade
 
 @pytest.mark.django_db
 def test_other_campaigns_are_untouched(sample_warehouse, campaign, loaded):
-    other = queue.campaign_create(date=NOW.date() - dt.timedelta(days=1))
+    other = lifecycle.campaign_create(date=NOW.date() - dt.timedelta(days=1))
     queue.queue_load(campaign=other, now=NOW)
     sample_warehouse.resolve([loaded[1]])
 

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from campaigns.models import ContactLedgerEntry
-from campaigns.services import compliance, ledger
+from campaigns.compliance import gate as compliance
+from campaigns.compliance import ledger
 from tests.campaigns.sms_factories import CAMPAIGN_DATE, queue_item, running_campaign
 
 pytestmark = pytest.mark.django_db

@@ -8,10 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-from cadences.models import CadenceStep, DialerSettings, SmsTemplate
+from cadences.models import CadenceStep, SmsTemplate
 from campaigns.models import ContactLedgerEntry
-from campaigns.services import sms
-from campaigns.services.payment_links import payment_link_verify
+from campaigns.sms import outbound as sms
+from campaigns.payments.links import payment_link_verify
+from campaigns.sms import inbound as sms_inbound
 from tests.campaigns.sms_factories import queue_item, running_campaign
 
 pytestmark = pytest.mark.django_db
@@ -150,7 +151,7 @@ def test_a_template_asking_for_card_details_is_refused_at_send_time():
     ],
 )
 def test_keywords_are_compared_whole_and_case_blind(text, expected):
-    assert sms.normalize_keyword(text) == expected
+    assert sms_inbound.normalize_keyword(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -167,7 +168,7 @@ def test_keywords_are_compared_whole_and_case_blind(text, expected):
     ],
 )
 def test_heymarket_numbers_become_e164(raw, expected):
-    assert sms.phone_e164(raw) == expected
+    assert sms_inbound.phone_e164(raw) == expected
 
 
 def test_the_local_id_is_the_same_for_the_same_touchpoint():

@@ -11,7 +11,7 @@ import pytest
 
 from cadences.models import DialerSettings
 from campaigns.models import Campaign, GateDecision, QueueItem
-from campaigns.services import sms
+from campaigns.sms import outbound as sms
 from tests.campaigns.sms_factories import queue_item, running_campaign
 
 pytestmark = pytest.mark.django_db

@@ -14,9 +14,11 @@ from django_q.models import Schedule
 
 from cadences.models import DialerSettings, Segment
 from campaigns import tasks
-from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, GateDecision, QueueItem, SmsMessage, Suppression
-from campaigns.services import ledger, sms
-from campaigns.services.transitions import campaign_recount, queue_item_transition
+from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, GateDecision, QueueItem, SmsMessage, Suppression
+from campaigns.compliance import ledger
+from campaigns import schedules
+from campaigns.sms import outbound as sms
+from campaigns.transitions import campaign_recount, queue_item_transition
 from integrations import http
 from integrations.heymarket import client as heymarket
 from integrations.sandbox.models import SimulatedMessage
@@ -410,9 +412,9 @@ def test_counters_equal_the_recount_across_kinds_and_outcomes(heymarket_sandbox)
 
 
 def test_the_minute_schedule_is_installed_once(heymarket_sandbox):
-    sms.sms_schedules_install()
-    sms.sms_schedules_install()
-    schedule = Schedule.objects.get(name=sms.SCHEDULE_NAME)
+    schedules.schedules_install()
+    schedules.schedules_install()
+    schedule = Schedule.objects.get(name="sms-send-due")
     assert Schedule.objects.filter(func=schedule.func).count() == 1
     assert schedule.schedule_type == Schedule.MINUTES and schedule.minutes == 1 and schedule.repeats == -1
     module, name = schedule.func.rsplit(".", 1)

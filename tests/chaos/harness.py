@@ -17,10 +17,11 @@ from django.utils import timezone
 
 from cadences.models import CadenceStep, DialerSettings
 from campaigns.models import Campaign, QueueItem
-from campaigns.services import invariants, outcomes
-from campaigns.services.release import LoopState, Pacer, release_pass
+from campaigns.lifecycle import invariants
+from campaigns.calls.release import LoopState, Pacer, release_pass
 from integrations.sandbox import delivery
 from integrations.sandbox.models import SimulatedDelivery
+from campaigns.webhooks import inbox
 from tests.campaigns.release_factories import dialer_settings, make_call_step, make_campaign, make_items, make_segment
 
 NY = ZoneInfo("America/New_York")
@@ -86,7 +87,7 @@ def deliver_webhooks(*, senders: int = 4) -> None:
     # The processing tasks the webhooks enqueued, run here in arrival order: the periodic retry
     # runs exactly those (every event not yet processed).
     later = timezone.now() + dt.timedelta(minutes=2)
-    while outcomes.webhook_events_retry(now=later, limit=2000):
+    while inbox.webhook_events_retry(now=later, limit=2000):
         pass
 
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from campaigns.models import Alert, CallAttempt, QueueItem
-from campaigns.services.release import LoopState, Pacer, release_pass
+from campaigns.calls.release import LoopState, Pacer, release_pass
 from integrations.http import reset_sessions
 from integrations.sandbox.models import SimulatedCall
 

@@ -24,8 +24,9 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from campaigns.models import QueueItem
-from campaigns.services import outcomes, reconcile
+from campaigns.webhooks import reconcile
 from integrations.sandbox.models import SimulatedCall, SimulatedDelivery
+from campaigns.webhooks import inbox
 
 from .processes import assert_each_item_dialed_once, portal, running_campaign, wait_for  # noqa: F401 - fixture
 
@@ -93,7 +94,7 @@ def test_a_postgres_restart_mid_day_is_ridden_out(portal, settings) -> None:
     report = reconcile.attempts_reconcile(now=timezone.now() + reconcile.RECONCILE_AFTER + dt.timedelta(minutes=1), limit=CALLS)
     # Events stored before the restart whose processing task the outage failed are what the
     # minute retry is for (its schedule is not installed here; this is its pass).
-    retried = outcomes.webhook_events_retry(now=timezone.now() + outcomes.RETRY_FAILED_EVENTS_AFTER + dt.timedelta(seconds=5))
+    retried = inbox.webhook_events_retry(now=timezone.now() + inbox.RETRY_AFTER + dt.timedelta(seconds=5))
     print(
         f"restart took {outage:.1f} s; calls resumed {resumed:.1f} s after it; {failed} webhook deliveries failed "
         f"for good; reconciliation looked up {report.looked_up} calls and resolved {report.resolved}; "

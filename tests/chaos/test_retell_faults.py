@@ -7,7 +7,6 @@ import pytest
 from django.db.models import Count
 
 from campaigns.models import Alert, CallAttempt, QueueItem
-from campaigns.services import release
 from integrations import http
 from integrations.http import reset_sessions
 from integrations.retell import client as retell
@@ -23,7 +22,8 @@ ITEMS = 100
 @pytest.fixture
 def no_pause(monkeypatch: pytest.MonkeyPatch) -> None:
     # The same retries, without their pauses: what happens, not how long it takes, is under test.
-    monkeypatch.setattr(release, "NETWORK_RETRY_PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(http, "BACKOFF_FACTOR", 0.0)
+    http.reset_sessions()
     monkeypatch.setattr(http, "BACKOFF_FACTOR", 0.01)
     monkeypatch.setattr(http, "BACKOFF_JITTER", 0.0)
     monkeypatch.setattr(http, "RETRY_AFTER_MAX", 0)

@@ -9,8 +9,9 @@ import pytest
 
 from cadences.models import DialerSettings
 from campaigns.models import Alert, CallAttempt, Campaign, QueueItem
-from campaigns.services import invariants, lifecycle, queue
-from campaigns.services.release import LoopState, Pacer, release_pass
+from campaigns.lifecycle import invariants
+from campaigns.lifecycle import campaign as lifecycle
+from campaigns.calls.release import LoopState, Pacer, release_pass
 from integrations.warehouse import sample
 from tests.campaigns.conftest import unreachable_warehouse
 
@@ -25,7 +26,7 @@ def test_warehouse_down_during_load_and_flush(sandbox, shipped_cadences, sample_
     settings.RECONCILED_FILE_DIR = str(tmp_path / "reconciled")
     sample.seed_sample_warehouse(clients=CLIENTS, seed=11, history_table=DialerSettings.load().history_table)
     good_url, down_url = settings.WAREHOUSE_URL, unreachable_warehouse(tmp_path)
-    campaign = queue.campaign_create(date=NOW.date())
+    campaign = lifecycle.campaign_create(date=NOW.date())
 
     settings.WAREHOUSE_URL = down_url
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.LOADING)

@@ -16,8 +16,8 @@ import pytest
 from django.core.management import call_command
 
 from campaigns.management.commands import run_campaign
-from campaigns.services import sandbox_day
-from campaigns.services.sandbox_day import DayReport
+from campaigns.lifecycle import sandbox_day
+from campaigns.lifecycle.sandbox_day import DayReport
 from tests.e2e.sandbox_env import sandbox_env
 
 ROOT = Path(__file__).resolve().parents[2]

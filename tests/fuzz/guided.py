@@ -40,15 +40,19 @@ logging.disable(logging.CRITICAL)  # the product logs every refusal; the fuzzer 
 
 from django.db import models  # noqa: E402
 
-from billing_dialer import jsonbody  # noqa: E402
+from integrations import jsonbody  # noqa: E402
 from billing_dialer.logging import mask_text  # noqa: E402
 from cadences import templating  # noqa: E402
 from cadences.models import Phase  # noqa: E402
 from campaigns import geo  # noqa: E402
 from campaigns.models import CallAttempt  # noqa: E402
-from campaigns.services import compliance, outcomes, queue  # noqa: E402
+from campaigns.compliance import gate as compliance  # noqa: E402
+from campaigns.calls import outcomes  # noqa: E402
+from campaigns.queue import load as queue  # noqa: E402
 from integrations.retell import client as retell  # noqa: E402
 from integrations.warehouse.client import OPTIONAL_COLUMNS, REQUIRED_COLUMNS  # noqa: E402
+from campaigns.conversations import results  # noqa: E402
+from campaigns.webhooks import inbox  # noqa: E402
 
 Provider = atheris.FuzzedDataProvider
 
@@ -261,9 +265,9 @@ def retell_event(data: bytes) -> None:
     if not isinstance(payload, dict):
         return  # answered 400 by the view
     body = raw.decode("utf-8")
-    key = outcomes.retell_dedupe_key(payload=payload, raw_body=body)
+    key = inbox.retell_dedupe_key(payload=payload, raw_body=body)
     assert isinstance(key, str) and len(key) <= 200
-    stored = json.dumps(outcomes.storable(payload), allow_nan=False)
+    stored = json.dumps(inbox.storable(payload), allow_nan=False)
     stored.encode("utf-8")  # no lone surrogate left
     assert "\\u0000" not in stored
     call = payload.get("call")
@@ -284,7 +288,7 @@ def retell_event(data: bytes) -> None:
         transferred=bool(attempt.transfer_destination),
     )
     assert resolution.outcome in {"", *CallAttempt.Outcome.values}, resolution
-    assert isinstance(outcomes.conversation_has_results(call.get("call_analysis")), bool)
+    assert isinstance(results.conversation_has_results(call.get("call_analysis")), bool)
 
 
 _ANALYSIS_TEXT = ["", "yes", "no", "2028-02-29", "Feb 29", "February 29th", "12/31/9999", "9999-12-31",
@@ -302,16 +306,16 @@ def call_analysis(data: bytes) -> None:
     fdp = Provider(data)
     today = dt.date(2000, 1, 1) + dt.timedelta(days=fdp.ConsumeIntInRange(0, 365 * 100))
     now = dt.datetime.combine(today, dt.time(0, 0), tzinfo=dt.timezone.utc) + dt.timedelta(minutes=fdp.ConsumeIntInRange(0, 1439))
-    flag = outcomes.analysis_flag(analysis_value(fdp))
+    flag = results.analysis_flag(analysis_value(fdp))
     assert isinstance(flag[0], bool) and isinstance(flag[1], str)
-    amount = outcomes.parse_promise_amount(analysis_value(fdp))
+    amount = results.parse_promise_amount(analysis_value(fdp))
     assert amount is None or (0 < amount < Decimal("10000000000") and amount.as_tuple().exponent == -2), amount
-    promised = outcomes.parse_promise_date(analysis_value(fdp), today=today)
+    promised = results.parse_promise_date(analysis_value(fdp), today=today)
     assert promised is None or isinstance(promised, dt.date)
     zones = [fdp.PickValueInList(ZONES) for _ in range(fdp.ConsumeIntInRange(0, 3))]
-    context = outcomes.ClientContext(client_id="C1", phone="+12125550123", timezones=zones)
-    due = outcomes.callback_due_at(callback_text=analysis_value(fdp), context=context, now=now)
-    assert due.tzinfo is not None and now <= due <= now + outcomes.CALLBACK_HORIZON + dt.timedelta(days=8), (now, due)
+    context = results.ClientContext(client_id="C1", phone="+12125550123", timezones=zones)
+    due = results.callback_due_at(callback_text=analysis_value(fdp), context=context, now=now)
+    assert due.tzinfo is not None and now <= due <= now + results.CALLBACK_HORIZON + dt.timedelta(days=8), (now, due)
     usable = [z for z in zones if z in ZONES and z not in ("", "Mars/Olympus")]
     if usable and len(usable) == len(zones):
         start, end = compliance.LEGAL_WINDOW

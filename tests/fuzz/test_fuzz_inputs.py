@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from cadences import templating
 from cadences.models import Phase
 from campaigns.models import Campaign, QueueItem, RejectedRow
-from campaigns.services import queue
+from campaigns.queue import load as queue
 from integrations.warehouse.client import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from campaigns.lifecycle import campaign as lifecycle
 from tests.campaigns.dashboard_factories import make_segment, make_step
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +51,7 @@ def segments() -> None:
 
 
 def campaign() -> Campaign:
-    return Campaign.objects.filter(date=NOW.date()).first() or queue.campaign_create(date=NOW.date())
+    return Campaign.objects.filter(date=NOW.date()).first() or lifecycle.campaign_create(date=NOW.date())
 
 
 def check_progress(progress: queue.LoadProgress, before_items: int, before_rejected: int) -> None:

@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from campaigns.models import CallAttempt, WebhookEvent
-from campaigns.services import outcomes
+from campaigns.calls import outcomes
 from integrations.retell import client as retell
+from campaigns.webhooks import inbox
 from tests.campaigns.retell_factories import INBOUND_URL, WEBHOOK_URL, call_object, make_dialing_attempt
 
 pytestmark = pytest.mark.django_db
@@ -100,7 +101,7 @@ def test_retell_call_shaped_events_are_stored_and_processed_without_error(data: 
     if response.status_code == 204:
         event = WebhookEvent.objects.order_by("-pk").first()
         assert event is not None
-        outcomes.webhook_event_process(event_id=event.pk, now=attempt.created_at)
+        inbox.webhook_event_process(event_id=event.pk, now=attempt.created_at)
         event.refresh_from_db()
         # Malformed fields are ignored or reported, never a crash of the processing.
         assert event.error == "", (payload, event.error)

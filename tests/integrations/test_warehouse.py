@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from decimal import Decimal
 
 import pytest
@@ -155,3 +156,30 @@ def test_databricks_is_chosen_only_with_all_three_settings(settings) -> None:  #
     assert warehouse.describe().startswith("sqlite ")
     settings.DATABRICKS_TOKEN = "dapi-secret"
     assert warehouse.describe() == "databricks adb-123.azuredatabricks.net"
+
+
+def test_transient_errors_are_told_by_their_type(settings) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+    from databricks.sql import exc as databricks_exc
+
+    pg = warehouse.Target("postgresql", "db")
+    assert warehouse._is_transient(pg, psycopg.OperationalError("server closed the connection unexpectedly"))
+    assert not warehouse._is_transient(pg, psycopg.errors.UndefinedTable("relation does not exist"))
+    assert warehouse._is_transient(pg, databricks_exc.RequestError("could not reach the workspace"))
+    assert warehouse._is_transient(pg, databricks_exc.MaxRetryDurationError("gave up"))
+    assert not warehouse._is_transient(pg, databricks_exc.ServerOperationError("[TABLE_OR_VIEW_NOT_FOUND]"))
+
+    class OperationalError(Exception):  # a name alone says nothing
+        pass
+
+    assert not warehouse._is_transient(pg, OperationalError("looks familiar"))
+
+
+def test_an_unreachable_postgres_warehouse_is_a_transient_error(settings) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.WAREHOUSE_URL = f"postgres://postgres@127.0.0.1:{port}/nowhere"
+    with pytest.raises(IntegrationError) as excinfo:
+        warehouse.query_columns("SELECT 1 AS one")
+    assert not excinfo.value.permanent

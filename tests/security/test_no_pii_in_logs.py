@@ -23,8 +23,10 @@ from django.utils.module_loading import import_string
 
 from cadences.models import ActionType
 from campaigns.models import QueueItem, SmsMessage
-from campaigns.services import queue, sms
+from campaigns.queue import load as queue
+from campaigns.sms import outbound as sms
 from integrations import http
+from campaigns.lifecycle import campaign as lifecycle
 from tests.campaigns.retell_factories import (  # noqa: F401 - retell_tasks_inline is a fixture
     INBOUND_URL,
     ended,
@@ -134,7 +136,7 @@ def test_a_retell_webhook_with_personal_data_in_the_transcript(client: Client, l
 
 @pytest.mark.django_db
 def test_a_csv_queue_load_with_bad_rows(log_output: Captured) -> None:
-    campaign = queue.campaign_create(date=CAMPAIGN_DATE)
+    campaign = lifecycle.campaign_create(date=CAMPAIGN_DATE)
     header = "client_id,name,phone,segment,days_past_due,ring_group,amount_due,state,email\n"
     rows = (
         "C1,Pat Doe,+13125550187,RED Initial,1,billing,120.50,NY,p@example.com\n"

@@ -7,9 +7,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from billing_dialer import clock
+from integrations import clock
 from campaigns.models import Campaign
-from campaigns.services import invariants, lifecycle, queue
+from campaigns.lifecycle import invariants
+from campaigns.lifecycle import campaign as lifecycle
 
 ACTIONS = ("create", "start", "pause", "resume", "stop", "flush", "status")
 
@@ -27,7 +28,7 @@ class Command(BaseCommand):
         action = options["action"]
         campaign = Campaign.objects.filter(date=date).first()
         if action in ("create", "start") and campaign is None:
-            campaign = queue.campaign_create(date=date)
+            campaign = lifecycle.campaign_create(date=date)
             self.stderr.write(f"created {campaign}")
         if campaign is None:
             raise CommandError(f"There is no campaign for {date.isoformat()}.")

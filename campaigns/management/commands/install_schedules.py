@@ -4,19 +4,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from campaigns.services import lifecycle, reconcile, release, sms
+from campaigns import schedules
 
 
 class Command(BaseCommand):
     help = "Installs (or updates) every periodic background schedule. Safe to run on every deploy."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        schedules = [
-            *lifecycle.lifecycle_schedules_install(),
-            release.release_schedule_install(),
-            sms.sms_schedules_install(),
-            *reconcile.webhook_schedules_install(),
-        ]
-        for schedule in schedules:
+        installed = schedules.schedules_install()
+        for schedule in installed:
             self.stdout.write(f"  {schedule.name}: {schedule.func} every {schedule.minutes} min")
-        self.stdout.write(self.style.SUCCESS(f"{len(schedules)} schedules installed"))
+        self.stdout.write(self.style.SUCCESS(f"{len(installed)} schedules installed"))

@@ -7,8 +7,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from campaigns.services import queue
+from campaigns.queue import load as queue
 from integrations.http import IntegrationError
+from campaigns.lifecycle import campaign as lifecycle
 
 BAR_WIDTH = 30
 
@@ -36,7 +37,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         date: dt.date = options["date"] or timezone.localdate()
-        campaign = queue.campaign_create(date=date)
+        campaign = lifecycle.campaign_create(date=date)
         # The bar goes to stderr, uncoloured; on a terminal it redraws in place, elsewhere (a log,
         # a pipe) it prints one line per chunk.
         self.stderr.style_func = None

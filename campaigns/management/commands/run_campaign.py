@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from campaigns.services.sandbox_day import SandboxDayError, default_speed, sandbox_day_run
+from campaigns.lifecycle.sandbox_day import SandboxDayError, default_speed, sandbox_day_run
 
 
 def _interrupt(signum: int, frame: object) -> None:

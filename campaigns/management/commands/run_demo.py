@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from campaigns.services import lifecycle, queue
+from campaigns.lifecycle import campaign as lifecycle
 from integrations import modes
 from integrations.http import IntegrationError
 from integrations.sandbox.models import SimulatorConfig
@@ -122,7 +122,7 @@ class Command(BaseCommand):
             campaign.delete()
             campaign = None
         if campaign is None:
-            campaign = queue.campaign_create(date=today)
+            campaign = lifecycle.campaign_create(date=today)
         if campaign.status == Campaign.Status.DRAFT:
             lifecycle.campaign_start(campaign=campaign)
             self.stdout.write(f"Started {campaign} (the worker loads the queue from the sample warehouse).")

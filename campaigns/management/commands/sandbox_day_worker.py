@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from campaigns.services import sandbox_day
+from campaigns.lifecycle import sandbox_day
 
 
 class Command(BaseCommand):

@@ -49,7 +49,7 @@ from django.utils import timezone
 
 from cadences.models import DialerSettings, StateCallLimit
 from campaigns.models import Campaign, ContactLedgerEntry, GateDecision, QueueItem, Suppression
-from campaigns.services.ledger import active_suppressions_q
+from campaigns.compliance.ledger import active_suppressions_q
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from cadences.models import DialerSettings
@@ -38,10 +37,13 @@ from campaigns.models import (
     QueueItem,
     SmsMessage,
 )
-from billing_dialer import clock
-from campaigns.services import kpis, queue, release, sms
-from campaigns.services.alerts import alert_raise
-from campaigns.services.transitions import campaign_recount
+from integrations import clock, modes
+from campaigns.metrics import kpis
+from campaigns.queue import load as queue
+from campaigns.calls import release
+from campaigns.sms import outbound as sms
+from campaigns.alerts import alert_raise
+from campaigns.transitions import campaign_recount
 from integrations.http import IntegrationError
 from integrations.warehouse import client as warehouse
 
@@ -79,6 +81,29 @@ RECONCILED_COLUMNS = (
     "sms_status",
     "inbound_call",
 )
+
+
+def campaign_create(*, date: dt.date, user: Any = None) -> Campaign:
+    """The campaign for `date` (one per date), created with today's release settings if new."""
+    settings_row = DialerSettings.load()
+    campaign, created = Campaign.objects.get_or_create(
+        date=date,
+        defaults={
+            "created_by": user if getattr(user, "pk", None) else None,
+            "is_sandbox": modes.any_sandbox(),
+            "batch_size": settings_row.batch_size,
+            "release_threshold": settings_row.release_threshold,
+            "poll_interval_seconds": settings_row.poll_interval_seconds,
+            "batch_timeout_seconds": settings_row.batch_timeout_seconds,
+            "calling_window_start": settings_row.calling_window_start,
+            "calling_window_end": settings_row.calling_window_end,
+            "end_of_day": settings_row.end_of_day,
+        },
+    )
+    if created:
+        log.info("campaign created", extra={"campaign_id": campaign.pk, "date": date.isoformat()})
+    return campaign
+
 
 
 class CampaignStateError(Exception):
@@ -498,16 +523,3 @@ def campaigns_tick(*, now: dt.datetime | None = None) -> dict[str, list[int]]:
         if campaign_flush(campaign=campaign).status == Status.FLUSHED:
             report["flushed"].append(campaign.pk)
     return report
-
-
-def lifecycle_schedules_install() -> list[Schedule]:
-    schedule, _ = Schedule.objects.update_or_create(
-        name="campaigns-tick",
-        defaults={
-            "func": "campaigns.tasks.campaigns_tick_task",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
-    return [schedule]

@@ -22,12 +22,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing_dialer import clock
+from integrations import clock
 from cadences.models import Phase
 from campaigns import roles
-from campaigns import selectors_dashboard as selectors
+from campaigns.dashboard import selectors
 from campaigns.models import Campaign
-from campaigns.services import kpis, lifecycle, queue
+from campaigns.metrics import kpis
+from campaigns.lifecycle import campaign as lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def campaign_create_today(request: HttpRequest) -> HttpResponse:
     """Create today's campaign as a draft (starting it is a separate, confirmed step)."""
     if not roles.can_control_campaigns(request.user):
         raise PermissionDenied("Only supervisors control campaigns.")
-    campaign = queue.campaign_create(date=selectors.today(), user=request.user)
+    campaign = lifecycle.campaign_create(date=selectors.today(), user=request.user)
     messages.success(request, f"{campaign} is ready as a draft.")
     return redirect("campaigns-dashboard")
 

@@ -20,7 +20,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from billing_dialer import clock
+from integrations import clock
 from cadences.models import Phase
 from campaigns.models import (
     Alert,
@@ -36,7 +36,7 @@ from campaigns.models import (
     SmsMessage,
     Suppression,
 )
-from campaigns.services import kpis
+from campaigns.metrics import kpis
 from integrations.dialflow import client as dialflow
 
 

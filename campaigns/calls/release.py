@@ -24,7 +24,7 @@ Steps 3–4 of the daily workflow. The shape of it:
   crashed one's half-placed batch, re-sends the same key and gets the same call back.
 
 Clocks: business rules (gate, batch timeouts, retry times) use `now_fn`, by default the shared
-`billing_dialer.clock` (the sandbox's accelerated clock when one runs); poll intervals are clock
+`integrations.clock` (the sandbox's accelerated clock when one runs); poll intervals are clock
 seconds too. Leases, slices and pacing use real time: they are about processes and the vendor's
 real rate limits.
 """
@@ -43,18 +43,18 @@ from django.conf import settings
 from django.db import DatabaseError, connection, models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
-from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from billing_dialer import clock
-from cadences.models import ActionType, DialerSettings
-from campaigns import caller_ids
+from integrations import clock
+from cadences.models import DialerSettings
+from campaigns import schedules
+from campaigns.calls import caller_ids, outcomes, retry
 from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, QueueItem, ReleaseBatch
-from campaigns.services import compliance
-from campaigns.services.alerts import alert_raise
-from campaigns.services.compliance import Block
-from campaigns.services.sql import quoted_names
-from campaigns.services.transitions import queue_item_transition
+from campaigns.compliance import gate as compliance
+from campaigns.alerts import alert_raise
+from campaigns.compliance.gate import Block
+from campaigns.sql import quoted_names
+from campaigns.transitions import queue_item_transition
 from integrations.dialflow import client as dialflow
 from integrations.http import IntegrationError
 from integrations.retell import client as retell
@@ -76,10 +76,6 @@ WATCHDOG_RESTART_COOLDOWN_SECONDS = 30.0
 # Claim rounds per batch: each round gates a chunk of candidates; blocked ones leave the due set,
 # so a later round sees new ones.
 CLAIM_ROUNDS = 10
-# Network failures of one create-call (after the HTTP layer's own retries): the same
-# idempotency key each time, then the item goes back to the queue.
-NETWORK_TRIES = 3
-NETWORK_RETRY_PAUSE_SECONDS = 1.0
 # Retell's idempotency keys live one hour; a network-failed attempt re-released within this
 # margin reuses its key, because the first request may have reached Retell.
 IDEMPOTENCY_REUSE = dt.timedelta(minutes=50)
@@ -90,10 +86,6 @@ NETWORK_BACKOFF = dt.timedelta(minutes=2)
 ACTIVE_CALL_MAX_AGE = dt.timedelta(hours=1)
 IDLE_TICK_SECONDS = 1.0
 WATCHDOG_SCHEDULE = "release-watchdog"
-CALL_ACTIONS = (ActionType.CALL, ActionType.BOTH)
-
-RETELL_RATE_LIMIT_REASONS = frozenset({"concurrency_limit_reached"})
-RETELL_PAYMENT_REASONS = frozenset({"no_valid_payment"})
 
 
 def _real_now() -> dt.datetime:
@@ -194,15 +186,17 @@ def call_metadata(*, attempt: CallAttempt) -> dict[str, Any]:
     return {"campaign_id": attempt.campaign_id, "queue_item_id": attempt.queue_item_id, "attempt_id": str(attempt.pk)}
 
 
-class PlaceOutcome:
-    PLACED = "placed"
-    RATE_LIMITED = "rate_limited"
-    HALTED = "halted"
-    FAILED = "failed"
-    NETWORK = "network"
-    LOST = "lost"  # already recorded, or given up, by someone else
-    NOT_DIALED = "not_dialed"  # Retell accepted the request and then reported it did not dial
-    WINDOW_CLOSED = "window_closed"  # the client's calling window closed between claim and dial
+class PlaceOutcome(models.TextChoices):
+    """What placing one claimed call came to."""
+
+    PLACED = "placed", "Placed"
+    RATE_LIMITED = "rate_limited", "Rate limited by Retell"
+    HALTED = "halted", "Campaign halted"
+    FAILED = "failed", "Refused by Retell"
+    NETWORK = "network", "Network failure"
+    LOST = "lost", "Recorded by another worker"  # already recorded, or given up, by someone else
+    NOT_DIALED = "not_dialed", "Not dialed by Retell"  # Retell accepted the request and then reported it did not dial
+    WINDOW_CLOSED = "window_closed", "Calling window closed"  # closed between claim and dial
 
 
 def _reason_of(exc: IntegrationError) -> str:
@@ -211,13 +205,13 @@ def _reason_of(exc: IntegrationError) -> str:
     return text.lower()
 
 
-def _classify_error(exc: IntegrationError) -> str:
+def _classify_error(exc: IntegrationError) -> PlaceOutcome:
     reason = _reason_of(exc)
-    if exc.status == 402 or any(r in reason for r in RETELL_PAYMENT_REASONS):
+    if exc.status == 402 or any(r in reason for r in retry.RETELL_PAYMENT_REASONS):
         return PlaceOutcome.HALTED
     if exc.status in (401, 403):
         return PlaceOutcome.HALTED
-    if exc.status == 429 or any(r in reason for r in RETELL_RATE_LIMIT_REASONS):
+    if exc.status == 429 or any(r in reason for r in retry.RETELL_RATE_LIMIT_REASONS):
         return PlaceOutcome.RATE_LIMITED
     if exc.permanent:
         return PlaceOutcome.FAILED
@@ -231,58 +225,49 @@ def call_place(
     campaign: Campaign,
     company_name: str,
     now_fn: Callable[[], dt.datetime],
-    sleep: Callable[[float], None] = time.sleep,
 ) -> str:
     """Place one claimed call (outside any transaction) and record what happened."""
+    # The gate ran at claim time; pacing can carry the dial past the end of the client's window,
+    # so the window is checked again at the moment of dialing.
+    dial_at = now_fn()
+    window = compliance.local_window_block(
+        timezones=item.timezone_list, now=dial_at, start=campaign.calling_window_start, end=campaign.calling_window_end
+    )
+    if window is not None:
+        opens = compliance.next_window_open(
+            timezones=item.timezone_list, now=dial_at, start=campaign.calling_window_start, end=campaign.calling_window_end
+        )
+        backoff = (opens - dial_at) if opens is not None else dt.timedelta(days=1)
+        attempt_not_dialed(attempt=attempt, error=f"not sent: {window.detail}", now=dial_at, backoff=backoff)
+        # Recorded like any gate block, so "why was this client not called" shows it too.
+        compliance.gate_record(block=window, client_id=item.client_id, channel=compliance.CALL, now=dial_at, campaign=campaign, item=item)
+        log.info("call not placed: window closed before dialing", extra={"attempt_id": str(attempt.pk), "queue_item_id": item.pk})
+        return PlaceOutcome.WINDOW_CLOSED
     call = None
     error: IntegrationError | None = None
     outcome = PlaceOutcome.NETWORK
-    for try_number in range(1, NETWORK_TRIES + 1):
-        # The gate ran at claim time; pacing and retries can carry the dial past the end of the
-        # client's window, so the window is checked again at the moment of dialing.
-        dial_at = now_fn()
-        window = compliance.local_window_block(
-            timezones=item.timezone_list, now=dial_at, start=campaign.calling_window_start, end=campaign.calling_window_end
+    try:
+        # One retry layer: the HTTP session retries 429/5xx/network failures with backoff under
+        # the same idempotency key; what still fails comes back here once.
+        call = retell.create_phone_call(
+            from_number=attempt.from_number,
+            to_number=attempt.to_number,
+            agent_id=settings.RETELL_AGENT_ID,
+            dynamic_variables=call_dynamic_variables(item=item, company_name=company_name),
+            metadata=call_metadata(attempt=attempt),
+            idempotency_key=str(attempt.pk),
         )
-        if window is not None:
-            opens = compliance.next_window_open(
-                timezones=item.timezone_list, now=dial_at, start=campaign.calling_window_start, end=campaign.calling_window_end
-            )
-            backoff = (opens - dial_at) if opens is not None else dt.timedelta(days=1)
-            attempt_not_dialed(attempt=attempt, error=f"not sent: {window.detail}", now=dial_at, backoff=backoff)
-            # Recorded like any gate block, so "why was this client not called" shows it too.
-            compliance.gate_record(block=window, client_id=item.client_id, channel=compliance.CALL, now=dial_at, campaign=campaign, item=item)
-            log.info("call not placed: window closed before dialing", extra={"attempt_id": str(attempt.pk), "queue_item_id": item.pk})
-            return PlaceOutcome.WINDOW_CLOSED
-        try:
-            call = retell.create_phone_call(
-                from_number=attempt.from_number,
-                to_number=attempt.to_number,
-                agent_id=settings.RETELL_AGENT_ID,
-                dynamic_variables=call_dynamic_variables(item=item, company_name=company_name),
-                metadata=call_metadata(attempt=attempt),
-                idempotency_key=str(attempt.pk),
-            )
-            break
-        except IntegrationError as exc:
-            error = exc
-            outcome = _classify_error(exc)
-            if outcome != PlaceOutcome.NETWORK:
-                break
-            log.warning(
-                "create call failed, retrying with the same idempotency key",
-                extra={"attempt_id": str(attempt.pk), "try": try_number, "error": str(exc)},
-            )
-            if try_number < NETWORK_TRIES:
-                sleep(NETWORK_RETRY_PAUSE_SECONDS * try_number)
+    except IntegrationError as exc:
+        error = exc
+        outcome = _classify_error(exc)
     now = now_fn()
     if call is not None:
         reason = str(call.raw.get("disconnection_reason") or "") if isinstance(call.raw, dict) else ""
-        if call.call_status in ("error", "ended", "not_connected") and reason in RETELL_RATE_LIMIT_REASONS | RETELL_PAYMENT_REASONS:
+        if call.call_status in ("error", "ended", "not_connected") and reason in retry.RETELL_RATE_LIMIT_REASONS | retry.RETELL_PAYMENT_REASONS:
             # Retell accepted the request but refused to dial: same handling as the HTTP errors.
             CallAttempt.objects.filter(pk=attempt.pk, call_id__isnull=True).update(call_id=call.call_id)
-            error = IntegrationError(f"Retell did not dial: {reason}", permanent=reason in RETELL_PAYMENT_REASONS, vendor="retell")
-            outcome = PlaceOutcome.HALTED if reason in RETELL_PAYMENT_REASONS else PlaceOutcome.RATE_LIMITED
+            error = IntegrationError(f"Retell did not dial: {reason}", permanent=reason in retry.RETELL_PAYMENT_REASONS, vendor="retell")
+            outcome = PlaceOutcome.HALTED if reason in retry.RETELL_PAYMENT_REASONS else PlaceOutcome.RATE_LIMITED
         else:
             return _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=call.call_id, now=dial_at)
     assert error is not None
@@ -295,10 +280,10 @@ def call_place(
             return _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=known, now=dial_at)
         alert_raise(
             campaign=campaign, source="retell",
-            message=f"Retell did not answer a create-call after {NETWORK_TRIES} tries; the call goes back to the queue: {error}",
+            message=f"Retell did not answer a create-call, retries included; the call goes back to the queue: {error}",
         )  # fmt: skip
     elif outcome == PlaceOutcome.HALTED:
-        campaign_halt(campaign=campaign, reason=f"Retell refused the call: {error}", now=now)
+        retry.campaign_halt(campaign=campaign, reason=f"Retell refused the call: {error}", now=now)
         attempt_not_dialed(attempt=attempt, error=str(error), now=now, backoff=dt.timedelta(0))
     elif outcome == PlaceOutcome.RATE_LIMITED:
         backoff = dt.timedelta(seconds=max(error.retry_after or 0, RATE_LIMIT_BACKOFF.total_seconds()))
@@ -344,8 +329,6 @@ def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign,
     makes (that move changes no counter). The ledger INSERT ignores a duplicate (kind,
     reference), as `ledger_record` guarantees.
     """
-    from campaigns.services import outcomes  # outcomes imports this module
-
     ops = connection.ops
     real_now = ops.adapt_datetimefield_value(_real_now())
     at, a_call_id, a_status, a_outcome, a_reason, a_error, a_pending, a_updated, a_id = quoted_names(
@@ -381,7 +364,7 @@ def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign,
                 return PlaceOutcome.LOST
             status, outcome, reason = row
             if status == A.NOT_DIALED:
-                return _record_not_dialed(attempt=attempt, item=item, campaign=campaign, reason=reason, now=now)
+                return _record_not_dialed(attempt=attempt, campaign=campaign, reason=reason, now=now)
             cursor.execute(
                 f"UPDATE {it} SET {i_status} = %s, {i_changed} = %s, {i_attempts} = {i_attempts} + 1, {i_next} = NULL "
                 f"WHERE {i_id} = %s AND {i_status} = %s",
@@ -412,18 +395,12 @@ def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign,
     return PlaceOutcome.PLACED
 
 
-def _record_not_dialed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign, reason: str, now: dt.datetime) -> str:
-    """Retell reported it did not dial before the call was recorded: nothing counts, the item is queued again."""
-    from campaigns.services import outcomes  # outcomes imports this module
-
-    queue_item_transition(
-        item_id=item.pk, from_statuses=[S.RELEASING], to_status=S.QUEUED, next_attempt_at=now + outcomes.NOT_DIALED_RETRY_DELAY
-    )
-    log.warning("call not dialed by Retell", extra={"attempt_id": str(attempt.pk), "queue_item_id": item.pk, "reason": reason})
-    if reason in RETELL_PAYMENT_REASONS:
-        campaign_halt(campaign=campaign, reason="Retell reports no valid payment method (no_valid_payment)", now=now)
+def _record_not_dialed(*, attempt: CallAttempt, campaign: Campaign, reason: str, now: dt.datetime) -> str:
+    """Retell reported it did not dial before the call was recorded: nothing was counted yet."""
+    retry.call_not_dialed(attempt=attempt, campaign=campaign, reason=reason, now=now, counted=False)
+    if reason in retry.RETELL_PAYMENT_REASONS:
         return PlaceOutcome.HALTED
-    if reason in RETELL_RATE_LIMIT_REASONS:
+    if reason in retry.RETELL_RATE_LIMIT_REASONS:
         return PlaceOutcome.RATE_LIMITED
     return PlaceOutcome.NOT_DIALED
 
@@ -459,19 +436,6 @@ def attempt_not_dialed(*, attempt: CallAttempt, error: str, now: dt.datetime, ba
         )
 
 
-def campaign_halt(*, campaign: Campaign, reason: str, now: dt.datetime) -> bool:
-    """Pause a running campaign on its own (e.g. Retell payment failure) and tell the supervisor."""
-    paused = Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.RUNNING).update(
-        status=Campaign.Status.PAUSED, halt_reason=reason[:2000]
-    )
-    if paused:
-        alert_raise(
-            campaign=campaign, source="retell", message=f"Calling paused: {reason}. Fix the Retell account, then resume the campaign."
-        )
-        log.error("campaign halted", extra={"campaign_id": campaign.pk, "reason": reason})
-    return bool(paused)
-
-
 # --- Claiming a batch --------------------------------------------------------------------------------
 
 
@@ -486,13 +450,9 @@ class Claim:
 
 def _due_call_items(*, campaign: Campaign, now: dt.datetime) -> Any:
     """Queued call items that may be released now (no retry or backoff time in the future)."""
-    return QueueItem.objects.filter(campaign=campaign, status=S.QUEUED, action_type__in=CALL_ACTIONS).filter(
+    return QueueItem.objects.filter(campaign=campaign, status=S.QUEUED, action_type__in=retry.CALL_ACTIONS).filter(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
-
-
-def _campaign_day_end(campaign: Campaign) -> dt.datetime:
-    return dt.datetime.combine(campaign.date, campaign.end_of_day, tzinfo=timezone.get_current_timezone())
 
 
 def _skip_locked() -> bool:
@@ -506,7 +466,7 @@ def batch_claim(
     claim = Claim()
     pool = list(settings.RETELL_FROM_NUMBERS)
     usage: dict[str, int] | None = None
-    day_end = _campaign_day_end(campaign)
+    day_end = retry.campaign_day_end(campaign)
     for _ in range(CLAIM_ROUNDS):
         wanted = limit - len(claim.attempts)
         if wanted <= 0:
@@ -721,7 +681,7 @@ def batch_release(
             break
         attempt = remaining.pop(0)
         outcome = call_place(
-            attempt=attempt, item=claim.items[attempt.queue_item_id], campaign=campaign, company_name=dialer.company_name, now_fn=now_fn, sleep=pacer.sleep
+            attempt=attempt, item=claim.items[attempt.queue_item_id], campaign=campaign, company_name=dialer.company_name, now_fn=now_fn
         )
         if outcome == PlaceOutcome.PLACED:
             result.placed += 1
@@ -811,7 +771,7 @@ def release_recover(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pa
             continue
         else:
             pacer.wait()
-            outcome = call_place(attempt=attempt, item=item, campaign=campaign, company_name=dialer.company_name, now_fn=now_fn, sleep=pacer.sleep)
+            outcome = call_place(attempt=attempt, item=item, campaign=campaign, company_name=dialer.company_name, now_fn=now_fn)
         placed += outcome == PlaceOutcome.PLACED
         if outcome == PlaceOutcome.HALTED:
             break
@@ -905,9 +865,14 @@ def _placement_budget(*, campaign: Campaign, dialer: DialerSettings) -> float:
     return pace + 15.0
 
 
+def _cluster_timeout() -> float:
+    timeout = settings.Q_CLUSTER.get("timeout")
+    return float(timeout) if isinstance(timeout, (int, float, str)) and timeout else 300.0
+
+
 def release_slice_seconds() -> float:
     """How long one loop task runs before handing over: well inside the cluster timeout."""
-    timeout = float(settings.Q_CLUSTER.get("timeout") or 300)  # type: ignore[union-attr]
+    timeout = _cluster_timeout()
     return max(5.0, timeout / 3)
 
 
@@ -932,10 +897,10 @@ def release_loop_run(
     if not campaign_lease_acquire(campaign_id=campaign_id, worker_id=worker_id):
         running = Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.RUNNING).exists()
         return "busy" if running else "ended"
-    release_schedule_install()
+    schedules.schedule_install(schedules.periodic(WATCHDOG_SCHEDULE))
     started = monotonic()
     budget = slice_seconds if slice_seconds is not None else release_slice_seconds()
-    hard_limit = max(budget, float(settings.Q_CLUSTER.get("timeout") or 300) * 0.8)  # type: ignore[union-attr]
+    hard_limit = max(budget, _cluster_timeout() * 0.8)
     dialer = DialerSettings.load()
     renewed_at = [monotonic()]
 
@@ -1044,48 +1009,3 @@ def release_watchdog_watch(
         if monotonic() - started + every > seconds or not running:
             return restarted
         sleep(every)
-
-
-def release_schedule_install() -> Schedule:
-    """The every-minute watchdog schedule, installed idempotently by name."""
-    schedule, _ = Schedule.objects.update_or_create(
-        name=WATCHDOG_SCHEDULE,
-        defaults={
-            "func": "campaigns.tasks.release_watchdog_task",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
-    return schedule
-
-
-# --- Retry curve -----------------------------------------------------------------------------------------
-
-
-def queue_item_schedule_retry(*, item: QueueItem, now: dt.datetime) -> bool:
-    """After a no-answer (or busy): back to the queue after the retry delay, if today allows.
-
-    Allowed while the item has had fewer than `max_call_attempts_per_day` attempts and the
-    client's window opens again (at or after the delay) before the campaign day ends. The gate
-    runs again when the item comes up. Voicemail is never retried: it is not a no-answer.
-    """
-    item.refresh_from_db()
-    if item.status != S.NO_ANSWER or item.action_type not in CALL_ACTIONS:
-        return False
-    dialer = DialerSettings.load()
-    if item.call_attempts >= dialer.max_call_attempts_per_day:
-        return False
-    campaign = item.campaign
-    if campaign.status not in (Campaign.Status.RUNNING, Campaign.Status.PAUSED):
-        return False
-    retry_at = now + dt.timedelta(minutes=dialer.retry_delay_minutes)
-    opens = compliance.next_window_open(
-        timezones=item.timezone_list, now=retry_at, start=campaign.calling_window_start, end=campaign.calling_window_end
-    )
-    if opens is None or opens >= _campaign_day_end(campaign):
-        return False
-    moved = queue_item_transition(item_id=item.pk, from_statuses=[S.NO_ANSWER], to_status=S.QUEUED, next_attempt_at=opens)
-    if moved:
-        log.info("no-answer retry scheduled", extra={"queue_item_id": item.pk, "retry_at": opens.isoformat(), "attempts": item.call_attempts})
-    return moved

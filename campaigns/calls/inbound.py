@@ -28,9 +28,8 @@ from django.utils import timezone
 
 from cadences.models import RESURRECTION_PHASES, Phase
 from campaigns.geo import GeoError, phone_to_e164
-from campaigns.models import ContactLedgerEntry, FollowUpTask, QueueItem, WebhookEvent
-from campaigns.services.ledger import ledger_record
-from campaigns.services.outcomes import FOLLOW_UP_DUE, VENDOR
+from campaigns.models import FOLLOW_UP_DUE, ContactLedgerEntry, FollowUpTask, QueueItem, WebhookEvent
+from campaigns.compliance.ledger import ledger_record
 
 log = logging.getLogger(__name__)
 
@@ -187,12 +186,13 @@ def _inbound_event_store(*, call_inbound: Mapping[str, Any], reference: str, now
     try:
         with transaction.atomic():
             WebhookEvent.objects.create(
-                vendor=VENDOR,
+                vendor=WebhookEvent.Vendor.RETELL,
                 dedupe_key=f"call_inbound:{reference}"[:200],
                 event_type="call_inbound",
                 reference=reference[:100],
                 payload={"event": "call_inbound", "call_inbound": dict(call_inbound)},
                 processed_at=now,
+                result="answered",
             )
     except IntegrityError:
         # Retell retried the same inbound call: answer again, record nothing twice.

@@ -18,10 +18,10 @@ import logging
 from dataclasses import dataclass
 
 from django.db.models import Q
-from django_q.models import Schedule
 
 from campaigns.models import CallAttempt, QueueItem
-from campaigns.services import outcomes
+from campaigns.calls import outcomes
+from campaigns.conversations import results
 from integrations.http import IntegrationError
 from integrations.retell import client as retell
 
@@ -81,7 +81,8 @@ def attempts_reconcile(*, now: dt.datetime, limit: int = 200) -> ReconcileReport
             continue
         if not isinstance(call, dict) or not call.get("call_id"):
             call = {**(call if isinstance(call, dict) else {}), "call_id": attempt.call_id}
-        resolved = outcomes.call_record_apply(call=call, event_type="reconcile", now=now)
+        record = results.call_event_apply(call=call, event_type="reconcile", now=now)
+        resolved = record.attempt if record is not None else None
         if resolved is not None and (resolved.outcome or resolved.status == CallAttempt.Status.NOT_DIALED):
             report.resolved += 1
         elif age >= GIVE_UP_AFTER:
@@ -112,28 +113,3 @@ def _outcomes_reapply(*, now: dt.datetime, report: ReconcileReport) -> None:
     for attempt in pending:
         if outcomes.outcome_reapply(attempt=attempt, now=now):
             report.reapplied += 1
-
-
-# --- Periodic work -------------------------------------------------------------------------------
-
-# name → (task, every N minutes). Reconciliation every minute keeps "dialing forever" at
-# 15 minutes at most; an event whose processing failed (a database restart, say) is retried the
-# next minute, so its outcome is late by a minute or two, not five; promises are settled hourly
-# (the warehouse query only runs when one is due).
-SCHEDULES: dict[str, tuple[str, int]] = {
-    "retell-attempts-reconcile": ("campaigns.tasks.attempts_reconcile_task", 1),
-    "retell-webhook-events-retry": ("campaigns.tasks.webhook_events_retry_task", 1),
-    "promises-review": ("campaigns.tasks.promise_review_task", 60),
-}
-
-
-def webhook_schedules_install() -> list[Schedule]:
-    """Install (or update) the webhook side's periodic tasks; safe to run on every deploy."""
-    installed = []
-    for name, (func, minutes) in SCHEDULES.items():
-        schedule, _ = Schedule.objects.update_or_create(
-            name=name,
-            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
-        )
-        installed.append(schedule)
-    return installed

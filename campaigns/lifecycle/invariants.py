@@ -16,8 +16,8 @@ from django.db.models import Count
 
 from cadences.models import DialerSettings, StateCallLimit
 from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, QueueItem, SmsMessage
-from campaigns.services.compliance import LEGAL_WINDOW
-from campaigns.services.transitions import campaign_recount
+from campaigns.compliance.gate import LEGAL_WINDOW
+from campaigns.transitions import campaign_recount
 from integrations.sandbox.models import SimulatedCall
 
 

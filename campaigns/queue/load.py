@@ -30,13 +30,11 @@ import io
 import json
 import logging
 import operator
-import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from queue import SimpleQueue  # the standard library's
 from typing import IO, Any
 
 from django.db import connection, models, transaction
@@ -47,9 +45,8 @@ from django_q.models import Schedule
 from cadences.models import MAX_CADENCE_DAY, ActionType, CadenceStep, DialerSettings, Segment
 from cadences.resolution import CadenceIndex, cadence_index
 from campaigns import geo
-from campaigns.models import Alert, Campaign, QueueItem, RejectedRow
-from campaigns.services.alerts import alert_raise
-from integrations import modes
+from campaigns.models import Alert, Campaign, QueueItem, RejectedRow, Source
+from campaigns.alerts import alert_raise
 from integrations.http import IntegrationError
 from integrations.warehouse import client as warehouse
 
@@ -58,8 +55,8 @@ log = logging.getLogger(__name__)
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(warehouse.REQUIRED_COLUMNS)
 OPTIONAL_COLUMNS: tuple[str, ...] = tuple(warehouse.OPTIONAL_COLUMNS)
 
-SOURCE_WAREHOUSE = "warehouse"
-SOURCE_CSV = "csv"
+SOURCE_WAREHOUSE = Source.WAREHOUSE
+SOURCE_CSV = Source.CSV
 # Where a CSV line's fields beyond the header go (such a line is rejected).
 EXTRA_FIELDS = "__extra_fields__"
 
@@ -171,28 +168,6 @@ class LoadRun:
 
 
 # --- campaigns ---------------------------------------------------------------------------------
-
-
-def campaign_create(*, date: dt.date, user: Any = None) -> Campaign:
-    """The campaign for `date` (one per date), created with today's release settings if new."""
-    settings_row = DialerSettings.load()
-    campaign, created = Campaign.objects.get_or_create(
-        date=date,
-        defaults={
-            "created_by": user if getattr(user, "pk", None) else None,
-            "is_sandbox": modes.any_sandbox(),
-            "batch_size": settings_row.batch_size,
-            "release_threshold": settings_row.release_threshold,
-            "poll_interval_seconds": settings_row.poll_interval_seconds,
-            "batch_timeout_seconds": settings_row.batch_timeout_seconds,
-            "calling_window_start": settings_row.calling_window_start,
-            "calling_window_end": settings_row.calling_window_end,
-            "end_of_day": settings_row.end_of_day,
-        },
-    )
-    if created:
-        log.info("campaign created", extra={"campaign_id": campaign.pk, "date": date.isoformat()})
-    return campaign
 
 
 # --- one row ---------------------------------------------------------------------------------
@@ -585,19 +560,11 @@ def _account(
         on_progress(progress)
 
 
-_WriteJob = tuple[Future, LoadRun, PreparedChunk]
-
-
-def _writer_loop(inbox: SimpleQueue[_WriteJob | None]) -> None:
-    """One writer thread: writes the chunks it is handed, on a connection of its own, until told to stop."""
+def _write_chunk_in_thread(*, run: LoadRun, chunk: PreparedChunk) -> int:
+    """`_write_chunk` on a writer thread's own connection, closed when the chunk is written (a
+    connection costs milliseconds; a chunk's COPY, a good part of a second)."""
     try:
-        while (job := inbox.get()) is not None:
-            future, run, chunk = job
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(_write_chunk(run=run, chunk=chunk))
-                except BaseException as exc:  # handed to the loading thread, which raises it
-                    future.set_exception(exc)
+        return _write_chunk(run=run, chunk=chunk)
     finally:
         connection.close()
 
@@ -623,40 +590,28 @@ def _load_chunks(
             chunk = queue_rows_prepare(run=run, rows=numbered)
             _account(progress, chunk, _write_chunk(run=run, chunk=chunk), on_progress)
         return
-    inbox: SimpleQueue[_WriteJob | None] = SimpleQueue()
-    writers = [
-        threading.Thread(target=_writer_loop, args=(inbox,), name=f"queue-load-writer-{n}", daemon=True)
-        for n in range(WRITER_THREADS)
-    ]
-    for writer in writers:
-        writer.start()
     in_flight: deque[tuple[Future[int], PreparedChunk]] = deque()
-    try:
-        for numbered in chunks:
-            chunk = queue_rows_prepare(run=run, rows=numbered)
-            while len(in_flight) >= WRITER_THREADS:
+    with ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="queue-load-writer") as writers:
+        try:
+            for numbered in chunks:
+                chunk = queue_rows_prepare(run=run, rows=numbered)
+                while len(in_flight) >= WRITER_THREADS:
+                    future, written = in_flight.popleft()
+                    _account(progress, written, future.result(), on_progress)
+                in_flight.append((writers.submit(_write_chunk_in_thread, run=run, chunk=chunk), chunk))
+            while in_flight:
                 future, written = in_flight.popleft()
                 _account(progress, written, future.result(), on_progress)
-            job: Future[int] = Future()
-            inbox.put((job, run, chunk))
-            in_flight.append((job, chunk))
-        while in_flight:
-            future, written = in_flight.popleft()
-            _account(progress, written, future.result(), on_progress)
-    finally:
-        # Something failed (the warehouse mid-stream, or one write): the writes already under
-        # way finish, each transaction keeping its items and counters together, and what they
-        # wrote is counted.
-        while in_flight:
-            future, written = in_flight.popleft()
-            try:
-                _account(progress, written, future.result(), on_progress)
-            except Exception:
-                log.exception("queue load: writing a chunk failed", extra={"campaign_id": run.campaign.pk})
-        for _ in writers:
-            inbox.put(None)
-        for writer in writers:
-            writer.join()
+        finally:
+            # Something failed (the warehouse mid-stream, or one write): the writes already under
+            # way finish, each transaction keeping its items and counters together, and what they
+            # wrote is counted.
+            while in_flight:
+                future, written = in_flight.popleft()
+                try:
+                    _account(progress, written, future.result(), on_progress)
+                except Exception:
+                    log.exception("queue load: writing a chunk failed", extra={"campaign_id": run.campaign.pk})
 
 
 # --- the warehouse load -----------------------------------------------------------------------

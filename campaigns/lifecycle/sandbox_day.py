@@ -40,10 +40,15 @@ from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.signing import SignedPackage
 
-from billing_dialer import clock
+from integrations import clock
 from cadences.models import ActionType, DialerSettings
 from campaigns.models import Campaign, QueueItem
-from campaigns.services import compliance, invariants, lifecycle, queue, release, sms
+from campaigns.compliance import gate as compliance
+from campaigns.lifecycle import invariants
+from campaigns.lifecycle import campaign as lifecycle
+from campaigns.queue import load as queue
+from campaigns.calls import release
+from campaigns.sms import outbound as sms
 from integrations import modes
 from integrations.sandbox import delivery
 from integrations.sandbox.models import SimulatorConfig
@@ -375,7 +380,7 @@ def _run_day(
     serving: Callable[[], contextlib.AbstractContextManager[Callable[[], None]]],
 ) -> None:
     stage = time.monotonic()
-    campaign = queue.campaign_create(date=date)
+    campaign = lifecycle.campaign_create(date=date)
     report.campaign_id, report.date = campaign.pk, date.isoformat()
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.LOADING)
     campaign.refresh_from_db()

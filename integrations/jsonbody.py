@@ -11,9 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.conf import settings
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 
 # Retell's call objects nest a handful of levels (a transcript's words inside its utterances);
 # nothing a vendor or a staff client sends comes near this.
@@ -55,14 +52,3 @@ def loads(body: str | bytes) -> Any:
     if isinstance(value, (dict, list)) and _too_deep(value):
         raise JsonBodyError(f"the JSON nests deeper than {MAX_DEPTH} levels")
     return value
-
-
-class StrictJSONParser(JSONParser):
-    """The API's JSON parser: the same limits as the webhooks, answered with a 400."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
-        try:
-            return loads(stream.read().decode(encoding))
-        except ValueError as exc:
-            raise ParseError(f"JSON parse error - {exc}") from None

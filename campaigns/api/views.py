@@ -33,9 +33,9 @@ from access import services as access_services
 from access.forms import client_ip
 from cadences.models import Phase
 from campaigns import roles
-from campaigns import selectors_dashboard as selectors
+from campaigns.dashboard import selectors
 from campaigns.models import Campaign, FollowUpTask, QueueItem
-from campaigns.services import lifecycle, queue
+from campaigns.lifecycle import campaign as lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class CampaignViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         form.is_valid(raise_exception=True)
         date = form.validated_data["date"]
         existed = Campaign.objects.filter(date=date).exists()
-        campaign = queue.campaign_create(date=date, user=request.user)
+        campaign = lifecycle.campaign_create(date=date, user=request.user)
         log.info("campaign control", extra={"campaign_id": campaign.pk, "action": "create", "user": request.user.get_username(), "via": "api"})
         return Response(CampaignSerializer(campaign).data, status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
 

@@ -1,0 +1,395 @@
+"""What a conversation produced: promises to pay, escalations, callbacks and do-not-call requests.
+
+Every analysed Retell call — outbound or inbound — comes here after its outcome is resolved
+(`call_event_apply`, from the webhook inbox and from reconciliation), and everything it creates
+is keyed by the call id, so a duplicate or a late lookup adds nothing.
+
+Fields to configure in the Retell agent's post-call analysis (`custom_analysis_data`)
+------------------------------------------------------------------------------------
+Names are matched exactly. Booleans may be Retell "Boolean" fields or text ("yes"/"no");
+a non-empty text other than no/false/none counts as yes and is kept as the detail.
+
+=========================  =========  ==========================================================
+field                      type       effect
+=========================  =========  ==========================================================
+promise_to_pay_date        text       Date the client promised to pay (ISO ``YYYY-MM-DD``
+                                      preferred; ``MM/DD/YYYY`` and ``March 14`` are accepted).
+                                      Creates a PromiseToPay with a reminder the morning before.
+promise_to_pay_amount      number     Amount promised (``125.50`` or ``"$1,250.00"``); optional.
+dispute                    boolean    The client disputes the debt or amount: a DISPUTE follow-up
+                                      task and a dispute hold on all outreach.
+hardship                   boolean    Financial hardship: a HARDSHIP follow-up task.
+cancellation_request       boolean    The client wants to cancel: a CANCELLATION_REQUEST task.
+legal_language             text/bool  Legal threats or legal terms: a LEGAL_LANGUAGE task; when
+                                      the text mentions an attorney or lawyer, also an attorney
+                                      suppression on all outreach.
+vulnerable_customer        boolean    Signs of vulnerability: a VULNERABLE_CUSTOMER task.
+callback_requested         boolean    The client asked to be called back: a CALLBACK_REQUEST task
+                                      and the queue item's ``next_attempt_at``.
+callback_time              text       When (ISO date-time; a time without an offset is read in
+                                      the client's time zone). Moved into 08:00–21:00 local.
+user_requested_dnc         boolean    The client asked not to be called: a do-not-call
+                                      suppression (also set by the disconnection reason of the
+                                      same name).
+right_party                boolean    The person on the line was the client (read by the KPIs'
+                                      right-party contact rate; ``wrong_party`` true also counts).
+=========================  =========  ==========================================================
+
+Follow-up tasks land in the team queue of the client's phase (billing before suspension,
+resurrection from it on) with a due time per kind (`FOLLOW_UP_DUE`), unassigned until a
+supervisor gives them an owner in the admin.
+
+Follow-up tasks land in the team queue of the client's phase (billing before suspension,
+resurrection from it on) with a due time per kind (`FOLLOW_UP_DUE`), unassigned until a
+supervisor gives them an owner in the admin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from cadences.models import Team
+from campaigns.calls import outcomes
+from campaigns.compliance import gate as compliance
+from campaigns.compliance.gate import LEGAL_WINDOW
+from campaigns.compliance.ledger import suppression_add
+from campaigns.models import FOLLOW_UP_DUE, CallAttempt, FollowUpTask, PromiseToPay, QueueItem, Suppression
+
+log = logging.getLogger(__name__)
+
+def call_event_apply(*, call: Mapping[str, Any], event_type: str, now: dt.datetime) -> outcomes.CallRecord | None:
+    """One Retell call object (a webhook's, or get-call's for reconciliation): its outcome, then
+    whatever the conversation produced — all in the caller's transaction, or one of its own."""
+    # No savepoint of its own inside the inbox's transaction: any failure aborts all of it.
+    with transaction.atomic(savepoint=False):
+        record = outcomes.call_record_apply(call=call, event_type=event_type, now=now)
+        if record is None:
+            return None
+        analysis = call.get("call_analysis")
+        if conversation_has_results(analysis) or record.disconnection_reason == outcomes.DNC_REASON:
+            context = (
+                context_for_attempt(record.attempt)
+                if record.attempt is not None
+                else context_for_client(client_id=record.client_id, phone=record.phone, now=now)
+            )
+            conversation_results_apply(
+                context=context,
+                call_id=str(call["call_id"]),
+                analysis=analysis if isinstance(analysis, dict) else {},
+                disconnection_reason=record.disconnection_reason,
+                now=now,
+            )
+    return record
+
+
+# custom_analysis_data flag → follow-up task kind (the callback and the promise are separate).
+ESCALATION_FIELDS: dict[str, str] = {
+    "dispute": FollowUpTask.Kind.DISPUTE,
+    "hardship": FollowUpTask.Kind.HARDSHIP,
+    "cancellation_request": FollowUpTask.Kind.CANCELLATION_REQUEST,
+    "legal_language": FollowUpTask.Kind.LEGAL_LANGUAGE,
+    "vulnerable_customer": FollowUpTask.Kind.VULNERABLE_CUSTOMER,
+}
+_ATTORNEY_WORDS = re.compile(r"\b(attorney|attorneys|lawyer|lawyers|counsel|law firm|legal representation)\b", re.I)
+_FALSE_WORDS = frozenset({"", "no", "false", "none", "n/a", "na", "null", "0", "unknown", "not applicable"})
+PROMISE_REMINDER_TIME = dt.time(9, 0)
+# A callback asked for further out than this is not a time to schedule (a misheard year, say):
+# the task is due now, with the words as spoken, for an agent to read.
+CALLBACK_HORIZON = dt.timedelta(days=60)
+
+
+@dataclass(frozen=True)
+class ClientContext:
+    """Who a conversation was with, as far as we know them."""
+
+    client_id: str
+    phone: str
+    client_name: str = ""
+    team: str = Team.BILLING
+    segment_name: str = ""
+    phase: str = ""
+    timezones: list[str] = field(default_factory=list)
+    queue_item_id: int | None = None
+
+
+def context_for_attempt(attempt: CallAttempt) -> ClientContext:
+    item = attempt.queue_item
+    return ClientContext(
+        client_id=item.client_id,
+        phone=attempt.to_number or item.phone,
+        client_name=item.client_name,
+        team=item.team,
+        segment_name=item.segment.name,
+        phase=item.phase,
+        timezones=item.timezone_list,
+        queue_item_id=item.pk,
+    )
+
+
+def context_for_client(*, client_id: str, phone: str, now: dt.datetime) -> ClientContext:
+    item = (
+        QueueItem.objects.select_related("segment")
+        .filter(client_id=client_id)
+        .order_by("-campaign__date")
+        .first()
+    )
+    if item is None:
+        return ClientContext(client_id=client_id, phone=phone)
+    return ClientContext(
+        client_id=client_id,
+        phone=phone or item.phone,
+        client_name=item.client_name,
+        team=item.team,
+        segment_name=item.segment.name,
+        phase=item.phase,
+        timezones=item.timezone_list,
+        queue_item_id=item.pk if item.campaign.date == timezone.localdate(now) else None,
+    )
+
+
+def analysis_flag(value: Any) -> tuple[bool, str]:
+    """(is set, detail text) for a Boolean, Selector or Text post-call analysis value."""
+    if isinstance(value, bool):
+        return value, ""
+    if isinstance(value, (int, float)):
+        return value != 0, ""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.casefold() in _FALSE_WORDS:
+            return False, ""
+        if text.casefold() in {"yes", "true", "y", "1"}:
+            return True, ""
+        return True, text
+    return False, ""
+
+
+def parse_promise_amount(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    text = re.sub(r"[,$\s]|USD", "", str(value), flags=re.I)
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount <= 0 or amount >= Decimal("10000000000"):
+        return None
+    amount = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return amount if amount > 0 else None  # "0.004" is no promise of money
+
+
+_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%B %d, %Y", "%b %d, %Y", "%B %d %Y", "%b %d %Y")
+_DATE_FORMATS_NO_YEAR = ("%B %d", "%b %d", "%m/%d")
+
+
+def parse_promise_date(value: Any, *, today: dt.date) -> dt.date | None:
+    """A promised payment date from the analysis text; a date without a year is the next one."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", value.strip())
+    try:
+        return dt.date.fromisoformat(text[:10])
+    except ValueError:
+        pass
+    for fmt in _DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    for fmt in _DATE_FORMATS_NO_YEAR:
+        try:
+            parsed = dt.datetime.strptime(f"{text} {today.year}", f"{fmt} %Y").date()
+        except ValueError:
+            continue
+        if parsed >= today:
+            return parsed
+        try:
+            return parsed.replace(year=today.year + 1)
+        except ValueError:  # Feb 29 asked for after this leap year's: next year has none
+            return None
+    return None
+
+
+def _zone(context: ClientContext) -> zoneinfo.ZoneInfo:
+    for name in context.timezones:
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue
+    return zoneinfo.ZoneInfo(settings.TIME_ZONE)
+
+
+def parse_callback_time(value: Any, *, zone: zoneinfo.ZoneInfo) -> dt.datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    try:
+        parsed.astimezone(dt.timezone.utc)  # 9999-12-31T23:00-05:00 is past the last UTC instant
+    except OverflowError:
+        return None
+    return parsed
+
+
+def task_create(
+    *, kind: str, context: ClientContext, source_ref: str, due_at: dt.datetime, detail: str
+) -> FollowUpTask:
+    task, created = FollowUpTask.objects.get_or_create(
+        kind=kind,
+        source_ref=source_ref,
+        defaults={
+            "team": context.team or Team.BILLING,
+            "client_id": context.client_id,
+            "client_name": context.client_name,
+            "phone": context.phone,
+            "due_at": due_at,
+            "detail": detail,
+        },
+    )
+    if created:
+        log.info("follow-up task created", extra={"kind": kind, "client_id": context.client_id, "source_ref": source_ref})
+    return task
+
+
+def conversation_has_results(analysis: Any) -> bool:
+    """Whether a call analysis asks for anything (most calls: nothing, and no query is spent)."""
+    data = analysis.get("custom_analysis_data") if isinstance(analysis, dict) else None
+    if not isinstance(data, dict):
+        return False
+    flags = ("user_requested_dnc", "callback_requested", *ESCALATION_FIELDS)
+    if any(analysis_flag(data.get(name))[0] for name in flags):
+        return True
+    return any(data.get(name) not in (None, "") for name in ("callback_time", "promise_to_pay_date"))
+
+
+def conversation_results_apply(
+    *,
+    context: ClientContext,
+    call_id: str,
+    analysis: Mapping[str, Any],
+    disconnection_reason: str,
+    now: dt.datetime,
+) -> None:
+    """Promise to pay, escalations, callback and do-not-call from one analysed call (idempotent)."""
+    data = analysis.get("custom_analysis_data")
+    data = data if isinstance(data, dict) else {}
+    summary = str(analysis.get("call_summary") or "")
+
+    def suppress(reason: str, channel: str, note: str) -> None:
+        suppression_add(
+            reason=reason, channel=channel, source=f"retell:{call_id}", client_id=context.client_id, phone=context.phone, note=note
+        )
+
+    dnc, _ = analysis_flag(data.get("user_requested_dnc"))
+    if dnc or disconnection_reason == outcomes.DNC_REASON:
+        suppress(Suppression.Reason.DO_NOT_CALL, Suppression.Channel.CALL, "Client asked not to be called.")
+
+    for field_name, kind in ESCALATION_FIELDS.items():
+        is_set, detail = analysis_flag(data.get(field_name))
+        if not is_set:
+            continue
+        task_create(
+            kind=kind,
+            context=context,
+            source_ref=call_id,
+            due_at=now + FOLLOW_UP_DUE[kind],
+            detail="\n\n".join(part for part in (detail, summary) if part),
+        )
+        if kind == FollowUpTask.Kind.DISPUTE:
+            suppress(
+                Suppression.Reason.DISPUTE_HOLD,
+                Suppression.Channel.ALL,
+                detail or "Dispute raised on a call; outreach on hold until it is resolved.",
+            )
+        if kind == FollowUpTask.Kind.LEGAL_LANGUAGE and _ATTORNEY_WORDS.search(detail):
+            suppress(Suppression.Reason.ATTORNEY, Suppression.Channel.ALL, detail)
+
+    callback_requested, _ = analysis_flag(data.get("callback_requested"))
+    callback_text = data.get("callback_time")
+    if callback_requested or (isinstance(callback_text, str) and callback_text.strip()):
+        _callback_schedule(context=context, call_id=call_id, callback_text=callback_text, summary=summary, now=now)
+
+    if data.get("promise_to_pay_date") not in (None, ""):
+        _promise_record(context=context, call_id=call_id, data=data, now=now)
+
+
+def callback_due_at(*, callback_text: Any, context: ClientContext, now: dt.datetime) -> dt.datetime:
+    """When a requested callback is due (pure): the time asked for, or now when none is usable,
+    moved through the gate's own window rule to the first instant inside 08:00–21:00 in every
+    candidate zone of the client (as requested when the zones are unusable)."""
+    requested = parse_callback_time(callback_text, zone=_zone(context))
+    if requested is None or requested < now or requested > now + CALLBACK_HORIZON:
+        requested = now
+    return (
+        compliance.next_window_open(timezones=context.timezones, now=requested, start=LEGAL_WINDOW[0], end=LEGAL_WINDOW[1])
+        or requested
+    )
+
+
+def _callback_schedule(
+    *, context: ClientContext, call_id: str, callback_text: Any, summary: str, now: dt.datetime
+) -> None:
+    due_at = callback_due_at(callback_text=callback_text, context=context, now=now)
+    detail = f"Callback requested for {callback_text!s}." if callback_text else "Callback requested (no time given)."
+    task_create(
+        kind=FollowUpTask.Kind.CALLBACK_REQUEST,
+        context=context,
+        source_ref=call_id,
+        due_at=due_at,
+        detail="\n\n".join(part for part in (detail, summary) if part),
+    )
+    if context.queue_item_id is not None:
+        # The release gate still applies every rule (window, caps, blackout) when it is due.
+        QueueItem.objects.filter(pk=context.queue_item_id).filter(
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=due_at)
+        ).update(next_attempt_at=due_at)
+
+
+def _promise_record(*, context: ClientContext, call_id: str, data: Mapping[str, Any], now: dt.datetime) -> None:
+    zone = _zone(context)
+    today = now.astimezone(zone).date()
+    promised = parse_promise_date(data.get("promise_to_pay_date"), today=today)
+    if promised is None or promised < today:
+        log.warning(
+            "promise to pay with an unusable date not recorded",
+            extra={"call_id": call_id, "promise_to_pay_date": str(data.get("promise_to_pay_date"))[:40]},
+        )
+        return
+    reminder_at: dt.datetime | None = dt.datetime.combine(
+        promised - dt.timedelta(days=1), PROMISE_REMINDER_TIME, tzinfo=zone
+    )
+    if reminder_at is not None and reminder_at <= now:
+        reminder_at = None  # promised for today or tomorrow morning already passed: nothing to remind
+    _, created = PromiseToPay.objects.get_or_create(
+        call_id=call_id,
+        defaults={
+            "client_id": context.client_id,
+            "client_name": context.client_name,
+            "phone": context.phone,
+            "segment_name": context.segment_name,
+            "phase": context.phase,
+            "amount": parse_promise_amount(data.get("promise_to_pay_amount")),
+            "promised_date": promised,
+            "reminder_at": reminder_at,
+        },
+    )
+    if created:
+        log.info("promise to pay recorded", extra={"call_id": call_id, "client_id": context.client_id, "promised_date": promised.isoformat()})
+
+
