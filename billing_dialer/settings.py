@@ -250,6 +250,11 @@ DATABRICKS_SERVER_HOSTNAME = env.str("DATABRICKS_SERVER_HOSTNAME", default="")
 DATABRICKS_HTTP_PATH = env.str("DATABRICKS_HTTP_PATH", default="")
 DATABRICKS_TOKEN = env.str("DATABRICKS_TOKEN", default="")
 WAREHOUSE_URL = env.str("WAREHOUSE_URL", default=f"sqlite:///{VAR_DIR / 'warehouse.sqlite3'}")
+# Stored queries run read-only with a statement timeout: below the task timeout at every run, so
+# the warehouse cancels a runaway query before the worker is killed; short when the admin checks
+# a query on save, so a slow one cannot hold a web worker (gunicorn's own timeout is 30 s).
+WAREHOUSE_QUERY_TIMEOUT_SECONDS = env.float("WAREHOUSE_QUERY_TIMEOUT_SECONDS", default=240.0)
+WAREHOUSE_CHECK_TIMEOUT_SECONDS = env.float("WAREHOUSE_CHECK_TIMEOUT_SECONDS", default=10.0)
 
 # --- Sandbox -----------------------------------------------------------------------------
 # Where the sandbox simulators deliver their webhooks (this app). Tests point it at their
@@ -276,6 +281,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # sqlglot warns when it keeps a statement it cannot parse as text; the refusal says so.
+        "sqlglot": {"level": "ERROR"},
         # django-q2 logs under "django-q" (a line per task enqueued and processed at INFO).
         "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
     },

@@ -216,10 +216,18 @@ class DialerSettingsForm(forms.ModelForm):
 
     def clean_queue_sql(self) -> str:
         sql: str = self.cleaned_data["queue_sql"]
-        # Only a changed query is checked: a warehouse outage must not block saving other settings.
+        # The read-only rules need no warehouse, and every run applies them: a stored query they
+        # refuse would only fail later, so it is refused here, changed or not.
+        try:
+            warehouse.query_check(sql)
+        except IntegrationError as exc:
+            raise forms.ValidationError(f"This query cannot be stored: {exc.message}.") from exc
+        # Only a changed query is run: a warehouse outage must not block saving other settings.
         if "queue_sql" not in self.changed_data:
             return sql
         try:
+            # Read-only and bounded by WAREHOUSE_CHECK_TIMEOUT_SECONDS, so a slow query cannot
+            # hold this web worker.
             columns = warehouse.query_columns(sql)
         except IntegrationError as exc:
             raise forms.ValidationError(f"The warehouse refused this query: {exc}") from exc

@@ -15,6 +15,12 @@ backends map them so the same setting works everywhere:
 Each part must be a plain identifier (letters, digits, underscore): table names come from a
 setting staff can edit, and identifiers cannot be bound as parameters.
 
+Reads (`iter_query`, `query_columns`) run only what `readonly.read_only_check` accepts — one
+SELECT, parsed in the warehouse's dialect — on a read-only connection: a read-only transaction with
+a statement timeout, through the extended protocol (one statement per message), on PostgreSQL; a
+`mode=ro` file with `query_only` and an interrupt at the deadline on SQLite; a statement timeout on
+Databricks. Writes open read-write connections of their own and run only statements built here.
+
 Writes are idempotent upserts on a key column in multi-row statements: MERGE on Databricks (whose
 `executemany` is one round trip per row) with at most 255 bound parameters per statement, and
 `INSERT ... ON CONFLICT (key) DO UPDATE` elsewhere. Nothing is created implicitly: `write_rows`
@@ -45,13 +51,14 @@ from django.conf import settings
 
 from integrations import modes
 from integrations.http import IntegrationError
+from integrations.warehouse.readonly import read_only_check
 
 log = logging.getLogger(__name__)
 
 VENDOR = "warehouse"
 
 REQUIRED_COLUMNS = ("client_id", "name", "phone", "segment", "days_past_due", "ring_group")
-OPTIONAL_COLUMNS = ("amount_due", "timezone", "state", "postal_code", "payment_link", "email")
+OPTIONAL_COLUMNS = ("amount_due", "timezone", "state", "postal_code", "payment_link", "email", "owner", "tier")
 
 # The history table the day's outcomes are flushed to (one row per call attempt or SMS, keyed by
 # Retell's call_id or our SMS local_id). The sample warehouse creates it with these columns, so
@@ -60,7 +67,7 @@ DEFAULT_HISTORY_TABLE = "analytics.billing.dialer_call_history"
 HISTORY_KEY = "record_id"
 HISTORY_COLUMNS: dict[str, str] = {
     "record_id": "VARCHAR(120)",
-    "record_type": "VARCHAR(16)",
+    "record_type": "VARCHAR(16)",  # call, inbound_call, sms, skipped, ineligible
     "campaign_date": "DATE",
     "call_kind": "VARCHAR(16)",
     "client_id": "VARCHAR(64)",
@@ -79,6 +86,8 @@ HISTORY_COLUMNS: dict[str, str] = {
     "in_voicemail": "BOOLEAN",
     "attempt_number": "INTEGER",
     "from_number": "VARCHAR(20)",
+    "placed_at": "TIMESTAMP",
+    "sent_at": "TIMESTAMP",
     "started_at": "TIMESTAMP",
     "ended_at": "TIMESTAMP",
     "duration_ms": "BIGINT",
@@ -401,13 +410,38 @@ def probe_sql(sql: str) -> str:
 # --- Connections ---------------------------------------------------------------------------
 
 
-def _sqlite_uri(path: str, *, create: bool) -> str:
-    mode = "rwc" if create else "rw"
+def _sqlite_uri(path: str, *, create: bool, read_only: bool = False) -> str:
+    mode = "ro" if read_only else "rwc" if create else "rw"
     return f"{Path(path).resolve().as_uri()}?mode={mode}"
 
 
+class _SqliteDeadline:
+    """SQLite has no statement timeout: a progress handler interrupts the running statement once
+    its deadline passes (`arm` before each execute or fetch, so time spent between fetches on our
+    side is not counted, as PostgreSQL counts each FETCH as a statement of its own)."""
+
+    def __init__(self, connection: sqlite3.Connection, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        connection.set_progress_handler(self._expired, 10_000)
+
+    def _expired(self) -> int:
+        return int(time.monotonic() > self.deadline)
+
+    def arm(self) -> None:
+        self.deadline = time.monotonic() + self.seconds
+
+
+class _SqliteConnection(sqlite3.Connection):
+    """A connection that can carry its deadline (the C type takes no attributes of its own)."""
+
+    bd_deadline: _SqliteDeadline | None = None
+
+
 @contextmanager
-def _connect(*, create: bool = False) -> Iterator[tuple[Target, Any]]:
+def _connect(*, create: bool = False, read_only: bool = False, timeout_seconds: float | None = None) -> Iterator[tuple[Target, Any]]:
+    """A connection to the configured warehouse. `read_only` connections are the only ones a
+    stored query runs on; `timeout_seconds` bounds each statement on them."""
     t = target()
     connection: Any
     with _translated_errors(t, "connect"):
@@ -415,20 +449,35 @@ def _connect(*, create: bool = False) -> Iterator[tuple[Target, Any]]:
             # Imported here: the connector (thrift, pyarrow) is heavy and only live runs need it.
             from databricks import sql as databricks_sql
 
+            # Databricks has no read-only session: the parser check and the grants stand instead.
+            session = {"STATEMENT_TIMEOUT": str(max(1, round(timeout_seconds)))} if timeout_seconds else None
             connection = databricks_sql.connect(
                 server_hostname=settings.DATABRICKS_SERVER_HOSTNAME,
                 http_path=settings.DATABRICKS_HTTP_PATH,
                 access_token=settings.DATABRICKS_TOKEN,
+                session_configuration=session,
                 _socket_timeout=120,
             )
         elif t.dialect == "sqlite":
             if create:
                 Path(t.location).parent.mkdir(parents=True, exist_ok=True)
             # mode=rw: a missing file is an error, never a silently created empty warehouse.
-            connection = sqlite3.connect(_sqlite_uri(t.location, create=create), uri=True, timeout=30)
+            uri = _sqlite_uri(t.location, create=create, read_only=read_only)
+            connection = sqlite3.connect(uri, uri=True, timeout=30, factory=_SqliteConnection)
             connection.execute("PRAGMA busy_timeout = 30000")
+            if read_only:
+                connection.execute("PRAGMA query_only = ON")
+                if timeout_seconds:
+                    connection.bd_deadline = _SqliteDeadline(connection, timeout_seconds)
         else:
             connection = psycopg.connect(t.url, connect_timeout=10)
+            if read_only:
+                # BEGIN READ ONLY for this transaction, and read-only by default for any other
+                # one a statement could open; the timeout is the server's to enforce.
+                connection.read_only = True
+                connection.execute("SET default_transaction_read_only = on")
+                if timeout_seconds:
+                    connection.execute("SELECT set_config('statement_timeout', %s, false)", [f"{max(1, round(timeout_seconds * 1000))}ms"])
     try:
         yield t, connection
     finally:
@@ -436,6 +485,12 @@ def _connect(*, create: bool = False) -> Iterator[tuple[Target, Any]]:
             connection.close()
         except Exception:  # closing a broken connection must not hide the real error
             log.debug("warehouse connection close failed", exc_info=True)
+
+
+def _arm_deadline(connection: Any) -> None:
+    deadline = getattr(connection, "bd_deadline", None)
+    if deadline is not None:
+        deadline.arm()
 
 
 _TRANSIENT_SQLITE = ("locked", "busy", "disk i/o")
@@ -460,6 +515,8 @@ def _is_transient(t: Target, exc: BaseException) -> bool:
 
 def _hint(t: Target, message: str) -> str:
     lowered = message.lower()
+    if t.dialect == "sqlite" and lowered == "interrupted":
+        return " (the statement timeout was reached)"
     if t.dialect == "sqlite" and ("unable to open" in lowered or "no such table" in lowered):
         return " (is the sample warehouse built? run: python manage.py seed_warehouse --clients 2000)"
     return ""
@@ -491,33 +548,54 @@ def _translated_errors(t: Target, action: str) -> Iterator[None]:
 # --- Public operations ---------------------------------------------------------------------
 
 
-def query_columns(sql: str) -> list[str]:
-    """Run `sql` with no rows fetched and return its column names, lower-cased."""
+def query_check(sql: str) -> None:
+    """Raise a permanent IntegrationError unless `sql` is one read-only SELECT in the configured
+    warehouse's dialect (see `readonly`); reaches no warehouse."""
+    read_only_check(sql, dialect=target().dialect)
+
+
+def query_columns(sql: str, *, timeout_seconds: float | None = None) -> list[str]:
+    """Check `sql` is one read-only SELECT, run it with no rows fetched and return its column
+    names, lower-cased. Bounded by `timeout_seconds` (default WAREHOUSE_CHECK_TIMEOUT_SECONDS):
+    the admin calls this while a person waits on a web worker."""
+    timeout = settings.WAREHOUSE_CHECK_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
+    read_only_check(sql, dialect=target().dialect)
     probe = probe_sql(sql)
-    with _connect() as (t, connection):
+    with _connect(read_only=True, timeout_seconds=timeout) as (t, connection):
+        read_only_check(probe, dialect=t.dialect)
         with _translated_errors(t, "query"):
             cursor = connection.cursor()
             try:
-                cursor.execute(probe)
+                _arm_deadline(connection)
+                if t.dialect == "postgresql":
+                    # A prepared statement is parsed by the server as exactly one statement.
+                    cursor.execute(probe, prepare=True)
+                else:
+                    cursor.execute(probe)
                 description = cursor.description or []
             finally:
                 cursor.close()
     return [str(column[0]).lower() for column in description]
 
 
-def iter_query(sql: str, *, chunk_size: int = 5000) -> Iterator[list[dict[str, Any]]]:
-    """Run `sql` and yield its rows in chunks of at most `chunk_size` dicts (lower-case keys).
+def iter_query(sql: str, *, chunk_size: int = 5000, timeout_seconds: float | None = None) -> Iterator[list[dict[str, Any]]]:
+    """Check `sql` is one read-only SELECT, run it and yield its rows in chunks of at most
+    `chunk_size` dicts (lower-case keys). Each statement (and on SQLite each fetch) is bounded
+    by `timeout_seconds` (default WAREHOUSE_QUERY_TIMEOUT_SECONDS).
 
     Rows stream: SQLite and Databricks fetch as we go, PostgreSQL through a server-side cursor,
     so a large queue never sits in memory at once.
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
+    timeout = settings.WAREHOUSE_QUERY_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
+    read_only_check(sql, dialect=target().dialect)
     started = time.monotonic()
     total = 0
-    with _connect() as (t, connection):
+    with _connect(read_only=True, timeout_seconds=timeout) as (t, connection):
         with _translated_errors(t, "query"):
             if t.dialect == "postgresql":
+                # DECLARE … CURSOR FOR goes through the extended protocol: one statement only.
                 cursor = connection.cursor(name="bd_warehouse_stream")
                 cursor.itersize = chunk_size
             else:
@@ -526,10 +604,12 @@ def iter_query(sql: str, *, chunk_size: int = 5000) -> Iterator[list[dict[str, A
                 cursor.arraysize = chunk_size
         try:
             with _translated_errors(t, "query"):
+                _arm_deadline(connection)
                 cursor.execute(sql)
             names: list[str] | None = None
             while True:
                 with _translated_errors(t, "fetch"):
+                    _arm_deadline(connection)
                     batch = cursor.fetchmany(chunk_size)
                     if names is None:
                         names = [str(column[0]).lower() for column in cursor.description or []]
@@ -591,8 +671,11 @@ def ensure_table(table: str, columns: Mapping[str, str], *, key: str) -> None:
         with _translated_errors(t, "create table"):
             cursor = connection.cursor()
             try:
-                for statement in statements:
-                    cursor.execute(statement)
+                # A table that exists is used as it is: even CREATE … IF NOT EXISTS needs the
+                # right to create in its schema, which the portal's user need not keep (README).
+                if not _table_present(t, cursor, table):
+                    for statement in statements:
+                        cursor.execute(statement)
                 cursor.execute(f"SELECT * FROM {qualified_table(t.dialect, table)} LIMIT 0")
                 present = {str(column[0]).lower() for column in cursor.description or ()}
                 missing = {name: declared for name, declared in columns.items() if name.lower() not in present}
@@ -620,27 +703,32 @@ def drop_table(table: str) -> None:
             connection.commit()
 
 
+def _table_present(t: Target, cursor: Any, table: str) -> bool:
+    if t.dialect == "databricks":
+        try:
+            cursor.execute(f"SELECT * FROM {qualified_table(t.dialect, table)} LIMIT 0")
+        except Exception as exc:
+            if "TABLE_OR_VIEW_NOT_FOUND" in str(exc):
+                return False
+            raise
+        return True
+    schema, name = physical_table(t.dialect, table)
+    if t.dialect == "sqlite":
+        cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name])
+    else:
+        cursor.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_name = %s AND table_schema = COALESCE(%s, current_schema())",
+            [name, schema],
+        )
+    return cursor.fetchone() is not None
+
+
 def table_exists(table: str) -> bool:
     with _connect() as (t, connection):
         with _translated_errors(t, "describe table"):
             cursor = connection.cursor()
             try:
-                if t.dialect == "databricks":
-                    cursor.execute(f"SELECT * FROM {qualified_table(t.dialect, table)} LIMIT 0")
-                    return True
-                schema, name = physical_table(t.dialect, table)
-                if t.dialect == "sqlite":
-                    cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name])
-                else:
-                    cursor.execute(
-                        "SELECT 1 FROM information_schema.tables WHERE table_name = %s AND table_schema = COALESCE(%s, current_schema())",
-                        [name, schema],
-                    )
-                return cursor.fetchone() is not None
-            except Exception as exc:
-                if t.dialect == "databricks" and "TABLE_OR_VIEW_NOT_FOUND" in str(exc):
-                    return False
-                raise
+                return _table_present(t, cursor, table)
             finally:
                 cursor.close()
 
