@@ -67,7 +67,8 @@ def served_app() -> Iterator[str]:
     /sandbox/), in its own process: the simulator's work must not compete for this process's
     interpreter while the release code is being timed."""
     port = _free_port()
-    env = {**os.environ, "DEBUG": "False", "SECRET_KEY": settings.SECRET_KEY, "SECURE_SSL_REDIRECT": "False", "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING"}
+    # Production-like (DEBUG off) but serving the simulators the release loop calls.
+    env = {**os.environ, "DEBUG": "False", "SANDBOX_ENABLED": "True", "SECRET_KEY": settings.SECRET_KEY, "SECURE_SSL_REDIRECT": "False", "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING"}
     command = [sys.executable, "-m", "gunicorn", "billing_dialer.wsgi", "--workers", "1", "--bind", f"127.0.0.1:{port}", "--timeout", "60"]
     with tempfile.TemporaryFile() as log_file:
         server = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT)

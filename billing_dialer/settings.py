@@ -238,7 +238,9 @@ RETELL_SANDBOX_KEY = "sandbox-retell-key"
 # --- HeyMarket (SMS) ---------------------------------------------------------------------
 HEYMARKET_API_TOKEN = env.str("HEYMARKET_API_TOKEN", default="")
 HEYMARKET_CREATOR_ID = env.str("HEYMARKET_CREATOR_ID", default="1")
-HEYMARKET_WEBHOOK_TOKEN = env.str("HEYMARKET_WEBHOOK_TOKEN", default="sandbox-heymarket-webhook-token")
+# No default: until it is set, no webhook is accepted as HeyMarket's (the simulator uses a token
+# of its own, accepted only while HeyMarket is simulated).
+HEYMARKET_WEBHOOK_TOKEN = env.str("HEYMARKET_WEBHOOK_TOKEN", default="")
 HEYMARKET_BASE_URL = env.str("HEYMARKET_BASE_URL", default="")
 
 # --- Dialflow (live-agent availability) --------------------------------------------------
@@ -257,6 +259,9 @@ WAREHOUSE_QUERY_TIMEOUT_SECONDS = env.float("WAREHOUSE_QUERY_TIMEOUT_SECONDS", d
 WAREHOUSE_CHECK_TIMEOUT_SECONDS = env.float("WAREHOUSE_CHECK_TIMEOUT_SECONDS", default=10.0)
 
 # --- Sandbox -----------------------------------------------------------------------------
+# The simulators are mounted (under /sandbox/) only when this is on, and only for vendors without
+# credentials. Off in production: the sandbox keys are in the source.
+SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
 # Where the sandbox simulators deliver their webhooks (this app). Tests point it at their
 # live server.
 SANDBOX_APP_URL = env.str("SANDBOX_APP_URL", default=PUBLIC_BASE_URL)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -21,6 +22,9 @@ admin.site.login_form = ThrottledAdminAuthenticationForm
 urlpatterns = [
     path("", home, name="home"),
     path("admin/", admin.site.urls),
-    path("sandbox/", include("integrations.sandbox.urls")),
     path("", include("campaigns.urls")),
 ]
+# The vendor simulators exist only where SANDBOX_ENABLED is on (default: DEBUG): in production
+# there is nothing under /sandbox/ to reach, whatever keys the source holds.
+if settings.SANDBOX_ENABLED:
+    urlpatterns.insert(2, path("sandbox/", include("integrations.sandbox.urls")))

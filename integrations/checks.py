@@ -8,6 +8,7 @@ vendor said.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -27,7 +28,7 @@ PROBE_PHONE = "+12125550100"
 @dataclass
 class VendorCheck:
     vendor: str
-    mode: str  # "live" | "sandbox"
+    mode: str  # "live" | "sandbox" | "off" (neither: no credentials and the sandbox is off)
     target: str  # where it was reached (URL, warehouse description)
     reachable: bool = False
     detail: str = ""  # what it answered, when all is well
@@ -39,10 +40,21 @@ class VendorCheck:
 
 
 def _mode(vendor: str) -> str:
-    return "live" if modes.is_live(vendor) else "sandbox"
+    if modes.is_live(vendor):
+        return "live"
+    return "sandbox" if modes.sandbox_enabled() or vendor == "warehouse" else "off"
+
+
+def _target(base_url: Callable[[], str]) -> str:
+    try:
+        return base_url()
+    except IntegrationError:
+        return "(not configured)"
 
 
 def _explain(exc: IntegrationError, *, vendor: str, key_setting: str) -> str:
+    if not modes.is_live(vendor) and not modes.sandbox_enabled():
+        return exc.message
     if exc.status in (401, 403):
         return f"{vendor} refused the credentials (HTTP {exc.status}): check {key_setting}"
     if exc.status is None and not modes.is_live(vendor):
@@ -56,7 +68,7 @@ def _explain(exc: IntegrationError, *, vendor: str, key_setting: str) -> str:
 
 
 def check_retell() -> VendorCheck:
-    check = VendorCheck("retell", _mode("retell"), retell.base_url())
+    check = VendorCheck("retell", _mode("retell"), _target(retell.base_url))
     if modes.is_live("retell"):
         if not settings.RETELL_AGENT_ID or settings.RETELL_AGENT_ID == "agent_grace_sandbox":
             check.problems.append("RETELL_AGENT_ID is not set to the live agent's id")
@@ -77,11 +89,11 @@ def check_retell() -> VendorCheck:
 
 
 def check_heymarket() -> VendorCheck:
-    check = VendorCheck("heymarket", _mode("heymarket"), heymarket.base_url())
+    check = VendorCheck("heymarket", _mode("heymarket"), _target(heymarket.base_url))
     if modes.is_live("heymarket"):
         if not settings.HEYMARKET_CREATOR_ID:
             check.problems.append("HEYMARKET_CREATOR_ID is not set: the member id texts are sent as")
-        if not settings.HEYMARKET_WEBHOOK_TOKEN or settings.HEYMARKET_WEBHOOK_TOKEN == "sandbox-heymarket-webhook-token":
+        if not settings.HEYMARKET_WEBHOOK_TOKEN or settings.HEYMARKET_WEBHOOK_TOKEN == heymarket.SANDBOX_WEBHOOK_TOKEN:
             check.problems.append("HEYMARKET_WEBHOOK_TOKEN is not set to the token of HeyMarket's webhook configuration")
     try:
         status = heymarket.get_contact_status(PROBE_PHONE)
@@ -99,7 +111,7 @@ def check_heymarket() -> VendorCheck:
 
 
 def check_dialflow(*, ring_group: str = "billing") -> VendorCheck:
-    check = VendorCheck("dialflow", _mode("dialflow"), dialflow.base_url())
+    check = VendorCheck("dialflow", _mode("dialflow"), _target(dialflow.base_url))
     if bool(settings.DIALFLOW_URL) != bool(settings.DIALFLOW_API_KEY):
         missing = "DIALFLOW_API_KEY" if settings.DIALFLOW_URL else "DIALFLOW_URL"
         check.problems.append(f"{missing} is not set, so Dialflow runs simulated: set both DIALFLOW_URL and DIALFLOW_API_KEY")

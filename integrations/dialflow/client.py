@@ -37,6 +37,7 @@ TIMEOUT: tuple[float, float] = (2.0, 3.0)
 def base_url() -> str:
     if modes.is_live(VENDOR):
         return settings.DIALFLOW_URL.rstrip("/")
+    modes.simulator_required(VENDOR, credentials="DIALFLOW_URL and DIALFLOW_API_KEY")
     return settings.SANDBOX_APP_URL.rstrip("/") + SANDBOX_PATH
 
 

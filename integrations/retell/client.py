@@ -55,6 +55,7 @@ class RetellCall:
 def base_url() -> str:
     if modes.is_live(VENDOR):
         return (settings.RETELL_BASE_URL or DEFAULT_BASE_URL).rstrip("/")
+    modes.simulator_required(VENDOR, credentials="RETELL_API_KEY")
     return settings.SANDBOX_APP_URL.rstrip("/") + SANDBOX_PATH
 
 
@@ -64,8 +65,12 @@ def api_key() -> str:
 
 
 def webhook_key() -> str:
-    """The key webhooks are signed with — Retell signs with the account's API key."""
-    return api_key()
+    """The key webhooks are signed with — Retell signs with the account's API key; the simulator
+    with the sandbox key. Neither live nor simulated: no key, so every signature is refused
+    (the sandbox key is in the source, and must open nothing in production)."""
+    if modes.is_live(VENDOR):
+        return str(settings.RETELL_API_KEY)
+    return str(settings.RETELL_SANDBOX_KEY) if modes.sandbox_enabled() else ""
 
 
 def _headers() -> dict[str, str]:

@@ -12,7 +12,7 @@ Endpoints under /sandbox/heymarket (Bearer the sandbox token):
   GET  /messages?phone=        the recorded messages, newest first.
 
 An injected reply is delivered to SANDBOX_APP_URL + "/webhooks/heymarket/" as HeyMarket does:
-`{"type": "message_recieved", "id": <webhook id>, "token": HEYMARKET_WEBHOOK_TOKEN,
+`{"type": "message_recieved", "id": <webhook id>, "token": <the simulator's own token>,
 "event_data": {"id", "text", "date", "target", "phone", "inbox", "type": "sms",
 "conversation": {"id", "inbox", "target"}}}`. An opt-out word (STOP, STOPALL, UNSUBSCRIBE,
 CANCEL, END, QUIT, REVOKE, OPT OUT — the whole message, any case) also marks the contact
@@ -26,9 +26,9 @@ import datetime as dt
 import re
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from integrations.heymarket import client as heymarket_client
 from integrations.sandbox.models import SimulatedContact, SimulatedDelivery, SimulatedMessage
 
 VENDOR = "heymarket"
@@ -127,7 +127,8 @@ def contact_set_status(*, body: Any) -> str:
 
 
 def _event(event_type: str, event_data: dict[str, Any]) -> dict[str, Any]:
-    return {"type": event_type, "id": WEBHOOK_CONFIG_ID, "token": settings.HEYMARKET_WEBHOOK_TOKEN, "event_data": event_data}
+    # The simulator's own token: HEYMARKET_WEBHOOK_TOKEN may hold the live configuration's secret.
+    return {"type": event_type, "id": WEBHOOK_CONFIG_ID, "token": heymarket_client.SANDBOX_WEBHOOK_TOKEN, "event_data": event_data}
 
 
 def inject_inbound(*, phone: str, text: str, inbox_id: str = "", now: dt.datetime) -> SimulatedMessage:

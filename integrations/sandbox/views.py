@@ -1,4 +1,11 @@
-"""HTTP face of the simulators. Every URL answers 404 while its vendor is live."""
+"""HTTP face of the simulators. Every URL answers 404 while its vendor is live, and none is
+served at all unless SANDBOX_ENABLED is on (default: DEBUG; never in production).
+
+The vendor-shaped endpoints take the sandbox keys the portal's own clients send, as the real APIs
+take theirs. The controls — the knobs, dispatching, injecting a reply, the recorded messages —
+take a staff session (and CSRF, as every session-authenticated form does): the sandbox keys are
+in the source, so they cannot be what guards the free-agent pattern that gates call release.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +34,15 @@ View = Callable[..., HttpResponse]
 
 
 def _sandbox_of(vendor: str | None) -> Callable[[View], View]:
-    """404 when the vendor is live (or, for shared endpoints, when no vendor is simulated)."""
+    """404 when the sandbox is off, when the vendor is live (or, for shared endpoints, when no
+    vendor is simulated)."""
 
     def decorator(view: View) -> View:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            # The URLs are not even mounted when SANDBOX_ENABLED is off; this holds if they are.
+            if not modes.sandbox_enabled():
+                raise Http404("The sandbox is off (SANDBOX_ENABLED).")
             if (vendor and modes.is_live(vendor)) or (vendor is None and not modes.any_sandbox()):
                 raise Http404("This simulator is off: the vendor is live.")
             delivery.dispatcher_ensure_started()
@@ -40,6 +51,24 @@ def _sandbox_of(vendor: str | None) -> Callable[[View], View]:
         return wrapper
 
     return decorator
+
+
+CHANGE_PERMISSION = "sandbox.change_simulatorconfig"
+
+
+def _staff_only(view: View) -> View:
+    """A staff session to look; the permission to change the simulators' settings to act."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = request.user
+        if not (user.is_authenticated and user.is_active and user.is_staff):
+            return _error(403, "the sandbox controls take a staff session: sign in at /admin/ first", key="error")
+        if request.method not in ("GET", "HEAD") and not user.has_perm(CHANGE_PERMISSION):
+            return _error(403, "changing the simulators takes the permission to change the sandbox settings", key="error")
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def _bearer(request: HttpRequest) -> str:
@@ -165,10 +194,15 @@ def heymarket_contact_set_status(request: HttpRequest) -> HttpResponse:
     return _heymarket_call(request, lambda body: heymarket.contact_set_status(body=body))
 
 
-@csrf_exempt
 @require_POST
 @_sandbox_of("heymarket")
+@_staff_only
 def heymarket_inject(request: HttpRequest) -> HttpResponse:
+    """A client's reply, as staff play it (a staff session, not the sandbox token)."""
+    body = _json(request)
+    if body is _INVALID_JSON:
+        return _error(400, "request body is not valid JSON", key="error")
+
     def inject(body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise heymarket.Refused(400, "request body must be a JSON object")
@@ -177,11 +211,15 @@ def heymarket_inject(request: HttpRequest) -> HttpResponse:
         )
         return {"id": message.pk, "phone": message.phone, "text": message.text, "inbox_id": message.inbox_id}
 
-    return _heymarket_call(request, inject)
+    try:
+        return JsonResponse(inject(body))
+    except heymarket.Refused as refusal:
+        return _error(refusal.status, refusal.message, key="error")
 
 
 @require_GET
 @_sandbox_of("heymarket")
+@_staff_only
 def heymarket_messages(request: HttpRequest) -> HttpResponse:
     messages = SimulatedMessage.objects.all()
     phone = (request.GET.get("phone") or "").lstrip("+ ")
@@ -207,15 +245,13 @@ def heymarket_messages(request: HttpRequest) -> HttpResponse:
 CONFIG_FIELDS = tuple(f.name for f in SimulatorConfig._meta.fields if f.name not in ("id", "updated_at"))
 
 
-@csrf_exempt
 @require_http_methods(["GET", "POST", "PATCH"])
 @_sandbox_of(None)
+@_staff_only
 def config(request: HttpRequest) -> HttpResponse:
-    """GET the simulator knobs; POST/PATCH a JSON object of the ones to change (sandbox key)."""
+    """GET the simulator knobs; POST/PATCH a JSON object of the ones to change (staff session)."""
     current = SimulatorConfig.load()
     if request.method != "GET":
-        if _bearer(request) != settings.RETELL_SANDBOX_KEY:
-            return _error(401, "changing the simulators takes the sandbox key (RETELL_SANDBOX_KEY)", key="error")
         body = _json(request)
         if not isinstance(body, dict):
             return _error(400, "send a JSON object of settings to change", key="error")
@@ -233,11 +269,9 @@ def config(request: HttpRequest) -> HttpResponse:
     return JsonResponse(model_to_dict(current, fields=CONFIG_FIELDS))
 
 
-@csrf_exempt
 @require_POST
 @_sandbox_of(None)
+@_staff_only
 def dispatch(request: HttpRequest) -> HttpResponse:
-    """Deliver every due webhook now (for scripts that do not wait for the background thread)."""
-    if _bearer(request) != settings.RETELL_SANDBOX_KEY:
-        return _error(401, "dispatching takes the sandbox key (RETELL_SANDBOX_KEY)", key="error")
+    """Deliver every due webhook now (for a person who does not wait for the background thread)."""
     return JsonResponse({"attempted": delivery.sandbox_dispatch_due()})

@@ -6,12 +6,13 @@ import datetime as dt
 
 import pytest
 import requests
+from django.contrib.auth import get_user_model
+from django.test import Client
 from django.utils import timezone
 from django_q.conf import Conf
 
 from campaigns.models import FollowUpTask, SmsMessage, Suppression, WebhookEvent
 from integrations import http
-from integrations.heymarket import client as heymarket
 from integrations.sandbox.delivery import sandbox_dispatch_due
 from integrations.sandbox.models import SimulatedDelivery, SimulatedMessage
 from tests.campaigns.sms_factories import queue_item, running_campaign, shipped_cadences  # noqa: F401 (fixture)
@@ -31,16 +32,27 @@ def heymarket_sandbox(settings, live_server, shipped_cadences, monkeypatch):
 
 
 def inject(live_server, phone: str, text: str, inbox_id: str = "") -> None:
-    response = requests.post(
+    # The sandbox controls take a staff session (and its CSRF token), as a person uses them.
+    staff = get_user_model().objects.get_or_create(username="sandbox.staff", defaults={"is_staff": True, "is_superuser": True})[0]
+    session = requests.Session()
+    session.cookies.update(_session_cookie(staff))
+    session.get(f"{live_server.url}/admin/", timeout=10)
+    response = session.post(
         f"{live_server.url}/sandbox/heymarket/inject",
         json={"phone": phone, "text": text, "inbox_id": inbox_id},
-        headers={"Authorization": f"Bearer {heymarket.SANDBOX_TOKEN}"},
+        headers={"X-CSRFToken": session.cookies["csrftoken"], "Referer": f"{live_server.url}/admin/"},
         timeout=10,
     )
     assert response.status_code == 200, response.text
     # Deliver what HeyMarket would POST now (the message, then any opt status event).
     sandbox_dispatch_due(now=timezone.now() + dt.timedelta(seconds=1))
     assert set(SimulatedDelivery.objects.values_list("last_status_code", flat=True)) == {200}
+
+
+def _session_cookie(user) -> dict[str, str]:
+    client = Client()
+    client.force_login(user)
+    return {name: morsel.value for name, morsel in client.cookies.items()}
 
 
 def outbound(phone: str) -> list[SimulatedMessage]:

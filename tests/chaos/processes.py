@@ -79,7 +79,7 @@ def portal(tmp_path: Path) -> Iterator[Portal]:
     )
     site.processes.append(web)
     try:
-        wait_for(lambda: _answers(f"{base}/sandbox/config"), timeout=60, what="the portal to answer")
+        wait_for(lambda: _answers(f"{base}/admin/login/"), timeout=60, what="the portal to answer")
         yield site
     finally:
         for process in reversed(site.processes):

@@ -67,12 +67,8 @@ class TestAgainstTheSimulator:
 
     def test_an_injected_stop_arrives_as_webhooks_with_the_token(self, settings, stub_server: StubServer) -> None:  # type: ignore[no-untyped-def]
         heymarket.send_message(inbox_id="202", phone=PHONE, text="reminder", local_id="sms-4")
-        from integrations import http
-
-        http.request(
-            "heymarket", "POST", heymarket.base_url() + "/inject", idempotent=False,
-            json={"phone": PHONE, "text": " stop "}, headers={"Authorization": f"Bearer {heymarket.api_token()}"},
-        )
+        # The client's reply, as staff play it from the sandbox controls.
+        simulator.inject_inbound(phone=PHONE, text=" stop ", now=timezone.now())
         live_url = settings.SANDBOX_APP_URL
         settings.SANDBOX_APP_URL = stub_server.url  # the app's webhook endpoint, recorded
         assert delivery.sandbox_dispatch_due(now=timezone.now() + dt.timedelta(seconds=5)) == 2

@@ -104,21 +104,17 @@ def test_only_the_live_vendor_disappears(settings, db) -> None:  # type: ignore[
     assert response.status_code == 200
 
 
-def test_knobs_can_be_read_and_changed_with_the_sandbox_key(settings, db) -> None:  # type: ignore[no-untyped-def]
+def test_knobs_can_be_read_and_changed_by_staff(settings, staff_client: Client) -> None:  # type: ignore[no-untyped-def]
     _no_vendor_credentials(settings)
-    client = Client()
-    assert client.get("/sandbox/config").json()["speed_factor"] == 1.0
+    assert staff_client.get("/sandbox/config").json()["speed_factor"] == 1.0
     change = {"speed_factor": 60, "duplicate_rate": 0.1, "outcome_weights": {"answered": 1}}
-    denied = client.post("/sandbox/config", json.dumps(change), content_type="application/json")
-    assert denied.status_code == 401
-    key = f"Bearer {settings.RETELL_SANDBOX_KEY}"
-    response = client.post("/sandbox/config", json.dumps(change), content_type="application/json", HTTP_AUTHORIZATION=key)
+    response = staff_client.post("/sandbox/config", json.dumps(change), content_type="application/json")
     assert response.status_code == 200 and response.json()["speed_factor"] == 60
     config = SimulatorConfig.load()
     assert config.speed_factor == 60 and config.duplicate_rate == 0.1 and config.outcome_weights == {"answered": 1}
-    bad = client.post("/sandbox/config", json.dumps({"duplicate_rate": 2}), content_type="application/json", HTTP_AUTHORIZATION=key)
+    bad = staff_client.post("/sandbox/config", json.dumps({"duplicate_rate": 2}), content_type="application/json")
     assert bad.status_code == 400 and "duplicate_rate" in bad.json()["fields"]
-    unknown = client.post("/sandbox/config", json.dumps({"sped": 2}), content_type="application/json", HTTP_AUTHORIZATION=key)
+    unknown = staff_client.post("/sandbox/config", json.dumps({"sped": 2}), content_type="application/json")
     assert unknown.status_code == 400 and "sped" in unknown.json()["error"]
     assert SimulatorConfig.load().duplicate_rate == 0.1
 
@@ -137,14 +133,12 @@ def test_knobs_can_be_read_and_changed_with_the_sandbox_key(settings, db) -> Non
         {"talk_seconds_min": 100, "talk_seconds_max": 50},
     ],
 )
-def test_knobs_that_would_break_a_simulator_are_refused(settings, db, change: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+def test_knobs_that_would_break_a_simulator_are_refused(settings, staff_client: Client, change: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
     _no_vendor_credentials(settings)
-    before = Client().get("/sandbox/config").json()
-    response = Client().post(
-        "/sandbox/config", json.dumps(change), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {settings.RETELL_SANDBOX_KEY}"
-    )
+    before = staff_client.get("/sandbox/config").json()
+    response = staff_client.post("/sandbox/config", json.dumps(change), content_type="application/json")
     assert response.status_code == 400 and set(response.json()["fields"]) & set(change)
-    assert Client().get("/sandbox/config").json() == before
+    assert staff_client.get("/sandbox/config").json() == before
 
 
 def test_no_dispatcher_thread_under_tests() -> None:

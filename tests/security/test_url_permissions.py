@@ -187,8 +187,10 @@ def test_sandbox_urls_answer_404_when_every_vendor_is_live(world: dict[str, Any]
 
 def test_sandbox_urls_are_served_in_sandbox_mode(world: dict[str, Any]) -> None:
     anonymous = client_for(None)
-    assert anonymous.get("/sandbox/config").status_code == 200
+    # The vendor-shaped endpoints answer (their keys decide); the controls want a staff session.
     assert anonymous.get("/sandbox/retell/get-concurrency").status_code in (200, 401)
+    assert anonymous.get("/sandbox/config").status_code == 403
+    assert client_for(world["supervisor"]).get("/sandbox/config").status_code == 200
 
 
 # The explicit matrix for the pages that matter: GET as each role.
