@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Count, QuerySet
 
 from campaigns.models import Campaign, QueueItem, RejectedRow
+from campaigns.spreadsheets import csv_row
 from integrations.warehouse import client as warehouse
 
 PROGRESS_FIELDS = (
@@ -51,19 +52,12 @@ def campaign_rejected_rows(*, campaign: Campaign) -> QuerySet[RejectedRow]:
     return RejectedRow.objects.filter(campaign=campaign).order_by("source", "row_number", "pk")
 
 
-def _spreadsheet_safe(value: object) -> str:
-    """A cell a spreadsheet will not run as a formula (these rows come from outside)."""
-    text = "" if value is None else str(value)
-    if text[:1] in ("=", "@", "\t", "\r") or (text[:1] in ("+", "-") and not text[1:2].isdigit()):
-        return "'" + text
-    return text
-
-
 def campaign_rejected_rows_csv(*, campaign: Campaign) -> Iterator[list[str]]:
-    """Header, then one list of cells per rejected row, streamed from the database."""
+    """Header, then one list of cells per rejected row, streamed from the database; every cell is
+    neutralised (`spreadsheets.csv_cell`), since these rows come from outside."""
     yield list(REJECTED_CSV_HEADER)
     columns = REJECTED_CSV_HEADER[4:]
     rows = campaign_rejected_rows(campaign=campaign).values_list("row_number", "source", "client_id", "reason", "row")
     for row_number, source, client_id, reason, row in rows.iterator(chunk_size=2000):
         row = row if isinstance(row, dict) else {}
-        yield [str(row_number), source, _spreadsheet_safe(client_id), reason, *(_spreadsheet_safe(row.get(c)) for c in columns)]
+        yield csv_row([row_number, source, client_id, reason, *(row.get(c) for c in columns)])
