@@ -18,15 +18,19 @@ log = logging.getLogger(__name__)
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
-    """The caller's address: behind the proxy, the last X-Forwarded-For hop (the one the proxy
-    itself appended; earlier entries are whatever the client chose to send)."""
+    """The caller's address. Without BEHIND_PROXY it is the peer gunicorn sees, and
+    X-Forwarded-For is not read at all: anyone could write one. Behind BEHIND_PROXY_HOPS proxies
+    it is the entry the outermost proxy appended — counted from the right, since each proxy
+    appends what it saw; whatever stands further left is what the client chose to send."""
     if request is None:
         return None
     candidate = request.META.get("REMOTE_ADDR", "")
-    if settings.SECURE_PROXY_SSL_HEADER:
+    if settings.BEHIND_PROXY:
         forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
         if forwarded:
-            candidate = forwarded[-1]
+            # Fewer entries than proxies: the request skipped the outer ones, and the leftmost
+            # entry is still one a proxy of ours wrote.
+            candidate = forwarded[max(len(forwarded) - settings.BEHIND_PROXY_HOPS, 0)]
     try:
         return str(ipaddress.ip_address(candidate))
     except ValueError:

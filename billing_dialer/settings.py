@@ -151,7 +151,15 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=SECURE_SSL_REDIRECT)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if SECURE_SSL_REDIRECT else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=SECURE_HSTS_SECONDS > 0)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=True) else None
+# A proxy's headers are trusted only when there is one: gunicorn facing clients directly would let
+# every client choose its own address (X-Forwarded-For, which sign-in throttling counts by) and
+# scheme (X-Forwarded-Proto). BEHIND_PROXY_HOPS is how many proxies append to X-Forwarded-For
+# before the request reaches gunicorn; the address is the entry the outermost of them wrote.
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+BEHIND_PROXY_HOPS = env.int("BEHIND_PROXY_HOPS", default=1)
+if BEHIND_PROXY_HOPS < 1:
+    raise environ.ImproperlyConfigured("BEHIND_PROXY_HOPS must be at least 1 (the proxy in front of gunicorn).")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -117,8 +117,8 @@ def test_old_failures_are_deleted_as_new_ones_arrive() -> None:
 def test_the_address_is_the_proxys_last_hop_not_what_the_client_claims(settings: Any) -> None:
     factory = RequestFactory()
     spoofed = factory.post(LOGIN, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.7")
-    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.BEHIND_PROXY = True
     assert client_ip(spoofed) == "203.0.113.7"
-    settings.SECURE_PROXY_SSL_HEADER = None
+    settings.BEHIND_PROXY = False
     assert client_ip(spoofed) == "10.0.0.2"
     assert client_ip(factory.post(LOGIN, REMOTE_ADDR="not-an-address")) is None
