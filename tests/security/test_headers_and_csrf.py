@@ -131,3 +131,12 @@ def test_the_same_post_with_its_token_goes_through(world: dict[str, Any]) -> Non
     assert response.status_code == 302
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.PAUSED
+
+
+def test_the_policy_runs_no_inline_script(world: dict[str, Any]) -> None:
+    # Page data travels in json_script blocks and every script is a static file; an inline
+    # <script> or a javascript: link that an injection slipped in must not run.
+    for response in (Client().get("/admin/login/"), logged_in(world["supervisor"]).get("/dashboard/")):
+        directives = dict(part.strip().split(" ", 1) for part in response.headers["Content-Security-Policy"].split(";") if part.strip())
+        assert directives["script-src"] == "'self'"
+        assert "unsafe-inline" not in directives.get("default-src", "")
