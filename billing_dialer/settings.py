@@ -232,6 +232,7 @@ SPECTACULAR_SETTINGS = {
         "CampaignStatusEnum": "campaigns.models.Campaign.Status",
         "QueueItemStatusEnum": "campaigns.models.QueueItem.Status",
         "FollowUpTaskStatusEnum": "campaigns.models.FollowUpTask.Status",
+        "AccountStatusEnum": "campaigns.models.Account.Status",
     },
 }
 

@@ -368,7 +368,7 @@ class DialerSettings(models.Model):
 
 
 DEFAULT_QUEUE_SQL = """SELECT client_id, name, phone, segment, days_past_due, ring_group,
-       amount_due, timezone, state, postal_code, payment_link, email
+       amount_due, timezone, state, postal_code, payment_link, email, owner, tier
 FROM billing_queue
 WHERE days_past_due BETWEEN 0 AND 180
   AND balance_resolved = 0"""

@@ -99,3 +99,16 @@ def segment_timeline(*, segment: Segment) -> SegmentTimeline:
     return SegmentTimeline(
         segment=segment, days=length, bands=bands, milestones=milestones, touchpoints=touchpoints, counts=counts
     )
+
+
+def phase_on_day(*, segment: Segment, day: int) -> str:
+    """The phase a client `day` days past due is in: that of the segment's last step on or before
+    the day (its phase runs until the next one starts), else by the segment's milestones."""
+    phase = CadenceStep.objects.filter(segment=segment, day__lte=day).order_by("-day").values_list("phase", flat=True).first()
+    if phase:
+        return str(phase)
+    if day >= segment.cancellation_day:
+        return Phase.CANCELLATION
+    if day >= segment.suspension_day:
+        return Phase.SUSPENSION if day == segment.suspension_day else Phase.RE_ENGAGEMENT
+    return Phase.PAYMENT_MISSED if day == 0 else Phase.SOFT_INTRO

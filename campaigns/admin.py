@@ -22,7 +22,6 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
@@ -34,6 +33,7 @@ from campaigns.queue import load as queue
 from campaigns.conversations import promises
 from campaigns.webhooks import inbox
 from campaigns.conversations import followups
+from integrations import clock
 
 # --- Campaign ------------------------------------------------------------------------------
 
@@ -410,7 +410,7 @@ class FollowUpTaskAdmin(admin.ModelAdmin):
 
     @admin.display(boolean=True, description="Overdue")
     def overdue(self, task: FollowUpTask) -> bool:
-        return task.status != FollowUpTask.Status.DONE and task.due_at < timezone.now()
+        return task.status != FollowUpTask.Status.DONE and task.due_at < clock.now()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -430,7 +430,7 @@ class FollowUpTaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark the selected tasks done", permissions=["change"])
     def mark_done(self, request: HttpRequest, queryset: QuerySet[FollowUpTask]) -> None:
-        count = followups.follow_up_tasks_close(tasks=queryset, now=timezone.now())
+        count = followups.follow_up_tasks_close(tasks=queryset, now=clock.now())
         self.message_user(request, f"{count} task(s) done.", messages.SUCCESS)
 
 
@@ -458,13 +458,13 @@ class PromiseToPayAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark kept (payment received)", permissions=["change"])
     def mark_kept(self, request: HttpRequest, queryset: QuerySet[PromiseToPay]) -> None:
-        now = timezone.now()
+        now = clock.now()
         count = sum(promises.promise_settle(promise=p, kept=True, now=now) for p in queryset)
         self.message_user(request, f"{count} promise(s) marked kept.", messages.SUCCESS)
 
     @admin.action(description="Mark broken (opens a follow-up task)", permissions=["change"])
     def mark_broken(self, request: HttpRequest, queryset: QuerySet[PromiseToPay]) -> None:
-        now = timezone.now()
+        now = clock.now()
         count = sum(promises.promise_settle(promise=p, kept=False, now=now) for p in queryset)
         self.message_user(request, f"{count} promise(s) marked broken.", messages.SUCCESS)
 
@@ -512,7 +512,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
     @admin.action(description="Process the selected events again (unprocessed ones only)", permissions=["process"])
     def process_again(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         ids = list(queryset.filter(processed_at__isnull=True).values_list("pk", flat=True))
-        done = sum(inbox.webhook_event_process(event_id=pk, now=timezone.now()) for pk in ids)
+        done = sum(inbox.webhook_event_process(event_id=pk, now=clock.now()) for pk in ids)
         level = messages.SUCCESS if done == len(ids) else messages.WARNING
         self.message_user(request, f"{done} of {len(ids)} unprocessed event(s) processed.", level)
 

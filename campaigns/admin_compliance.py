@@ -21,13 +21,13 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from campaigns.models import CallAttempt, ContactLedgerEntry, GateDecision, QueueItem, ReleaseBatch, Suppression
 from campaigns.compliance import gate as compliance
 from campaigns.compliance.ledger import active_suppressions_q, suppression_add, suppression_lift
+from integrations import clock
 
 WHY_NOT_CALLED_DECISIONS = 50
 WHY_NOT_CALLED_LEDGER_DAYS = 14
@@ -110,7 +110,7 @@ class GateDecisionAdmin(ReadOnlyAdmin):
             "client_id": client_id,
         }
         if client_id:
-            context.update(client_report(client_id=client_id, now=timezone.now()))
+            context.update(client_report(client_id=client_id, now=clock.now()))
         return TemplateResponse(request, "admin/campaigns/gatedecision/why_not_called.html", context)
 
 
@@ -295,7 +295,7 @@ class CallAttemptAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Client")
     def client(self, obj: CallAttempt) -> str:
-        return obj.queue_item.client_id
+        return obj.client_id
 
     @admin.display(description="Custom analysis")
     def custom_analysis_pretty(self, obj: CallAttempt) -> str:

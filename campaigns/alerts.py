@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.utils import timezone
 
 from campaigns.models import Alert, Campaign
+from integrations import clock
 
 ALERT_REPEAT_WINDOW = dt.timedelta(minutes=15)
 
@@ -25,7 +25,7 @@ def alert_raise(*, campaign: Campaign | None, source: str, message: str, level: 
             source=source,
             level=level,
             acknowledged_at__isnull=True,
-            created_at__gte=timezone.now() - ALERT_REPEAT_WINDOW,
+            created_at__gte=clock.now() - ALERT_REPEAT_WINDOW,
         )
         .order_by("-created_at")
         .first()

@@ -1,21 +1,25 @@
-"""Campaigns and everything a day of outreach produces.
+"""Accounts, campaigns and everything a day of outreach produces.
 
-Daily rows (queue items, call attempts, SMS messages, rejected rows, batches) are written back to
-the warehouse and cleaned up at flush. Long-lived rows (contact ledger, suppressions, gate
-decisions, follow-up tasks, promises to pay, daily KPIs, webhook events) outlive the queue:
-frequency caps, "why was this client not called" and the KPI trends are computed from them.
+The day's queue (queue items) is written back to the warehouse and cleaned up at flush. Every
+other row outlives it: the account and its phones, call attempts (outbound and inbound, with
+transcript and recording), texts, the contact ledger, suppressions, gate decisions, follow-up
+tasks, promises to pay, release batches, daily KPIs and webhook events. A client's timeline,
+past days, inbound context and the KPI trends are read from them; they are pruned after the
+dialer settings' `ledger_retention_days`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from cadences.models import ActionType, CadenceStep, Phase, Segment, Team
+from integrations import clock
 
 
 class Campaign(models.Model):
@@ -32,7 +36,7 @@ class Campaign(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
     is_sandbox = models.BooleanField(default=True, help_text="Created while vendors ran in sandbox mode.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
 
     # Release settings, copied from DialerSettings at creation so a running day is stable.
     batch_size = models.PositiveSmallIntegerField(default=10)
@@ -82,6 +86,13 @@ class Campaign(models.Model):
     ineligible = models.PositiveIntegerField(default=0)
     flushed_rows = models.PositiveIntegerField(default=0)
 
+    # The flush: claimed by one worker at a time (a second one finding the claim fresh leaves the
+    # day alone), and what the day came to, kept for the dashboard once its queue is cleaned up.
+    flush_claimed_at = models.DateTimeField(null=True, blank=True)
+    day_summary = models.JSONField(default=dict, blank=True)
+    reconciled_file = models.CharField(max_length=200, blank=True)
+    reconciled_rows = models.PositiveIntegerField(null=True, blank=True)
+
     class Meta:
         ordering = ["-date"]
 
@@ -91,6 +102,70 @@ class Campaign(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in (self.Status.LOADING, self.Status.RUNNING, self.Status.PAUSED)
+
+
+class Account(models.Model):
+    """One client, durable: created or updated from every queue-SQL row and intake file."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active (past due)"
+        RESOLVED = "resolved", "Resolved"
+        SUSPENDED = "suspended", "Suspended"
+        CANCELLED = "cancelled", "Cancelled"
+
+    client_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    phone = models.CharField(max_length=20, help_text="The number the warehouse gave last (E.164).")
+    email = models.CharField(max_length=254, blank=True)
+    segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    days_past_due = models.PositiveSmallIntegerField(null=True, blank=True)
+    amount_due = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    timezones = models.CharField(max_length=300, blank=True, help_text="Candidate IANA zones, comma-separated.")
+    state = models.CharField(max_length=2, blank=True)
+    postal_code = models.CharField(max_length=10, blank=True)
+    payment_link = models.CharField(max_length=500, blank=True)
+    owner = models.CharField(max_length=100, blank=True, help_text="The account owner the warehouse names, if any.")
+    tier = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    first_seen_at = models.DateTimeField(help_text="When a load or upload first named the client (campaign clock).")
+    last_seen_at = models.DateTimeField(help_text="When a load or upload last named the client (campaign clock).")
+    last_campaign_date = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["client_id"]
+        indexes = [
+            models.Index(fields=["phone"], name="account_phone"),
+            models.Index(fields=["status", "segment"], name="account_status_segment"),
+            models.Index(fields=["owner"], name="account_owner"),
+            models.Index(fields=["last_seen_at"], name="account_last_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} {self.name}"
+
+    @property
+    def timezone_list(self) -> list[str]:
+        return [z for z in self.timezones.split(",") if z]
+
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0] if self.name.split() else ""
+
+
+class AccountPhone(models.Model):
+    """A number an account was reached at: inbound callers are matched on every one of them."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="phones")
+    phone = models.CharField(max_length=20, help_text="E.164")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "phone"], name="account_phone_once")]
+        indexes = [models.Index(fields=["phone"], name="account_phone_number")]
+
+    def __str__(self) -> str:
+        return self.phone
 
 
 class Source(models.TextChoices):
@@ -166,7 +241,7 @@ class QueueItem(models.Model):
     )
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    status_changed_at = models.DateTimeField(auto_now_add=True)
+    status_changed_at = models.DateTimeField(default=clock.now, editable=False)
     skip_reason = models.CharField(max_length=64, blank=True)
     skip_detail = models.JSONField(default=dict, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Not before (retry curve, rate-limit backoff).")
@@ -176,7 +251,7 @@ class QueueItem(models.Model):
     sms_status = models.CharField(max_length=16, choices=SmsStatus.choices, default=SmsStatus.NONE)
     sms_due_at = models.DateTimeField(null=True, blank=True)
 
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
         constraints = [
@@ -206,7 +281,7 @@ class RejectedRow(models.Model):
     client_id = models.CharField(max_length=64, blank=True)
     reason = models.CharField(max_length=300)
     row = models.JSONField(default=dict)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
         ordering = ["row_number"]
@@ -219,9 +294,19 @@ class RejectedRow(models.Model):
 class ReleaseBatch(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="batches")
     ring_group = models.CharField(max_length=64)
+    class SizedBy(models.TextChoices):
+        BATCH_SIZE = "batch_size", "The campaign's batch size"
+        FREE_AGENTS = "free_agents", "Free agents in the ring group"
+        CONCURRENCY = "concurrency", "The Retell account's concurrent-call limit"
+        QUEUE = "queue", "Touchpoints due in the ring group"
+
     available_agents = models.PositiveIntegerField()
     size = models.PositiveIntegerField(default=0)
-    released_at = models.DateTimeField(auto_now_add=True)
+    # Why the batch is the size it is: the smallest of the batch size, the free agents and the
+    # account's free call slots, or fewer touchpoints due than that.
+    sized_by = models.CharField(max_length=16, choices=SizedBy.choices, blank=True)
+    calls_in_progress = models.PositiveIntegerField(null=True, blank=True, help_text="Calls in progress account-wide at release.")
+    released_at = models.DateTimeField(default=clock.now, editable=False)
     resolved_at = models.DateTimeField(null=True, blank=True)
     timed_out = models.BooleanField(default=False)
 
@@ -234,6 +319,7 @@ class CallAttempt(models.Model):
     class Kind(models.TextChoices):
         OUTBOUND = "outbound", "Outbound"
         CALLBACK = "callback", "Requested callback"
+        INBOUND = "inbound", "Inbound"
 
     class Status(models.TextChoices):
         CREATED = "created", "Created"
@@ -248,14 +334,19 @@ class CallAttempt(models.Model):
 
     # The attempt's UUID is the Retell idempotency key: a network retry re-sends the same one.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="call_attempts")
-    queue_item = models.ForeignKey(QueueItem, on_delete=models.CASCADE, related_name="attempts")
+    # An inbound call belongs to the campaign of its day when there is one. The queue item goes
+    # at the flush; the attempt stays with its client's record.
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="call_attempts")
+    queue_item = models.ForeignKey(QueueItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="attempts")
+    client_id = models.CharField(max_length=64, blank=True)
     batch = models.ForeignKey(ReleaseBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="attempts")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OUTBOUND)
     attempt_number = models.PositiveSmallIntegerField(default=1)
     call_id = models.CharField(max_length=100, unique=True, null=True, blank=True, help_text="Retell's call id.")
     from_number = models.CharField(max_length=20, blank=True)
     to_number = models.CharField(max_length=20)
+    # When the call was dialed (outbound) or came in (inbound), on the campaign's clock.
+    placed_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATED)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
     disconnection_reason = models.CharField(max_length=64, blank=True)
@@ -285,10 +376,43 @@ class CallAttempt(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="call_attempt_open"),
             models.Index(fields=["campaign", "outcome"], name="call_attempt_outcome"),
+            models.Index(fields=["client_id", "placed_at"], name="call_attempt_client"),
         ]
 
     def __str__(self) -> str:
         return self.call_id or str(self.id)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # An outbound attempt belongs to its item's client, and stays theirs after the flush.
+        if not self.client_id and self.queue_item_id is not None:
+            self.client_id = self.day_item.client_id
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "client_id"}
+        super().save(*args, **kwargs)
+
+    @property
+    def day_item(self) -> QueueItem:
+        """The queue item of an outbound attempt whose day is not flushed yet (the release and
+        outcome steps only ever handle those)."""
+        if self.queue_item is None:
+            raise QueueItem.DoesNotExist(f"call attempt {self.pk} has no queue item (an inbound call, or its day was flushed)")
+        return self.queue_item
+
+    @property
+    def day_item_id(self) -> int:
+        if self.queue_item_id is None:
+            raise QueueItem.DoesNotExist(f"call attempt {self.pk} has no queue item (an inbound call, or its day was flushed)")
+        return self.queue_item_id
+
+    @property
+    def day_campaign(self) -> Campaign:
+        if self.campaign is None:
+            raise Campaign.DoesNotExist(f"call attempt {self.pk} belongs to no campaign")
+        return self.campaign
+
+    @property
+    def client_phone(self) -> str:
+        return self.from_number if self.kind == self.Kind.INBOUND else self.to_number
 
 
 class SmsMessage(models.Model):
@@ -309,7 +433,7 @@ class SmsMessage(models.Model):
     # Our idempotency key with HeyMarket: the same local_id is never sent twice.
     local_id = models.CharField(max_length=100, unique=True)
     campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="sms_messages")
-    queue_item = models.ForeignKey(QueueItem, null=True, blank=True, on_delete=models.CASCADE, related_name="sms_messages")
+    queue_item = models.ForeignKey(QueueItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="sms_messages")
     kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.TOUCHPOINT)
     client_id = models.CharField(max_length=64, blank=True)
     phone = models.CharField(max_length=20)
@@ -322,11 +446,14 @@ class SmsMessage(models.Model):
     # HeyMarket answers that can pass (429/5xx) back off and retry; the count bounds the retries.
     send_attempts = models.PositiveSmallIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["phone", "status"], name="sms_message_phone")]
+        indexes = [
+            models.Index(fields=["phone", "status"], name="sms_message_phone"),
+            models.Index(fields=["client_id", "created_at"], name="sms_message_client"),
+        ]
 
     def __str__(self) -> str:
         return self.local_id
@@ -413,7 +540,7 @@ class Suppression(models.Model):
     reason = models.CharField(max_length=24, choices=Reason.choices)
     source = models.CharField(max_length=100, help_text="Who or what created it (webhook, call id, staff user).")
     note = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
     lifted_at = models.DateTimeField(null=True, blank=True)
     lifted_by = models.CharField(max_length=100, blank=True)
 
@@ -486,7 +613,7 @@ class FollowUpTask(models.Model):
     detail = models.TextField(blank=True)
     # Where the task came from (call_id, message id): (kind, source_ref) is unique so replays add nothing.
     source_ref = models.CharField(max_length=100)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -524,11 +651,13 @@ class PromiseToPay(models.Model):
     phase = models.CharField(max_length=32, blank=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     promised_date = models.DateField()
+    # The campaign day of the call the promise was made on: the KPIs count it on that day.
+    campaign_date = models.DateField(null=True, blank=True)
     call_id = models.CharField(max_length=100, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     reminder_at = models.DateTimeField(null=True, blank=True)
     amount_recovered = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -550,7 +679,7 @@ class Alert(models.Model):
     level = models.CharField(max_length=8, choices=Level.choices, default=Level.WARNING)
     source = models.CharField(max_length=32)
     message = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -37,6 +37,8 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("heymarket-webhook-events-retry", "campaigns.tasks.webhook_events_retry_task", 1, "'heymarket'"),
     # Settles promises whose date has passed (the warehouse query runs only when one is due).
     Periodic("promises-review", "campaigns.tasks.promise_review_task", 60),
+    # Prunes records older than the retention (dialer settings), in bounded batches.
+    Periodic("records-prune", "campaigns.tasks.records_prune_task", 60),
 )
 
 # Schedules an older release installed under names no longer used.

@@ -12,6 +12,7 @@ from django.utils import timezone
 from campaigns.calls import release
 from campaigns.conversations import promises
 from campaigns.lifecycle import campaign as lifecycle
+from campaigns.lifecycle import retention
 from campaigns.models import Campaign, WebhookEvent
 from campaigns.queue import load as queue
 from campaigns.sms import outbound as sms
@@ -107,3 +108,8 @@ def campaign_finish_task(campaign_id: int) -> str:
 def campaigns_tick_task() -> dict[str, list[int]]:
     """Every minute: end-of-day stop, finishing stopping campaigns, and (re)trying flushes."""
     return lifecycle.campaigns_tick()
+
+
+def records_prune_task() -> dict[str, object]:
+    """Hourly: records older than the retention go, a bounded number per run."""
+    return vars(retention.records_prune(now=clock.now()))

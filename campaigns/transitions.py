@@ -12,9 +12,9 @@ from collections.abc import Iterable
 
 from django.db import transaction
 from django.db.models import Count, F
-from django.utils import timezone
 
 from campaigns.models import Campaign, QueueItem
+from integrations import clock
 
 S = QueueItem.Status
 
@@ -73,7 +73,7 @@ def queue_item_transition(
             return False
         old_status, campaign_id = row
         moved = QueueItem.objects.filter(pk=item_id, status=old_status).update(
-            status=to_status, status_changed_at=timezone.now(), **fields
+            status=to_status, status_changed_at=clock.now(), **fields
         )
         if moved != 1:
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import include, path
 
+from campaigns.api import accounts
 from campaigns.api import views as api
 from campaigns.dashboard import views
 from campaigns.webhooks import heymarket, retell
@@ -20,6 +21,7 @@ urlpatterns = [
     path("dashboard/kpis/", views.kpis_page, name="campaigns-kpis"),
     path("dashboard/clients/", views.client_search, name="campaigns-client-search"),
     path("dashboard/clients/<str:client_id>/", views.client_timeline, name="campaigns-client-timeline"),
-    # REST API (DRF): campaigns, queue items, follow-up tasks, KPIs, token, OpenAPI schema and docs.
+    # REST API (DRF): accounts, campaigns, queue items, follow-up tasks, KPIs, token, OpenAPI schema and docs.
+    path("api/", include(accounts.account_urlpatterns)),
     path("api/", include(api.api_urlpatterns)),
 ]

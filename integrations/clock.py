@@ -26,7 +26,10 @@ class _Accelerated:
         self.epoch = epoch
 
     def now(self) -> dt.datetime:
-        return self.start + dt.timedelta(seconds=(time.time() - self.epoch) * self.speed)
+        return self.at(time.time())
+
+    def at(self, real_seconds: float) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=(real_seconds - self.epoch) * self.speed)
 
 
 _accelerated: _Accelerated | None = None
@@ -67,6 +70,17 @@ def now() -> dt.datetime:
     if _accelerated is not None:
         return _accelerated.now()
     return dt.datetime.now(dt.timezone.utc)
+
+
+def at(moment: dt.datetime) -> dt.datetime:
+    """A real instant (a vendor's timestamp, say) on this clock: itself unless the sandbox clock
+    runs, when the simulators' wall-clock times are mapped onto the accelerated day."""
+    if _accelerated is not None:
+        try:
+            return _accelerated.at(moment.timestamp())
+        except (OverflowError, ValueError):  # a timestamp no calendar holds stays as given
+            return moment
+    return moment
 
 
 def sleep(seconds: float) -> None:

@@ -36,6 +36,7 @@ from campaigns import roles
 from campaigns.dashboard import selectors
 from campaigns.models import Campaign, FollowUpTask, QueueItem
 from campaigns.lifecycle import campaign as lifecycle
+from integrations import clock
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class RingGroupSerializer(serializers.Serializer):
 
 class SkipReasonSerializer(serializers.Serializer):
     reason = serializers.CharField()
+    reason_display = serializers.CharField()
     count = serializers.IntegerField()
 
 
@@ -257,7 +259,7 @@ class FollowUpTaskSerializer(serializers.ModelSerializer):
         new_status = validated_data.get("status", instance.status)
         # Done records when; reopening clears it, so "resolved" always means done now.
         if new_status == FollowUpTask.Status.DONE and instance.status != FollowUpTask.Status.DONE:
-            validated_data["resolved_at"] = timezone.now()
+            validated_data["resolved_at"] = clock.now()
         elif new_status != FollowUpTask.Status.DONE:
             validated_data["resolved_at"] = None
         return super().update(instance, validated_data)

@@ -1,14 +1,19 @@
 """Inbound calls: who is calling, what Grace should know, and keeping the dialer off them today.
 
 Retell asks, before the agent answers, for the caller's dynamic variables (seed 001: "caller
-matched to account, context loaded"). The caller's number is matched to a client from today's
-queue first (it has everything: name, amount, phase), else from the contact ledger (a client we
-contacted before; fewer details). A number shared by several clients is not disclosed to anyone:
-the agent gets the generic variables and a person gets a low-confidence-match task, because
-talking about a debt to the wrong person is itself a violation.
+matched to account, context loaded"). The caller's number is matched to an account — on every
+number the account was ever reached at — whether or not the client is in today's queue, and
+before or after the day's flush; a client known only from the contact ledger (contacted before
+accounts were kept) is still recognised, with fewer details. A number shared by several clients
+is not disclosed to anyone: the agent gets the generic variables and a person gets a
+low-confidence-match task, because talking about a debt to the wrong person is itself a
+violation.
 
-A matched client gets an `inbound_call` ledger entry. The compliance gate reads it: no outbound
-call to that client for the rest of the day, and the conversation blackout starts from it.
+The call is stored like an outbound one (a `CallAttempt` of kind inbound, keyed by Retell's call
+id): its later events bring the transcript, recording, summary and outcome, and it is written to
+the warehouse history with its day. A matched client also gets an `inbound_call` ledger entry,
+which the compliance gate reads: no outbound call to that client for the rest of the day, and
+the conversation blackout starts from it.
 
 Reference: https://docs.retellai.com/features/inbound-call-webhook
 """
@@ -24,12 +29,24 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from cadences.models import RESURRECTION_PHASES, Phase
-from campaigns.geo import GeoError, phone_to_e164
-from campaigns.models import FOLLOW_UP_DUE, ContactLedgerEntry, FollowUpTask, QueueItem, WebhookEvent
+from cadences.models import Phase, team_for_phase, Team
+from cadences.selectors import phase_on_day
 from campaigns.compliance.ledger import ledger_record
+from campaigns.geo import GeoError, phone_to_e164
+from campaigns.models import (
+    FOLLOW_UP_DUE,
+    Account,
+    CallAttempt,
+    Campaign,
+    ContactLedgerEntry,
+    FollowUpTask,
+    PromiseToPay,
+    QueueItem,
+    WebhookEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +62,14 @@ GENERIC_VARIABLES: dict[str, str] = {
     "last_outcome": "none",
     "transfer_number": "",
     "payment_link": "",
+    "open_promise": "",
+    "recent_history": "",
 }
 
 # How far back the ledger is searched for a caller (the ledger keeps about 400 days).
 LEDGER_MATCH_DAYS = 400
+# Interactions the one-paragraph summary of the caller's history looks back on.
+RECENT_INTERACTIONS = 4
 
 
 class MalformedInbound(ValueError):
@@ -57,27 +78,23 @@ class MalformedInbound(ValueError):
 
 @dataclass(frozen=True)
 class CallerMatch:
-    source: str  # "queue", "ledger", "ambiguous" or "none"
+    source: str  # "account", "ledger", "ambiguous" or "none"
     client_id: str = ""
-    item: QueueItem | None = None
+    account: Account | None = None
     candidates: tuple[str, ...] = ()
 
 
 def caller_match(*, phone: str, now: dt.datetime) -> CallerMatch:
-    """The one client this number belongs to, from today's queue or else the ledger."""
+    """The one client this number belongs to: from the accounts, or else the contact ledger."""
     if not phone:
         return CallerMatch("none")
-    today = timezone.localdate(now)
-    items = list(
-        QueueItem.objects.select_related("segment")
-        .filter(campaign__date=today, phone=phone)
-        .order_by("pk")
+    accounts = list(
+        Account.objects.select_related("segment").filter(Q(phone=phone) | Q(phones__phone=phone)).distinct().order_by("client_id")
     )
-    clients = sorted({item.client_id for item in items})
-    if len(clients) == 1:
-        return CallerMatch("queue", client_id=clients[0], item=items[0])
-    if len(clients) > 1:
-        return CallerMatch("ambiguous", candidates=tuple(clients))
+    if len(accounts) == 1:
+        return CallerMatch("account", client_id=accounts[0].client_id, account=accounts[0])
+    if len(accounts) > 1:
+        return CallerMatch("ambiguous", candidates=tuple(a.client_id for a in accounts))
     ledger_clients = sorted(
         set(
             ContactLedgerEntry.objects.filter(phone=phone, occurred_at__gte=now - dt.timedelta(days=LEDGER_MATCH_DAYS))
@@ -108,32 +125,82 @@ def _last_outcome(client_id: str) -> str:
     return outcome or "none"
 
 
-def _variables_for(match: CallerMatch) -> dict[str, str]:
+def recent_history(*, client_id: str, now: dt.datetime) -> str:
+    """One paragraph on the client's last interactions, for an agent picking up the call."""
+    calls = list(
+        CallAttempt.objects.filter(client_id=client_id, placed_at__lte=now)
+        .exclude(outcome="")
+        .order_by("-placed_at")[:RECENT_INTERACTIONS]
+    )
+    texts = ContactLedgerEntry.objects.filter(client_id=client_id, kind=ContactLedgerEntry.Kind.SMS, occurred_at__lte=now).count()
+    if not calls and not texts:
+        return "No earlier calls or texts on record."
+    parts = []
+    for call in calls:
+        when = timezone.localtime(call.placed_at).strftime("%b %d") if call.placed_at else "earlier"
+        direction = "called in" if call.kind == CallAttempt.Kind.INBOUND else "was called"
+        sentence = f"On {when} the client {direction} ({call.get_outcome_display().lower()})"
+        if call.summary:
+            sentence += f": {call.summary.strip().rstrip('.')}"
+        parts.append(sentence + ".")
+    if texts:
+        parts.append(f"{texts} text{'s' if texts != 1 else ''} sent so far.")
+    return " ".join(parts)
+
+
+def _variables_for(match: CallerMatch, *, now: dt.datetime) -> dict[str, str]:
     variables = dict(GENERIC_VARIABLES)
-    if match.source not in ("queue", "ledger"):
+    if match.source not in ("account", "ledger"):
         return variables
     variables["known_caller"] = "true"
     variables["last_outcome"] = _last_outcome(match.client_id)
-    item = match.item
-    if item is None:
-        # A ledger match: the latest queue row we still hold for the client, if any.
-        item = QueueItem.objects.filter(client_id=match.client_id).order_by("-campaign__date").first()
-    if item is not None:
-        variables.update(
-            client_name=item.client_name,
-            first_name=item.client_name.split()[0] if item.client_name.split() else "",
-            amount_due=_money(item.amount_due),
-            days_past_due=str(item.days_past_due),
-            account_status="suspended" if item.phase in RESURRECTION_PHASES else "past due",
-            phase=Phase(item.phase).label if item.phase in Phase.values else item.phase,
-            transfer_number=item.transfer_number,
-            payment_link=item.payment_link,
-        )
+    variables["recent_history"] = recent_history(client_id=match.client_id, now=now)
+    promise = (
+        PromiseToPay.objects.filter(client_id=match.client_id, status=PromiseToPay.Status.PENDING).order_by("promised_date").first()
+    )
+    if promise is not None:
+        amount = f"${_money(promise.amount)} " if promise.amount is not None else "a payment "
+        variables["open_promise"] = f"{amount}promised for {promise.promised_date:%B %d, %Y}"
+    account = match.account
+    if account is None:
+        return variables
+    variables.update(
+        client_name=account.name,
+        first_name=account.first_name,
+        amount_due=_money(account.amount_due),
+        days_past_due="" if account.days_past_due is None else str(account.days_past_due),
+        payment_link=account.payment_link,
+    )
+    phase, transfer_number = "", ""
+    today = timezone.localdate(now)
+    item = QueueItem.objects.filter(campaign__date=today, client_id=account.client_id).only("transfer_number", "phase").first()
+    if item is not None:  # today's touchpoint already resolved the routing
+        phase, transfer_number = item.phase, item.transfer_number
+    elif account.segment is not None and account.days_past_due is not None:
+        segment = account.segment
+        phase = phase_on_day(segment=segment, day=account.days_past_due)
+        # The number of the phase the client is in: billing before suspension, resurrection from it on.
+        resurrection = team_for_phase(phase) == Team.RESURRECTION
+        transfer_number = segment.resurrection_transfer_number if resurrection else segment.billing_transfer_number
+    variables["phase"] = Phase(phase).label if phase in Phase.values else phase
+    variables["transfer_number"] = transfer_number
+    variables["account_status"] = _status_words(account, phase)
     return variables
 
 
+def _status_words(account: Account, phase: str) -> str:
+    if account.status == Account.Status.RESOLVED:
+        return "resolved"
+    if phase == Phase.CANCELLATION or account.status == Account.Status.CANCELLED:
+        return "cancelled"
+    if team_for_phase(phase) == Team.RESURRECTION or account.status == Account.Status.SUSPENDED:
+        return "suspended"
+    return "past due"
+
+
 def inbound_call_answer(*, call_inbound: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """The `call_inbound` answer for Retell, and the ledger entry that keeps the dialer away."""
+    """The `call_inbound` answer for Retell; the call recorded, and the ledger entry that keeps
+    the dialer away."""
     from_number = call_inbound.get("from_number")
     if not isinstance(from_number, str):
         raise MalformedInbound("call_inbound.from_number must be a string")
@@ -143,24 +210,30 @@ def inbound_call_answer(*, call_inbound: Mapping[str, Any], now: dt.datetime) ->
     except GeoError:
         phone = ""
     match = caller_match(phone=phone, now=now)
-    # Without Retell's call id a generated reference still records the contact; its later
-    # call events then simply find no ledger entry to update.
+    # Without Retell's call id a generated reference still records the contact; the call's own
+    # events then create its record by their call id.
     reference = call_id or f"inbound-{uuid.uuid4().hex}"
     metadata: dict[str, Any] = {"match": match.source, "client_id": match.client_id, "ledger_reference": reference}
-    if match.item is not None:
-        metadata.update(queue_item_id=match.item.pk, campaign_id=match.item.campaign_id)
 
     with transaction.atomic():
         _inbound_event_store(call_inbound=call_inbound, reference=reference, now=now)
-        if match.source in ("queue", "ledger"):
+        if call_id:
+            _inbound_attempt_create(
+                call_id=call_id,
+                client_id=match.client_id if match.source in ("account", "ledger") else "",
+                caller=phone or from_number[:20],
+                to_number=str(call_inbound.get("to_number") or "")[:20],
+                now=now,
+            )
+        if match.source in ("account", "ledger"):
             ledger_record(
                 client_id=match.client_id,
                 phone=phone,
                 kind=ContactLedgerEntry.Kind.INBOUND_CALL,
                 reference=reference,
                 occurred_at=now,
-                campaign_date=timezone.localdate(now) if match.item is not None else None,
-                state=match.item.state if match.item is not None else "",
+                campaign_date=timezone.localdate(now),
+                state=match.account.state if match.account is not None else "",
             )
         elif match.source == "ambiguous":
             FollowUpTask.objects.get_or_create(
@@ -179,7 +252,57 @@ def inbound_call_answer(*, call_inbound: Mapping[str, Any], now: dt.datetime) ->
         "retell inbound call matched",
         extra={"call_id": call_id, "match": match.source, "client_id": match.client_id, "phone": phone},
     )
-    return {"call_inbound": {"dynamic_variables": _variables_for(match), "metadata": metadata}}
+    return {"call_inbound": {"dynamic_variables": _variables_for(match, now=now), "metadata": metadata}}
+
+
+def _inbound_attempt_create(*, call_id: str, client_id: str, caller: str, to_number: str, now: dt.datetime) -> CallAttempt:
+    campaign = Campaign.objects.filter(date=timezone.localdate(now)).first()
+    attempt, _ = CallAttempt.objects.get_or_create(
+        call_id=call_id,
+        defaults={
+            "kind": CallAttempt.Kind.INBOUND,
+            "client_id": client_id,
+            "campaign": campaign,
+            "from_number": caller,
+            "to_number": to_number,
+            "placed_at": now,
+            "status": CallAttempt.Status.REGISTERED,
+        },
+    )
+    return attempt
+
+
+def inbound_call_ensure(*, call: Mapping[str, Any], now: dt.datetime) -> CallAttempt | None:
+    """The record of an inbound call an event is about, created from the event when the inbound
+    webhook gave no call id (its caller matched the same way)."""
+    call_id = str(call.get("call_id") or "")[:100]
+    if not call_id:
+        return None
+    existing = CallAttempt.objects.filter(call_id=call_id).first()
+    if existing is not None:
+        return existing
+    raw_from = str(call.get("from_number") or "")
+    try:
+        phone = phone_to_e164(raw_from)
+    except GeoError:
+        phone = ""
+    match = caller_match(phone=phone, now=now)
+    client_id = match.client_id if match.source in ("account", "ledger") else ""
+    with transaction.atomic():
+        attempt = _inbound_attempt_create(
+            call_id=call_id, client_id=client_id, caller=phone or raw_from[:20], to_number=str(call.get("to_number") or "")[:20], now=now
+        )
+        if client_id:
+            ledger_record(
+                client_id=client_id,
+                phone=phone,
+                kind=ContactLedgerEntry.Kind.INBOUND_CALL,
+                reference=call_id,
+                occurred_at=now,
+                campaign_date=timezone.localdate(now),
+                state=match.account.state if match.account is not None else "",
+            )
+    return attempt
 
 
 def _inbound_event_store(*, call_inbound: Mapping[str, Any], reference: str, now: dt.datetime) -> None:

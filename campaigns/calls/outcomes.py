@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef, QuerySet
@@ -31,6 +32,7 @@ from campaigns.calls import retry
 from campaigns.compliance.ledger import ledger_record
 from campaigns.models import CallAttempt, ContactLedgerEntry, QueueItem
 from campaigns.transitions import queue_item_transition
+from integrations import clock
 
 log = logging.getLogger(__name__)
 
@@ -164,15 +166,18 @@ def call_record_apply(*, call: Mapping[str, Any], event_type: str, now: dt.datet
     that is not ours (unknown id, an unmatched inbound caller).
 
     Shared by the webhook and by reconciliation (`event_type="reconcile"`, with the call object
-    from get-call), so a lost webhook and a late lookup end in the same state. The caller holds
-    the transaction.
+    from get-call), so a lost webhook and a late lookup end in the same state.
     """
+    # No savepoint of its own inside the caller's transaction: any failure aborts all of it.
+    with transaction.atomic(savepoint=False):
+        return _call_record_apply(call=call, event_type=event_type, now=now)
+
+
+def _call_record_apply(*, call: Mapping[str, Any], event_type: str, now: dt.datetime) -> CallRecord | None:
     call_id = str(call["call_id"])
     attempt = _attempt_for_call(call_id=call_id, call=call)
     if attempt is None:
-        if call.get("direction") == "inbound":
-            return _inbound_call_record(call=call, event_type=event_type)
-        log.warning("retell event for an unknown call", extra={"event_type": event_type, "call_id": call_id})
+        log.warning("retell event for an unknown call", extra={"event_type": event_type, "call_id": call_id, "direction": call.get("direction")})
         return None
 
     was_not_dialed = attempt.status == CallAttempt.Status.NOT_DIALED
@@ -201,7 +206,15 @@ def call_record_apply(*, call: Mapping[str, Any], event_type: str, now: dt.datet
     if changed:
         attempt.save(update_fields=[*changed, "updated_at"])
 
-    if attempt.placement_pending:
+    if attempt.kind == CallAttempt.Kind.INBOUND:
+        if resolution.outcome:
+            _inbound_outcome_apply(attempt, now=now)
+    elif attempt.queue_item_id is None:
+        # The day was flushed before this (late) event: its facts are kept on the attempt and
+        # the ledger learns the outcome; there is no queue item left to move.
+        if resolution.outcome:
+            _ledger_outcome_record(attempt, outcome=attempt.outcome, now=now, previous_outcome=previous_outcome)
+    elif attempt.placement_pending:
         # The release step has not recorded this call yet (it is between Retell's answer and its
         # record, or it crashed there): the item and the counters are not ours to move. What
         # this event said stays on the attempt, and the record (or the recovery) applies it.
@@ -222,8 +235,8 @@ def call_record_apply(*, call: Mapping[str, Any], event_type: str, now: dt.datet
         },
     )
     return CallRecord(
-        client_id=attempt.queue_item.client_id,
-        phone=attempt.to_number or attempt.queue_item.phone,
+        client_id=attempt.client_id,
+        phone=attempt.client_phone,
         disconnection_reason=attempt.disconnection_reason,
         attempt=attempt,
     )
@@ -296,6 +309,14 @@ def _ms_to_datetime(value: Any) -> dt.datetime | None:
         return None
 
 
+def _is_web_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
 def _object(value: Any) -> dict[str, Any]:
     """A JSON object from the payload, or an empty one when it is anything else."""
     return value if isinstance(value, dict) else {}
@@ -335,12 +356,14 @@ def _attempt_merge_facts(attempt: CallAttempt, *, call: Mapping[str, Any], event
         attempt.disconnection_reason = _fit(reason, "disconnection_reason")
     if call.get("from_number") and not attempt.from_number:
         attempt.from_number = _fit(call["from_number"], "from_number")
+    # Retell's timestamps, on the campaign's clock (the same instants unless a sandbox day runs
+    # its clock faster than the simulators' wall clock).
     started = _ms_to_datetime(call.get("start_timestamp"))
     if started:
-        attempt.started_at = started
+        attempt.started_at = clock.at(started)
     ended = _ms_to_datetime(call.get("end_timestamp"))
     if ended:
-        attempt.ended_at = ended
+        attempt.ended_at = clock.at(ended)
     duration = call.get("duration_ms")
     if isinstance(duration, int) and 0 <= duration <= MAX_DURATION_MS:
         attempt.duration_ms = duration
@@ -348,7 +371,10 @@ def _attempt_merge_facts(attempt: CallAttempt, *, call: Mapping[str, Any], event
         attempt.transcript = str(call["transcript"])
     recording_url = str(call.get("recording_url") or "")
     if recording_url:
-        if len(recording_url) <= 500:
+        if not _is_web_url(recording_url):
+            # The timeline links to it: only a web address is a recording (never javascript:).
+            log.warning("retell recording url refused: not http(s)", extra={"call_id": attempt.call_id})
+        elif len(recording_url) <= 500:
             attempt.recording_url = recording_url
         else:
             log.warning("retell recording url too long to store", extra={"call_id": attempt.call_id})
@@ -383,7 +409,7 @@ def _outcome_apply(attempt: CallAttempt, *, now: dt.datetime, previous_outcome: 
 
     `previous_outcome` is what the attempt said before this event (None: not known). Returns
     whether this call moved the item."""
-    item = attempt.queue_item
+    item = attempt.day_item
     outcome = attempt.outcome
     moved = False
     if _is_latest_attempt(attempt):
@@ -395,7 +421,14 @@ def _outcome_apply(attempt: CallAttempt, *, now: dt.datetime, previous_outcome: 
         if moved and outcome == Outcome.NO_ANSWER:
             item.refresh_from_db()
             retry.queue_item_schedule_retry(item=item, now=now)
+    _ledger_outcome_record(attempt, outcome=outcome, now=now, previous_outcome=previous_outcome, state=item.state)
+    return moved
 
+
+def _ledger_outcome_record(
+    attempt: CallAttempt, *, outcome: str, now: dt.datetime, previous_outcome: str | None, state: str = ""
+) -> None:
+    """The attempt's outcome on the contact ledger, and its conversation when there was one."""
     reference = attempt.call_id or str(attempt.pk)
     kinds = [ContactLedgerEntry.Kind.CALL_ATTEMPT]
     if outcome in CONVERSATION_OUTCOMES:
@@ -405,18 +438,18 @@ def _outcome_apply(attempt: CallAttempt, *, now: dt.datetime, previous_outcome: 
     # The conversation is dated when we learn of it, on the same clock as every dial: never
     # earlier than it happened (the blackout can only run longer), and on an accelerated sandbox
     # day not on the simulator's wall-clock timestamps.
-    dialed_at = attempt.started_at or attempt.created_at or now
+    dialed_at = attempt.placed_at or now
     ContactLedgerEntry.objects.bulk_create(
         [
             ContactLedgerEntry(
                 kind=kind,
                 reference=reference,
-                client_id=item.client_id,
-                phone=attempt.to_number or item.phone,
+                client_id=attempt.client_id,
+                phone=attempt.to_number,
                 occurred_at=now if kind == ContactLedgerEntry.Kind.CONVERSATION else dialed_at,
-                campaign_date=attempt.campaign.date,
+                campaign_date=attempt.campaign.date if attempt.campaign is not None else None,
                 outcome=outcome,
-                state=item.state,
+                state=state,
             )
             for kind in kinds
         ],
@@ -432,7 +465,6 @@ def _outcome_apply(attempt: CallAttempt, *, now: dt.datetime, previous_outcome: 
         ).delete()
         if removed:
             log.info("conversation withdrawn after refinement", extra={"call_id": attempt.call_id, "outcome": outcome})
-    return moved
 
 
 def _both_item_sms_apply(*, item_id: int, outcome: str, now: dt.datetime) -> None:
@@ -452,7 +484,7 @@ def _not_dialed_apply(attempt: CallAttempt, *, now: dt.datetime) -> None:
     """Retell refused the call (concurrency or payment) after the release step recorded it."""
     retry.call_not_dialed(
         attempt=attempt,
-        campaign=attempt.campaign,
+        campaign=attempt.day_campaign,
         reason=attempt.disconnection_reason,
         now=now,
         counted=True,
@@ -476,7 +508,7 @@ def attempt_fail(*, attempt: CallAttempt, reason: str, now: dt.datetime) -> None
         elif _is_latest_attempt(attempt):
             # Never registered with Retell: nobody was called, so no ledger entry.
             queue_item_transition(
-                item_id=attempt.queue_item_id,
+                item_id=attempt.day_item_id,
                 from_statuses=(S.RELEASING, S.DIALING),
                 to_status=S.FAILED,
                 last_outcome=Outcome.FAILED,
@@ -494,32 +526,21 @@ def outcome_reapply(*, attempt: CallAttempt, now: dt.datetime) -> bool:
 # --- Inbound calls' own events -----------------------------------------------------------
 
 
-def _inbound_call_record(*, call: Mapping[str, Any], event_type: str) -> CallRecord | None:
-    """An inbound call's call_ended / call_analyzed: the outcome on its ledger entry."""
-    call_id = str(call["call_id"])
-    entry = ContactLedgerEntry.objects.filter(kind=ContactLedgerEntry.Kind.INBOUND_CALL, reference=call_id).first()
+def _inbound_outcome_apply(attempt: CallAttempt, *, now: dt.datetime) -> None:
+    """An inbound call's outcome on its ledger entry, and its conversation when it was one."""
+    entry = ContactLedgerEntry.objects.filter(kind=ContactLedgerEntry.Kind.INBOUND_CALL, reference=attempt.call_id).first()
     if entry is None:
-        log.info("retell event for an inbound call from an unmatched caller", extra={"event_type": event_type, "call_id": call_id})
-        return None
-    analysis = _object(call.get("call_analysis"))
-    reason = str(call.get("disconnection_reason") or "")
-    resolution = call_outcome_resolve(
-        call_status=str(call.get("call_status") or ""),
-        disconnection_reason=reason,
-        in_voicemail=analysis.get("in_voicemail"),
-        transferred=event_type == "transfer_bridged",
-    )
-    if resolution.outcome and entry.outcome != Outcome.TRANSFERRED:
-        ContactLedgerEntry.objects.filter(pk=entry.pk).update(outcome=resolution.outcome)
-    if resolution.outcome in CONVERSATION_OUTCOMES:
+        return
+    if entry.outcome != Outcome.TRANSFERRED:
+        ContactLedgerEntry.objects.filter(pk=entry.pk).update(outcome=attempt.outcome)
+    if attempt.outcome in CONVERSATION_OUTCOMES:
         ledger_record(
             client_id=entry.client_id,
             phone=entry.phone,
             kind=ContactLedgerEntry.Kind.CONVERSATION,
-            reference=call_id,
+            reference=attempt.call_id or str(attempt.pk),
             occurred_at=entry.occurred_at,
             campaign_date=entry.campaign_date,
-            outcome=resolution.outcome,
+            outcome=attempt.outcome,
             state=entry.state,
         )
-    return CallRecord(client_id=entry.client_id, phone=entry.phone, disconnection_reason=reason)

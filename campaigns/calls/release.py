@@ -331,8 +331,8 @@ def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign,
     """
     ops = connection.ops
     real_now = ops.adapt_datetimefield_value(_real_now())
-    at, a_call_id, a_status, a_outcome, a_reason, a_error, a_pending, a_updated, a_id = quoted_names(
-        CallAttempt, "call_id", "status", "outcome", "disconnection_reason", "error", "placement_pending", "updated_at", "id"
+    at, a_call_id, a_status, a_outcome, a_reason, a_error, a_pending, a_updated, a_placed, a_id = quoted_names(
+        CallAttempt, "call_id", "status", "outcome", "disconnection_reason", "error", "placement_pending", "updated_at", "placed_at", "id"
     )
     it, i_status, i_changed, i_attempts, i_next, i_id = quoted_names(QueueItem, "status", "status_changed_at", "call_attempts", "next_attempt_at", "id")
     ct, c_placed, c_id = quoted_names(Campaign, "calls_placed", "id")
@@ -351,10 +351,12 @@ def _record_placed(*, attempt: CallAttempt, item: QueueItem, campaign: Campaign,
             cursor.execute(
                 f"UPDATE {at} SET {a_call_id} = COALESCE({a_call_id}, %s), "
                 f"{a_status} = CASE WHEN {a_status} = %s THEN %s ELSE {a_status} END, "
-                f"{a_error} = CASE WHEN {a_status} = %s THEN {a_error} ELSE '' END, {a_pending} = %s, {a_updated} = %s "
+                f"{a_error} = CASE WHEN {a_status} = %s THEN {a_error} ELSE '' END, {a_pending} = %s, {a_updated} = %s, "
+                f"{a_placed} = COALESCE({a_placed}, %s) "
                 f"WHERE {a_id} = %s AND {a_pending} RETURNING {a_status}, {a_outcome}, {a_reason}",
                 [
                     call_id, A.CREATED.value, A.REGISTERED.value, A.NOT_DIALED.value, False, real_now,
+                    ops.adapt_datetimefield_value(now),
                     CallAttempt._meta.pk.get_db_prep_value(attempt.pk, connection),
                 ],
             )  # fmt: skip
@@ -429,7 +431,7 @@ def attempt_not_dialed(*, attempt: CallAttempt, error: str, now: dt.datetime, ba
             placement_pending=False,
         )
         return queue_item_transition(
-            item_id=attempt.queue_item_id,
+            item_id=attempt.day_item_id,
             from_statuses=[S.RELEASING],
             to_status=S.QUEUED,
             next_attempt_at=now + backoff if backoff else None,
@@ -531,7 +533,7 @@ def _reusable_attempts(items: Sequence[QueueItem], now: dt.datetime) -> dict[int
         error__startswith="network:",
         created_at__gte=_real_now() - IDEMPOTENCY_REUSE,
     ).order_by("created_at")
-    return {a.queue_item_id: a for a in rows}
+    return {a.day_item_id: a for a in rows}
 
 
 def _create_attempts(
@@ -559,6 +561,7 @@ def _create_attempts(
         attempt = CallAttempt(
             campaign=campaign,
             queue_item=item,
+            client_id=item.client_id,
             batch=batch,
             attempt_number=item.call_attempts + 1,
             from_number=from_number,
@@ -662,14 +665,28 @@ def batch_release(
     """
     dialer = dialer or DialerSettings.load()
     result = ReleaseResult()
-    headroom = dialer.max_concurrent_calls - active_call_count()
+    in_progress = active_call_count()
+    headroom = dialer.max_concurrent_calls - in_progress
     if headroom <= 0:
         result.concurrency_full = True
         log.info("concurrent-call limit reached", extra={"campaign_id": campaign.pk, "limit": dialer.max_concurrent_calls})
         return result
+    # A batch never outnumbers the agents free to take its transfers, nor the account's free
+    # call slots; the smallest bound is recorded, so the batch history says why it is this size.
+    bounds = [
+        (campaign.batch_size, ReleaseBatch.SizedBy.BATCH_SIZE),
+        (available_agents, ReleaseBatch.SizedBy.FREE_AGENTS),
+        (headroom, ReleaseBatch.SizedBy.CONCURRENCY),
+    ]
+    limit, sized_by = min(bounds, key=lambda bound: bound[0])
     claim = batch_claim(
-        campaign=campaign, ring_group=ring_group, limit=min(campaign.batch_size, headroom), available_agents=available_agents, now=now_fn()
+        campaign=campaign, ring_group=ring_group, limit=limit, available_agents=available_agents, now=now_fn()
     )
+    if claim.batch is not None:
+        if claim.batch.size < limit:
+            sized_by = ReleaseBatch.SizedBy.QUEUE
+        ReleaseBatch.objects.filter(pk=claim.batch.pk).update(sized_by=sized_by, calls_in_progress=in_progress)
+        claim.batch.sized_by, claim.batch.calls_in_progress = sized_by, in_progress
     result.batch, result.skipped, result.deferred = claim.batch, claim.skipped, claim.deferred
     remaining = list(claim.attempts)
     while remaining:
@@ -681,7 +698,7 @@ def batch_release(
             break
         attempt = remaining.pop(0)
         outcome = call_place(
-            attempt=attempt, item=claim.items[attempt.queue_item_id], campaign=campaign, company_name=dialer.company_name, now_fn=now_fn
+            attempt=attempt, item=claim.items[attempt.day_item_id], campaign=campaign, company_name=dialer.company_name, now_fn=now_fn
         )
         if outcome == PlaceOutcome.PLACED:
             result.placed += 1
@@ -753,7 +770,7 @@ def release_recover(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pa
     )
     placed = 0
     for attempt in attempts:
-        item = attempt.queue_item
+        item = attempt.day_item
         if attempt.call_id:
             outcome = _record_placed(attempt=attempt, item=item, campaign=campaign, call_id=attempt.call_id, now=now_fn())
         elif attempt.created_at < _real_now() - IDEMPOTENCY_REUSE:

@@ -62,14 +62,14 @@ def call_not_dialed(
     """
     if move_item:
         queue_item_transition(
-            item_id=attempt.queue_item_id,
+            item_id=attempt.day_item_id,
             from_statuses=(S.DIALING,) if counted else (S.RELEASING,),
             to_status=S.QUEUED,
             next_attempt_at=now + NOT_DIALED_RETRY_DELAY,
         )
     if counted:
         if move_item:
-            QueueItem.objects.filter(pk=attempt.queue_item_id, call_attempts__gt=0).update(call_attempts=F("call_attempts") - 1)
+            QueueItem.objects.filter(pk=attempt.day_item_id, call_attempts__gt=0).update(call_attempts=F("call_attempts") - 1)
         # Nobody's phone rang: it must not count toward the 7-in-7 cap.
         ContactLedgerEntry.objects.filter(kind=ContactLedgerEntry.Kind.CALL_ATTEMPT, reference=attempt.call_id).delete()
         Campaign.objects.filter(pk=campaign.pk, calls_placed__gt=0).update(calls_placed=F("calls_placed") - 1)

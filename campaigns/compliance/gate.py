@@ -82,6 +82,34 @@ class Rule:
     DAILY_ATTEMPT_CAP = "daily_attempt_cap"
 
 
+# Each rule as a supervisor reads it (the codes stay in the API's machine fields).
+RULE_LABELS: dict[str, str] = {
+    Rule.OUTSIDE_LOCAL_WINDOW: "Outside the client's calling hours (08:00–21:00 local time)",
+    Rule.CAMPAIGN_WINDOW: "Outside the campaign's calling window",
+    Rule.SMS_WINDOW: "Outside the texting window",
+    Rule.UNKNOWN_TIMEZONE: "The client's time zone is unknown",
+    Rule.WEEKLY_CALL_CAP: "Seven call attempts in seven days already",
+    Rule.STATE_CALL_CAP: "The state's call limit is reached",
+    Rule.CONVERSATION_BLACKOUT: "A conversation in the last seven days",
+    Rule.SUPPRESSED: "Suppressed (do not contact)",
+    Rule.CONTACTED_INBOUND_TODAY: "The client called in today",
+    Rule.DAILY_ATTEMPT_CAP: "Today's call attempts are used up",
+    # Reasons the day itself gives (not gate rules).
+    "campaign_stopped": "The campaign stopped before it was reached",
+    "no_outcome_before_stop": "No outcome before the campaign stopped",
+    "release_interrupted": "The release was interrupted",
+    "retell_rejected": "Retell refused the call",
+    "sms_window_no_overlap": "No texting time fits every possible time zone",
+    "sms_window_passed": "The texting window had passed",
+    "ineligible": "No longer returned by the queue query",
+    "unspecified": "No reason recorded",
+}
+
+
+def rule_label(rule: str) -> str:
+    return RULE_LABELS.get(rule, rule.replace("_", " ").capitalize())
+
+
 # Blocks that only mean "not now": the touchpoint may still happen later the same day.
 WINDOW_RULES = frozenset({Rule.OUTSIDE_LOCAL_WINDOW, Rule.CAMPAIGN_WINDOW, Rule.SMS_WINDOW})
 
@@ -227,6 +255,8 @@ def _suppression_block(suppression: Suppression, *, channel: str, matched_on: st
             "reason": suppression.reason,
             "channel": suppression.channel,
             "matched_on": matched_on,
+            # Set when the number's suppression was made for another client or for the number alone.
+            "suppression_client_id": suppression.client_id,
             "source": suppression.source,
             "created_at": suppression.created_at.isoformat(),
             "gate_channel": channel,

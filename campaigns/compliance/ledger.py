@@ -12,9 +12,9 @@ import logging
 
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from campaigns.models import ContactLedgerEntry, Suppression
+from integrations import clock
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def ledger_record(
         defaults={
             "client_id": client_id,
             "phone": phone,
-            "occurred_at": occurred_at or timezone.now(),
+            "occurred_at": occurred_at or clock.now(),
             "campaign_date": campaign_date,
             "outcome": outcome,
             "state": state,
@@ -97,7 +97,7 @@ def suppression_lift(*, reason: str, lifted_by: str, client_id: str = "", phone:
     if not query:
         return 0
     lifted = Suppression.objects.filter(query, reason=reason, lifted_at__isnull=True).update(
-        lifted_at=timezone.now(), lifted_by=lifted_by
+        lifted_at=clock.now(), lifted_by=lifted_by
     )
     if lifted:
         log.info("suppression lifted", extra={"reason": reason, "client_id": client_id, "phone": phone})

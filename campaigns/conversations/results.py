@@ -60,12 +60,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from cadences.models import Team
-from campaigns.calls import outcomes
+from cadences.models import Team, team_for_phase
+from cadences.selectors import phase_on_day
+from campaigns.calls import inbound, outcomes
 from campaigns.compliance import gate as compliance
 from campaigns.compliance.gate import LEGAL_WINDOW
 from campaigns.compliance.ledger import suppression_add
-from campaigns.models import FOLLOW_UP_DUE, CallAttempt, FollowUpTask, PromiseToPay, QueueItem, Suppression
+from campaigns.models import FOLLOW_UP_DUE, Account, CallAttempt, FollowUpTask, PromiseToPay, QueueItem, Suppression
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,17 @@ def call_event_apply(*, call: Mapping[str, Any], event_type: str, now: dt.dateti
     whatever the conversation produced — all in the caller's transaction, or one of its own."""
     # No savepoint of its own inside the inbox's transaction: any failure aborts all of it.
     with transaction.atomic(savepoint=False):
+        if call.get("direction") == "inbound":
+            inbound.inbound_call_ensure(call=call, now=now)
         record = outcomes.call_record_apply(call=call, event_type=event_type, now=now)
         if record is None:
             return None
         analysis = call.get("call_analysis")
-        if conversation_has_results(analysis) or record.disconnection_reason == outcomes.DNC_REASON:
+        # An unmatched caller's call is kept, but nothing it said is anyone's account's.
+        if record.client_id and (conversation_has_results(analysis) or record.disconnection_reason == outcomes.DNC_REASON):
             context = (
                 context_for_attempt(record.attempt)
-                if record.attempt is not None
+                if record.attempt is not None and record.attempt.queue_item_id is not None
                 else context_for_client(client_id=record.client_id, phone=record.phone, now=now)
             )
             conversation_results_apply(
@@ -125,7 +129,7 @@ class ClientContext:
 
 
 def context_for_attempt(attempt: CallAttempt) -> ClientContext:
-    item = attempt.queue_item
+    item = attempt.day_item
     return ClientContext(
         client_id=item.client_id,
         phone=attempt.to_number or item.phone,
@@ -139,23 +143,39 @@ def context_for_attempt(attempt: CallAttempt) -> ClientContext:
 
 
 def context_for_client(*, client_id: str, phone: str, now: dt.datetime) -> ClientContext:
+    """The client as today's queue has them, else as their account has them."""
     item = (
         QueueItem.objects.select_related("segment")
-        .filter(client_id=client_id)
-        .order_by("-campaign__date")
+        .filter(client_id=client_id, campaign__date=timezone.localdate(now))
         .first()
     )
-    if item is None:
+    if item is not None:
+        return ClientContext(
+            client_id=client_id,
+            phone=phone or item.phone,
+            client_name=item.client_name,
+            team=item.team,
+            segment_name=item.segment.name,
+            phase=item.phase,
+            timezones=item.timezone_list,
+            queue_item_id=item.pk,
+        )
+    account = Account.objects.select_related("segment").filter(client_id=client_id).first()
+    if account is None:
         return ClientContext(client_id=client_id, phone=phone)
+    phase = (
+        phase_on_day(segment=account.segment, day=account.days_past_due)
+        if account.segment is not None and account.days_past_due is not None
+        else ""
+    )
     return ClientContext(
         client_id=client_id,
-        phone=phone or item.phone,
-        client_name=item.client_name,
-        team=item.team,
-        segment_name=item.segment.name,
-        phase=item.phase,
-        timezones=item.timezone_list,
-        queue_item_id=item.pk if item.campaign.date == timezone.localdate(now) else None,
+        phone=phone or account.phone,
+        client_name=account.name,
+        team=team_for_phase(phase),
+        segment_name=account.segment.name if account.segment is not None else "",
+        phase=phase,
+        timezones=account.timezone_list,
     )
 
 
@@ -386,6 +406,7 @@ def _promise_record(*, context: ClientContext, call_id: str, data: Mapping[str, 
             "phase": context.phase,
             "amount": parse_promise_amount(data.get("promise_to_pay_amount")),
             "promised_date": promised,
+            "campaign_date": timezone.localdate(now),
             "reminder_at": reminder_at,
         },
     )

@@ -18,11 +18,15 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncHour
+from django.urls import reverse
 from django.utils import timezone
 
 from integrations import clock
 from cadences.models import Phase
+from campaigns.compliance import gate as compliance
 from campaigns.models import (
+    Account,
+    AccountPhone,
     Alert,
     CallAttempt,
     Campaign,
@@ -83,6 +87,16 @@ def today() -> dt.date:
 # --- campaigns on the dashboard -------------------------------------------------------------
 
 
+def campaign_dates(*, limit: int = 60) -> list[dt.date]:
+    """The days that have a campaign, newest first (the dashboard's day picker)."""
+    return list(Campaign.objects.order_by("-date").values_list("date", flat=True)[:limit])
+
+
+def day_campaigns(*, date: dt.date) -> list[Campaign]:
+    """A past (or future) day's campaign, whatever its status."""
+    return list(Campaign.objects.filter(date=date))
+
+
 def dashboard_campaigns(*, date: dt.date) -> list[Campaign]:
     """Today's campaign, and any other day's campaign that is still running or not yet flushed."""
     unfinished = [Campaign.Status.LOADING, Campaign.Status.RUNNING, Campaign.Status.PAUSED, Campaign.Status.STOPPING]
@@ -139,7 +153,9 @@ class CampaignStatus:
             "total_items": self.total_items,
             "counters": self.counters,
             "sms_failed": self.sms_failed,
-            "skipped_by_reason": [{"reason": reason, "count": n} for reason, n in self.skipped_by_reason],
+            "skipped_by_reason": [
+                {"reason": reason, "reason_display": compliance.rule_label(reason), "count": n} for reason, n in self.skipped_by_reason
+            ],
             "ring_groups": [rg.as_dict() for rg in self.ring_groups],
         }
 
@@ -153,12 +169,21 @@ def campaign_status(*, campaign: Campaign, with_free_agents: bool = True) -> Cam
     # One GROUP BY over (ring group, status) gives both the counters and the per-ring-group
     # figures. COUNT(*) rather than COUNT(id) lets PostgreSQL answer from the
     # (campaign, status, ring_group) index alone.
-    rows = (
-        QueueItem.objects.filter(campaign=campaign)
-        .values_list("ring_group", "status")
-        .annotate(n=Count("*"))
-        .order_by()
-    )
+    summary = campaign.day_summary if campaign.status == Campaign.Status.FLUSHED else {}
+    if summary.get("status_counts") is not None:
+        # The queue is gone; what it came to was kept at the flush, per ring group and status.
+        rows: Any = [
+            (ring_group, status, n)
+            for ring_group, figures in summary.get("ring_groups", {}).items()
+            for status, n in ((S.QUEUED, figures["queued"]), (S.DIALING, figures["in_flight"]), (S.ANSWERED, figures["done"]))
+        ]
+    else:
+        rows = (
+            QueueItem.objects.filter(campaign=campaign)
+            .values_list("ring_group", "status")
+            .annotate(n=Count("*"))
+            .order_by()
+        )
     for ring_group, status, n in rows:
         total += n
         status_counts[status] = status_counts.get(status, 0) + n
@@ -184,15 +209,26 @@ def campaign_status(*, campaign: Campaign, with_free_agents: bool = True) -> Cam
     counters["sms_sent"] = sms.get(SmsMessage.Status.SENT, 0) + sms.get(SmsMessage.Status.DELIVERED, 0)
     sms_failed = sms.get(SmsMessage.Status.FAILED, 0)
 
-    skipped = list(
-        QueueItem.objects.filter(campaign=campaign, status=S.SKIPPED)
-        .values_list("skip_reason")
-        .annotate(n=Count("*"))
-        .order_by("-n", "skip_reason")
-    )
-
-    if campaign.status == Campaign.Status.FLUSHED:
-        # The day's rows are gone; the campaign's own counters are what is left of it.
+    if summary.get("status_counts") is not None:
+        skipped = [(reason, n) for reason, n in summary.get("skipped_by_reason", [])]
+        status_counts = dict(summary["status_counts"])
+        counters = {name: 0 for name, _ in COUNTERS}
+        for status, n in status_counts.items():
+            if status in (S.RELEASING, S.DIALING):
+                counters["dialing"] += n
+            elif status in counters:
+                counters[status] += n
+        counters["sms_sent"] = sms.get(SmsMessage.Status.SENT, 0) + sms.get(SmsMessage.Status.DELIVERED, 0)
+        total = int(summary.get("touchpoints", 0))
+    else:
+        skipped = list(
+            QueueItem.objects.filter(campaign=campaign, status=S.SKIPPED)
+            .values_list("skip_reason")
+            .annotate(n=Count("*"))
+            .order_by("-n", "skip_reason")
+        )
+    if campaign.status == Campaign.Status.FLUSHED and summary.get("status_counts") is None:
+        # Flushed before day summaries were kept: the campaign's own counters are what is left.
         for name in FLUSHED_COUNTER_FIELDS:
             counters[name] = getattr(campaign, name)
         sms_failed = campaign.sms_failed
@@ -265,6 +301,71 @@ def recent_batches(*, campaign: Campaign, limit: int = 15) -> list[ReleaseBatch]
     return list(ReleaseBatch.objects.filter(campaign=campaign).order_by("-released_at")[:limit])
 
 
+def _clock_time(moment: dt.datetime | None) -> str:
+    return timezone.localtime(moment).strftime("%H:%M:%S") if moment else ""
+
+
+def batch_row(*, batch: ReleaseBatch, campaign: Campaign) -> dict[str, Any]:
+    """One line of the batch history, with why it was that size and how it ended, in words."""
+    size = f"{batch.size} call{'s' if batch.size != 1 else ''}"
+    why: str = {
+        ReleaseBatch.SizedBy.BATCH_SIZE.value: f"{size}: the campaign's batch size",
+        ReleaseBatch.SizedBy.FREE_AGENTS.value: f"{size}: one per free agent",
+        ReleaseBatch.SizedBy.CONCURRENCY.value: (
+            f"{size}: the Retell account had {batch.size} of its call slots free"
+            + (f" ({batch.calls_in_progress} calls in progress)" if batch.calls_in_progress is not None else "")
+        ),
+        ReleaseBatch.SizedBy.QUEUE.value: f"{size}: all that were due in the ring group",
+    }.get(batch.sized_by, size)
+    minutes = campaign.batch_timeout_seconds / 60
+    timeout = f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+    if batch.resolved_at is None:
+        ended = "Calls in progress"
+    elif batch.timed_out:
+        # Normal whenever a call of the batch lasts longer than the timeout: the next batch goes
+        # out anyway, and the calls still in progress carry on.
+        ended = f"Next batch after the {timeout} batch timeout, calls still in progress (normal for longer calls)"
+    else:
+        ended = f"All calls ended by {_clock_time(batch.resolved_at)}"
+    return {
+        "ring_group": batch.ring_group,
+        "available_agents": batch.available_agents,
+        "size": batch.size,
+        "sized_by": batch.sized_by,
+        "why_size": why,
+        "released_at": _clock_time(batch.released_at),
+        "resolved_at": _clock_time(batch.resolved_at),
+        "timed_out": batch.timed_out,
+        "ended": ended,
+    }
+
+
+def end_of_day_summary(*, campaign: Campaign) -> dict[str, Any] | None:
+    """What a finished day came to: touchpoints, calls, texts, history rows, the reconciled file."""
+    if campaign.status not in (Campaign.Status.STOPPED, Campaign.Status.FLUSHED):
+        return None
+    summary = campaign.day_summary or {}
+    actions = summary.get("action_types", {})
+    texts = SmsMessage.objects.filter(
+        campaign=campaign, kind__in=[SmsMessage.Kind.TOUCHPOINT, SmsMessage.Kind.FOLLOW_UP], status__in=[SmsMessage.Status.SENT, SmsMessage.Status.DELIVERED]
+    ).count()
+    inbound = CallAttempt.objects.filter(campaign=campaign, kind=CallAttempt.Kind.INBOUND).count()
+    return {
+        "flushed": campaign.status == Campaign.Status.FLUSHED,
+        "touchpoints": summary.get("touchpoints"),
+        "call_touchpoints": actions.get("CALL", 0) + actions.get("BOTH", 0) if actions else None,
+        "sms_touchpoints": actions.get("SMS", 0) + actions.get("BOTH", 0) if actions else None,
+        "calls_placed": campaign.calls_placed,
+        "inbound_calls": inbound,
+        "texts_sent": texts,
+        "history_rows": campaign.flushed_rows if campaign.status == Campaign.Status.FLUSHED else None,
+        "reconciled_file": campaign.reconciled_file,
+        "reconciled_rows": campaign.reconciled_rows,
+        "reconciled_url": reverse("admin:campaigns_campaign_reconciled_csv", args=[campaign.pk]),
+        "flushed_at": timezone.localtime(campaign.flushed_at).strftime("%b %d, %Y %H:%M %Z") if campaign.flushed_at else "",
+    }
+
+
 def open_alerts(*, campaigns: Iterable[Campaign], now: dt.datetime, limit: int = 20) -> list[Alert]:
     """Unacknowledged alerts of the campaigns shown, and unattached ones from the last day."""
     ids = [c.pk for c in campaigns]
@@ -300,7 +401,8 @@ def _outcome_mix_by_hour(*, campaign: Campaign) -> dict[str, Any]:
     rows = (
         CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False)
         .exclude(outcome="")
-        .annotate(hour=TruncHour("created_at", tzinfo=timezone.get_current_timezone()))
+        .exclude(placed_at=None)
+        .annotate(hour=TruncHour("placed_at", tzinfo=timezone.get_current_timezone()))
         .values_list("hour", "outcome")
         .annotate(n=Count("*"))
         .order_by("hour")
@@ -330,7 +432,10 @@ def campaign_funnel(*, status: CampaignStatus) -> list[dict[str, Any]]:
     """
     campaign = status.campaign
     counts = status.status_counts
-    if campaign.status == Campaign.Status.FLUSHED:
+    summary = campaign.day_summary if campaign.status == Campaign.Status.FLUSHED else {}
+    if "promised_items" in summary:
+        promised = int(summary["promised_items"])
+    elif campaign.status == Campaign.Status.FLUSHED:
         counts = {name: getattr(campaign, name) for name in FLUSHED_COUNTER_FIELDS}
         counts["sms_failed"] = campaign.sms_failed
         promised = int(DailyKpi.objects.filter(date=campaign.date).aggregate(n=Sum("promises"))["n"] or 0)
@@ -350,12 +455,15 @@ def campaign_funnel(*, status: CampaignStatus) -> list[dict[str, Any]]:
             )
             cache.set(key, promised, timeout=CHART_CACHE_SECONDS)
     attempted = sum(counts.get(name, 0) for name in (S.RELEASING, S.DIALING, *CALL_OUTCOME_STATUSES, S.SMS_SENT, S.SMS_FAILED))
-    reached = counts.get(S.ANSWERED, 0) + counts.get(S.TRANSFERRED, 0)
+    reached = min(counts.get(S.ANSWERED, 0) + counts.get(S.TRANSFERRED, 0), attempted)
+    # A promise made on an inbound call by a client whose touchpoint was not reached would put
+    # more below than above: each stage counts touchpoints of the stage before it.
+    resolved = min(counts.get(S.TRANSFERRED, 0) + promised, reached)
     return [
         {"stage": "queued", "label": "Queued", "count": status.total_items},
         {"stage": "attempted", "label": "Called or texted", "count": attempted},
         {"stage": "reached", "label": "Reached the client", "count": reached},
-        {"stage": "resolved", "label": "Promise to pay or transferred", "count": counts.get(S.TRANSFERRED, 0) + promised},
+        {"stage": "resolved", "label": "Promise to pay or transferred", "count": resolved},
     ]
 
 
@@ -532,6 +640,10 @@ class TimelineEvent:
     kind: str
     title: str
     obj: Any
+    # A gate decision's inputs as (label, value) pairs a supervisor reads, and whether the block
+    # came from a number the client shares with someone else.
+    inputs: list[tuple[str, str]] = field(default_factory=list)
+    shared_number: bool = False
 
     @property
     def sort_key(self) -> tuple[dt.datetime, str]:
@@ -542,6 +654,7 @@ class TimelineEvent:
 class ClientTimeline:
     client_id: str
     client_name: str
+    account: Account | None
     phones: list[str]
     events: list[TimelineEvent]
     active_suppressions: list[Suppression]
@@ -550,38 +663,78 @@ class ClientTimeline:
 
     @property
     def found(self) -> bool:
-        return bool(self.events or self.active_suppressions)
+        return bool(self.account or self.events or self.active_suppressions)
+
+
+def _readable(key: str) -> str:
+    return key.replace("_", " ").capitalize()
+
+
+def _readable_value(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_readable_value(v) for v in value) or "—"
+    if isinstance(value, dict):
+        return "; ".join(f"{_readable(k)}: {_readable_value(v)}" for k, v in value.items())
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value.replace("_", " ") if value.islower() and " " not in value else value
+        if moment.tzinfo is not None:
+            return timezone.localtime(moment).strftime("%b %d, %Y %H:%M %Z")
+        return value
+    return str(value)
+
+
+def gate_inputs(inputs: dict[str, Any]) -> list[tuple[str, str]]:
+    """A gate decision's inputs as readable (label, value) pairs."""
+    return [(_readable(key), _readable_value(value)) for key, value in inputs.items()]
 
 
 def client_timeline(*, client_id: str) -> ClientTimeline:
-    """Everything that happened with one client and why, newest first (one query per kind of row)."""
-    # Every lookup goes through an indexed column (client id, phone, or the items' ids).
-    items = list(QueueItem.objects.filter(client_id=client_id).select_related("campaign", "segment", "step"))
-    item_ids = [i.pk for i in items]
-    attempts = list(CallAttempt.objects.filter(queue_item_id__in=item_ids).select_related("queue_item__campaign"))
+    """Everything that happened with one client and why, newest first — from the durable records
+    only (calls, texts, tasks, promises, gate decisions, suppressions, the ledger), so the day's
+    flush changes nothing here. One query per kind of row, each through an indexed column."""
+    account = Account.objects.select_related("segment").filter(client_id=client_id).first()
+    account_phones = list(AccountPhone.objects.filter(account=account).values_list("phone", flat=True)) if account else []
+    attempts = list(CallAttempt.objects.filter(client_id=client_id).select_related("campaign"))
     decisions = list(GateDecision.objects.filter(client_id=client_id))
     tasks = list(FollowUpTask.objects.filter(client_id=client_id).select_related("owner"))
     promises = list(PromiseToPay.objects.filter(client_id=client_id))
     ledger = list(ContactLedgerEntry.objects.filter(client_id=client_id))
 
-    phones = sorted({p for p in [*(i.phone for i in items), *(e.phone for e in ledger), *(p.phone for p in promises)] if p})
-    # Texts of the day's items, and replies/confirmations sent to the client's numbers.
-    texts = list(SmsMessage.objects.filter(Q(queue_item_id__in=item_ids) | Q(phone__in=phones)))
+    phones = sorted(
+        {p for p in [*account_phones, account.phone if account else "", *(e.phone for e in ledger), *(p.phone for p in promises)] if p}
+    )
+    # The client's texts, and replies and confirmations sent to the client's numbers.
+    texts = list(SmsMessage.objects.filter(Q(client_id=client_id) | Q(phone__in=phones)))
     suppressions = list(Suppression.objects.filter(Q(client_id=client_id) | Q(phone__in=phones)))
 
-    names = [i.client_name for i in items] + [p.client_name for p in promises] + [t.client_name for t in tasks]
+    names = [account.name if account else ""] + [p.client_name for p in promises] + [t.client_name for t in tasks]
     client_name = next((n for n in names if n), "")
 
     events: list[TimelineEvent] = []
-    for item in items:
-        events.append(TimelineEvent(at=item.created_at, kind="touchpoint", title=f"Touchpoint queued for {item.campaign.date:%b %d, %Y}", obj=item))
     for decision in decisions:
-        events.append(TimelineEvent(at=decision.decided_at, kind="gate", title=f"Blocked by {decision.rule}", obj=decision))
+        # A block that came through the phone number, not the client: the number is (or was) also
+        # someone else's, or was suppressed on its own.
+        shared = decision.inputs.get("matched_on") == "phone" and decision.inputs.get("suppression_client_id") != client_id
+        events.append(
+            TimelineEvent(
+                at=decision.decided_at,
+                kind="gate",
+                title=f"Not contacted: {compliance.rule_label(decision.rule)}",
+                obj=decision,
+                inputs=gate_inputs(decision.inputs),
+                shared_number=shared,
+            )
+        )
     shown_refs: set[str] = set()
     for attempt in attempts:
         shown_refs.add(attempt.call_id or "")
         label = attempt.get_outcome_display() if attempt.outcome else attempt.get_status_display()
-        events.append(TimelineEvent(at=attempt.started_at or attempt.created_at, kind="call", title=f"Call — {label}", obj=attempt))
+        title = f"Inbound call — {label}" if attempt.kind == CallAttempt.Kind.INBOUND else f"Call — {label}"
+        at = attempt.placed_at or attempt.started_at or attempt.created_at
+        events.append(TimelineEvent(at=at, kind="inbound_call" if attempt.kind == CallAttempt.Kind.INBOUND else "call", title=title, obj=attempt))
     for text in texts:
         shown_refs.add(text.local_id)
         events.append(TimelineEvent(at=text.sent_at or text.created_at, kind="sms", title=f"SMS — {text.get_status_display()}", obj=text))
@@ -590,8 +743,8 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
     for promise in promises:
         events.append(TimelineEvent(at=promise.created_at, kind="promise", title=f"Promise to pay — {promise.get_status_display()}", obj=promise))
     for entry in ledger:
-        # The call or text itself is already on the timeline while the day's rows exist.
-        if entry.reference in shown_refs:
+        # The call or text itself is on the timeline already.
+        if entry.reference in shown_refs or entry.kind == ContactLedgerEntry.Kind.CONVERSATION:
             continue
         events.append(TimelineEvent(at=entry.occurred_at, kind="ledger", title=f"Contact: {entry.get_kind_display()}", obj=entry))
     for suppression in suppressions:
@@ -603,6 +756,7 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
     return ClientTimeline(
         client_id=client_id,
         client_name=client_name,
+        account=account,
         phones=phones,
         events=events,
         active_suppressions=[s for s in suppressions if s.lifted_at is None],
@@ -612,7 +766,7 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
 
 
 def clients_matching(*, query: str, limit: int = 20) -> list[dict[str, str]]:
-    """Client ids whose id or phone matches `query` exactly (queue items first, then the ledger)."""
+    """Client ids whose id or phone matches `query` exactly (accounts first, then the ledger)."""
     query = query.strip()
     if not query:
         return []
@@ -622,7 +776,10 @@ def clients_matching(*, query: str, limit: int = 20) -> list[dict[str, str]]:
         phones |= {f"+{digits}", f"+1{digits}"}
     found: dict[str, dict[str, str]] = {}
     for client_id, name in (
-        QueueItem.objects.filter(Q(client_id=query) | Q(phone__in=phones)).values_list("client_id", "client_name").order_by("-created_at")[:limit]
+        Account.objects.filter(Q(client_id=query) | Q(phone__in=phones) | Q(phones__phone__in=phones))
+        .values_list("client_id", "name")
+        .distinct()
+        .order_by("client_id")[:limit]
     ):
         found.setdefault(client_id, {"client_id": client_id, "client_name": name})
     for client_id in ContactLedgerEntry.objects.filter(Q(client_id=query) | Q(phone__in=phones)).values_list("client_id", flat=True).distinct()[:limit]:

@@ -8,6 +8,7 @@ Reads need `view_campaign` (supervisors and billing managers); controls need `ch
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlencode
 import logging
 from collections.abc import Callable
 from functools import wraps
@@ -54,17 +55,8 @@ def viewer_required(view: View) -> View:
 def _campaign_payload(status: selectors.CampaignStatus) -> dict[str, Any]:
     campaign = status.campaign
     payload = status.as_dict()
-    payload["batches"] = [
-        {
-            "ring_group": b.ring_group,
-            "available_agents": b.available_agents,
-            "size": b.size,
-            "released_at": timezone.localtime(b.released_at).strftime("%H:%M:%S"),
-            "resolved_at": timezone.localtime(b.resolved_at).strftime("%H:%M:%S") if b.resolved_at else "",
-            "timed_out": b.timed_out,
-        }
-        for b in selectors.recent_batches(campaign=campaign)
-    ]
+    payload["batches"] = [selectors.batch_row(batch=b, campaign=campaign) for b in selectors.recent_batches(campaign=campaign)]
+    payload["end_of_day"] = selectors.end_of_day_summary(campaign=campaign)
     payload["outcome_mix"] = selectors.outcome_mix_by_hour(campaign=campaign)
     payload["funnel"] = selectors.campaign_funnel(status=status)
     return payload
@@ -81,9 +73,20 @@ def _alert_payload(alert: Any) -> dict[str, Any]:
     }
 
 
-def _dashboard_data() -> tuple[dt.date, list[dict[str, Any]], list[Any]]:
-    date = selectors.today()
-    campaigns = selectors.dashboard_campaigns(date=date)
+def _day(request: HttpRequest) -> dt.date | None:
+    """The day asked for with ?date=YYYY-MM-DD (None: today's live view)."""
+    raw = request.GET.get("date", "")
+    if not raw:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise Http404(f"“{raw[:20]}” is not a date (YYYY-MM-DD).") from None
+
+
+def _dashboard_data(day: dt.date | None = None) -> tuple[dt.date, list[dict[str, Any]], list[Any]]:
+    date = day or selectors.today()
+    campaigns = selectors.day_campaigns(date=date) if day is not None else selectors.dashboard_campaigns(date=date)
     cards = [_campaign_payload(selectors.campaign_status(campaign=c)) for c in campaigns]
     alerts = selectors.open_alerts(campaigns=campaigns, now=clock.now())
     return date, cards, alerts
@@ -92,12 +95,18 @@ def _dashboard_data() -> tuple[dt.date, list[dict[str, Any]], list[Any]]:
 @require_GET
 @viewer_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    date, cards, alerts = _dashboard_data()
+    day = _day(request)
+    date, cards, alerts = _dashboard_data(day)
     return render(
         request,
         "campaigns/dashboard.html",
         {
             "today": date,
+            "picked_day": day,
+            "generated_at": timezone.localtime(clock.now()).strftime("%H:%M:%S"),
+            "time_zone": timezone.get_current_timezone_name(),
+            "is_today": day is None or day == selectors.today(),
+            "days": selectors.campaign_dates(),
             "cards": cards,
             "alerts": [_alert_payload(a) for a in alerts],
             "counter_labels": selectors.COUNTERS,
@@ -113,7 +122,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @viewer_required
 def dashboard_status(request: HttpRequest) -> JsonResponse:
     """What the dashboard page polls: the same figures as the page, as JSON."""
-    date, cards, alerts = _dashboard_data()
+    date, cards, alerts = _dashboard_data(_day(request))
     response = JsonResponse(
         {
             "today": date.isoformat(),
@@ -249,6 +258,6 @@ def client_timeline(request: HttpRequest, client_id: str) -> HttpResponse:
     return render(
         request,
         "campaigns/client_timeline.html",
-        {"timeline": timeline, "search_url": reverse("campaigns-client-search")},
+        {"timeline": timeline, "search_url": reverse("campaigns-client-search"), "why_url": reverse("admin:campaigns_gatedecision_why") + "?" + urlencode({"client_id": client_id})},
         status=200 if timeline.found else 404,
     )

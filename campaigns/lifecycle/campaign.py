@@ -15,7 +15,6 @@ transaction commits; nothing here calls a vendor inside a transaction.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import logging
 from collections.abc import Iterator, Sequence
@@ -24,24 +23,28 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from cadences.models import DialerSettings
 from campaigns.models import (
+    Account,
     CallAttempt,
     Campaign,
     ContactLedgerEntry,
+    FollowUpTask,
     PromiseToPay,
     QueueItem,
     SmsMessage,
+    Suppression,
 )
 from integrations import clock, modes
 from campaigns.metrics import kpis
 from campaigns.queue import load as queue
 from campaigns.calls import release
 from campaigns.sms import outbound as sms
+from campaigns import spreadsheets
 from campaigns.alerts import alert_raise
 from campaigns.transitions import campaign_recount
 from integrations.http import IntegrationError
@@ -54,6 +57,11 @@ ItemStatus = QueueItem.Status
 
 # How long a stopping campaign waits for calls already in flight to report their outcome.
 STOP_GRACE = dt.timedelta(minutes=20)
+# A flush claim older than this belongs to a worker that died mid-flush.
+FLUSH_CLAIM_TTL = dt.timedelta(minutes=15)
+CALL_OUTCOME_STATUSES = (
+    ItemStatus.ANSWERED, ItemStatus.VOICEMAIL, ItemStatus.TRANSFERRED, ItemStatus.NO_ANSWER, ItemStatus.FAILED,
+)  # fmt: skip
 FLUSH_CHUNK_ROWS = 500
 
 # The history table's columns are the warehouse adapter's, so the table seed_warehouse creates
@@ -72,12 +80,18 @@ RECONCILED_COLUMNS = (
     "action_type",
     "final_status",
     "skip_reason",
-    "call_attempts",
+    "calls",
+    "inbound_calls",
+    "texts",
     "last_call_outcome",
     "last_call_id",
+    "recording_url",
     "transferred",
     "promise_date",
     "promise_amount",
+    "dispute",
+    "open_tasks",
+    "opted_out",
     "sms_status",
     "inbound_call",
 )
@@ -125,7 +139,7 @@ def _enqueue(func: str, *args: Any, **kwargs: Any) -> None:
 
 def campaign_start(*, campaign: Campaign, user: Any = None) -> Campaign:
     """Begin the day: load the queue in the background, then run."""
-    if not _move(campaign, from_statuses=[Status.DRAFT], to_status=Status.LOADING, load_error="", load_started_at=timezone.now()):
+    if not _move(campaign, from_statuses=[Status.DRAFT], to_status=Status.LOADING, load_error="", load_started_at=clock.now()):
         raise CampaignStateError(f"{campaign} is {campaign.get_status_display().lower()}; only a draft campaign can start.")
     log.info("campaign starting", extra={"campaign_id": campaign.pk, "user": getattr(user, "username", "")})
     _enqueue("campaigns.tasks.campaign_load_task", campaign.pk)
@@ -146,7 +160,7 @@ def campaign_load_and_run(*, campaign: Campaign, now: dt.datetime | None = None,
         alert_raise(campaign=campaign, source="warehouse", message=f"Queue load failed: {exc}")
         log.warning("queue load failed", extra={"campaign_id": campaign.pk, "error": str(exc)})
         return campaign
-    if not _move(campaign, from_statuses=[Status.LOADING], to_status=Status.RUNNING, started_at=now, load_finished_at=timezone.now()):
+    if not _move(campaign, from_statuses=[Status.LOADING], to_status=Status.RUNNING, started_at=now, load_finished_at=clock.now()):
         return campaign
     sms.sms_schedule(campaign=campaign, now=now)
     queue.revalidation_schedule_install(campaign=campaign)
@@ -236,12 +250,19 @@ def _skip_untouched(*, campaign: Campaign, now: dt.datetime) -> None:
 def campaign_flush(*, campaign: Campaign) -> Campaign:
     """Write the day's history to the warehouse; only after every chunk is confirmed, clean up.
 
-    A failure anywhere leaves every row in place, records the error on the campaign and raises
-    an alert; flushing again is safe because the warehouse write is an upsert on the record id.
+    One worker flushes a day at a time: the flush is claimed first (a conditional update), so a
+    second worker — the minute tick beside the stop's own task, say — leaves it alone instead of
+    writing the reconciled file again from a queue that is being cleaned up. A failure anywhere
+    leaves every row in place, records the error on the campaign and raises an alert; flushing
+    again is safe because the warehouse write is an upsert on the record id. Only the day's queue
+    items are removed: calls, texts, batches and everything else stay with the clients' records.
     """
     campaign.refresh_from_db()
     if campaign.status != Status.STOPPED:
         raise CampaignStateError(f"{campaign} must be stopped before its history is flushed (it is {campaign.status}).")
+    if not _flush_claim(campaign):
+        log.info("flush already under way", extra={"campaign_id": campaign.pk})
+        return campaign
     table = DialerSettings.load().history_table
     written = 0
     try:
@@ -251,31 +272,76 @@ def campaign_flush(*, campaign: Campaign) -> Campaign:
     except IntegrationError as exc:
         return _flush_failed(campaign, f"History flush failed: {exc}", written=written)
     kpis.kpis_snapshot(campaign=campaign)
+    summary = day_summary(campaign=campaign)
     try:
-        reconciled_file_write(campaign=campaign)
+        path, rows = reconciled_file_write(campaign=campaign)
     except OSError as exc:
         # The history is in the warehouse, but the file the team reads is not: keep the day until it is.
         return _flush_failed(campaign, f"Reconciled file could not be written ({exc.strerror or exc}): check RECONCILED_FILE_DIR", written=written)
     with transaction.atomic():
         if not _move(
             campaign, from_statuses=[Status.STOPPED], to_status=Status.FLUSHED,
-            flushed_at=timezone.now(), flush_error="", flushed_rows=written,
-        ):
+            flushed_at=clock.now(), flush_error="", flushed_rows=written, flush_claimed_at=None,
+            day_summary=summary | {"history_rows": written}, reconciled_file=path.name, reconciled_rows=rows,
+        ):  # fmt: skip
             return campaign
         QueueItem.objects.filter(campaign=campaign).delete()
-        campaign.rejected_rows.all().delete()
-        campaign.batches.all().delete()
-    log.info("campaign flushed", extra={"campaign_id": campaign.pk, "rows": written})
+    log.info("campaign flushed", extra={"campaign_id": campaign.pk, "rows": written, "reconciled_rows": rows})
     return campaign
+
+
+def _flush_claim(campaign: Campaign) -> bool:
+    """Take the day's flush for this worker; False when another one holds a fresh claim. A claim
+    older than FLUSH_CLAIM_TTL belongs to a worker that died, and is taken over."""
+    now = timezone.now()  # about processes, so real time
+    return bool(
+        Campaign.objects.filter(pk=campaign.pk, status=Status.STOPPED)
+        .filter(Q(flush_claimed_at__isnull=True) | Q(flush_claimed_at__lt=now - FLUSH_CLAIM_TTL))
+        .update(flush_claimed_at=now)
+    )
 
 
 def _flush_failed(campaign: Campaign, message: str, *, written: int) -> Campaign:
     """Everything stays; the error shows on the campaign, and one open alert says so."""
-    Campaign.objects.filter(pk=campaign.pk).update(flush_error=message)
+    Campaign.objects.filter(pk=campaign.pk).update(flush_error=message, flush_claimed_at=None)
     alert_raise(campaign=campaign, source="flush", message=message)
     log.error("history flush failed", extra={"campaign_id": campaign.pk, "error": message, "rows_written": written})
     campaign.refresh_from_db()
     return campaign
+
+
+def day_summary(*, campaign: Campaign) -> dict[str, Any]:
+    """What the day came to, from its queue, kept on the campaign once the queue is cleaned up:
+    touchpoints per status and action, per ring group, and the skipped ones by reason."""
+    items = QueueItem.objects.filter(campaign=campaign)
+    status_counts = {status: n for status, n in items.values_list("status").annotate(n=Count("*")).order_by()}
+    actions = {action: n for action, n in items.values_list("action_type").annotate(n=Count("*")).order_by()}
+    ring_groups: dict[str, dict[str, int]] = {}
+    for ring_group, status, n in items.values_list("ring_group", "status").annotate(n=Count("*")).order_by():
+        group = ring_groups.setdefault(ring_group, {"queued": 0, "in_flight": 0, "done": 0})
+        if status == ItemStatus.QUEUED:
+            group["queued"] += n
+        elif status in (ItemStatus.RELEASING, ItemStatus.DIALING):
+            group["in_flight"] += n
+        elif status in CALL_OUTCOME_STATUSES:
+            group["done"] += n
+    skipped = [
+        [reason or "unspecified", n]
+        for reason, n in items.filter(status=ItemStatus.SKIPPED).values_list("skip_reason").annotate(n=Count("*")).order_by("-n", "skip_reason")
+    ]
+    promised = items.filter(
+        client_id__in=PromiseToPay.objects.filter(
+            call_id__in=CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False).values("call_id")
+        ).values("client_id")
+    ).exclude(status=ItemStatus.TRANSFERRED).count()
+    return {
+        "touchpoints": sum(status_counts.values()),
+        "status_counts": status_counts,
+        "action_types": actions,
+        "ring_groups": ring_groups,
+        "skipped_by_reason": skipped,
+        "promised_items": promised,
+    }
 
 
 def history_rows_in_warehouse(*, date: dt.date) -> int:
@@ -299,16 +365,20 @@ def _chunks(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str
 
 
 def history_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
-    """One warehouse row per call attempt, per SMS, and per item closed without contact."""
+    """One warehouse row per call attempt (outbound and inbound), per SMS, and per item closed
+    without contact. Every time is on the campaign's clock: `placed_at` for every attempt,
+    answered or not, and `sent_at` for every text."""
     promises = {p.call_id: p for p in PromiseToPay.objects.filter(call_id__in=CallAttempt.objects.filter(campaign=campaign).values("call_id"))}
-    now = timezone.now()
-    attempts = CallAttempt.objects.filter(campaign=campaign).select_related("queue_item__segment").order_by("created_at")
+    now = clock.now()
+    accounts = _accounts_of_inbound(campaign)
+    attempts = CallAttempt.objects.filter(campaign=campaign).select_related("queue_item__segment").order_by("placed_at", "created_at")
     for attempt in attempts.iterator(chunk_size=2000):
         item = attempt.queue_item
+        base = _item_fields(campaign, item) if item is not None else _account_fields(campaign, accounts.get(attempt.client_id), attempt)
         promise = promises.get(attempt.call_id or "")
-        yield _item_fields(campaign, item) | {
+        yield base | {
             "record_id": attempt.call_id or f"attempt-{attempt.pk}",
-            "record_type": "call",
+            "record_type": "inbound_call" if attempt.kind == CallAttempt.Kind.INBOUND else "call",
             "call_kind": attempt.kind,
             "outcome": attempt.outcome or attempt.status,
             "call_status": attempt.status,
@@ -316,6 +386,7 @@ def history_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
             "in_voicemail": attempt.in_voicemail,
             "attempt_number": attempt.attempt_number,
             "from_number": attempt.from_number,
+            "placed_at": attempt.placed_at,
             "started_at": attempt.started_at,
             "ended_at": attempt.ended_at,
             "duration_ms": attempt.duration_ms,
@@ -345,6 +416,7 @@ def history_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
             "sms_kind": message.kind,
             "heymarket_id": message.heymarket_id,
             "error": message.error,
+            "sent_at": message.sent_at,
             "started_at": message.sent_at,
             "recorded_at": now,
         }
@@ -355,6 +427,12 @@ def history_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
             "record_type": item.status,
             "recorded_at": now,
         }
+
+
+def _accounts_of_inbound(campaign: Campaign) -> dict[str, Account]:
+    """The accounts of the day's inbound callers (outbound calls have their queue item)."""
+    client_ids = CallAttempt.objects.filter(campaign=campaign, kind=CallAttempt.Kind.INBOUND).exclude(client_id="").values("client_id")
+    return {a.client_id: a for a in Account.objects.filter(client_id__in=client_ids).select_related("segment")}
 
 
 def _empty_item_fields(campaign: Campaign) -> dict[str, Any]:
@@ -381,43 +459,90 @@ def _item_fields(campaign: Campaign, item: QueueItem) -> dict[str, Any]:
     return row
 
 
+def _account_fields(campaign: Campaign, account: Account | None, attempt: CallAttempt) -> dict[str, Any]:
+    row = _empty_item_fields(campaign)
+    row.update(client_id=attempt.client_id, phone=attempt.client_phone)
+    if account is not None:
+        row.update(
+            client_name=account.name,
+            segment=account.segment.name if account.segment is not None else None,
+            days_past_due=account.days_past_due,
+        )
+    return row
+
+
 # --- the same-day reconciled file ----------------------------------------------------------
 
 
 def reconciled_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
-    """One row per client touched that day, outbound and inbound (seed: the partner's reconciled file)."""
+    """One row per client touched that day, outbound and inbound (seed: the partner's reconciled
+    file). Its call and text counts are the history's rows of the same day and client: calls the
+    dialer placed (not the ones Retell refused to dial), inbound calls, and texts."""
     day_start = timezone.make_aware(dt.datetime.combine(campaign.date, dt.time.min))
     day_end = day_start + dt.timedelta(days=1)
-    inbound = set(
+    dialed = CallAttempt.objects.filter(campaign=campaign).exclude(status=CallAttempt.Status.NOT_DIALED)
+    calls: dict[str, dict[str, Any]] = {}
+    for attempt in dialed.order_by("placed_at", "created_at").only(
+        "client_id", "kind", "outcome", "status", "call_id", "recording_url", "from_number", "to_number"
+    ):
+        entry = calls.setdefault(attempt.client_id, {"outbound": 0, "inbound": 0, "last": None, "recording": "", "phone": ""})
+        entry["inbound" if attempt.kind == CallAttempt.Kind.INBOUND else "outbound"] += 1
+        entry["last"] = attempt
+        entry["phone"] = entry["phone"] or attempt.client_phone
+        if attempt.recording_url:
+            entry["recording"] = attempt.recording_url
+    texts = dict(
+        SmsMessage.objects.filter(campaign=campaign).exclude(client_id="").values_list("client_id").annotate(n=Count("*")).order_by()
+    )
+    inbound_ledger = dict(
         ContactLedgerEntry.objects.filter(
             kind=ContactLedgerEntry.Kind.INBOUND_CALL, occurred_at__gte=day_start, occurred_at__lt=day_end
+        ).values_list("client_id", "outcome")
+    )
+    call_ids = dialed.exclude(call_id__isnull=True).values("call_id")
+    promises = {p.client_id: p for p in PromiseToPay.objects.filter(call_id__in=call_ids).order_by("created_at")}
+    touched = set(calls) | set(texts) | set(inbound_ledger)
+    disputes = set(
+        FollowUpTask.objects.filter(client_id__in=touched, kind=FollowUpTask.Kind.DISPUTE).values_list("client_id", flat=True)
+    )
+    open_tasks: dict[str, list[str]] = {}
+    for client_id, kind in (
+        FollowUpTask.objects.filter(client_id__in=touched).exclude(status=FollowUpTask.Status.DONE).values_list("client_id", "kind")
+    ):
+        open_tasks.setdefault(client_id, []).append(FollowUpTask.Kind(kind).label)
+    opted_out = set(
+        Suppression.objects.filter(
+            reason=Suppression.Reason.SMS_OPT_OUT, lifted_at__isnull=True, client_id__in=touched
         ).values_list("client_id", flat=True)
     )
-    # The last attempt per item: ordered so that later attempts overwrite earlier ones.
-    last_attempts: dict[int, tuple[str, str]] = {
-        item_id: (outcome, call_id or "")
-        for item_id, outcome, call_id in CallAttempt.objects.filter(campaign=campaign)
-        .order_by("queue_item_id", "created_at")
-        .values_list("queue_item_id", "outcome", "call_id")
-    }
-    # Promises made on this day's calls, outbound or inbound, matched by the call id.
-    inbound_calls = ContactLedgerEntry.objects.filter(
-        kind=ContactLedgerEntry.Kind.INBOUND_CALL, occurred_at__gte=day_start, occurred_at__lt=day_end
-    ).values("reference")
-    outbound_calls = CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False).values("call_id")
-    promises = {
-        p.client_id: p
-        for p in PromiseToPay.objects.filter(Q(call_id__in=outbound_calls) | Q(call_id__in=inbound_calls)).order_by("created_at")
-    }
     seen: set[str] = set()
+
+    def common(client_id: str) -> dict[str, Any]:
+        promise = promises.get(client_id)
+        entry = calls.get(client_id, {})
+        last = entry.get("last")
+        return {
+            "campaign_date": campaign.date.isoformat(),
+            "client_id": client_id,
+            "calls": entry.get("outbound", 0),
+            "inbound_calls": entry.get("inbound", 0),
+            "texts": texts.get(client_id, 0),
+            "last_call_outcome": (last.outcome or last.status) if last is not None else "",
+            "last_call_id": (last.call_id or "") if last is not None else "",
+            "recording_url": entry.get("recording", ""),
+            "transferred": "yes" if last is not None and last.outcome == CallAttempt.Outcome.TRANSFERRED else "no",
+            "promise_date": promise.promised_date.isoformat() if promise else "",
+            "promise_amount": str(promise.amount) if promise and promise.amount is not None else "",
+            "dispute": "yes" if client_id in disputes else "no",
+            "open_tasks": "; ".join(sorted(set(open_tasks.get(client_id, [])))),
+            "opted_out": "yes" if client_id in opted_out else "no",
+            "inbound_call": "yes" if client_id in inbound_ledger or entry.get("inbound") else "no",
+        }
+
     items = QueueItem.objects.filter(campaign=campaign).select_related("segment").order_by("client_id")
     for item in items.iterator(chunk_size=2000):
         seen.add(item.client_id)
-        attempt = last_attempts.get(item.pk)
-        promise = promises.get(item.client_id)
-        yield {
-            "campaign_date": campaign.date.isoformat(),
-            "client_id": item.client_id,
+        yield dict.fromkeys(RECONCILED_COLUMNS, "") | common(item.client_id) | {
             "client_name": item.client_name,
             "phone": item.phone,
             "segment": item.segment.name,
@@ -427,60 +552,43 @@ def reconciled_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
             "action_type": item.action_type,
             "final_status": item.status,
             "skip_reason": item.skip_reason,
-            "call_attempts": item.call_attempts,
-            "last_call_outcome": attempt[0] if attempt else "",
-            "last_call_id": attempt[1] if attempt else "",
-            "transferred": "yes" if item.status == ItemStatus.TRANSFERRED else "no",
-            "promise_date": promise.promised_date.isoformat() if promise else "",
-            "promise_amount": str(promise.amount) if promise and promise.amount is not None else "",
             "sms_status": item.sms_status,
-            "inbound_call": "yes" if item.client_id in inbound else "no",
         }
-    for entry in ContactLedgerEntry.objects.filter(
-        kind=ContactLedgerEntry.Kind.INBOUND_CALL, occurred_at__gte=day_start, occurred_at__lt=day_end
-    ).exclude(client_id__in=seen).order_by("client_id"):
-        promise = promises.get(entry.client_id)
-        yield dict.fromkeys(RECONCILED_COLUMNS, "") | {
-            "campaign_date": campaign.date.isoformat(),
-            "client_id": entry.client_id,
-            "phone": entry.phone,
-            "direction": "inbound",
-            "final_status": entry.outcome or "inbound",
-            "promise_date": promise.promised_date.isoformat() if promise else "",
-            "promise_amount": str(promise.amount) if promise and promise.amount is not None else "",
-            "inbound_call": "yes",
+    # Clients who called in (or were texted) without a touchpoint of their own today.
+    rest = sorted((touched - seen) - {""})
+    accounts = {a.client_id: a for a in Account.objects.filter(client_id__in=rest).select_related("segment")}
+    for client_id in rest:
+        account = accounts.get(client_id)
+        entry = calls.get(client_id, {})
+        yield dict.fromkeys(RECONCILED_COLUMNS, "") | common(client_id) | {
+            "client_name": account.name if account else "",
+            "phone": entry.get("phone") or (account.phone if account else ""),
+            "segment": account.segment.name if account and account.segment else "",
+            "days_past_due": account.days_past_due if account and account.days_past_due is not None else "",
+            "direction": "inbound" if client_id in inbound_ledger or entry.get("inbound") else "outbound",
+            "final_status": inbound_ledger.get(client_id) or "inbound",
         }
 
 
 def reconciled_csv_lines(*, campaign: Campaign) -> Iterator[str]:
-    """The reconciled file as CSV text lines (streamed for the download view)."""
-
-    class _Line:
-        value = ""
-
-        def write(self, text: str) -> None:
-            self.value = text
-
-    line = _Line()
-    writer = csv.DictWriter(line, fieldnames=RECONCILED_COLUMNS)
-    writer.writeheader()
-    yield line.value
-    for row in reconciled_rows(campaign=campaign):
-        writer.writerow(row)
-        yield line.value
+    """The reconciled file as CSV text lines (streamed for the download view); every cell goes
+    through the one spreadsheet-safe writer, since names and phones come from outside."""
+    yield from spreadsheets.csv_dict_lines(reconciled_rows(campaign=campaign), fieldnames=RECONCILED_COLUMNS)
 
 
-def reconciled_file_write(*, campaign: Campaign) -> Path:
+def reconciled_file_write(*, campaign: Campaign) -> tuple[Path, int]:
     directory = Path(settings.RECONCILED_FILE_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"reconciled-{campaign.date.isoformat()}.csv"
     tmp = path.with_suffix(".csv.tmp")
+    lines = -1  # the header is not a client's row
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         for text in reconciled_csv_lines(campaign=campaign):
             handle.write(text)
+            lines += 1
     tmp.replace(path)
-    log.info("reconciled file written", extra={"campaign_id": campaign.pk, "path": path.name})
-    return path
+    log.info("reconciled file written", extra={"campaign_id": campaign.pk, "path": path.name, "rows": lines})
+    return path, lines
 
 
 # --- end of day -----------------------------------------------------------------------------

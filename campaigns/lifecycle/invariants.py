@@ -46,24 +46,13 @@ def check_dialed_once(*, campaign: Campaign) -> Check:
     """Each release of an item dials once: attempt numbers never repeat, attempts never exceed the
     daily cap, and the vendor saw exactly as many calls per number as we recorded."""
     cap = DialerSettings.load().max_call_attempts_per_day
-    repeated = list(
-        CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False)
-        .values("queue_item_id", "attempt_number")
-        .annotate(n=Count("pk"))
-        .filter(n__gt=1)[:5]
-    )
-    over_cap = list(
-        CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False)
-        .values("queue_item_id")
-        .annotate(n=Count("pk"))
-        .filter(n__gt=cap)[:5]
-    )
-    ours = dict(
-        CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False)
-        .values_list("to_number")
-        .annotate(n=Count("pk"))
-    )
-    ids = list(CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False).values_list("call_id", flat=True))
+    # One item per client per campaign, so the client id stands for the item, also once the
+    # day's flush has detached the attempts from their items. Inbound calls are not dials.
+    dialed = CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False).exclude(kind=CallAttempt.Kind.INBOUND)
+    repeated = list(dialed.values("client_id", "attempt_number").annotate(n=Count("pk")).filter(n__gt=1)[:5])
+    over_cap = list(dialed.values("client_id").annotate(n=Count("pk")).filter(n__gt=cap)[:5])
+    ours = dict(dialed.values_list("to_number").annotate(n=Count("pk")))
+    ids = list(dialed.values_list("call_id", flat=True))
     vendor: dict[str, int] = defaultdict(int)
     for start in range(0, len(ids), 500):
         for number, n in (

@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any, Union
 
 from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from cadences.models import Segment
@@ -122,12 +122,18 @@ def _merge(into: dict[SegmentPhase, Figures], rows: Iterable[Mapping[str, Any]],
 
 
 def promise_figures(*, since: dt.date, until: dt.date) -> dict[tuple[dt.date, str, str], Figures]:
-    """Promise figures per (local date captured, segment, phase) for since ≤ date ≤ until."""
+    """Promise figures per (campaign day of the call, segment, phase) for since ≤ day ≤ until.
+
+    A promise counts on the day of the call it was made on — the campaign's date, whatever the
+    machine's clock said when it was recorded (a sandbox day run for another date, say)."""
     start, _ = day_bounds(since)
     _, end = day_bounds(until)
+    on_day = Q(campaign_date__gte=since, campaign_date__lte=until)
+    # Promises recorded before they carried their campaign day: by the day they were recorded.
+    undated = Q(campaign_date__isnull=True, created_at__gte=start, created_at__lt=end)
     rows = (
-        PromiseToPay.objects.filter(created_at__gte=start, created_at__lt=end)
-        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        PromiseToPay.objects.filter(on_day | undated)
+        .annotate(day=Coalesce("campaign_date", TruncDate("created_at", tzinfo=timezone.get_current_timezone())))
         .values("day", "segment_name", "phase")
         .annotate(
             promises=Count("pk"),

@@ -39,14 +39,14 @@ from typing import IO, Any
 
 from django.db import connection, models, transaction
 from django.db.models import F
-from django.utils import timezone
 from django_q.models import Schedule
 
 from cadences.models import MAX_CADENCE_DAY, ActionType, CadenceStep, DialerSettings, Segment
 from cadences.resolution import CadenceIndex, cadence_index
 from campaigns import geo
-from campaigns.models import Alert, Campaign, QueueItem, RejectedRow, Source
+from campaigns.models import Account, AccountPhone, Alert, Campaign, QueueItem, RejectedRow, Source
 from campaigns.alerts import alert_raise
+from integrations import clock
 from integrations.http import IntegrationError
 from integrations.warehouse import client as warehouse
 
@@ -97,6 +97,8 @@ _MAX_LENGTHS: dict[str, int] = {
     "ring_group": _max_length("warehouse_ring_group"),
 }
 _TIMEZONES_MAX_LENGTH = _max_length("timezones")
+_OWNER_MAX_LENGTH = 100
+_TIER_MAX_LENGTH = 32
 _AMOUNT_FIELD = QueueItem._meta.get_field("amount_due")
 _AMOUNT_LIMIT = Decimal(10) ** (_AMOUNT_FIELD.max_digits - _AMOUNT_FIELD.decimal_places)
 _CENT = Decimal("0.01")
@@ -144,6 +146,8 @@ class PreparedChunk:
     """One chunk of rows checked and resolved: the items to insert and what was left out."""
 
     items: list[dict[str, Any]] = field(default_factory=list)
+    # Every usable row's account values, with or without a touchpoint today.
+    accounts: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[RowRejection] = field(default_factory=list)
     read: int = 0
     no_touchpoint: int = 0
@@ -278,10 +282,10 @@ def _segment(run: LoadRun, name: str) -> Segment | None:
     return run.segments[name]
 
 
-def _check_row(run: LoadRun, row: Mapping[str, Any]) -> dict[str, Any] | str | None:
-    """The queue item's values for one row, or the reason it is rejected (str), or None when
-    the client has no touchpoint today. Runs once per warehouse row, so it reads each value
-    once and resolves segments and steps from per-load caches."""
+def _check_row(run: LoadRun, row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None] | str:
+    """The account's values and the queue item's for one row (None when the client has no
+    touchpoint today), or the reason it is rejected (str). Runs once per warehouse row, so it
+    reads each value once and resolves segments and steps from per-load caches."""
     if not _REQUIRED <= row.keys():
         missing = [c for c in REQUIRED_COLUMNS if c not in row]
         return f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
@@ -330,9 +334,25 @@ def _check_row(run: LoadRun, row: Mapping[str, Any]) -> dict[str, Any] | str | N
     if len(timezones) > _TIMEZONES_MAX_LENGTH:
         return f"timezone lists more zones than fit ({len(zones)})"
 
+    account = {
+        "client_id": client_id,
+        "name": name,
+        "phone": phone,
+        "email": email,
+        "segment_id": segment.pk,
+        "days_past_due": days,
+        "amount_due": amount_due,
+        "timezones": timezones,
+        "state": state,
+        "postal_code": postal_code,
+        "payment_link": payment_link,
+        "owner": _text(row.get("owner"))[:_OWNER_MAX_LENGTH],
+        "tier": _text(row.get("tier"))[:_TIER_MAX_LENGTH],
+        "status": account_status(segment, days),
+    }
     step_values = _step_values(run, segment, days)
     if step_values is None:
-        return None
+        return account, None
     item = step_values.copy()
     item.update(
         client_id=client_id,
@@ -346,7 +366,15 @@ def _check_row(run: LoadRun, row: Mapping[str, Any]) -> dict[str, Any] | str | N
         postal_code=postal_code,
         timezones=timezones,
     )
-    return item
+    return account, item
+
+
+def account_status(segment: Segment, days: int) -> str:
+    if days >= segment.cancellation_day:
+        return Account.Status.CANCELLED
+    if days >= segment.suspension_day:
+        return Account.Status.SUSPENDED
+    return Account.Status.ACTIVE
 
 
 def queue_rows_prepare(*, run: LoadRun, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> PreparedChunk:
@@ -377,12 +405,15 @@ def queue_rows_prepare(*, run: LoadRun, rows: Iterable[tuple[int, Mapping[str, A
                     chunk.already_queued += 1
                 continue
         outcome = _check_row(run, row)
-        if outcome is None:
-            chunk.no_touchpoint += 1
-        elif isinstance(outcome, str):
+        if isinstance(outcome, str):
             chunk.rejections.append(RowRejection(row_number, client_id[:64], outcome, _json_safe(row)))
+            continue
+        account, item = outcome
+        chunk.accounts.append(account)
+        if item is None:
+            chunk.no_touchpoint += 1
         else:
-            chunk.items.append(outcome)
+            chunk.items.append(item)
     return chunk
 
 
@@ -399,7 +430,7 @@ def queue_item_copy_rows(
     Fields named in `exclude` are left out.
     """
     fields = [f for f in QueueItem._meta.concrete_fields if not f.primary_key and f.attname not in exclude]
-    now = timezone.now()
+    now = clock.now()
     json_fields = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
     base: dict[str, Any] = {}
     for f in fields:
@@ -504,9 +535,97 @@ def queue_items_insert(*, campaign_id: int, items: list[dict[str, Any]]) -> int:
     return QueueItem.objects.filter(campaign_id=campaign_id).count() - before
 
 
+# Account columns a load writes; the rest (first seen) are set once, when the client is new.
+ACCOUNT_FIELDS = (
+    "client_id", "name", "phone", "email", "segment_id", "days_past_due", "amount_due", "timezones", "state",
+    "postal_code", "payment_link", "owner", "tier", "status",
+)  # fmt: skip
+
+
+def accounts_upsert(*, accounts: list[dict[str, Any]], now: dt.datetime, campaign_date: dt.date) -> None:
+    """Create or update one account per row, and record the row's phone among the account's
+    numbers: one statement each on PostgreSQL (COPY into a staging table, then INSERT ... ON
+    CONFLICT DO UPDATE) and on SQLite (an upsert executed per row in C). Call inside a transaction."""
+    if not accounts:
+        return
+    qn = connection.ops.quote_name
+    table = qn(Account._meta.db_table)
+    phones = qn(AccountPhone._meta.db_table)
+    columns = [_column_name(Account, "segment" if name == "segment_id" else name) for name in ACCOUNT_FIELDS]
+    quoted = ", ".join(qn(c) for c in columns)
+    updates = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in columns if c != "client_id")
+    seen = f"{qn('last_seen_at')} = EXCLUDED.{qn('last_seen_at')}, {qn('last_campaign_date')} = EXCLUDED.{qn('last_campaign_date')}"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS pg_temp.account_staging")
+            cursor.execute(f"CREATE TEMPORARY TABLE account_staging AS SELECT {quoted} FROM {table} WITH NO DATA")
+            with connection.wrap_database_errors, cursor.cursor.copy(f"COPY account_staging ({quoted}) FROM STDIN") as copy:
+                for account in accounts:
+                    copy.write_row([account[name] for name in ACCOUNT_FIELDS])
+            cursor.execute(
+                f"INSERT INTO {table} ({quoted}, first_seen_at, last_seen_at, last_campaign_date) "
+                f"SELECT {quoted}, %s, %s, %s FROM account_staging "
+                f"ON CONFLICT (client_id) DO UPDATE SET {updates}, {seen}",
+                [now, now, campaign_date],
+            )
+            cursor.execute(
+                f"INSERT INTO {phones} (account_id, phone, first_seen_at, last_seen_at) "
+                f"SELECT a.id, s.phone, %s, %s FROM account_staging AS s JOIN {table} AS a ON a.client_id = s.client_id "
+                f"ON CONFLICT (account_id, phone) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at",
+                [now, now],
+            )
+            cursor.execute("DROP TABLE pg_temp.account_staging")
+        return
+    if connection.vendor == "sqlite":
+        at = connection.ops.adapt_datetimefield_value(now)
+        day = connection.ops.adapt_datefield_value(campaign_date)
+        rows = [[*(_sqlite_value(account[name]) for name in ACCOUNT_FIELDS), at, at, day] for account in accounts]
+        placeholders = ", ".join(["%s"] * (len(columns) + 3))
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {table} ({quoted}, first_seen_at, last_seen_at, last_campaign_date) VALUES ({placeholders}) "
+                f"ON CONFLICT (client_id) DO UPDATE SET {updates}, {seen}",
+                rows,
+            )
+            cursor.executemany(
+                f"INSERT INTO {phones} (account_id, phone, first_seen_at, last_seen_at) "
+                f"SELECT id, %s, %s, %s FROM {table} WHERE client_id = %s "
+                f"ON CONFLICT (account_id, phone) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+                [[account["phone"], at, at, account["client_id"]] for account in accounts],
+            )
+        return
+    Account.objects.bulk_create(
+        [Account(**account, first_seen_at=now, last_seen_at=now, last_campaign_date=campaign_date) for account in accounts],
+        update_conflicts=True,
+        unique_fields=["client_id"],
+        update_fields=["segment" if name == "segment_id" else name for name in ACCOUNT_FIELDS if name != "client_id"]
+        + ["last_seen_at", "last_campaign_date"],
+    )
+    ids = dict(Account.objects.filter(client_id__in=[a["client_id"] for a in accounts]).values_list("client_id", "pk"))
+    AccountPhone.objects.bulk_create(
+        [AccountPhone(account_id=ids[a["client_id"]], phone=a["phone"], first_seen_at=now, last_seen_at=now) for a in accounts],
+        update_conflicts=True,
+        unique_fields=["account", "phone"],
+        update_fields=["last_seen_at"],
+    )
+
+
+def _column_name(model: type[models.Model], field_name: str) -> str:
+    field = model._meta.get_field(field_name)
+    if not isinstance(field, models.Field) or not field.column:
+        raise TypeError(f"{model.__name__}.{field_name} is not a column")
+    return field.column
+
+
+def _sqlite_value(value: Any) -> Any:
+    # sqlite3 takes no Decimal: Django stores decimals in SQLite as text.
+    return str(value) if isinstance(value, Decimal) else value
+
+
 def _write_chunk(*, run: LoadRun, chunk: PreparedChunk) -> int:
     """Items, rejected rows and progress counters of one chunk, in one transaction."""
     with transaction.atomic():
+        accounts_upsert(accounts=chunk.accounts, now=run.now, campaign_date=run.campaign.date)
         inserted = queue_items_insert(campaign_id=run.campaign.pk, items=chunk.items)
         # Lost to a concurrent writer between our read of the campaign's clients and the insert.
         raced = len(chunk.items) - inserted
@@ -671,7 +790,7 @@ def queue_load(
     IntegrationError propagates (the caller decides what the campaign does next); a retry
     continues where this one stopped.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     query = sql if sql is not None else DialerSettings.load().queue_sql
     campaign.refresh_from_db()
     if campaign.status not in LOADABLE_STATUSES:
@@ -682,7 +801,7 @@ def queue_load(
         # replaced, not accumulated, and the counters start over.
         RejectedRow.objects.filter(campaign=campaign, source=SOURCE_WAREHOUSE).delete()
         Campaign.objects.filter(pk=campaign.pk).update(
-            load_started_at=timezone.now(),
+            load_started_at=clock.now(),
             load_finished_at=None,
             load_error="",
             rows_read=0,
@@ -704,7 +823,7 @@ def queue_load(
         campaign.refresh_from_db()
         log.warning("queue load failed", extra={"campaign_id": campaign.pk, "error": str(exc), **progress.log_fields()})
         raise
-    Campaign.objects.filter(pk=campaign.pk).update(load_finished_at=timezone.now())
+    Campaign.objects.filter(pk=campaign.pk).update(load_finished_at=clock.now())
     campaign.refresh_from_db()
     log.info("queue load finished", extra={"campaign_id": campaign.pk, **progress.log_fields()})
     return progress
@@ -765,7 +884,7 @@ def queue_upload_csv(
     A file that is not CSV, or lacks a required column, raises CsvFileError and loads nothing.
     Each unusable row is stored as a RejectedRow (source "csv") with its line number and reason.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     campaign.refresh_from_db()
     if campaign.status not in LOADABLE_STATUSES:
         raise CsvFileError(f"{campaign} is {campaign.get_status_display().lower()}; it takes no more queue items.")
@@ -841,6 +960,11 @@ def _mark_ineligible(*, campaign: Campaign, eligible: set[str], now: dt.datetime
         marked = cursor.rowcount
         cursor.execute(f"DROP TABLE {temp_table}")
         Campaign.objects.filter(pk=campaign.pk).update(ineligible=F("ineligible") + marked, last_revalidated_at=now)
+        if marked:
+            # The query no longer returns them: they resolved their balance (the warehouse says so).
+            Account.objects.filter(
+                client_id__in=QueueItem.objects.filter(campaign=campaign, status=QueueItem.Status.INELIGIBLE).values("client_id")
+            ).exclude(status=Account.Status.RESOLVED).update(status=Account.Status.RESOLVED)
     return marked
 
 
@@ -851,7 +975,7 @@ def queue_revalidate(*, campaign: Campaign, now: dt.datetime | None = None, sql:
     are touched. Returns how many were marked. An empty result is treated as a warehouse
     problem (an alert, nothing marked), never as every client having paid at once.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     query = sql if sql is not None else DialerSettings.load().queue_sql
     eligible = _eligible_client_ids(query)
     if not eligible:
@@ -876,7 +1000,7 @@ def _revalidation_schedule_name(campaign: Campaign) -> str:
 
 def revalidation_schedule_install(*, campaign: Campaign, now: dt.datetime | None = None) -> Schedule:
     """The django-q2 schedule that revalidates this campaign every configured interval (idempotent)."""
-    now = now or timezone.now()
+    now = now or clock.now()
     minutes = DialerSettings.load().revalidation_interval_minutes
     schedule, _ = Schedule.objects.update_or_create(
         name=_revalidation_schedule_name(campaign),

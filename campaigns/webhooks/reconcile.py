@@ -61,7 +61,7 @@ def attempts_reconcile(*, now: dt.datetime, limit: int = 200) -> ReconcileReport
         if not attempt.call_id:
             # Retell never gave this attempt a call id. While the item is still being released
             # the release step owns it; once it claims to be dialing, nobody will resolve it.
-            if attempt.queue_item.status == QueueItem.Status.DIALING or age >= GIVE_UP_AFTER:
+            if attempt.queue_item is None or attempt.queue_item.status == QueueItem.Status.DIALING or age >= GIVE_UP_AFTER:
                 outcomes.attempt_fail(attempt=attempt, reason="The call was never registered with Retell.", now=now)
                 report.failed += 1
             continue

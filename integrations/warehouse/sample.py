@@ -45,8 +45,13 @@ QUEUE_COLUMNS: dict[str, str] = {
     "postal_code": "VARCHAR(10)",
     "payment_link": "VARCHAR(500)",
     "email": "VARCHAR(254)",
+    "owner": "VARCHAR(100)",
+    "tier": "VARCHAR(32)",
     "balance_resolved": "INTEGER",
 }
+
+# Fictional account owners the sample names for some clients.
+ACCOUNT_OWNERS = ("a.rivera", "j.chen", "m.okafor", "s.lindqvist")
 
 # (segment, share of clients, suspension day): the five segments of the outreach lifecycle.
 SEGMENTS: tuple[tuple[str, float, int], ...] = (
@@ -254,6 +259,10 @@ def sample_row(seed: int, index: int, *, dirty: bool, zones: dict[str, tuple[str
         "email": _email(first, last, index) if rng.random() < 0.7 else None,
         "balance_resolved": 1 if rng.random() < RESOLVED_SHARE else 0,
     }
+    # Owner and tier draw from a random of their own, so adding them changed no other value.
+    extra = random.Random(f"{seed}:{client_id}:owner")
+    row["owner"] = extra.choice(ACCOUNT_OWNERS) if extra.random() < 0.3 else None
+    row["tier"] = "platinum" if float(row["amount_due"]) >= 2500 else extra.choice(("standard", "standard", "gold"))
     kind = None
     if dirty and index % DIRTY_EVERY == DIRTY_EVERY - 1:
         kind = DIRTY_KINDS[(index // DIRTY_EVERY) % len(DIRTY_KINDS)]

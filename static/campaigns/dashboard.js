@@ -86,10 +86,9 @@
     });
     fillRows(card.querySelector("[data-ring-groups]"), data.ring_groups,
       [text("ring_group"), num("free_agents"), num("in_flight"), num("queued"), num("done")], "No touchpoints loaded.");
-    fillRows(card.querySelector("[data-skipped]"), data.skipped_by_reason, [text("reason"), num("count")], "Nothing skipped.");
+    fillRows(card.querySelector("[data-skipped]"), data.skipped_by_reason, [text("reason_display"), num("count")], "Nothing skipped.");
     fillRows(card.querySelector("[data-batches]"), data.batches, [
-      text("released_at"), text("ring_group"), num("available_agents"), num("size"),
-      { value: function (b) { return b.timed_out ? "timed out" : (b.resolved_at || "in flight"); } }
+      text("released_at"), text("ring_group"), num("available_agents"), text("why_size"), text("ended")
     ], "No batch released yet.");
 
     var mixFigure = card.querySelector('[data-chart="outcome-mix"]');

@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from cadences.models import ActionType, CadenceStep, Phase, Segment, SmsTemplate
 from cadences.roles import BILLING_MANAGERS, SUPERVISORS
+from integrations import clock
+from tests.campaigns.accounts import accounts_for
 from campaigns.models import CallAttempt, Campaign, PromiseToPay, QueueItem, SmsMessage
 
 _counter = itertools.count(1)
@@ -108,11 +110,15 @@ def item_fields(campaign: Campaign, step: CadenceStep, **fields: Any) -> dict[st
 
 
 def make_item(campaign: Campaign, step: CadenceStep, **fields: Any) -> QueueItem:
-    return QueueItem.objects.create(**item_fields(campaign, step, **fields))
+    item = QueueItem.objects.create(**item_fields(campaign, step, **fields))
+    accounts_for([item])
+    return item
 
 
 def make_items(campaign: Campaign, step: CadenceStep, count: int, **fields: Any) -> list[QueueItem]:
-    return QueueItem.objects.bulk_create([QueueItem(**item_fields(campaign, step, **fields)) for _ in range(count)])
+    items = QueueItem.objects.bulk_create([QueueItem(**item_fields(campaign, step, **fields)) for _ in range(count)])
+    accounts_for(items)
+    return items
 
 
 def make_attempt(item: QueueItem, *, outcome: str = "", status: str = CallAttempt.Status.ENDED, **fields: Any) -> CallAttempt:
@@ -123,6 +129,7 @@ def make_attempt(item: QueueItem, *, outcome: str = "", status: str = CallAttemp
         "call_id": f"call_{uuid.uuid4().hex[:16]}",
         "from_number": "+12125550100",
         "to_number": item.phone,
+        "placed_at": clock.now(),
         "status": status,
         "outcome": outcome,
     }

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from cadences.models import ActionType, CadenceStep, DialerSettings, Phase, Segment, SmsTemplate
+from tests.campaigns.accounts import accounts_for
 from campaigns.models import Campaign, QueueItem
 from integrations.http import reset_sessions
 from integrations.sandbox.models import SimulatedCall, SimulatorConfig
@@ -89,11 +90,15 @@ def item_fields(campaign: Campaign, step: CadenceStep, **fields: Any) -> dict[st
 
 
 def make_item(campaign: Campaign, step: CadenceStep, **fields: Any) -> QueueItem:
-    return QueueItem.objects.create(**item_fields(campaign, step, **fields))
+    item = QueueItem.objects.create(**item_fields(campaign, step, **fields))
+    accounts_for([item])
+    return item
 
 
 def make_items(campaign: Campaign, step: CadenceStep, count: int, **fields: Any) -> list[QueueItem]:
-    return QueueItem.objects.bulk_create([QueueItem(**item_fields(campaign, step, **fields)) for _ in range(count)], batch_size=1000)
+    items = QueueItem.objects.bulk_create([QueueItem(**item_fields(campaign, step, **fields)) for _ in range(count)], batch_size=1000)
+    accounts_for(items)
+    return items
 
 
 def dialer_settings(**fields: Any) -> DialerSettings:

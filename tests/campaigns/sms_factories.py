@@ -13,6 +13,7 @@ import pytest
 from cadences.defaults import install_default_content
 from cadences.models import ActionType, CadenceStep, DialerSettings, Segment, SmsTemplate, StateCallLimit
 from cadences.resolution import cadence_index
+from tests.campaigns.accounts import accounts_for
 from campaigns.models import Campaign, QueueItem
 
 _counter = itertools.count(1)
@@ -95,7 +96,9 @@ def queue_item(
     else:
         values["sms_status"] = QueueItem.SmsStatus.PENDING
     values.update(fields)
-    return QueueItem.objects.create(**values)
+    item = QueueItem.objects.create(**values)
+    accounts_for([item])
+    return item
 
 
 def local(day: dt.date, hour: int, minute: int = 0, zone: str = "America/New_York") -> dt.datetime:

@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from cadences.models import Phase
 from campaigns.dashboard import selectors
+from campaigns.compliance import gate as compliance
 from campaigns.models import Campaign, DailyKpi, FollowUpTask, QueueItem
 from tests.campaigns.dashboard_factories import (
     at,
@@ -89,7 +90,7 @@ def test_campaign_list_and_detail_with_live_counters(day: dict[str, Any]) -> Non
     live = detail["live"]
     assert live["total_items"] == 8
     assert live["counters"]["answered"] == 2 and live["counters"]["queued"] == 5 and live["counters"]["skipped"] == 1
-    assert live["skipped_by_reason"] == [{"reason": "suppressed", "count": 1}]
+    assert live["skipped_by_reason"] == [{"reason": "suppressed", "reason_display": compliance.rule_label("suppressed"), "count": 1}]
     assert {rg["ring_group"] for rg in live["ring_groups"]} == {
         day["red_step"].segment.billing_ring_group,
         day["reso_step"].segment.resurrection_ring_group,

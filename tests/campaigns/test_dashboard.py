@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from cadences.models import Phase
 from campaigns.dashboard import selectors
+from campaigns.compliance import gate as compliance
 from campaigns.models import Alert, Campaign, QueueItem, ReleaseBatch, SmsMessage
 from campaigns.transitions import queue_item_transition
 from tests.campaigns.dashboard_factories import (
@@ -150,7 +151,7 @@ def test_counters_come_from_the_rows(running_day: dict[str, Any]) -> None:
         "ineligible": 1,
     }
     assert card["sms_failed"] == 1
-    assert card["skipped_by_reason"] == [{"reason": "contact_cap", "count": 2}, {"reason": "window_closed", "count": 1}]
+    assert card["skipped_by_reason"] == [{"reason": "contact_cap", "reason_display": compliance.rule_label("contact_cap"), "count": 2}, {"reason": "window_closed", "reason_display": compliance.rule_label("window_closed"), "count": 1}]
     by_group = {rg["ring_group"]: rg for rg in card["ring_groups"]}
     billing = by_group[running_day["red_step"].segment.billing_ring_group]
     assert (billing["queued"], billing["in_flight"], billing["done"], billing["free_agents"]) == (1, 2, 5, None)
@@ -175,7 +176,7 @@ def test_batches_alerts_and_charts_are_in_the_feed(running_day: dict[str, Any]) 
     payload = client.get(reverse("campaigns-dashboard-status")).json()
     (card,) = payload["campaigns"]
     assert card["halt_reason"] == "Retell reports no valid payment method"
-    assert [(b["ring_group"], b["size"], b["resolved_at"]) for b in card["batches"]] == [("red-initial-billing", 3, "")]
+    assert [(b["ring_group"], b["size"], b["resolved_at"], b["ended"]) for b in card["batches"]] == [("red-initial-billing", 3, "", "Calls in progress")]
     assert [a["message"] for a in payload["alerts"]] == ["Retell reports no valid payment method"]
     funnel = {stage["stage"]: stage["count"] for stage in card["funnel"]}
     assert funnel == {"queued": 12, "attempted": 1, "reached": 1, "resolved": 1}

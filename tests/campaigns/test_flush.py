@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from cadences.models import DialerSettings
 from campaigns.models import (
@@ -46,7 +47,8 @@ def stopped_day(campaign: Campaign, sample_warehouse: SampleWarehouse, settings:
     texted = campaign.items.exclude(action_type="CALL").get()
     for item, status, call_id in ((answered, "answered", "call_a"), (voicemail, "voicemail", "call_v")):
         CallAttempt.objects.create(
-            campaign=campaign, queue_item=item, call_id=call_id, to_number=item.phone, status="ended", outcome=status,
+            campaign=campaign, queue_item=item, client_id=item.client_id, placed_at=NOW,
+            call_id=call_id, to_number=item.phone, status="ended", outcome=status,
             disconnection_reason="user_hangup" if status == "answered" else "voicemail_reached", duration_ms=61000,
             summary="Client promised to pay on Friday." if status == "answered" else "",
             transcript="Agent: Hi, this is Grace.\nUser: I can pay on Friday — promesa.\n" if status == "answered" else "",
@@ -94,8 +96,10 @@ def test_flush_writes_every_outcome_then_cleans_up_the_day(stopped_day: Campaign
     assert sms["sms_text"] == "Hi there" and sms["sms_kind"] == "touchpoint"
     assert campaign.flushed_rows == len(history) == 4
     # The day's rows are gone; what outlives the day stays.
+    # Only the day's queue goes: the calls and texts stay with their clients' records.
     assert not QueueItem.objects.filter(campaign=campaign).exists()
-    assert not CallAttempt.objects.filter(campaign=campaign).exists()
+    assert set(CallAttempt.objects.filter(campaign=campaign).values_list("call_id", "queue_item")) == {("call_a", None), ("call_v", None)}
+    assert SmsMessage.objects.filter(campaign=campaign, queue_item=None).count() == 1
     assert ContactLedgerEntry.objects.count() == 3
     assert PromiseToPay.objects.count() == 1 and FollowUpTask.objects.count() == 1
     assert DailyKpi.objects.filter(date=campaign.date).exists()
@@ -189,3 +193,58 @@ def test_reconciled_file_has_one_row_per_client_touched_outbound_and_inbound(sto
     assert answered["promise_amount"] == "120.50" and answered["promise_date"] == "2025-06-13"
     assert {r["final_status"] for r in rows if r["direction"] == "outbound"} == {"answered", "voicemail", "skipped", "sms_sent"}
     assert next(r for r in rows if r["final_status"] == "skipped")["skip_reason"] == "conversation_blackout"
+
+
+def test_a_second_worker_flushing_the_same_day_leaves_the_reconciled_file_whole(
+    stopped_day: Campaign, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop's own finish task and the minute tick both flush a stopped day. One of them used
+    to write the reconciled file again after the other had cleaned the queue up, leaving a file
+    of its header alone (what `make run`'s end-of-day flush produced)."""
+    real_snapshot = lifecycle.kpis.kpis_snapshot
+    interleaved = {"done": False}
+
+    def other_worker_flushes_meanwhile(*, campaign: Campaign) -> int:
+        # This worker has written the history; before it writes the file, the other one flushes.
+        if not interleaved["done"]:
+            interleaved["done"] = True
+            lifecycle.campaign_flush(campaign=Campaign.objects.get(pk=campaign.pk))
+        return real_snapshot(campaign=campaign)
+
+    monkeypatch.setattr(lifecycle.kpis, "kpis_snapshot", other_worker_flushes_meanwhile)
+    campaign = lifecycle.campaign_flush(campaign=stopped_day)
+    assert campaign.status == Campaign.Status.FLUSHED
+    path = settings.RECONCILED_FILE_DIR / f"reconciled-{campaign.date.isoformat()}.csv"
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5 == campaign.reconciled_rows
+    assert campaign.reconciled_file == path.name
+
+
+def test_a_flush_claim_of_a_worker_that_died_is_taken_over(stopped_day: Campaign) -> None:
+    Campaign.objects.filter(pk=stopped_day.pk).update(flush_claimed_at=timezone.now())
+    assert lifecycle.campaign_flush(campaign=stopped_day).status == Campaign.Status.STOPPED  # a live claim: left alone
+    Campaign.objects.filter(pk=stopped_day.pk).update(flush_claimed_at=timezone.now() - lifecycle.FLUSH_CLAIM_TTL - dt.timedelta(seconds=1))
+    assert lifecycle.campaign_flush(campaign=stopped_day).status == Campaign.Status.FLUSHED
+
+
+def test_the_reconciled_file_counts_each_clients_calls_and_texts_as_the_history_does(stopped_day: Campaign, settings: Any) -> None:
+    campaign = lifecycle.campaign_flush(campaign=stopped_day)
+    path = settings.RECONCILED_FILE_DIR / f"reconciled-{campaign.date.isoformat()}.csv"
+    with path.open(newline="") as handle:
+        rows = {r["client_id"]: r for r in csv.DictReader(handle)}
+    history = list(_history().values())
+    for client_id, row in rows.items():
+        calls = [h for h in history if h["client_id"] == client_id and h["record_type"] == "call" and h["call_status"] != "not_dialed"]
+        texts = [h for h in history if h["client_id"] == client_id and h["record_type"] == "sms"]
+        assert (int(row["calls"]), int(row["texts"])) == (len(calls), len(texts)), client_id
+    answered = next(r for r in rows.values() if r["last_call_outcome"] == "answered")
+    assert answered["open_tasks"] == "Hardship" and answered["dispute"] == "no" and answered["opted_out"] == "no"
+    assert set(rows["INBOUND-ONLY"]) >= {"dispute", "open_tasks", "opted_out", "recording_url"}
+
+
+def test_history_has_a_placed_time_for_every_call_and_a_sent_time_for_every_text(stopped_day: Campaign) -> None:
+    lifecycle.campaign_flush(campaign=stopped_day)
+    history = _history()
+    assert {str(h["placed_at"])[:10] for h in history.values() if h["record_type"] == "call"} == {NOW.date().isoformat()}
+    assert all(h["sent_at"] for h in history.values() if h["record_type"] == "sms")

@@ -56,11 +56,12 @@ def test_a_caller_in_todays_queue_gets_their_account_context(client):
         "last_outcome": "none",
         "transfer_number": item.transfer_number,
         "payment_link": item.payment_link,
+        "open_promise": "",
+        "recent_history": "No earlier calls or texts on record.",
     }
     assert all(isinstance(value, str) for value in variables.values())
-    assert answer["metadata"]["match"] == "queue"
+    assert answer["metadata"]["match"] == "account"
     assert answer["metadata"]["client_id"] == item.client_id
-    assert answer["metadata"]["queue_item_id"] == item.pk
 
 
 def test_a_matched_caller_enters_the_ledger_and_is_not_called_again_today(client):

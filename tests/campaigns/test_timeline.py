@@ -83,9 +83,12 @@ def test_it_shows_every_kind_of_event_with_why(client_history: dict[str, Any]) -
     assert response.status_code == 200
     html = response.content.decode()
     assert "Avery Jordan" in html
-    # The gate decision: the rule that blocked, the sentence, and its inputs.
-    assert "weekly_call_cap" in html and "7 call attempts in the last 7 days (cap 7)." in html
-    assert "&quot;attempts_in_window&quot;: 7" in html
+    # The gate decision: the rule that blocked in words, the sentence, and its inputs as a list.
+    assert "Not contacted: Seven call attempts in seven days already" in html
+    assert "7 call attempts in the last 7 days (cap 7)." in html
+    assert "<li>Attempts in window: 7</li>" in html and "<li>Cap: 7</li>" in html
+    assert "weekly_call_cap" not in html
+    assert "Why was this client not called?" in html
     # The call with its transcript and recording.
     assert "I can pay on Friday." in html
     assert 'href="https://recordings.example.com/call_4711.wav"' in html
@@ -97,7 +100,7 @@ def test_it_shows_every_kind_of_event_with_why(client_history: dict[str, Any]) -
     assert "SMS opt-out" in html
 
     kinds = [event.kind for event in response.context["timeline"].events]
-    assert sorted(set(kinds)) == ["call", "gate", "ledger", "promise", "sms", "suppression", "task", "touchpoint"]
+    assert sorted(set(kinds)) == ["call", "gate", "ledger", "promise", "sms", "suppression", "task"]
     assert kinds.count("ledger") == 1  # the conversation entry is the call itself
     times = [event.at for event in response.context["timeline"].events]
     assert times == sorted(times, reverse=True)
@@ -160,5 +163,5 @@ def test_a_client_after_the_flush_still_has_a_history(client_history: dict[str, 
     response = client.get(reverse("campaigns-client-timeline", args=["CL-4711"]))
     assert response.status_code == 200
     kinds = {event.kind for event in response.context["timeline"].events}
-    assert {"promise", "task", "ledger", "suppression", "gate"} <= kinds
-    assert "call" not in kinds
+    # The calls and texts stay with the client: only the day's queue rows are cleaned up.
+    assert {"call", "sms", "promise", "task", "ledger", "suppression", "gate"} <= kinds

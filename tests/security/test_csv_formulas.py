@@ -84,3 +84,27 @@ def test_the_rejected_rows_download_neutralises_every_formula() -> None:
     by_column = [dict(zip(header, row)) for row in rows]
     assert [csv_cell_read(row["name"]) for row in by_column] == HOSTILE
     assert [csv_cell_read(row["client_id"]) for row in by_column] == HOSTILE
+
+
+def test_the_reconciled_file_neutralises_client_names(db, tmp_path, settings) -> None:  # type: ignore[no-untyped-def]
+    import csv as csv_module
+    import datetime as dt
+
+    from campaigns.compliance.ledger import ledger_record
+    from campaigns.lifecycle import campaign as lifecycle
+    from campaigns.models import Account, Campaign
+    from campaigns.spreadsheets import csv_cell_read
+
+    settings.RECONCILED_FILE_DIR = tmp_path
+    day = dt.date(2026, 12, 1)
+    campaign = Campaign.objects.create(date=day, status=Campaign.Status.STOPPED)
+    now = dt.datetime(2026, 12, 1, 15, 0, tzinfo=dt.timezone.utc)
+    for n, name in enumerate(["=HYPERLINK(\"http://x\")", "@SUM(A1)", "-2+3+cmd|' /C calc'!A0"]):
+        Account.objects.create(client_id=f"F{n}", name=name, phone=f"+1212555017{n}", first_seen_at=now, last_seen_at=now)
+        ledger_record(client_id=f"F{n}", phone=f"+1212555017{n}", kind="inbound_call", reference=f"in-{n}", occurred_at=now)
+    path, rows = lifecycle.reconciled_file_write(campaign=campaign)
+    with path.open(newline="") as handle:
+        names = [row["client_name"] for row in csv_module.DictReader(handle)]
+    assert rows == 3
+    assert all(name.startswith("'") for name in names)
+    assert sorted(csv_cell_read(name) for name in names) == sorted(["=HYPERLINK(\"http://x\")", "@SUM(A1)", "-2+3+cmd|' /C calc'!A0"])

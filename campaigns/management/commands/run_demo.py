@@ -57,6 +57,9 @@ class Command(BaseCommand):
         if not built:
             self.stdout.write(f"Building the sample warehouse ({options['clients']} clients)…")
             call_command("seed_warehouse", clients=options["clients"], stdout=self.stdout)
+        else:
+            # A sample built by an earlier release gains the columns the queue query now reads.
+            warehouse.ensure_table(sample.QUEUE_TABLE, sample.QUEUE_COLUMNS, key=sample.QUEUE_KEY)
         call_command("install_schedules", stdout=open(os.devnull, "w"))
         SimulatorConfig.objects.filter(pk=SimulatorConfig.load().pk).update(speed_factor=speed, auto_dispatch=True)
 
