@@ -1,9 +1,15 @@
-"""A 500-client sandbox day on real processes: gunicorn (2 workers) and a django-q2 cluster.
+"""A 500-client sandbox day on real processes: gunicorn (2 workers) and a django-q2 cluster,
+lived through as a supervisor meets it, through the stop and the flush.
 
-Nothing runs in the test process but `manage.py` commands and HTTP: the portal and its workers
-share a fresh database (SQLite file, or a new PostgreSQL database when DATABASE_URL points at
-PostgreSQL), the simulators call back over HTTP, and the clock runs 600 times faster than real
-time for every process. The invariants are read from `manage.py campaign status --checks`.
+Nothing runs in the test process but `manage.py` commands, HTTP and Chromium: the portal and its
+workers share a fresh database (SQLite file, or a new PostgreSQL database when DATABASE_URL points
+at PostgreSQL), the simulators call back over HTTP, and the clock runs 600 times faster than real
+time for every process. The invariants are read from `manage.py campaign status --checks`. Before
+the stop and after the flush, Chromium reads the day's dashboard and three client timelines (a
+transfer, a voicemail, a dispute): the finished day still shows its tiles, batches and skipped
+reasons, and every timeline reads the same. The reconciled file is checked against the warehouse
+history, and an inbound call from a client with no touchpoint that day gets their amount and
+transfer number.
 """
 
 from __future__ import annotations
@@ -22,8 +28,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import csv
+import sqlite3
+
 import pytest
 import requests
+from playwright.sync_api import Page
+
+from tests.browser.conftest import page  # noqa: F401 - fixture
+from tests.browser.browsing import log_in, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEED = 600
@@ -65,6 +78,64 @@ def _manage(env: dict[str, str], *args: str, timeout: float = 300) -> str:
     return result.stdout
 
 
+def _query(env: dict[str, str], code: str) -> Any:
+    """Run Python in `manage.py shell` and read back the JSON it prints last."""
+    output = _manage(env, "shell", "-c", code)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+PICK_CLIENTS = """
+import json
+from campaigns.models import CallAttempt, FollowUpTask
+picked = {}
+for outcome in ("transferred", "voicemail"):
+    picked[outcome] = CallAttempt.objects.filter(outcome=outcome).exclude(client_id="").values_list("client_id", flat=True).first()
+picked["dispute"] = FollowUpTask.objects.filter(kind="dispute").exclude(client_id="").values_list("client_id", flat=True).first()
+print(json.dumps(picked))
+"""
+
+SETTLED = """
+import json
+from campaigns.models import WebhookEvent
+from integrations.sandbox.models import SimulatedDelivery
+print(json.dumps({"deliveries": SimulatedDelivery.objects.filter(status="pending").count(),
+                  "events": WebhookEvent.objects.filter(processed_at=None).count()}))
+"""
+
+# A client the day did not queue (no touchpoint on their day past due), with their routing.
+UNQUEUED = """
+import json
+from campaigns.models import Account, QueueItem
+from cadences.selectors import phase_on_day
+from cadences.models import team_for_phase
+account = Account.objects.exclude(client_id__in=QueueItem.objects.values("client_id")).exclude(amount_due=None).select_related("segment").first()
+phase = phase_on_day(segment=account.segment, day=account.days_past_due)
+number = account.segment.resurrection_transfer_number if team_for_phase(phase) == "resurrection" else account.segment.billing_transfer_number
+print(json.dumps({"phone": account.phone, "amount": f"{account.amount_due:,.2f}", "transfer_number": number,
+                  "shared": Account.objects.filter(phone=account.phone).count() > 1}))
+"""
+
+
+def _timeline_text(page: Page, base: str, client_id: str) -> str:
+    page.goto(f"{base}/dashboard/clients/{client_id}/")
+    return page.locator("ol.timeline").inner_text()
+
+
+def _signed_inbound(base: str, phone: str) -> dict[str, str]:
+    """The inbound-call lookup as Retell sends it, signed with the key the portal verifies with
+    (the sandbox's development key: no Retell key is configured for the day)."""
+    from integrations.retell import client as retell
+
+    body = json.dumps({"event": "call_inbound", "call_inbound": {"from_number": phone, "to_number": "+12125550100", "call_id": "call_e2e_inbound"}})
+    header = retell.sign(body, api_key=retell.webhook_key(), timestamp_ms=int(time.time() * 1000))
+    response = requests.post(
+        f"{base}/webhooks/retell/inbound/", data=body, timeout=20,
+        headers={"Content-Type": "application/json", retell.SIGNATURE_HEADER: header},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    return response.json()["call_inbound"]["dynamic_variables"]
+
+
 def _status(env: dict[str, str], *, checks: bool = False) -> dict[str, Any]:
     return json.loads(_manage(env, "campaign", "status", "--date", env["CAMPAIGN_DATE"], *(["--checks"] if checks else [])))
 
@@ -84,7 +155,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
-def test_a_sandbox_day_on_gunicorn_and_qcluster_keeps_every_invariant(database_url: str, tmp_path: Path) -> None:
+def test_a_sandbox_day_on_gunicorn_and_qcluster_keeps_every_invariant(database_url: str, tmp_path: Path, page: Page) -> None:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SANDBOX_CLOCK_", "PYTEST", "DJANGO_SETTINGS"))}
@@ -102,6 +173,7 @@ def test_a_sandbox_day_on_gunicorn_and_qcluster_keeps_every_invariant(database_u
     _manage(env, "migrate", "--noinput")
     _manage(env, "seed_warehouse", "--clients", str(CLIENTS), "--seed", "7")
     _manage(env, "install_schedules")
+    _manage(env, "shell", "-c", "from django.contrib.auth.models import Group, User; u = User.objects.create_user('day.supervisor', password='e2e-day-pass', is_staff=True); u.groups.add(Group.objects.get(name='Supervisors'))")
     # The day ends late enough that its queue drains first even on a busy machine, so the
     # invariants are checked while the day's rows are still there to check them against.
     _manage(env, "shell", "-c", "import datetime as dt; from cadences.models import DialerSettings as D; s = D.load(); s.end_of_day = dt.time(23, 59); s.save()")
@@ -143,6 +215,19 @@ def test_a_sandbox_day_on_gunicorn_and_qcluster_keeps_every_invariant(database_u
         else:
             pytest.fail(f"the day did not finish in time: {status}")
 
+        # Every webhook delivered and processed, so the timelines are final before the flush.
+        for _ in range(120):
+            if _query(env, SETTLED) == {"deliveries": 0, "events": 0}:
+                break
+            time.sleep(1)
+        log_in(page, base, username="day.supervisor", password="e2e-day-pass", next_path="/dashboard/")
+        picked = _query(env, PICK_CLIENTS)
+        assert all(picked.values()), f"the day produced no transfer, voicemail or dispute to follow: {picked}"
+        timelines_before = {kind: _timeline_text(page, base, client_id) for kind, client_id in picked.items()}
+        page.goto(f"{base}/dashboard/")
+        counters_before = page.locator(".counters").first.inner_text()
+        screenshot(page, "e2e-day-dashboard-before-flush")
+
         before_flush = _status(env, checks=True)
         _manage(env, "campaign", "stop", "--date", today.isoformat())
         failed = [c for c in before_flush["invariants"] if not c["ok"]]
@@ -158,7 +243,37 @@ def test_a_sandbox_day_on_gunicorn_and_qcluster_keeps_every_invariant(database_u
         failed = [c for c in status["invariants"] if not c["ok"]]
         assert not failed, json.dumps(failed, indent=2)
         assert status["history_rows_in_warehouse"] >= status["flushed_rows"] > 0
-        assert (tmp_path / "reconciled" / f"reconciled-{status['date']}.csv").exists()
+        reconciled = tmp_path / "reconciled" / f"reconciled-{status['date']}.csv"
+        with reconciled.open(newline="") as handle:
+            rows = {row["client_id"]: row for row in csv.DictReader(handle)}
+        assert len(rows) > 0
+        with sqlite3.connect(tmp_path / "warehouse.sqlite3") as warehouse_db:
+            # The sample warehouse's physical name for analytics.billing.dialer_call_history.
+            history = warehouse_db.execute(
+                "SELECT client_id, record_type, call_status FROM analytics_billing__dialer_call_history WHERE campaign_date = ?",
+                [status["date"]],
+            ).fetchall()
+        for client_id, row in rows.items():
+            calls = sum(1 for c, kind, call_status in history if c == client_id and kind == "call" and call_status != "not_dialed")
+            texts = sum(1 for c, kind, _ in history if c == client_id and kind == "sms")
+            assert (int(row["calls"]), int(row["texts"])) == (calls, texts), client_id
+
+        # The finished day, as a supervisor opens it from the day picker.
+        page.goto(f"{base}/dashboard/?date={today.isoformat()}")
+        assert page.locator(".counters").first.inner_text() == counters_before
+        summary = page.locator(".end-of-day").inner_text()
+        assert f"{len(rows)} client rows" in summary and "rows written" in summary
+        assert "No batch released" not in page.locator("[data-batches]").inner_text()
+        screenshot(page, "e2e-day-dashboard-after-flush")
+        for kind, client_id in picked.items():
+            assert _timeline_text(page, base, client_id) == timelines_before[kind], kind
+        screenshot(page, "e2e-day-timeline-after-flush")
+
+        unqueued = _query(env, UNQUEUED)
+        if not unqueued["shared"]:
+            variables = _signed_inbound(base, unqueued["phone"])
+            assert variables["known_caller"] == "true"
+            assert (variables["amount_due"], variables["transfer_number"]) == (unqueued["amount"], unqueued["transfer_number"])
     finally:
         _stop(worker)
         _stop(web)
