@@ -42,13 +42,16 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # System checks, migrations in step with the models, pyflakes, the import contracts
-# (.importlinter: the floors and the day's one-way flow) and mypy over the whole product.
+# (.importlinter: the floors and the day's one-way flow), mypy over the whole product, and a
+# bounded schemathesis run of the API against its own OpenAPI schema (in-process, a few hundred
+# requests: no 5xx, and no status, header or body the schema does not list).
 check: setup
 	$(PY) manage.py check --fail-level WARNING
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check --no-cache .
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m mypy access billing_dialer cadences campaigns integrations
+	$(PY) -m pytest tests/security/test_api_conformance.py -p no:cacheprovider -q
 
 bench: migrate
 	$(PY) -m benchmarks $(BENCH_ARGS)

@@ -28,3 +28,12 @@ def can_view_campaigns(user: Any) -> bool:
 
 def can_control_campaigns(user: Any) -> bool:
     return has(user, CONTROL_CAMPAIGNS)
+
+
+# The API reads what these allow; a role (Supervisors, Billing managers) holds at least one.
+API_PERMISSIONS = (VIEW_CAMPAIGNS, VIEW_QUEUE_ITEMS, VIEW_FOLLOW_UP_TASKS, VIEW_KPIS)
+
+
+def has_api_role(user: Any) -> bool:
+    """Whether `user` may use the API at all (and so have a token): active staff in a role."""
+    return bool(getattr(user, "is_staff", False)) and any(has(user, permission) for permission in API_PERMISSIONS)

@@ -9,10 +9,11 @@ schema is at /api/schema/ and browsable documentation at /api/docs/.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import django_filters
+from django import forms
 from django.contrib.auth import get_user_model
 from django.urls import include, path
 from django.utils import timezone
@@ -20,6 +21,8 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.permissions import SAFE_METHODS, BasePermission
@@ -33,6 +36,7 @@ from access import services as access_services
 from access.forms import client_ip
 from cadences.models import Phase
 from campaigns import roles
+from campaigns.api import schema as api_schema
 from campaigns.dashboard import selectors
 from campaigns.models import Campaign, FollowUpTask, QueueItem
 from campaigns.lifecycle import campaign as lifecycle
@@ -42,13 +46,14 @@ log = logging.getLogger(__name__)
 
 
 class ByRole(BasePermission):
-    """The view declares which permission reads need and which writes need."""
+    """The view declares which permission reads need and which writes need; the API is for
+    staff, like the admin, whatever permissions an account was given."""
 
     message = "Your role does not allow this."
 
     def has_permission(self, request: Request, view: Any) -> bool:
         needed = view.read_permission if request.method in SAFE_METHODS else view.write_permission
-        return roles.has(request.user, needed)
+        return bool(getattr(request.user, "is_staff", False)) and roles.has(request.user, needed)
 
 
 # --- campaigns ------------------------------------------------------------------------------
@@ -265,11 +270,34 @@ class FollowUpTaskSerializer(serializers.ModelSerializer):
         return super().update(instance, validated_data)
 
 
+class StrictNullBooleanField(forms.NullBooleanField):
+    """true or false (or nothing); django-filter's own field reads any other word as "not
+    filtered", so a typo would silently answer every row."""
+
+    widget = forms.TextInput
+
+    def to_python(self, value: Any) -> bool | None:  # type: ignore[override]  # None is "not given"
+        if value in (None, ""):
+            return None
+        if value in (True, "True", "true", "1"):
+            return True
+        if value in (False, "False", "false", "0"):
+            return False
+        raise forms.ValidationError("Enter true or false.", code="invalid")
+
+    def validate(self, value: Any) -> None:
+        return None
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictNullBooleanField
+
+
 class FollowUpTaskFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=FollowUpTask.Status.choices, distinct=False)
     kind = django_filters.MultipleChoiceFilter(choices=FollowUpTask.Kind.choices, distinct=False)
     owner = django_filters.CharFilter(field_name="owner__username", help_text="Username.")
-    unassigned = django_filters.BooleanFilter(field_name="owner", lookup_expr="isnull")
+    unassigned = StrictBooleanFilter(field_name="owner", lookup_expr="isnull")
     team = django_filters.CharFilter()
     client_id = django_filters.CharFilter()
 
@@ -334,7 +362,7 @@ class KpiView(APIView):
             OpenApiParameter("segment", str, description="Segment name, e.g. 'RED Initial'."),
             OpenApiParameter("phase", str, enum=Phase.values),
         ],
-        responses=KpisSerializer,
+        responses={200: KpisSerializer, 400: api_schema.INVALID},
     )
     def get(self, request: Request) -> Response:
         segment = request.query_params.get("segment", "")
@@ -355,17 +383,38 @@ class KpiView(APIView):
 # --- routes ---------------------------------------------------------------------------------
 
 
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Send it as `Authorization: Token <token>`.")
+
+
 class TokenView(ObtainAuthToken):
     """POST username and password; answers {"token": ...} for `Authorization: Token <token>`.
 
-    Guessing passwords here is throttled exactly like the sign-in page (429 while paused).
+    Only staff in a role (who may use the API at all) get a token. Wrong credentials are a 401,
+    as for every other endpoint; missing ones a 400. Guessing passwords here is throttled exactly
+    like the sign-in page (429 while paused).
     """
 
     # ObtainAuthToken names DRF's own parsers; the API's strict JSON parser applies here too.
     parser_classes = api_settings.DEFAULT_PARSER_CLASSES
+    # The request is the credentials: a stale `Authorization` header must not refuse it.
+    authentication_classes = ()
 
+    @extend_schema(
+        request=AuthTokenSerializer,
+        responses={
+            200: TokenSerializer,
+            400: api_schema.INVALID,
+            401: api_schema.error("The username and password do not match an active account."),
+            403: api_schema.error("The account is not staff in a role (Supervisors or Billing managers): it may not use the API."),
+            415: api_schema.UNSUPPORTED_MEDIA,
+            429: api_schema.error("Too many failed sign-ins for this username or address; try again later."),
+        },
+        auth=[],
+    )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        username = str(request.data.get("username") or "")
+        data = request.data if isinstance(request.data, Mapping) else {}
+        username = str(data.get("username") or "")[:150]
         ip = client_ip(request)
         now = timezone.now()
         throttle = access_services.login_throttle_check(username=username, ip=ip, now=now)
@@ -376,10 +425,21 @@ class TokenView(ObtainAuthToken):
             )
         serializer = self.get_serializer(data=request.data)
         if not serializer.is_valid():
+            if not (isinstance(request.data, Mapping) and set(serializer.errors) == {"non_field_errors"}):
+                return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)  # not credentials at all: not a guess
             access_services.login_failure_record(username=username, ip=ip, now=now)
-            return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
+            return Response(
+                {"detail": "Unable to log in with provided credentials."},
+                status=status.HTTP_401_UNAUTHORIZED,
+                headers={"WWW-Authenticate": 'Token realm="api"'},
+            )
+        user = serializer.validated_data["user"]
+        # The right password for an account that may not use the API is not a guess either.
+        if not roles.has_api_role(user):
+            return Response({"detail": "Only staff in a role (Supervisors or Billing managers) may use the API."}, status=status.HTTP_403_FORBIDDEN)
         access_services.login_success_record(username=username)
-        return super().post(request, *args, **kwargs)
+        token, _created = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
 
 
 router = DefaultRouter()
