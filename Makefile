@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CLIENTS ?= 2000
 
-.PHONY: run test setup migrate bench chaos fuzz check lint clean
+.PHONY: run test setup build production-check migrate bench chaos fuzz check lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,17 +17,36 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 # Chart.js for the dashboard charts, fetched from the npm registry into static/vendor/ (not
-# committed). Without npm the pages still work: every chart has its data table.
+# committed). Without npm the pages still work: every chart has its data table. The source map
+# comes along: the script names it (sourceMappingURL), and collectstatic's hashed storage refuses
+# to build when a file it names is missing.
 CHARTJS_VERSION := 4.6.1
 CHARTJS := static/vendor/chart.js/chart.umd.min.js
-$(CHARTJS):
-	@mkdir -p $(@D) var/npm
-	@if command -v npm >/dev/null 2>&1 && (cd var/npm && npm pack --silent chart.js@$(CHARTJS_VERSION) >/dev/null); then \
-	  tar -xzf var/npm/chart.js-$(CHARTJS_VERSION).tgz -C var/npm package/dist/chart.umd.min.js package/LICENSE.md && \
-	  cp var/npm/package/LICENSE.md $(@D)/LICENSE.md && cp var/npm/package/dist/chart.umd.min.js $@; \
-	else echo "chart.js $(CHARTJS_VERSION) could not be fetched; dashboard charts fall back to their tables"; fi
+CHARTJS_MAP := $(CHARTJS).map
+CHARTJS_TGZ := var/npm/chart.js-$(CHARTJS_VERSION).tgz
+$(CHARTJS) $(CHARTJS_MAP) &:
+	@mkdir -p $(dir $(CHARTJS)) var/npm
+	@if test -s $(CHARTJS_TGZ) || (command -v npm >/dev/null 2>&1 && cd var/npm && npm pack --silent chart.js@$(CHARTJS_VERSION) >/dev/null); then \
+	  tar -xzf $(CHARTJS_TGZ) -C var/npm package/dist/chart.umd.min.js package/dist/chart.umd.min.js.map package/LICENSE.md && \
+	  cp var/npm/package/LICENSE.md $(dir $(CHARTJS))LICENSE.md && \
+	  cp var/npm/package/dist/chart.umd.min.js.map $(CHARTJS_MAP) && cp var/npm/package/dist/chart.umd.min.js $(CHARTJS); \
+	else rm -f $(CHARTJS) $(CHARTJS_MAP); echo "chart.js $(CHARTJS_VERSION) could not be fetched; dashboard charts fall back to their tables"; fi
 
-setup: $(STAMP) $(CHARTJS)
+setup: $(STAMP) $(CHARTJS) $(CHARTJS_MAP)
+
+# The production build of the static files: collectstatic with the storage DEBUG=False selects
+# (hashed names, compressed copies, a manifest — without which every page answers 500). Run it
+# where the image or slug is built; STATIC_ROOT says where the files go. collectstatic reads no
+# secret, so a build without SECRET_KEY gets a stand-in for this command alone.
+build: setup
+	DEBUG=False SECRET_KEY="$${SECRET_KEY:-collectstatic-reads-no-secret}" $(PY) manage.py collectstatic --noinput
+
+# The production path end to end, as README's "Going live" describes it and CI runs it: the build
+# with DEBUG=False, the Procfile's release and web commands (gunicorn), then requests through
+# it. Fails on a login page that is not 200, a hashed static file without far-future caching, any
+# `check --deploy` issue, or any answer 5xx. PostgreSQL at 127.0.0.1:5432 when it answers.
+production-check: setup
+	$(PY) .ci/production_check.py
 
 migrate: setup
 	$(PY) manage.py migrate --noinput

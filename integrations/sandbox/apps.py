@@ -16,7 +16,12 @@ class SandboxConfig(AppConfig):
 
     def ready(self) -> None:
         sandboxed = modes.sandboxed_vendors()
-        if sandboxed:
+        if sandboxed and not modes.sandbox_enabled():
+            log.warning(
+                "Vendors without credentials do nothing: the sandbox is off (SANDBOX_ENABLED)",
+                extra={"not_configured_vendors": sandboxed, "live_vendors": [v for v in modes.VENDORS if modes.is_live(v)]},
+            )
+        elif sandboxed:
             log.warning(
                 "Sandbox mode — no real calls or texts are made",
                 extra={"sandbox_vendors": sandboxed, "live_vendors": [v for v in modes.VENDORS if modes.is_live(v)]},
