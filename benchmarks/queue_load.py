@@ -18,8 +18,8 @@ touchpoint, so every row is queued — the heaviest load for the same number of 
 Revalidation: the 100k queued items of (a) against a warehouse that still returns 95% of them.
 
 Each of (a), (b) and (c) starts from the same table state: the benchmark's earlier rows deleted
-and the table vacuumed. Targets: ours ≥ 5× the baseline's rows/s, ours within 3× of COPY's time, peak RSS < 500 MB,
-revalidation < 2 s. The campaigns it creates (dates in 2099) are deleted at the end.
+and the table vacuumed. Targets: ours ≥ 5× the baseline's rows/s, ours within 1.5× of COPY's time (accounts included), peak RSS < 500 MB,
+revalidation < 2 s. The campaigns it creates (dates in 2099) and their accounts are deleted at the end.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from django.db import DatabaseError, connection, transaction
 from django.test.utils import override_settings
 
 from cadences.models import DEFAULT_QUEUE_SQL, CadenceStep
-from campaigns.models import Campaign, QueueItem, RejectedRow
+from campaigns.models import Account, Campaign, QueueItem, RejectedRow
 from campaigns.queue import load as queue
 from integrations.warehouse import client as warehouse
 from integrations.warehouse import sample
@@ -50,7 +50,7 @@ from campaigns.lifecycle import campaign as lifecycle
 
 RSS_TARGET_MB = 500
 BASELINE_RATIO_TARGET = 5.0
-COPY_TIME_RATIO_TARGET = 3.0
+COPY_TIME_RATIO_TARGET = 1.5
 REVALIDATION_TARGET_S = 2.0
 ELIGIBLE_SHARE = 0.95
 BASELINE_BATCH = 100
@@ -112,6 +112,9 @@ def _build_warehouse(clients: int) -> float:
 
 def _drop_campaigns() -> None:
     """Delete the benchmark's campaigns with set-based SQL (the ORM would fetch 100k items first)."""
+    # The accounts the loads wrote (their last campaign is one of the benchmark's), so every
+    # measurement creates its accounts afresh.
+    Account.objects.filter(last_campaign_date__in=DATES.values()).delete()
     ids = list(Campaign.objects.filter(date__in=DATES.values()).values_list("pk", flat=True))
     if not ids:
         return
@@ -276,7 +279,7 @@ def main() -> bool | None:
         time_ratio = ours["seconds"] / copy_s
         print(
             f"    ours ÷ COPY (rows/s): {ratio_copy:5.2f}  — ours takes {time_ratio:.2f}× COPY's time; "
-            f"target ≤ {COPY_TIME_RATIO_TARGET:.0f}×  {_verdict(time_ratio <= COPY_TIME_RATIO_TARGET)}"
+            f"target ≤ {COPY_TIME_RATIO_TARGET:g}×  {_verdict(time_ratio <= COPY_TIME_RATIO_TARGET)}"
         )
         ok = ok and time_ratio <= COPY_TIME_RATIO_TARGET
     else:

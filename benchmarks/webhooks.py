@@ -358,6 +358,8 @@ def _server_env() -> dict[str, str]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "benchmarks._webhooks_settings",
         "DEBUG": "False",
+        # The events are signed with the sandbox's key, which only a portal with the sandbox on accepts.
+        "SANDBOX_ENABLED": "True",
         # This process's key: django-q signs tasks with it, and the clean-up here reads them.
         "SECRET_KEY": settings.SECRET_KEY,
         "SECURE_SSL_REDIRECT": "False",

@@ -133,12 +133,9 @@ class Account(models.Model):
 
     class Meta:
         ordering = ["client_id"]
-        indexes = [
-            models.Index(fields=["phone"], name="account_phone"),
-            models.Index(fields=["status", "segment"], name="account_status_segment"),
-            models.Index(fields=["owner"], name="account_owner"),
-            models.Index(fields=["last_seen_at"], name="account_last_seen"),
-        ]
+        # Only what an inbound call looks up: every other index would cost each queue load more
+        # than it saves the pages that filter accounts.
+        indexes = [models.Index(fields=["phone"], name="account_phone")]
 
     def __str__(self) -> str:
         return f"{self.client_id} {self.name}"
@@ -153,7 +150,8 @@ class Account(models.Model):
 
 
 class AccountPhone(models.Model):
-    """A number an account was reached at: inbound callers are matched on every one of them."""
+    """A number an account was reached at before its current one (which is `Account.phone`):
+    inbound callers are matched on every one of them."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="phones")
     phone = models.CharField(max_length=20, help_text="E.164")

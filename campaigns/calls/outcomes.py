@@ -367,6 +367,10 @@ def _attempt_merge_facts(attempt: CallAttempt, *, call: Mapping[str, Any], event
     duration = call.get("duration_ms")
     if isinstance(duration, int) and 0 <= duration <= MAX_DURATION_MS:
         attempt.duration_ms = duration
+    if clock.speed() != 1.0 and attempt.started_at and attempt.ended_at and attempt.ended_at >= attempt.started_at:
+        # On an accelerated sandbox day the call lasted what its start and end say on the day's
+        # clock, not the simulator's few real seconds.
+        attempt.duration_ms = min(int((attempt.ended_at - attempt.started_at).total_seconds() * 1000), MAX_DURATION_MS)
     if call.get("transcript"):
         attempt.transcript = str(call["transcript"])
     recording_url = str(call.get("recording_url") or "")

@@ -318,7 +318,7 @@ def batch_row(*, batch: ReleaseBatch, campaign: Campaign) -> dict[str, Any]:
         ReleaseBatch.SizedBy.QUEUE.value: f"{size}: all that were due in the ring group",
     }.get(batch.sized_by, size)
     minutes = campaign.batch_timeout_seconds / 60
-    timeout = f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+    timeout = f"{minutes:g}-minute"
     if batch.resolved_at is None:
         ended = "Calls in progress"
     elif batch.timed_out:

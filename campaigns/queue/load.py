@@ -543,9 +543,11 @@ ACCOUNT_FIELDS = (
 
 
 def accounts_upsert(*, accounts: list[dict[str, Any]], now: dt.datetime, campaign_date: dt.date) -> None:
-    """Create or update one account per row, and record the row's phone among the account's
-    numbers: one statement each on PostgreSQL (COPY into a staging table, then INSERT ... ON
-    CONFLICT DO UPDATE) and on SQLite (an upsert executed per row in C). Call inside a transaction."""
+    """Create or update one account per row. The account's current number is on the account;
+    a number it had before is kept among its phones when a row brings a new one, so an inbound
+    caller is recognised on every number the client was reached at. One statement each on
+    PostgreSQL (COPY into a staging table, then INSERT ... ON CONFLICT DO UPDATE) and SQLite (an
+    upsert executed per row in C). Call inside a transaction."""
     if not accounts:
         return
     qn = connection.ops.quote_name
@@ -562,17 +564,18 @@ def accounts_upsert(*, accounts: list[dict[str, Any]], now: dt.datetime, campaig
             with connection.wrap_database_errors, cursor.cursor.copy(f"COPY account_staging ({quoted}) FROM STDIN") as copy:
                 for account in accounts:
                     copy.write_row([account[name] for name in ACCOUNT_FIELDS])
+            # The number an account is about to lose, before the upsert overwrites it.
+            cursor.execute(
+                f"INSERT INTO {phones} (account_id, phone, first_seen_at, last_seen_at) "
+                f"SELECT a.id, a.phone, a.first_seen_at, a.last_seen_at FROM account_staging AS s "
+                f"JOIN {table} AS a ON a.client_id = s.client_id WHERE a.phone <> s.phone "
+                f"ON CONFLICT (account_id, phone) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at"
+            )
             cursor.execute(
                 f"INSERT INTO {table} ({quoted}, first_seen_at, last_seen_at, last_campaign_date) "
                 f"SELECT {quoted}, %s, %s, %s FROM account_staging "
                 f"ON CONFLICT (client_id) DO UPDATE SET {updates}, {seen}",
                 [now, now, campaign_date],
-            )
-            cursor.execute(
-                f"INSERT INTO {phones} (account_id, phone, first_seen_at, last_seen_at) "
-                f"SELECT a.id, s.phone, %s, %s FROM account_staging AS s JOIN {table} AS a ON a.client_id = s.client_id "
-                f"ON CONFLICT (account_id, phone) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at",
-                [now, now],
             )
             cursor.execute("DROP TABLE pg_temp.account_staging")
         return
@@ -583,30 +586,35 @@ def accounts_upsert(*, accounts: list[dict[str, Any]], now: dt.datetime, campaig
         placeholders = ", ".join(["%s"] * (len(columns) + 3))
         with connection.cursor() as cursor:
             cursor.executemany(
+                f"INSERT INTO {phones} (account_id, phone, first_seen_at, last_seen_at) "
+                f"SELECT id, phone, first_seen_at, last_seen_at FROM {table} WHERE client_id = %s AND phone <> %s "
+                f"ON CONFLICT (account_id, phone) DO UPDATE SET last_seen_at = excluded.last_seen_at",
+                [[account["client_id"], account["phone"]] for account in accounts],
+            )
+            cursor.executemany(
                 f"INSERT INTO {table} ({quoted}, first_seen_at, last_seen_at, last_campaign_date) VALUES ({placeholders}) "
                 f"ON CONFLICT (client_id) DO UPDATE SET {updates}, {seen}",
                 rows,
             )
-            cursor.executemany(
-                f"INSERT INTO {phones} (account_id, phone, first_seen_at, last_seen_at) "
-                f"SELECT id, %s, %s, %s FROM {table} WHERE client_id = %s "
-                f"ON CONFLICT (account_id, phone) DO UPDATE SET last_seen_at = excluded.last_seen_at",
-                [[account["phone"], at, at, account["client_id"]] for account in accounts],
-            )
         return
+    existing = dict(
+        Account.objects.filter(client_id__in=[a["client_id"] for a in accounts]).values_list("client_id", "pk")
+    )
+    old_phones = dict(Account.objects.filter(pk__in=existing.values()).values_list("pk", "phone"))
+    AccountPhone.objects.bulk_create(
+        [
+            AccountPhone(account_id=existing[a["client_id"]], phone=old_phones[existing[a["client_id"]]], first_seen_at=now, last_seen_at=now)
+            for a in accounts
+            if a["client_id"] in existing and old_phones[existing[a["client_id"]]] != a["phone"]
+        ],
+        ignore_conflicts=True,
+    )
     Account.objects.bulk_create(
         [Account(**account, first_seen_at=now, last_seen_at=now, last_campaign_date=campaign_date) for account in accounts],
         update_conflicts=True,
         unique_fields=["client_id"],
         update_fields=["segment" if name == "segment_id" else name for name in ACCOUNT_FIELDS if name != "client_id"]
         + ["last_seen_at", "last_campaign_date"],
-    )
-    ids = dict(Account.objects.filter(client_id__in=[a["client_id"] for a in accounts]).values_list("client_id", "pk"))
-    AccountPhone.objects.bulk_create(
-        [AccountPhone(account_id=ids[a["client_id"]], phone=a["phone"], first_seen_at=now, last_seen_at=now) for a in accounts],
-        update_conflicts=True,
-        unique_fields=["account", "phone"],
-        update_fields=["last_seen_at"],
     )
 
 

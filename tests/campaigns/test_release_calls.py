@@ -211,3 +211,24 @@ def test_counters_equal_a_recount_after_a_release(sandbox, step):
     recount = campaign_recount(campaign=campaign)
     assert all(getattr(campaign, name) == value for name, value in recount.items())
     assert (campaign.calls_placed, campaign.skipped) == (4, 1)
+
+
+def test_a_batch_is_bounded_by_free_agents_and_says_what_sized_it(sandbox, step):
+    """Six free agents: a batch of six, not the campaign's ten — and the batch history can say why
+    a batch came out smaller than the batch size (free agents, the account's free call slots, or
+    fewer touchpoints due)."""
+    sandbox.dialflow_pattern = [6]
+    sandbox.save()
+    dialer_settings(max_concurrent_calls=20)
+    campaign = make_campaign(date=NOW.date(), batch_size=10)
+    for _ in range(12):
+        make_item(campaign, step)
+    assert run_pass(campaign)
+    (batch,) = ReleaseBatch.objects.all()
+    assert (batch.size, batch.sized_by, batch.calls_in_progress) == (6, ReleaseBatch.SizedBy.FREE_AGENTS, 0)
+
+    dialer_settings(max_concurrent_calls=8)  # 6 in progress: two slots left
+    ReleaseBatch.objects.update(resolved_at=NOW)
+    assert run_pass(campaign, now=NOW + dt.timedelta(seconds=10))
+    latest = ReleaseBatch.objects.order_by("-pk").first()
+    assert (latest.size, latest.sized_by, latest.calls_in_progress) == (2, ReleaseBatch.SizedBy.CONCURRENCY, 6)
