@@ -131,7 +131,8 @@ class PortalProcesses:
             port = int(sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{port}"
         # The day dispatches the webhooks itself; the web workers must not start their own sender.
-        env = dict(os.environ, SANDBOX_APP_URL=self.url, SANDBOX_AUTO_DISPATCH="False")
+        # A sandbox day's own processes serve the simulators, whatever DEBUG the shell had.
+        env = dict(os.environ, SANDBOX_APP_URL=self.url, SANDBOX_AUTO_DISPATCH="False", SANDBOX_ENABLED="True")
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         self.commands = [
             [

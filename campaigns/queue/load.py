@@ -36,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from django.db import connection, models, transaction
 from django.db.models import F
@@ -298,6 +299,9 @@ def _check_row(run: LoadRun, row: Mapping[str, Any]) -> tuple[dict[str, Any], di
         return f"missing value{'s' if len(empty) > 1 else ''} for {', '.join(empty)}"
     email = _text(row.get("email"))
     payment_link = _text(row.get("payment_link"))
+    if payment_link and not _is_web_link(payment_link):
+        # It goes into texts and to Grace: only a web address is a payment link.
+        return "payment_link is not an http(s) address"
     for column, value in (
         ("client_id", client_id),
         ("name", name),
@@ -367,6 +371,14 @@ def _check_row(run: LoadRun, row: Mapping[str, Any]) -> tuple[dict[str, Any], di
         timezones=timezones,
     )
     return account, item
+
+
+def _is_web_link(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
 def account_status(segment: Segment, days: int) -> str:

@@ -193,7 +193,7 @@ def test_the_kpi_page_and_a_client_timeline_render_for_a_supervisor(
     page.fill("#client-lookup-q", items[0].client_id)
     page.press("#client-lookup-q", "Enter")
     expect(page).to_have_url(f"{live_server.url}/dashboard/clients/{items[0].client_id}/")
-    expect(page.locator('[data-kind="gate"]')).to_contain_text("local_window")
+    expect(page.locator('[data-kind="gate"]')).to_contain_text("Local window")  # the rule in words
     page.locator('[data-kind="call"] summary').click()
     expect(page.locator('[data-kind="call"] .transcript')).to_contain_text("I can pay Friday.")
     expect(page.locator('[data-kind="call"] a[href="https://recordings.example.com/r1.wav"]')).to_be_visible()

@@ -29,6 +29,8 @@ BAD_ROWS = [
     ({"timezone": "Mars/Olympus"}, "time zone 'Mars/Olympus' is not an IANA time zone name"),
     ({"state": "Narnia"}, "state 'Narnia' is not a US state"),
     ({"postal_code": "ABC12"}, "postal code 'ABC12' is not a US ZIP code"),
+    # It is texted to the client and handed to Grace: only a web address is a payment link.
+    ({"payment_link": "javascript:alert(1)"}, "payment_link is not an http(s) address"),
 ]
 
 
