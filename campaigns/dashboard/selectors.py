@@ -674,7 +674,8 @@ def _readable_value(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(_readable_value(v) for v in value) or "—"
     if isinstance(value, dict):
-        return "; ".join(f"{_readable(k)}: {_readable_value(v)}" for k, v in value.items())
+        # Nested keys are names (a time zone, a state), not field names: kept as written.
+        return "; ".join(f"{k}: {_readable_value(v)}" for k, v in value.items())
     if isinstance(value, str):
         try:
             moment = dt.datetime.fromisoformat(value)

@@ -360,3 +360,13 @@ def test_charts_load_the_library_only_when_it_was_fetched_and_keep_their_tables(
         html = client.get(reverse(name)).content.decode()
         assert ("vendor/chart.js/chart.umd.min.js" in html) is with_chart_library
         assert 'class="data chart-table"' in html or 'class="kpi-table chart-table"' in html
+
+
+def test_a_day_without_a_campaign_points_to_the_last_one(db) -> None:  # type: ignore[no-untyped-def]
+    from campaigns.dashboard import selectors as dashboard_selectors
+
+    last = make_campaign(date=dashboard_selectors.today() - dt.timedelta(days=1))
+    client = login(supervisor())
+    html = client.get(reverse("campaigns-dashboard")).content.decode()
+    assert "No campaign for today yet." in html
+    assert f'?date={last.date.isoformat()}"' in html and "open it for its end of day" in html
