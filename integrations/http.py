@@ -16,6 +16,7 @@ import logging
 import re
 import threading
 import time
+from urllib.parse import urlsplit
 from typing import Any, Mapping
 
 import requests
@@ -157,6 +158,16 @@ def reset_sessions() -> None:
         for session in _sessions.values():
             session.close()
         _sessions.clear()
+
+
+def is_web_url(value: str) -> bool:
+    """Whether `value` is an http(s) address with a host: the only kind the portal links to,
+    texts or hands to a vendor (never `javascript:` or a bare path)."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
 def mask_url(url: str) -> str:

@@ -226,15 +226,7 @@ def inbound_call_answer(*, call_inbound: Mapping[str, Any], now: dt.datetime) ->
                 now=now,
             )
         if match.source in ("account", "ledger"):
-            ledger_record(
-                client_id=match.client_id,
-                phone=phone,
-                kind=ContactLedgerEntry.Kind.INBOUND_CALL,
-                reference=reference,
-                occurred_at=now,
-                campaign_date=timezone.localdate(now),
-                state=match.account.state if match.account is not None else "",
-            )
+            _inbound_ledger_record(match=match, phone=phone, reference=reference, now=now)
         elif match.source == "ambiguous":
             FollowUpTask.objects.get_or_create(
                 kind=FollowUpTask.Kind.LOW_CONFIDENCE_MATCH,
@@ -293,16 +285,21 @@ def inbound_call_ensure(*, call: Mapping[str, Any], now: dt.datetime) -> CallAtt
             call_id=call_id, client_id=client_id, caller=phone or raw_from[:20], to_number=str(call.get("to_number") or "")[:20], now=now
         )
         if client_id:
-            ledger_record(
-                client_id=client_id,
-                phone=phone,
-                kind=ContactLedgerEntry.Kind.INBOUND_CALL,
-                reference=call_id,
-                occurred_at=now,
-                campaign_date=timezone.localdate(now),
-                state=match.account.state if match.account is not None else "",
-            )
+            _inbound_ledger_record(match=match, phone=phone, reference=call_id, now=now)
     return attempt
+
+
+def _inbound_ledger_record(*, match: CallerMatch, phone: str, reference: str, now: dt.datetime) -> None:
+    """The contact that keeps the outbound dialer away from the caller for the rest of the day."""
+    ledger_record(
+        client_id=match.client_id,
+        phone=phone,
+        kind=ContactLedgerEntry.Kind.INBOUND_CALL,
+        reference=reference,
+        occurred_at=now,
+        campaign_date=timezone.localdate(now),
+        state=match.account.state if match.account is not None else "",
+    )
 
 
 def _inbound_event_store(*, call_inbound: Mapping[str, Any], reference: str, now: dt.datetime) -> None:

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef, QuerySet
@@ -32,7 +31,7 @@ from campaigns.calls import retry
 from campaigns.compliance.ledger import ledger_record
 from campaigns.models import CallAttempt, ContactLedgerEntry, QueueItem
 from campaigns.transitions import queue_item_transition
-from integrations import clock
+from integrations import clock, http
 
 log = logging.getLogger(__name__)
 
@@ -309,14 +308,6 @@ def _ms_to_datetime(value: Any) -> dt.datetime | None:
         return None
 
 
-def _is_web_url(value: str) -> bool:
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
-
-
 def _object(value: Any) -> dict[str, Any]:
     """A JSON object from the payload, or an empty one when it is anything else."""
     return value if isinstance(value, dict) else {}
@@ -375,7 +366,7 @@ def _attempt_merge_facts(attempt: CallAttempt, *, call: Mapping[str, Any], event
         attempt.transcript = str(call["transcript"])
     recording_url = str(call.get("recording_url") or "")
     if recording_url:
-        if not _is_web_url(recording_url):
+        if not http.is_web_url(recording_url):
             # The timeline links to it: only a web address is a recording (never javascript:).
             log.warning("retell recording url refused: not http(s)", extra={"call_id": attempt.call_id})
         elif len(recording_url) <= 500:

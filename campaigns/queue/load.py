@@ -36,7 +36,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 from django.db import connection, models, transaction
 from django.db.models import F
@@ -47,7 +46,7 @@ from cadences.resolution import CadenceIndex, cadence_index
 from campaigns import geo
 from campaigns.models import Account, AccountPhone, Alert, Campaign, QueueItem, RejectedRow, Source
 from campaigns.alerts import alert_raise
-from integrations import clock
+from integrations import clock, http
 from integrations.http import IntegrationError
 from integrations.warehouse import client as warehouse
 
@@ -299,9 +298,10 @@ def _check_row(run: LoadRun, row: Mapping[str, Any]) -> tuple[dict[str, Any], di
         return f"missing value{'s' if len(empty) > 1 else ''} for {', '.join(empty)}"
     email = _text(row.get("email"))
     payment_link = _text(row.get("payment_link"))
-    if payment_link and not _is_web_link(payment_link):
-        # It goes into texts and to Grace: only a web address is a payment link.
-        return "payment_link is not an http(s) address"
+    if payment_link and not http.is_web_url(payment_link):
+        # It would go into texts and to Grace: only a web address is a payment link. The client
+        # still gets their touchpoint, with the portal's own signed link instead.
+        payment_link = ""
     for column, value in (
         ("client_id", client_id),
         ("name", name),
@@ -371,14 +371,6 @@ def _check_row(run: LoadRun, row: Mapping[str, Any]) -> tuple[dict[str, Any], di
         timezones=timezones,
     )
     return account, item
-
-
-def _is_web_link(value: str) -> bool:
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
 def account_status(segment: Segment, days: int) -> str:

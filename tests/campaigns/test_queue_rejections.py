@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.models import Campaign, QueueItem, RejectedRow
+from campaigns.models import Account, Campaign, QueueItem, RejectedRow
 from campaigns.queue import load as queue
 from integrations.http import IntegrationError
 
@@ -29,8 +29,6 @@ BAD_ROWS = [
     ({"timezone": "Mars/Olympus"}, "time zone 'Mars/Olympus' is not an IANA time zone name"),
     ({"state": "Narnia"}, "state 'Narnia' is not a US state"),
     ({"postal_code": "ABC12"}, "postal code 'ABC12' is not a US ZIP code"),
-    # It is texted to the client and handed to Grace: only a web address is a payment link.
-    ({"payment_link": "javascript:alert(1)"}, "payment_link is not an http(s) address"),
 ]
 
 
@@ -139,3 +137,11 @@ def test_a_stopped_campaign_takes_no_load(sample_warehouse, campaign):
         queue.queue_load(campaign=campaign, now=NOW)
 
     assert not QueueItem.objects.filter(campaign=campaign).exists()
+
+
+@pytest.mark.django_db
+def test_a_payment_link_that_is_not_a_web_address_is_dropped_and_the_client_still_loads(sample_warehouse, campaign):
+    (row,) = sample_warehouse.add([client_row(payment_link="javascript:alert(1)")])
+    queue.queue_load(campaign=campaign, now=NOW)
+    item = QueueItem.objects.get(client_id=row["client_id"])
+    assert item.payment_link == "" and Account.objects.get(client_id=row["client_id"]).payment_link == ""
