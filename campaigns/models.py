@@ -113,11 +113,17 @@ class Account(models.Model):
         SUSPENDED = "suspended", "Suspended"
         CANCELLED = "cancelled", "Cancelled"
 
-    client_id = models.CharField(max_length=64, unique=True)
+    client_id = models.CharField(max_length=64)
     name = models.CharField(max_length=200)
     phone = models.CharField(max_length=20, help_text="The number the warehouse gave last (E.164).")
     email = models.CharField(max_length=254, blank=True)
-    segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Every queue load writes every account, so the account carries only the indexes and checks
+    # the portal needs: no index on the segment (five values; a page filtering by it scans), and
+    # no database-level foreign key, whose deferred check would run once per account at each
+    # load's commit. Django still applies SET_NULL when a segment is deleted.
+    segment = models.ForeignKey(
+        Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False, db_constraint=False
+    )
     days_past_due = models.PositiveSmallIntegerField(null=True, blank=True)
     amount_due = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     timezones = models.CharField(max_length=300, blank=True, help_text="Candidate IANA zones, comma-separated.")
@@ -136,6 +142,9 @@ class Account(models.Model):
         # Only what an inbound call looks up: every other index would cost each queue load more
         # than it saves the pages that filter accounts.
         indexes = [models.Index(fields=["phone"], name="account_phone")]
+        # A constraint rather than unique=True: the same unique index, without the second
+        # (LIKE-pattern) index PostgreSQL gets for a unique text field.
+        constraints = [models.UniqueConstraint(fields=["client_id"], name="account_one_per_client")]
 
     def __str__(self) -> str:
         return f"{self.client_id} {self.name}"

@@ -13,8 +13,8 @@ warehouse error) skips clients already queued and inserts only the rest, so load
 nothing. The rejected rows of a warehouse load are replaced by each run, not accumulated.
 
 Speed: the whole cadence is resolved from memory (one `cadence_index()` per load), the clients
-already queued are read once per load, and on PostgreSQL the items go in with `COPY` into a
-staging table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING, written by two threads
+already queued are read once per load, and on PostgreSQL each chunk's accounts and items go in
+with one `COPY` into a staging table and an INSERT ... SELECT for each, written by two threads
 while the next chunk is checked; on SQLite by one INSERT OR IGNORE run for all rows of a chunk.
 `make bench` measures it against the seed's 100-row ORM batches and raw COPY.
 
@@ -63,7 +63,7 @@ EXTRA_FIELDS = "__extra_fields__"
 # Rows fetched from the warehouse and processed per transaction. Each chunk commits its items,
 # its rejected rows and the progress counters together.
 CHUNK_SIZE = 5000
-# Item fields PostgreSQL copies from the cadence step itself (see _postgres_insert_items).
+# Item fields PostgreSQL copies from the cadence step itself (see _postgres_items_from_staging).
 STEP_TEXT_FIELDS = ("voicemail_prompt", "live_call_prompt")
 # Threads writing chunks in parallel on PostgreSQL (each its own connection and transaction).
 WRITER_THREADS = 2
@@ -425,22 +425,23 @@ def queue_rows_prepare(*, run: LoadRun, rows: Iterable[tuple[int, Mapping[str, A
 
 
 def queue_item_copy_rows(
-    items: list[dict[str, Any]], *, exclude: Collection[str] = ()
+    items: list[dict[str, Any]], *, exclude: Collection[str] = (), extra: Sequence[str] = ()
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Database column names and one tuple of values per item, complete, in COPY's order.
 
     Columns an item does not set take the field's default, computed once (Django's own: the
     declared one, '' for text, else None); JSON values are serialised for COPY's text format.
-    Fields named in `exclude` are left out.
+    Fields named in `exclude` are left out; keys named in `extra` (not item fields) follow the
+    item's columns, None where an item lacks them.
     """
     fields = [f for f in QueueItem._meta.concrete_fields if not f.primary_key and f.attname not in exclude]
     now = clock.now()
     json_fields = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
-    base: dict[str, Any] = {}
+    base: dict[str, Any] = dict.fromkeys(extra)
     for f in fields:
         value = now if f.attname in ("created_at", "status_changed_at") else f.get_default()
         base[f.attname] = json.dumps(value) if f.attname in json_fields else value
-    row_of = operator.itemgetter(*(f.attname for f in fields))
+    row_of = operator.itemgetter(*(f.attname for f in fields), *extra)
     rows = []
     for item in items:
         values = base.copy()
@@ -459,41 +460,184 @@ def _column(model: type[models.Model], field_name: str) -> str:
     return connection.ops.quote_name(field.column)
 
 
-def _postgres_insert_items(items: list[dict[str, Any]]) -> int:
-    """COPY into a temporary staging table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+# --- PostgreSQL: one staging stream per chunk --------------------------------------------------
+#
+# A chunk's accounts and items go to PostgreSQL in one COPY into one temporary table, one row
+# per client: the account's fields, then the item fields that differ from client to client (an
+# item repeats most of its account: those it takes from the account's columns). Two INSERT ...
+# SELECT statements then write the accounts and the items from it; what every item shares (its
+# defaults) is a parameter of the statement, not a value on every row. Each client's values
+# cross the wire, and are parsed, once.
 
-    COPY is the fastest way into PostgreSQL; the INSERT ... SELECT lets the database skip the
-    clients already queued (idempotent, with an exact count) and take each step's prompts —
-    about a kilobyte of text, the same for every client on the step — from the cadence step
-    itself instead of receiving them once per client. Python then streams a fraction of the
-    bytes and is free to check the next chunk while the database does the rest.
+# Account fields an item also carries, and the item field that carries each.
+ACCOUNT_ITEM_FIELDS = {
+    "client_id": "client_id", "name": "client_name", "phone": "phone", "email": "email", "segment_id": "segment_id",
+    "days_past_due": "days_past_due", "amount_due": "amount_due", "timezones": "timezones", "state": "state",
+    "postal_code": "postal_code", "payment_link": "payment_link",
+}  # fmt: skip
+_ITEM_FROM_ACCOUNT = {item_name: name for name, item_name in ACCOUNT_ITEM_FIELDS.items()}
+STAGED_ITEM = "staged_item"
+
+
+def _model_field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field):
+        raise TypeError(f"{model.__name__}.{name} is not a column")
+    return field
+
+
+def _account_field(name: str) -> models.Field[Any, Any]:
+    return _model_field(Account, "segment" if name == "segment_id" else name)
+
+
+@dataclass
+class _Staging:
+    """The staging table's layout for one chunk."""
+
+    item_names: list[str]  # per-client item fields, after the account's
+    item_fields: list[models.Field[Any, Any]]
+    constants: dict[str, Any]  # every other item column: its value for all items, ready to bind
+
+
+def _staging_layout(items: list[dict[str, Any]]) -> _Staging:
+    fields = {f.attname: f for f in QueueItem._meta.concrete_fields if not f.primary_key}
+    keys: set[str] = set()
+    for item in items:
+        keys.update(item)
+    unknown = keys - fields.keys()
+    if unknown:
+        raise TypeError(f"not queue item fields: {', '.join(sorted(unknown))}")
+    names = [n for n in fields if n in keys and n not in _ITEM_FROM_ACCOUNT and n not in STEP_TEXT_FIELDS]
+    now = clock.now()
+    constants = {
+        n: f.get_db_prep_save(now if n in ("created_at", "status_changed_at") else f.get_default(), connection)
+        for n, f in fields.items()
+        if n not in keys and n not in _ITEM_FROM_ACCOUNT and n not in STEP_TEXT_FIELDS
+    }
+    return _Staging(item_names=names, item_fields=[fields[n] for n in names], constants=constants)
+
+
+def _postgres_stage(accounts: list[dict[str, Any]], items: list[dict[str, Any]]) -> _Staging:
+    """COPY a chunk's accounts and items into pg_temp.load_staging."""
+    qn = connection.ops.quote_name
+    layout = _staging_layout(items)
+    account_of = operator.itemgetter(*ACCOUNT_FIELDS)
+    json_names = {n for n, f in zip(layout.item_names, layout.item_fields) if f.get_internal_type() == "JSONField"}
+    defaults = {n: f.get_default() for n, f in zip(layout.item_names, layout.item_fields)}
+    item_of = operator.itemgetter(*layout.item_names) if layout.item_names else (lambda item: ())
+    # Items of a load all set the same fields: then one C-level getter reads a row's values.
+    uniform = bool(items) and all(item.keys() == items[0].keys() for item in items)
+    no_item = tuple(defaults[n] for n in layout.item_names) + (False,)
+
+    def item_values(item: dict[str, Any]) -> tuple[Any, ...]:
+        if uniform and not json_names:
+            values = item_of(item)
+            return (*(values if isinstance(values, tuple) else (values,)), True)
+        return (*(json.dumps(item.get(n, defaults[n])) if n in json_names else item.get(n, defaults[n]) for n in layout.item_names), True)
+
+    by_client = {item["client_id"]: item for item in items}
+    rows: list[tuple[Any, ...]] = []
+    for account in accounts:
+        item = by_client.pop(account["client_id"], None)
+        rows.append((True, *account_of(account), *(no_item if item is None else item_values(item))))
+    for item in by_client.values():  # items written without their accounts
+        account = {name: item.get(item_name) for name, item_name in ACCOUNT_ITEM_FIELDS.items()}
+        rows.append((False, *(account.get(name) for name in ACCOUNT_FIELDS), *item_values(item)))
+
+    definitions = ["staged_account boolean"]
+    definitions += [f"{qn(f'account_{name}')} {_account_field(name).db_type(connection)}" for name in ACCOUNT_FIELDS]
+    definitions += [f"{qn(f.column)} {f.db_type(connection)}" for f in layout.item_fields]
+    definitions.append(f"{STAGED_ITEM} boolean")
+    with connection.cursor() as cursor:
+        # In the connection's own schema, so concurrent writers never share it.
+        cursor.execute("DROP TABLE IF EXISTS pg_temp.load_staging")
+        cursor.execute(f"CREATE TEMPORARY TABLE load_staging ({', '.join(definitions)})")
+        with connection.wrap_database_errors, cursor.cursor.copy("COPY load_staging FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    return layout
+
+
+def _postgres_accounts_from_staging(*, now: dt.datetime, campaign_date: dt.date) -> None:
+    qn = connection.ops.quote_name
+    table = qn(Account._meta.db_table)
+    phones = qn(AccountPhone._meta.db_table)
+    targets = [_account_field(name).column for name in ACCOUNT_FIELDS]
+    sources = ", ".join(f"s.{qn(f'account_{name}')}" for name in ACCOUNT_FIELDS)
+    quoted = ", ".join(qn(c) for c in targets)
+    updates = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in [*targets, "last_seen_at", "last_campaign_date"] if c != "client_id")
+    with connection.cursor() as cursor:
+        # The number an account is about to lose, before the upsert overwrites it.
+        cursor.execute(
+            f"INSERT INTO {phones} (account_id, phone, first_seen_at, last_seen_at) "
+            f"SELECT a.id, a.phone, a.first_seen_at, a.last_seen_at FROM load_staging AS s "
+            f"JOIN {table} AS a ON a.client_id = s.account_client_id WHERE s.staged_account AND a.phone <> s.account_phone "
+            f"ON CONFLICT (account_id, phone) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at"
+        )
+        cursor.execute(
+            f"INSERT INTO {table} ({quoted}, first_seen_at, last_seen_at, last_campaign_date) "
+            f"SELECT {sources}, %s, %s, %s FROM load_staging AS s WHERE s.staged_account "
+            f"ON CONFLICT (client_id) DO UPDATE SET {updates}",
+            [now, now, campaign_date],
+        )
+
+
+def _postgres_items_from_staging(layout: _Staging) -> int:
+    """One INSERT ... SELECT ... ON CONFLICT DO NOTHING of the staged items; how many went in.
+
+    The database skips the clients already queued (idempotent, with an exact count) and takes
+    each step's prompts — about a kilobyte of text, the same for every client on the step —
+    from the cadence step itself instead of receiving them once per client.
     """
     qn = connection.ops.quote_name
     table = qn(QueueItem._meta.db_table)
-    columns, rows = queue_item_copy_rows(items, exclude=STEP_TEXT_FIELDS)
-    quoted = ", ".join(qn(c) for c in columns)
-    staged = ", ".join(f"staged.{qn(c)}" for c in columns)
-    texts = ", ".join(_column(QueueItem, f) for f in STEP_TEXT_FIELDS)
-    step_texts = ", ".join(f"step.{_column(CadenceStep, f)}" for f in STEP_TEXT_FIELDS)
+    targets: list[str] = []
+    sources: list[str] = []
+    for item_name, name in _ITEM_FROM_ACCOUNT.items():
+        targets.append(_column(QueueItem, item_name))
+        sources.append(f"staged.{qn(f'account_{name}')}")
+    for f in layout.item_fields:
+        targets.append(qn(f.column))
+        sources.append(f"staged.{qn(f.column)}")
+    for name in layout.constants:
+        targets.append(_column(QueueItem, name))
+        sources.append("%s")
+    for name in STEP_TEXT_FIELDS:
+        targets.append(_column(QueueItem, name))
+        sources.append(f"step.{_column(CadenceStep, name)}")
     step_key = _column(QueueItem, "step")
     unique = ", ".join(_column(QueueItem, f) for f in ("campaign", "client_id"))
     with connection.cursor() as cursor:
-        # In the connection's own schema, so concurrent writers never share it.
-        cursor.execute("DROP TABLE IF EXISTS pg_temp.queue_staging")
-        cursor.execute(f"CREATE TEMPORARY TABLE queue_staging AS SELECT {quoted} FROM {table} WITH NO DATA")
-        with connection.wrap_database_errors, cursor.cursor.copy(f"COPY queue_staging ({quoted}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
         # LEFT JOIN: a step deleted meanwhile leaves NULL prompts, which the NOT NULL columns
         # refuse loudly rather than silently dropping the client.
         cursor.execute(
-            f"INSERT INTO {table} ({quoted}, {texts}) "
-            f"SELECT {staged}, {step_texts} FROM queue_staging AS staged "
+            f"INSERT INTO {table} ({', '.join(targets)}) "
+            f"SELECT {', '.join(sources)} FROM load_staging AS staged "
             f"LEFT JOIN {qn(CadenceStep._meta.db_table)} AS step ON step.{qn('id')} = staged.{step_key} "
-            f"ON CONFLICT ({unique}) DO NOTHING"
+            f"WHERE staged.{STAGED_ITEM} "
+            f"ON CONFLICT ({unique}) DO NOTHING",
+            list(layout.constants.values()),
         )
-        inserted = cursor.rowcount
-        cursor.execute("DROP TABLE pg_temp.queue_staging")
+        return cursor.rowcount
+
+
+def _postgres_write(
+    *,
+    accounts: list[dict[str, Any]],
+    items: list[dict[str, Any]],
+    now: dt.datetime | None = None,
+    campaign_date: dt.date | None = None,
+) -> int:
+    """A chunk's accounts and items through one staging table; returns how many items went in.
+    `now` and `campaign_date` (first and last seen, last campaign) are needed with accounts."""
+    layout = _postgres_stage(accounts, items)
+    if accounts:
+        if now is None or campaign_date is None:
+            raise TypeError("accounts need now and campaign_date")
+        _postgres_accounts_from_staging(now=now, campaign_date=campaign_date)
+    inserted = _postgres_items_from_staging(layout) if items else 0
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE pg_temp.load_staging")
     return inserted
 
 
@@ -531,7 +675,7 @@ def queue_items_insert(*, campaign_id: int, items: list[dict[str, Any]]) -> int:
     if not items:
         return 0
     if connection.vendor == "postgresql":
-        return _postgres_insert_items(items)
+        return _postgres_write(accounts=[], items=items)
     if connection.vendor == "sqlite":
         return _sqlite_insert_items(campaign_id, items)
     before = QueueItem.objects.filter(campaign_id=campaign_id).count()
@@ -549,10 +693,13 @@ ACCOUNT_FIELDS = (
 def accounts_upsert(*, accounts: list[dict[str, Any]], now: dt.datetime, campaign_date: dt.date) -> None:
     """Create or update one account per row. The account's current number is on the account;
     a number it had before is kept among its phones when a row brings a new one, so an inbound
-    caller is recognised on every number the client was reached at. One statement each on
-    PostgreSQL (COPY into a staging table, then INSERT ... ON CONFLICT DO UPDATE) and SQLite (an
-    upsert executed per row in C). Call inside a transaction."""
+    caller is recognised on every number the client was reached at. On PostgreSQL through the
+    load's staging table (COPY, then INSERT ... ON CONFLICT DO UPDATE); on SQLite an upsert
+    executed per row in C. Call inside a transaction."""
     if not accounts:
+        return
+    if connection.vendor == "postgresql":
+        _postgres_write(accounts=accounts, items=[], now=now, campaign_date=campaign_date)
         return
     qn = connection.ops.quote_name
     table = qn(Account._meta.db_table)
@@ -561,28 +708,6 @@ def accounts_upsert(*, accounts: list[dict[str, Any]], now: dt.datetime, campaig
     quoted = ", ".join(qn(c) for c in columns)
     updates = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in columns if c != "client_id")
     seen = f"{qn('last_seen_at')} = EXCLUDED.{qn('last_seen_at')}, {qn('last_campaign_date')} = EXCLUDED.{qn('last_campaign_date')}"
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TABLE IF EXISTS pg_temp.account_staging")
-            cursor.execute(f"CREATE TEMPORARY TABLE account_staging AS SELECT {quoted} FROM {table} WITH NO DATA")
-            with connection.wrap_database_errors, cursor.cursor.copy(f"COPY account_staging ({quoted}) FROM STDIN") as copy:
-                for account in accounts:
-                    copy.write_row([account[name] for name in ACCOUNT_FIELDS])
-            # The number an account is about to lose, before the upsert overwrites it.
-            cursor.execute(
-                f"INSERT INTO {phones} (account_id, phone, first_seen_at, last_seen_at) "
-                f"SELECT a.id, a.phone, a.first_seen_at, a.last_seen_at FROM account_staging AS s "
-                f"JOIN {table} AS a ON a.client_id = s.client_id WHERE a.phone <> s.phone "
-                f"ON CONFLICT (account_id, phone) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at"
-            )
-            cursor.execute(
-                f"INSERT INTO {table} ({quoted}, first_seen_at, last_seen_at, last_campaign_date) "
-                f"SELECT {quoted}, %s, %s, %s FROM account_staging "
-                f"ON CONFLICT (client_id) DO UPDATE SET {updates}, {seen}",
-                [now, now, campaign_date],
-            )
-            cursor.execute("DROP TABLE pg_temp.account_staging")
-        return
     if connection.vendor == "sqlite":
         at = connection.ops.adapt_datetimefield_value(now)
         day = connection.ops.adapt_datefield_value(campaign_date)
@@ -637,8 +762,11 @@ def _sqlite_value(value: Any) -> Any:
 def _write_chunk(*, run: LoadRun, chunk: PreparedChunk) -> int:
     """Items, rejected rows and progress counters of one chunk, in one transaction."""
     with transaction.atomic():
-        accounts_upsert(accounts=chunk.accounts, now=run.now, campaign_date=run.campaign.date)
-        inserted = queue_items_insert(campaign_id=run.campaign.pk, items=chunk.items)
+        if connection.vendor == "postgresql":
+            inserted = _postgres_write(accounts=chunk.accounts, items=chunk.items, now=run.now, campaign_date=run.campaign.date)
+        else:
+            accounts_upsert(accounts=chunk.accounts, now=run.now, campaign_date=run.campaign.date)
+            inserted = queue_items_insert(campaign_id=run.campaign.pk, items=chunk.items)
         # Lost to a concurrent writer between our read of the campaign's clients and the insert.
         raced = len(chunk.items) - inserted
         RejectedRow.objects.bulk_create(
