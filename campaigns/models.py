@@ -135,7 +135,7 @@ class Account(models.Model):
     date_of_birth_hash = models.CharField(max_length=64, blank=True, editable=False)
     ssn_last4_hash = models.CharField(max_length=64, blank=True, editable=False)
     # The last warm-transfer brief Grace gave a rep about this client.
-    transfer_brief = models.TextField(blank=True)
+    transfer_brief = models.TextField(blank=True, db_default="")
     transfer_brief_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -446,7 +446,10 @@ def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dic
     if not call_id:
         log.warning("retell function without a call id", extra={"function": name})
         return {"error": SAY_UNKNOWN_CALL}
-    args_key = identity.keyed_digest(json.dumps(args, sort_keys=True, default=str))
+    # A retry of a request is the same request while what it depends on is unchanged: a lookup
+    # after the caller was verified is a new question, not a retry of the one before.
+    verified = name != "verify_identity" and identity_verified(call_id)
+    args_key = identity.keyed_digest(json.dumps([args, verified], sort_keys=True, default=str))
     stored = LiveToolCall.objects.filter(call_id=call_id, name=name, args_key=args_key).values_list("response", flat=True).first()
     if stored is not None:
         return dict(stored)

@@ -580,7 +580,7 @@ def accounts_upsert(*, accounts: list[dict[str, Any]], now: dt.datetime, campaig
             cursor.execute(f"CREATE TEMPORARY TABLE account_staging AS SELECT {quoted} FROM {table} WITH NO DATA")
             with connection.wrap_database_errors, cursor.cursor.copy(f"COPY account_staging ({quoted}) FROM STDIN") as copy:
                 for account in accounts:
-                    copy.write_row([account[name] for name in ACCOUNT_FIELDS])
+                    copy.write_row([account.get(name, "") for name in ACCOUNT_FIELDS])
             # The number an account is about to lose, before the upsert overwrites it.
             cursor.execute(
                 f"INSERT INTO {phones} (account_id, phone, first_seen_at, last_seen_at) "
@@ -599,7 +599,7 @@ def accounts_upsert(*, accounts: list[dict[str, Any]], now: dt.datetime, campaig
     if connection.vendor == "sqlite":
         at = connection.ops.adapt_datetimefield_value(now)
         day = connection.ops.adapt_datefield_value(campaign_date)
-        rows = [[*(_sqlite_value(account[name]) for name in ACCOUNT_FIELDS), at, at, day] for account in accounts]
+        rows = [[*(_sqlite_value(account.get(name, "")) for name in ACCOUNT_FIELDS), at, at, day] for account in accounts]
         placeholders = ", ".join(["%s"] * (len(columns) + 3))
         with connection.cursor() as cursor:
             cursor.executemany(
