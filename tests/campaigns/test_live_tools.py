@@ -217,3 +217,21 @@ def test_every_function_call_is_kept_for_the_timeline(client, loaded):
     kept = list(LiveToolCall.objects.order_by("created_at").values_list("name", "result", "client_id"))
     assert kept == [("verify_identity", "verified", "T-LIVE-1"), ("lookup_account", "disclosed", "T-LIVE-1")]
     assert inbox is not None and timezone.is_aware(LiveToolCall.objects.first().created_at)
+
+
+def test_the_tools_are_on_the_timeline_and_in_the_days_kpis(client, loaded, admin_client):
+    ask(client, "verify_identity", {"date_of_birth": DOB})
+    for wrong in ("1990-01-01", "1990-01-02", "1990-01-03"):
+        ask(client, "verify_identity", {"date_of_birth": wrong}, call_object=call("call_live_2"))
+    ask(client, "schedule_callback", {"time": "today at 2pm"})
+    from campaigns.metrics import kpis
+
+    campaign = Campaign.objects.get(date=MORNING.date())
+    total = kpis.sum_figures(kpis.campaign_kpi_figures(campaign=campaign).values())
+    assert (total["identity_checks"], total["identity_verified"], total["identity_failed"]) == (2, 1, 1)
+    assert (total["callbacks_due"], total["callbacks_kept"]) == (1, 0)
+    rates = kpis.kpi_rates(total)
+    assert rates["verification_rate"] == rates["failed_verification_rate"] == 0.5
+    page = admin_client.get("/dashboard/clients/T-LIVE-1/").content.decode()
+    assert "Grace: identity check — verified" in page and "Grace: identity check — locked" in page
+    assert "Callback — Scheduled" in page and DOB not in page and "1990-01-0" not in page
