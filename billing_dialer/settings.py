@@ -7,6 +7,8 @@ default, so a fresh clone runs on SQLite against the sandbox vendors with no con
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 import environ
@@ -291,6 +293,14 @@ RECONCILED_FILE_DIR = env.path("RECONCILED_FILE_DIR", default=VAR_DIR / "reconci
 PAYMENT_LINK_TEMPLATE = env.str("PAYMENT_LINK_TEMPLATE", default="https://pay.example.com/p/{token}")
 # How long a signed payment-link token stays valid (a text may be read days after it is sent).
 PAYMENT_LINK_MAX_AGE_DAYS = env.int("PAYMENT_LINK_MAX_AGE_DAYS", default=30)
+
+# --- Identity checks: dates of birth and SSN last fours are kept only as HMAC-SHA256 hashes ---
+# with this key. Set it in production: a key of its own means rotating SECRET_KEY does not make
+# the hashes unusable. Unset, it is derived from SECRET_KEY (never SECRET_KEY itself). Changing
+# it makes the stored hashes unusable until the next queue load writes them again.
+IDENTITY_HASH_KEY = env.str("IDENTITY_HASH_KEY", default="") or hmac.new(
+    SECRET_KEY.encode(), b"billing_dialer.identity_hash_key", hashlib.sha256
+).hexdigest()
 
 # --- Logging: structured (key=value JSON) with phone numbers masked ------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

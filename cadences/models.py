@@ -75,6 +75,11 @@ class Segment(models.Model):
     resurrection_ring_group = models.CharField(max_length=64)
     billing_inbox_id = models.CharField(max_length=64, help_text="HeyMarket inbox for billing-phase texts and replies.")
     resurrection_inbox_id = models.CharField(max_length=64, help_text="HeyMarket inbox for resurrection-phase texts and replies.")
+    verify_before_balance = models.BooleanField(
+        "verify before disclosing the balance",
+        default=True,
+        help_text="Grace is given no amount when she dials; she verifies the client's identity, then looks the balance up.",
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -305,7 +310,8 @@ class DialerSettings(models.Model):
     singleton_key = models.PositiveSmallIntegerField(default=1, editable=False, unique=True)
     queue_sql = models.TextField(
         help_text="Runs against the warehouse. Must return client_id, name, phone, segment, days_past_due, ring_group; "
-        "may return amount_due, timezone, state, postal_code, payment_link, email."
+        "may return amount_due, timezone, state, postal_code, payment_link, email, date_of_birth, ssn_last4 (the last two "
+        "are kept only as keyed hashes)."
     )
     revalidation_interval_minutes = models.PositiveSmallIntegerField(default=30, validators=[MinValueValidator(1)])
     batch_size = models.PositiveSmallIntegerField(default=10, validators=[MinValueValidator(1)])
@@ -334,6 +340,17 @@ class DialerSettings(models.Model):
     max_concurrent_calls = models.PositiveSmallIntegerField(default=20, validators=[MinValueValidator(1)])
     ledger_retention_days = models.PositiveSmallIntegerField(default=400, validators=[MinValueValidator(7)])
     company_name = models.CharField(max_length=80, default="Billing Team")
+    promise_horizon_days = models.PositiveSmallIntegerField(
+        default=30, validators=[MinValueValidator(1)], help_text="Latest promise-to-pay date Grace may accept, in days from the call."
+    )
+    # Retell agents for inbound calls, one per conversation path; blank = the number's own agent.
+    inbound_agent_payment = models.CharField(max_length=100, blank=True, help_text="Retell agent id for callers with a balance or a promise due.")
+    inbound_agent_question = models.CharField(max_length=100, blank=True, help_text="Retell agent id for callers with nothing due (paid, resolved).")
+    inbound_agent_dispute = models.CharField(max_length=100, blank=True, help_text="Retell agent id for callers with an open dispute.")
+    inbound_agent_escalation = models.CharField(
+        max_length=100, blank=True, help_text="Retell agent id for callers who need a person (legal, attorney, vulnerable, broken promise)."
+    )
+    inbound_agent_generic = models.CharField(max_length=100, blank=True, help_text="Retell agent id for callers not matched to one account.")
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
 
@@ -368,7 +385,7 @@ class DialerSettings(models.Model):
 
 
 DEFAULT_QUEUE_SQL = """SELECT client_id, name, phone, segment, days_past_due, ring_group,
-       amount_due, timezone, state, postal_code, payment_link, email, owner, tier
+       amount_due, timezone, state, postal_code, payment_link, email, owner, tier, date_of_birth, ssn_last4
 FROM billing_queue
 WHERE days_past_due BETWEEN 0 AND 180
   AND balance_resolved = 0"""

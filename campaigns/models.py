@@ -136,6 +136,13 @@ class Account(models.Model):
     first_seen_at = models.DateTimeField(help_text="When a load or upload first named the client (campaign clock).")
     last_seen_at = models.DateTimeField(help_text="When a load or upload last named the client (campaign clock).")
     last_campaign_date = models.DateField(null=True, blank=True)
+    # Identity checks: keyed hashes only (HMAC with IDENTITY_HASH_KEY), never the values, so the
+    # database, its backups and every export hold nothing a caller could repeat back.
+    date_of_birth_hash = models.CharField(max_length=64, blank=True, editable=False)
+    ssn_last4_hash = models.CharField(max_length=64, blank=True, editable=False)
+    # The last warm-transfer brief Grace gave a rep about this client.
+    transfer_brief = models.TextField(blank=True, db_default="")
+    transfer_brief_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["client_id"]
@@ -430,6 +437,7 @@ class SmsMessage(models.Model):
         HELP_REPLY = "help_reply", "Help reply"
         OPT_IN_CONFIRMATION = "opt_in_confirmation", "Opt-in confirmation"
         PROMISE_REMINDER = "promise_reminder", "Promise-to-pay reminder"
+        PAYMENT_LINK = "payment_link", "Payment link (during a call)"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -603,6 +611,7 @@ class FollowUpTask(models.Model):
         BROKEN_PROMISE = "broken_promise", "Broken promise to pay"
         LOW_CONFIDENCE_MATCH = "low_confidence_match", "Low-confidence match"
         SMS_REPLY = "sms_reply", "SMS reply"
+        IDENTITY_LOCKED = "identity_locked", "Identity check failed three times"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -642,6 +651,8 @@ FOLLOW_UP_DUE: dict[str, dt.timedelta] = {
     FollowUpTask.Kind.HARDSHIP: dt.timedelta(days=2),
     FollowUpTask.Kind.BROKEN_PROMISE: dt.timedelta(days=1),
     FollowUpTask.Kind.LOW_CONFIDENCE_MATCH: dt.timedelta(days=1),
+    # Someone failed the identity check three times on the client's account: possibly not them.
+    FollowUpTask.Kind.IDENTITY_LOCKED: dt.timedelta(hours=4),
 }
 
 
@@ -717,7 +728,90 @@ class DailyKpi(models.Model):
     amount_recovered = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     disputes = models.PositiveIntegerField(default=0)
     opt_outs = models.PositiveIntegerField(default=0)
+    # Grace's live tools: calls where identity was checked, and how that ended; links texted
+    # during a call; callbacks that came due, and those dialed.
+    identity_checks = models.PositiveIntegerField(default=0)
+    identity_verified = models.PositiveIntegerField(default=0)
+    identity_failed = models.PositiveIntegerField(default=0)
+    links_sent_live = models.PositiveIntegerField(default=0)
+    callbacks_due = models.PositiveIntegerField(default=0)
+    callbacks_kept = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-date", "segment_name", "phase"]
         constraints = [models.UniqueConstraint(fields=["date", "segment_name", "phase"], name="daily_kpi_once")]
+
+
+class LiveToolCall(models.Model):
+    """One custom-function call Grace made during a call, with the answer she was given.
+
+    (call_id, name, args_key) is unique: Retell may send the same function call again, and the
+    retry gets the stored answer instead of acting twice. `args` never holds a secret value (the
+    identity answers are replaced by what kind of answer was given); `args_key` is a keyed hash.
+    """
+
+    call_id = models.CharField(max_length=100)
+    name = models.CharField(max_length=40)
+    args_key = models.CharField(max_length=64)
+    client_id = models.CharField(max_length=64, blank=True)
+    segment_name = models.CharField(max_length=64, blank=True)
+    phase = models.CharField(max_length=32, blank=True)
+    args = models.JSONField(default=dict, blank=True)
+    result = models.CharField(max_length=32, help_text="What the call came to: verified, failed, locked, sent, refused…")
+    response = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["call_id", "name", "args_key"], name="live_tool_call_once")]
+        indexes = [
+            models.Index(fields=["client_id", "created_at"], name="live_tool_client"),
+            models.Index(fields=["created_at", "name"], name="live_tool_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.call_id}: {self.result}"
+
+
+class Callback(models.Model):
+    """A call the client asked for: dialed by the release loop at its time, inside the client's
+    window. The request is the client's consent to be called then, so the post-conversation
+    blackout does not hold it back; suppressions and caps still do."""
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        DIALING = "dialing", "Dialing"
+        PLACED = "placed", "Placed"
+        MISSED = "missed", "Not dialed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    client_id = models.CharField(max_length=64)
+    client_name = models.CharField(max_length=200, blank=True)
+    phone = models.CharField(max_length=20)
+    timezones = models.CharField(max_length=300, blank=True)
+    state = models.CharField(max_length=2, blank=True)
+    segment_name = models.CharField(max_length=64, blank=True)
+    phase = models.CharField(max_length=32, blank=True)
+    due_at = models.DateTimeField()
+    requested_text = models.CharField(max_length=200, blank=True, help_text="The time as the client put it.")
+    # The call on which the client asked: one callback per call, and the record of the consent.
+    consent_call_id = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    attempt = models.ForeignKey(CallAttempt, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    dialed_at = models.DateTimeField(null=True, blank=True)
+    detail = models.CharField(max_length=300, blank=True, help_text="Why it was not dialed, when it was not.")
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        ordering = ["due_at"]
+        indexes = [
+            models.Index(fields=["status", "due_at"], name="callback_due"),
+            models.Index(fields=["client_id", "due_at"], name="callback_client"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Callback {self.client_id} at {self.due_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def timezone_list(self) -> list[str]:
+        return [z for z in self.timezones.split(",") if z]

@@ -12,6 +12,7 @@ from campaigns.webhooks import heymarket, retell
 urlpatterns = [
     path("webhooks/retell/", retell.retell_webhook, name="campaigns-retell-webhook"),
     path("webhooks/retell/inbound/", retell.retell_inbound_webhook, name="campaigns-retell-inbound-webhook"),
+    path("webhooks/retell/functions/", retell.retell_function_webhook, name="campaigns-retell-function-webhook"),
     path("webhooks/heymarket/", heymarket.heymarket_webhook, name="campaigns-heymarket-webhook"),
     # Supervisor dashboard, KPIs and client timelines.
     path("dashboard/", views.dashboard, name="campaigns-dashboard"),

@@ -32,7 +32,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from cadences.models import Phase, team_for_phase, Team
+from cadences.models import DialerSettings, Phase, Team, team_for_phase
 from cadences.selectors import phase_on_day
 from campaigns.compliance.ledger import ledger_record
 from campaigns.geo import GeoError, phone_to_e164
@@ -45,6 +45,7 @@ from campaigns.models import (
     FollowUpTask,
     PromiseToPay,
     QueueItem,
+    Suppression,
     WebhookEvent,
 )
 
@@ -64,7 +65,31 @@ GENERIC_VARIABLES: dict[str, str] = {
     "payment_link": "",
     "open_promise": "",
     "recent_history": "",
+    "inbound_flow": "generic",
+    "verify_before_balance": "true",
+    "transfer_brief": "",
 }
+
+# Inbound conversation paths (seed 001: "routed to the right flow — payment, query, dispute, or
+# escalation"), each with its own Retell agent (Dialer settings in the admin).
+FLOW_PAYMENT = "payment"
+FLOW_QUESTION = "question"
+FLOW_DISPUTE = "dispute"
+FLOW_ESCALATION = "escalation"
+FLOW_GENERIC = "generic"
+FLOW_AGENT_FIELDS = {
+    FLOW_PAYMENT: "inbound_agent_payment",
+    FLOW_QUESTION: "inbound_agent_question",
+    FLOW_DISPUTE: "inbound_agent_dispute",
+    FLOW_ESCALATION: "inbound_agent_escalation",
+    FLOW_GENERIC: "inbound_agent_generic",
+}
+ESCALATION_TASKS = (
+    FollowUpTask.Kind.LEGAL_LANGUAGE,
+    FollowUpTask.Kind.VULNERABLE_CUSTOMER,
+    FollowUpTask.Kind.BROKEN_PROMISE,
+    FollowUpTask.Kind.IDENTITY_LOCKED,
+)
 
 # How far back the ledger is searched for a caller (the ledger keeps about 400 days).
 LEDGER_MATCH_DAYS = 400
@@ -148,6 +173,28 @@ def recent_history(*, client_id: str, now: dt.datetime) -> str:
     return " ".join(parts)
 
 
+def inbound_flow(match: CallerMatch, *, now: dt.datetime) -> str:
+    """The conversation path for a caller, from the account's state: an open dispute first, then
+    what needs a person, then money owed or promised, else a question (paid, resolved)."""
+    if match.source not in ("account", "ledger"):
+        return FLOW_GENERIC
+    client_id = match.client_id
+    open_tasks = FollowUpTask.objects.filter(client_id=client_id).exclude(status=FollowUpTask.Status.DONE)
+    suppressions = Suppression.objects.filter(client_id=client_id, lifted_at__isnull=True)
+    if open_tasks.filter(kind=FollowUpTask.Kind.DISPUTE).exists() or suppressions.filter(reason=Suppression.Reason.DISPUTE_HOLD).exists():
+        return FLOW_DISPUTE
+    if open_tasks.filter(kind__in=ESCALATION_TASKS).exists() or suppressions.filter(reason=Suppression.Reason.ATTORNEY).exists():
+        return FLOW_ESCALATION
+    account = match.account
+    if account is not None and account.status == Account.Status.RESOLVED:
+        return FLOW_QUESTION
+    if PromiseToPay.objects.filter(client_id=client_id, status=PromiseToPay.Status.PENDING).exists():
+        return FLOW_PAYMENT
+    if account is not None and account.amount_due is not None and account.amount_due <= 0:
+        return FLOW_QUESTION
+    return FLOW_PAYMENT
+
+
 def _variables_for(match: CallerMatch, *, now: dt.datetime) -> dict[str, str]:
     variables = dict(GENERIC_VARIABLES)
     if match.source not in ("account", "ledger"):
@@ -164,10 +211,14 @@ def _variables_for(match: CallerMatch, *, now: dt.datetime) -> dict[str, str]:
     account = match.account
     if account is None:
         return variables
+    verify_first = account.segment.verify_before_balance if account.segment is not None else True
     variables.update(
         client_name=account.name,
         first_name=account.first_name,
-        amount_due=_money(account.amount_due),
+        # Where the segment requires it, the balance is looked up only after the caller is verified.
+        amount_due="" if verify_first else _money(account.amount_due),
+        verify_before_balance="true" if verify_first else "false",
+        transfer_brief=account.transfer_brief,
         days_past_due="" if account.days_past_due is None else str(account.days_past_due),
         payment_link=account.payment_link,
     )
@@ -244,7 +295,17 @@ def inbound_call_answer(*, call_inbound: Mapping[str, Any], now: dt.datetime) ->
         "retell inbound call matched",
         extra={"call_id": call_id, "match": match.source, "client_id": match.client_id, "phone": phone},
     )
-    return {"call_inbound": {"dynamic_variables": _variables_for(match, now=now), "metadata": metadata}}
+    flow = inbound_flow(match, now=now)
+    variables = _variables_for(match, now=now)
+    variables["inbound_flow"] = flow
+    metadata["inbound_flow"] = flow
+    if match.source == "account":
+        metadata["client_id"] = match.client_id
+    answer: dict[str, Any] = {"dynamic_variables": variables, "metadata": metadata}
+    agent_id = getattr(DialerSettings.load(), FLOW_AGENT_FIELDS[flow])
+    if agent_id:
+        answer["override_agent_id"] = agent_id
+    return {"call_inbound": answer}
 
 
 def _inbound_attempt_create(*, call_id: str, client_id: str, caller: str, to_number: str, now: dt.datetime) -> CallAttempt:

@@ -46,10 +46,11 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from integrations import clock
-from cadences.models import DialerSettings
+from cadences import defaults as default_prompts
+from cadences.models import DialerSettings, Phase, Team, team_for_phase
 from campaigns import schedules
 from campaigns.calls import caller_ids, outcomes, retry
-from campaigns.models import Alert, CallAttempt, Campaign, ContactLedgerEntry, QueueItem, ReleaseBatch
+from campaigns.models import Account, Alert, Callback, CallAttempt, Campaign, ContactLedgerEntry, QueueItem, ReleaseBatch
 from campaigns.compliance import gate as compliance
 from campaigns.alerts import alert_raise
 from campaigns.compliance.gate import Block
@@ -165,12 +166,20 @@ def _amount(value: Decimal | None) -> str:
 
 
 def call_dynamic_variables(*, item: QueueItem, company_name: str) -> dict[str, str]:
-    """What Grace needs for this touchpoint; Retell takes strings only."""
+    """What Grace needs for this touchpoint; Retell takes strings only.
+
+    Where the segment says "verify before disclosing the balance", the amount is not sent at all:
+    whoever answers cannot hear it before Grace has verified them and looked it up
+    (`lookup_account`). A voicemail never cites it either way.
+    """
     name = (item.client_name or "").strip()
+    verify_first = item.segment.verify_before_balance
     return {
         "client_name": name,
         "first_name": name.split()[0] if name else "",
-        "amount_due": _amount(item.amount_due),
+        "amount_due": "" if verify_first else _amount(item.amount_due),
+        "verify_before_balance": "true" if verify_first else "false",
+        "transfer_brief": f"{name}, {item.days_past_due} days past due ({item.segment.name}); identity not verified yet.",
         "days_past_due": str(item.days_past_due),
         "live_call_prompt": item.live_call_prompt or "",
         "voicemail_prompt": item.voicemail_prompt or "",
@@ -183,7 +192,13 @@ def call_dynamic_variables(*, item: QueueItem, company_name: str) -> dict[str, s
 
 
 def call_metadata(*, attempt: CallAttempt) -> dict[str, Any]:
-    return {"campaign_id": attempt.campaign_id, "queue_item_id": attempt.queue_item_id, "attempt_id": str(attempt.pk)}
+    # client_id is how Grace's live tools find the account during the call.
+    return {
+        "campaign_id": attempt.campaign_id,
+        "queue_item_id": attempt.queue_item_id,
+        "attempt_id": str(attempt.pk),
+        "client_id": attempt.client_id,
+    }
 
 
 class PlaceOutcome(models.TextChoices):
@@ -797,6 +812,139 @@ def release_recover(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pa
     return placed
 
 
+# --- Callbacks the clients asked for ---------------------------------------------------------------
+
+CALLBACK_RETRY_DELAY = dt.timedelta(minutes=2)
+CALLBACK_MAX_TRIES = 3
+# A callback more than this late (no campaign was running at its time) is not dialed any more.
+CALLBACK_LATE_LIMIT = dt.timedelta(hours=2)
+
+
+def callback_dynamic_variables(*, callback: Callback, account: Account | None, company_name: str) -> dict[str, str]:
+    """What Grace needs on a callback: the client's account as it is now, and why she calls."""
+    name = (account.name if account is not None else callback.client_name).strip()
+    segment = account.segment if account is not None else None
+    verify_first = segment.verify_before_balance if segment is not None else True
+    phase = callback.phase if callback.phase in Phase.values else Phase.PAST_DUE
+    resurrection = team_for_phase(phase) == Team.RESURRECTION
+    transfer = (segment.resurrection_transfer_number if resurrection else segment.billing_transfer_number) if segment else ""
+    return {
+        "client_name": name,
+        "first_name": name.split()[0] if name else "",
+        "amount_due": "" if verify_first or account is None else _amount(account.amount_due),
+        "verify_before_balance": "true" if verify_first else "false",
+        "days_past_due": str(account.days_past_due) if account is not None and account.days_past_due is not None else "",
+        "live_call_prompt": (
+            "The client asked us to call them back at this time. Thank them for making the time, then continue.\n\n"
+            + default_prompts.live_call_prompt(phase)
+        ),
+        "voicemail_prompt": default_prompts.voicemail_prompt(phase),
+        "transfer_number": transfer,
+        "transfer_brief": f"{name}: the callback they asked for; identity not verified yet.",
+        "payment_link": account.payment_link if account is not None else "",
+        "company_name": company_name or "",
+        "segment": segment.name if segment is not None else callback.segment_name,
+        "phase": phase,
+        "call_reason": "callback",
+    }
+
+
+def callbacks_release(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pacer: Pacer, dialer: DialerSettings) -> int:
+    """Dial the callbacks that are due, through the gate with the client's consent (no blackout);
+    a callback whose window is closed waits for it (when it opens before the day ends), one the
+    gate refuses for good is marked missed with why. Returns how many were placed."""
+    now = now_fn()
+    headroom = dialer.max_concurrent_calls - active_call_count()
+    if headroom <= 0:
+        return 0
+    due = list(Callback.objects.filter(status=Callback.Status.SCHEDULED, due_at__lte=now).order_by("due_at")[:headroom])
+    if not due:
+        return 0
+    late = [c for c in due if c.due_at < now - CALLBACK_LATE_LIMIT]
+    for callback in late:
+        Callback.objects.filter(pk=callback.pk, status=Callback.Status.SCHEDULED).update(
+            status=Callback.Status.MISSED, detail="No campaign was calling at the time asked for."
+        )
+    due = [c for c in due if c not in late]
+    claimed = [c for c in due if Callback.objects.filter(pk=c.pk, status=Callback.Status.SCHEDULED).update(status=Callback.Status.DIALING)]
+    blocks = compliance.gate_callbacks(campaign=campaign, callbacks=claimed, now=now)
+    day_end = retry.campaign_day_end(campaign)
+    placed = 0
+    for callback in claimed:
+        block = blocks[callback.pk]
+        if block is not None:
+            compliance.gate_record(block=block, client_id=callback.client_id, channel=compliance.CALL, now=now, campaign=campaign)
+            opens = (
+                compliance.next_window_open(
+                    timezones=callback.timezone_list, now=now, start=campaign.calling_window_start, end=campaign.calling_window_end
+                )
+                if block.is_window
+                else None
+            )
+            if opens is not None and opens < day_end:
+                Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.SCHEDULED, due_at=opens)
+            else:
+                Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.MISSED, detail=block.detail[:300])
+            continue
+        pacer.wait()
+        placed += _callback_place(callback=callback, campaign=campaign, now_fn=now_fn, dialer=dialer)
+    return placed
+
+
+def _callback_place(*, callback: Callback, campaign: Campaign, now_fn: Callable[[], dt.datetime], dialer: DialerSettings) -> int:
+    account = Account.objects.select_related("segment").filter(client_id=callback.client_id).first()
+    pool = list(settings.RETELL_FROM_NUMBERS)
+    from_number = caller_ids.caller_id_choose(to_number=callback.phone, state=callback.state, pool=pool, usage={})
+    attempt = CallAttempt.objects.create(
+        campaign=campaign,
+        client_id=callback.client_id,
+        kind=CallAttempt.Kind.CALLBACK,
+        from_number=from_number,
+        to_number=callback.phone,
+        status=A.CREATED,
+    )
+    try:
+        call = retell.create_phone_call(
+            from_number=from_number,
+            to_number=callback.phone,
+            agent_id=settings.RETELL_AGENT_ID,
+            dynamic_variables=callback_dynamic_variables(callback=callback, account=account, company_name=dialer.company_name),
+            metadata={
+                "campaign_id": campaign.pk,
+                "attempt_id": str(attempt.pk),
+                "client_id": callback.client_id,
+                "callback_id": callback.pk,
+                "consent_call_id": callback.consent_call_id,
+            },
+            idempotency_key=str(attempt.pk),
+        )
+    except IntegrationError as exc:
+        CallAttempt.objects.filter(pk=attempt.pk).update(status=A.NOT_DIALED, error=str(exc)[:2000])
+        tries = CallAttempt.objects.filter(
+            kind=CallAttempt.Kind.CALLBACK, client_id=callback.client_id, status=A.NOT_DIALED, created_at__gte=callback.created_at
+        ).count()
+        if exc.permanent or tries >= CALLBACK_MAX_TRIES:
+            Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.MISSED, attempt=attempt, detail=f"Retell: {exc}"[:300])
+        else:
+            Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.SCHEDULED, due_at=now_fn() + CALLBACK_RETRY_DELAY)
+        log.warning("callback not placed", extra={"callback_id": callback.pk, "error": str(exc)[:300]})
+        return 0
+    dialed_at = now_fn()
+    with transaction.atomic():
+        CallAttempt.objects.filter(pk=attempt.pk).update(call_id=call.call_id, status=A.REGISTERED, placed_at=dialed_at)
+        Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.PLACED, attempt=attempt, dialed_at=dialed_at)
+        ContactLedgerEntry.objects.get_or_create(
+            kind=ContactLedgerEntry.Kind.CALL_ATTEMPT,
+            reference=call.call_id,
+            defaults={
+                "client_id": callback.client_id, "phone": callback.phone, "occurred_at": dialed_at,
+                "campaign_date": campaign.date, "state": callback.state,
+            },
+        )  # fmt: skip
+    log.info("callback placed", extra={"callback_id": callback.pk, "call_id": call.call_id, "client_id": callback.client_id})
+    return 1
+
+
 # --- The loop ------------------------------------------------------------------------------------------
 
 
@@ -833,6 +981,8 @@ def release_pass(
     open_groups = set(ReleaseBatch.objects.filter(campaign=campaign, resolved_at__isnull=True).values_list("ring_group", flat=True))
     released = False
     dialer = DialerSettings.load()
+    # Callbacks first: the client asked for this time.
+    state.placed += callbacks_release(campaign=campaign, now_fn=now_fn, pacer=state.pacer, dialer=dialer)
     for ring_group in sorted(due_groups | open_groups):
         if monotonic() < state.poll_after.get(ring_group, 0.0):
             continue

@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -48,7 +48,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from cadences.models import DialerSettings, StateCallLimit
-from campaigns.models import Campaign, ContactLedgerEntry, GateDecision, QueueItem, Suppression
+from campaigns.models import Callback, Campaign, ContactLedgerEntry, GateDecision, QueueItem, Suppression
 from campaigns.compliance.ledger import active_suppressions_q
 
 log = logging.getLogger(__name__)
@@ -292,23 +292,32 @@ def _local_dates(when: datetime, zones: Sequence[ZoneInfo]) -> list[dt.date]:
     return [when.astimezone(z).date() for z in zones]
 
 
-def gate_calls(*, campaign: Campaign, items: Sequence[QueueItem], now: datetime) -> dict[int, Block | None]:
+def gate_calls(
+    *, campaign: Campaign, items: Sequence[QueueItem], now: datetime, consented: Collection[int] = ()
+) -> dict[int, Block | None]:
     """The gate for a batch of call items: {item id: the first Block, or None when callable}.
 
     A fixed number of queries per chunk of items (settings, suppressions, state limits, attempt
-    counts grouped by client, recent conversations) — never one per item.
+    counts grouped by client, recent conversations) — never one per item. Items in `consented`
+    are calls the client asked for (a booked callback): the conversation blackout and the
+    called-in-today rule, which protect clients from calls they did not ask for, do not hold them;
+    every other rule does.
     """
     result: dict[int, Block | None] = {}
     if not items:
         return result
     dialer = DialerSettings.load()
     for offset in range(0, len(items), GATE_CHUNK):
-        result.update(_gate_calls_chunk(campaign=campaign, items=items[offset : offset + GATE_CHUNK], now=now, dialer=dialer))
+        result.update(
+            _gate_calls_chunk(
+                campaign=campaign, items=items[offset : offset + GATE_CHUNK], now=now, dialer=dialer, consented=frozenset(consented)
+            )
+        )
     return result
 
 
 def _gate_calls_chunk(
-    *, campaign: Campaign, items: Sequence[QueueItem], now: datetime, dialer: DialerSettings
+    *, campaign: Campaign, items: Sequence[QueueItem], now: datetime, dialer: DialerSettings, consented: frozenset[int] = frozenset()
 ) -> dict[int, Block | None]:
     client_ids = {i.client_id for i in items}
     phones = {i.phone for i in items if i.phone}
@@ -358,9 +367,17 @@ def _gate_calls_chunk(
             suppression=_suppression_for(item, by_client, by_phone, channel=CALL),
             counts=counts.get(item.client_id, {}),
             limit=limits.get(item.state.upper()) if item.state else None,
-            contacts=contacts_by_client.get(item.client_id, []) + contacts_by_phone.get(item.phone, []),
+            contacts=[] if item.pk in consented else contacts_by_client.get(item.client_id, []) + contacts_by_phone.get(item.phone, []),
         )
     return result
+
+
+def gate_callbacks(*, campaign: Campaign, callbacks: Sequence[Callback], now: datetime) -> dict[int, Block | None]:
+    """The call gate for booked callbacks ({callback id: Block or None}), with the client's consent."""
+    probes = [
+        QueueItem(pk=c.pk, client_id=c.client_id, phone=c.phone, state=c.state, timezones=c.timezones, call_attempts=0) for c in callbacks
+    ]
+    return gate_calls(campaign=campaign, items=probes, now=now, consented={c.pk for c in callbacks})
 
 
 def _gate_call_item(

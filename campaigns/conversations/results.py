@@ -24,20 +24,18 @@ legal_language             text/bool  Legal threats or legal terms: a LEGAL_LANG
                                       the text mentions an attorney or lawyer, also an attorney
                                       suppression on all outreach.
 vulnerable_customer        boolean    Signs of vulnerability: a VULNERABLE_CUSTOMER task.
-callback_requested         boolean    The client asked to be called back: a CALLBACK_REQUEST task
-                                      and the queue item's ``next_attempt_at``.
-callback_time              text       When (ISO date-time; a time without an offset is read in
-                                      the client's time zone). Moved into 08:00–21:00 local.
+callback_requested         boolean    The client asked to be called back. With a usable
+                                      ``callback_time`` a callback is booked that the release
+                                      loop dials; without one, a CALLBACK_REQUEST task.
+callback_time              text       When (ISO date-time, a time without an offset read in the
+                                      client's time zone, or words: "tomorrow at 3pm"). Moved
+                                      to the nearest time inside the calling window.
 user_requested_dnc         boolean    The client asked not to be called: a do-not-call
                                       suppression (also set by the disconnection reason of the
                                       same name).
 right_party                boolean    The person on the line was the client (read by the KPIs'
                                       right-party contact rate; ``wrong_party`` true also counts).
 =========================  =========  ==========================================================
-
-Follow-up tasks land in the team queue of the client's phase (billing before suspension,
-resurrection from it on) with a due time per kind (`FOLLOW_UP_DUE`), unassigned until a
-supervisor gives them an owner in the admin.
 
 Follow-up tasks land in the team queue of the client's phase (billing before suspension,
 resurrection from it on) with a due time per kind (`FOLLOW_UP_DUE`), unassigned until a
@@ -57,12 +55,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from cadences.models import Team, team_for_phase
 from cadences.selectors import phase_on_day
-from campaigns.calls import inbound, outcomes
+from campaigns.calls import callbacks, inbound, outcomes
 from campaigns.compliance import gate as compliance
 from campaigns.compliance.gate import LEGAL_WINDOW
 from campaigns.compliance.ledger import suppression_add
@@ -111,7 +108,7 @@ _FALSE_WORDS = frozenset({"", "no", "false", "none", "n/a", "na", "null", "0", "
 PROMISE_REMINDER_TIME = dt.time(9, 0)
 # A callback asked for further out than this is not a time to schedule (a misheard year, say):
 # the task is due now, with the words as spoken, for an agent to read.
-CALLBACK_HORIZON = dt.timedelta(days=60)
+CALLBACK_HORIZON = callbacks.CALLBACK_HORIZON
 
 
 @dataclass(frozen=True)
@@ -126,6 +123,7 @@ class ClientContext:
     phase: str = ""
     timezones: list[str] = field(default_factory=list)
     queue_item_id: int | None = None
+    state: str = ""
 
 
 def context_for_attempt(attempt: CallAttempt) -> ClientContext:
@@ -139,6 +137,7 @@ def context_for_attempt(attempt: CallAttempt) -> ClientContext:
         phase=item.phase,
         timezones=item.timezone_list,
         queue_item_id=item.pk,
+        state=item.state,
     )
 
 
@@ -159,6 +158,7 @@ def context_for_client(*, client_id: str, phone: str, now: dt.datetime) -> Clien
             phase=item.phase,
             timezones=item.timezone_list,
             queue_item_id=item.pk,
+            state=item.state,
         )
     account = Account.objects.select_related("segment").filter(client_id=client_id).first()
     if account is None:
@@ -176,6 +176,7 @@ def context_for_client(*, client_id: str, phone: str, now: dt.datetime) -> Clien
         segment_name=account.segment.name if account.segment is not None else "",
         phase=phase,
         timezones=account.timezone_list,
+        state=account.state,
     )
 
 
@@ -365,6 +366,27 @@ def callback_due_at(*, callback_text: Any, context: ClientContext, now: dt.datet
 def _callback_schedule(
     *, context: ClientContext, call_id: str, callback_text: Any, summary: str, now: dt.datetime
 ) -> None:
+    """A callback with a usable time is booked for the release loop to dial (at that time, or the
+    nearest the window allows); one without is a task for a person. Booked on the call id, so
+    Grace's `schedule_callback` during the same call and this analysis make one callback."""
+    requested = callbacks.parse_callback_time(callback_text, now=now, zone=_zone(context))
+    if requested is not None and now - dt.timedelta(minutes=5) <= requested <= now + CALLBACK_HORIZON and context.phone:
+        checked = callbacks.callback_time_check(requested=max(requested, now), timezones=context.timezones, now=now)
+        due_at = checked.requested if checked.allowed else checked.offer
+        if due_at is not None:
+            callbacks.callback_book(
+                consent_call_id=call_id,
+                client_id=context.client_id,
+                client_name=context.client_name,
+                phone=context.phone,
+                timezones=context.timezones,
+                state=context.state,
+                segment_name=context.segment_name,
+                phase=context.phase,
+                due_at=due_at,
+                requested_text=str(callback_text),
+            )
+            return
     due_at = callback_due_at(callback_text=callback_text, context=context, now=now)
     detail = f"Callback requested for {callback_text!s}." if callback_text else "Callback requested (no time given)."
     task_create(
@@ -374,11 +396,6 @@ def _callback_schedule(
         due_at=due_at,
         detail="\n\n".join(part for part in (detail, summary) if part),
     )
-    if context.queue_item_id is not None:
-        # The release gate still applies every rule (window, caps, blackout) when it is due.
-        QueueItem.objects.filter(pk=context.queue_item_id).filter(
-            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=due_at)
-        ).update(next_attempt_at=due_at)
 
 
 def _promise_record(*, context: ClientContext, call_id: str, data: Mapping[str, Any], now: dt.datetime) -> None:
@@ -391,12 +408,20 @@ def _promise_record(*, context: ClientContext, call_id: str, data: Mapping[str, 
             extra={"call_id": call_id, "promise_to_pay_date": str(data.get("promise_to_pay_date"))[:40]},
         )
         return
-    reminder_at: dt.datetime | None = dt.datetime.combine(
-        promised - dt.timedelta(days=1), PROMISE_REMINDER_TIME, tzinfo=zone
-    )
+    promise_create(context=context, call_id=call_id, promised=promised, amount=parse_promise_amount(data.get("promise_to_pay_amount")), now=now)
+
+
+def promise_create(
+    *, context: ClientContext, call_id: str, promised: dt.date, amount: Decimal | None, now: dt.datetime
+) -> tuple[PromiseToPay, bool]:
+    """The promise made on a call, once per call (Grace's `record_promise` during the call and
+    the post-call analysis of the same call find the same row), with its reminder the morning
+    before."""
+    zone = _zone(context)
+    reminder_at: dt.datetime | None = dt.datetime.combine(promised - dt.timedelta(days=1), PROMISE_REMINDER_TIME, tzinfo=zone)
     if reminder_at is not None and reminder_at <= now:
         reminder_at = None  # promised for today or tomorrow morning already passed: nothing to remind
-    _, created = PromiseToPay.objects.get_or_create(
+    promise, created = PromiseToPay.objects.get_or_create(
         call_id=call_id,
         defaults={
             "client_id": context.client_id,
@@ -404,7 +429,7 @@ def _promise_record(*, context: ClientContext, call_id: str, data: Mapping[str, 
             "phone": context.phone,
             "segment_name": context.segment_name,
             "phase": context.phase,
-            "amount": parse_promise_amount(data.get("promise_to_pay_amount")),
+            "amount": amount,
             "promised_date": promised,
             "campaign_date": timezone.localdate(now),
             "reminder_at": reminder_at,
@@ -412,5 +437,4 @@ def _promise_record(*, context: ClientContext, call_id: str, data: Mapping[str, 
     )
     if created:
         log.info("promise to pay recorded", extra={"call_id": call_id, "client_id": context.client_id, "promised_date": promised.isoformat()})
-
-
+    return promise, created

@@ -28,12 +28,14 @@ from campaigns.models import (
     Account,
     AccountPhone,
     Alert,
+    Callback,
     CallAttempt,
     Campaign,
     ContactLedgerEntry,
     DailyKpi,
     FollowUpTask,
     GateDecision,
+    LiveToolCall,
     PromiseToPay,
     QueueItem,
     ReleaseBatch,
@@ -692,6 +694,16 @@ def gate_inputs(inputs: dict[str, Any]) -> list[tuple[str, str]]:
     return [(_readable(key), _readable_value(value)) for key, value in inputs.items()]
 
 
+LIVE_TOOL_LABELS = {
+    "verify_identity": "identity check",
+    "lookup_account": "account lookup",
+    "send_payment_link": "payment link",
+    "record_promise": "promise to pay",
+    "schedule_callback": "callback",
+    "transfer_brief": "transfer brief",
+}
+
+
 def client_timeline(*, client_id: str) -> ClientTimeline:
     """Everything that happened with one client and why, newest first — from the durable records
     only (calls, texts, tasks, promises, gate decisions, suppressions, the ledger), so the day's
@@ -703,6 +715,9 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
     tasks = list(FollowUpTask.objects.filter(client_id=client_id).select_related("owner"))
     promises = list(PromiseToPay.objects.filter(client_id=client_id))
     ledger = list(ContactLedgerEntry.objects.filter(client_id=client_id))
+    # Grace's live tools, as stored: their arguments never hold the identity answers themselves.
+    tool_calls = list(LiveToolCall.objects.filter(client_id=client_id))
+    callbacks = list(Callback.objects.filter(client_id=client_id))
 
     phones = sorted(
         {p for p in [*account_phones, account.phone if account else "", *(e.phone for e in ledger), *(p.phone for p in promises)] if p}
@@ -743,6 +758,11 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
         events.append(TimelineEvent(at=task.created_at, kind="task", title=f"Follow-up: {task.get_kind_display()}", obj=task))
     for promise in promises:
         events.append(TimelineEvent(at=promise.created_at, kind="promise", title=f"Promise to pay — {promise.get_status_display()}", obj=promise))
+    for tool_call in tool_calls:
+        label = LIVE_TOOL_LABELS.get(tool_call.name, tool_call.name)
+        events.append(TimelineEvent(at=tool_call.created_at, kind="live_tool", title=f"Grace: {label} — {tool_call.result.replace('_', ' ')}", obj=tool_call))
+    for callback in callbacks:
+        events.append(TimelineEvent(at=callback.created_at, kind="callback", title=f"Callback — {callback.get_status_display()}", obj=callback))
     for entry in ledger:
         # The call or text itself is on the timeline already.
         if entry.reference in shown_refs or entry.kind == ContactLedgerEntry.Kind.CONVERSATION:

@@ -41,10 +41,12 @@ from django.utils import timezone
 
 from cadences.models import Segment
 from campaigns.models import (
+    Callback,
     CallAttempt,
     Campaign,
     DailyKpi,
     FollowUpTask,
+    LiveToolCall,
     PromiseToPay,
     QueueItem,
     SmsMessage,
@@ -71,6 +73,12 @@ COUNT_FIELDS = (
     "promises_kept",
     "disputes",
     "opt_outs",
+    "identity_checks",
+    "identity_verified",
+    "identity_failed",
+    "links_sent_live",
+    "callbacks_due",
+    "callbacks_kept",
 )
 AMOUNT_FIELDS = ("amount_promised", "amount_recovered")
 FIGURE_FIELDS = COUNT_FIELDS + AMOUNT_FIELDS
@@ -230,11 +238,43 @@ def campaign_kpi_figures(*, campaign: Campaign) -> dict[SegmentPhase, Figures]:
     )
     _merge(figures, _rows(opted_out, names, "segment_id"), ["opt_outs"])
 
+    tool_rows, callback_rows = live_tool_figures(start=start, end=end)
+    _merge(figures, tool_rows, LIVE_TOOL_FIELDS[:4])
+    _merge(figures, callback_rows, LIVE_TOOL_FIELDS[4:])
+
     for (_, segment_name, phase), promise in promise_figures(since=campaign.date, until=campaign.date).items():
         target = figures.setdefault((segment_name, phase), empty_figures())
         for name in PROMISE_FIELDS:
             target[name] = promise[name]
     return figures
+
+
+LIVE_TOOL_FIELDS = ["identity_checks", "identity_verified", "identity_failed", "links_sent_live", "callbacks_due", "callbacks_kept"]
+
+
+def live_tool_figures(*, start: dt.datetime, end: dt.datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Grace's live tools over one day, per segment and phase: calls on which identity was
+    checked, verified or locked; payment links texted during a call; callbacks that came due
+    and those dialed. Counted per call (distinct call ids), so retries and repeated tries count once."""
+    tools = LiveToolCall.objects.filter(created_at__gte=start, created_at__lt=end)
+    rows = list(
+        tools.values("segment_name", "phase")
+        .annotate(
+            identity_checks=Count("call_id", filter=Q(name="verify_identity") & ~Q(result__in=["no_answer", "unavailable"]), distinct=True),
+            identity_verified=Count("call_id", filter=Q(name="verify_identity", result="verified"), distinct=True),
+            identity_failed=Count("call_id", filter=Q(name="verify_identity", result="locked"), distinct=True),
+            links_sent_live=Count("call_id", filter=Q(name="send_payment_link", result="sent"), distinct=True),
+        )
+        .order_by()
+    )
+    due = (
+        Callback.objects.filter(due_at__gte=start, due_at__lt=end)
+        .exclude(status=Callback.Status.CANCELLED)
+        .values("segment_name", "phase")
+        .annotate(callbacks_due=Count("pk"), callbacks_kept=Count("pk", filter=Q(status=Callback.Status.PLACED)))
+        .order_by()
+    )
+    return rows, list(due)
 
 
 def _rows(queryset: Any, names: Mapping[int, str], segment_key: str, phase_key: str = "phase") -> Iterable[dict[str, Any]]:
@@ -274,6 +314,9 @@ def kpi_rates(figures: Mapping[str, Any]) -> dict[str, float | None]:
     - dispute escalation rate = disputes / (answered + transferred) — conversations escalated to a
       human as a dispute.
     - opt-out rate = opt-outs / (calls placed + SMS sent) — requests to stop, per outbound touch.
+    - verification rate = calls verified / calls with an identity check; failed verification rate
+      = calls locked after three wrong answers / calls with an identity check.
+    - callbacks kept = callbacks dialed / callbacks that came due.
 
     Amount promised and amount recovered are sums, not rates, and are reported as they are.
     """
@@ -287,6 +330,9 @@ def kpi_rates(figures: Mapping[str, Any]) -> dict[str, float | None]:
         "promise_kept_rate": _ratio(figures["promises_kept"], figures["promises"]),
         "dispute_escalation_rate": _ratio(figures["disputes"], conversations),
         "opt_out_rate": _ratio(figures["opt_outs"], figures["calls_placed"] + figures["sms_sent"]),
+        "verification_rate": _ratio(figures["identity_verified"], figures["identity_checks"]),
+        "failed_verification_rate": _ratio(figures["identity_failed"], figures["identity_checks"]),
+        "callback_kept_rate": _ratio(figures["callbacks_kept"], figures["callbacks_due"]),
     }
 
 
@@ -299,6 +345,9 @@ RATE_LABELS: dict[str, str] = {
     "promise_kept_rate": "Promise kept rate",
     "dispute_escalation_rate": "Dispute escalation rate",
     "opt_out_rate": "Opt-out rate",
+    "verification_rate": "Identity verification rate",
+    "failed_verification_rate": "Failed verification rate",
+    "callback_kept_rate": "Callbacks kept",
 }
 
 

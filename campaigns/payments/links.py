@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.core import signing
@@ -100,3 +101,13 @@ def payment_link_for(*, client_id: str, row_link: str, now: dt.datetime) -> str:
     token = payment_link_token(client_id=client_id, now=now)
     # str.replace, not str.format: a template may legitimately contain other braces.
     return settings.PAYMENT_LINK_TEMPLATE.replace("{token}", token)
+
+
+def link_for(*, account: Any, purpose: str = "balance", call_id: str = "", now: dt.datetime) -> str:
+    """The one place a call's payment link comes from (Grace's `send_payment_link`).
+
+    Today it is `payment_link_for` on the account's warehouse link; `purpose` and `call_id` say
+    what the link is for and which call asked, for a link that records them.
+    """
+    del purpose, call_id  # not carried by the current link
+    return payment_link_for(client_id=account.client_id, row_link=account.payment_link, now=now)

@@ -44,6 +44,7 @@ from django_q.models import Schedule
 from cadences.models import MAX_CADENCE_DAY, ActionType, CadenceStep, DialerSettings, Segment
 from cadences.resolution import CadenceIndex, cadence_index
 from campaigns import geo
+from campaigns.queue import identity
 from campaigns.models import Account, AccountPhone, Alert, Campaign, QueueItem, RejectedRow, Source
 from campaigns.alerts import alert_raise
 from integrations import clock, http
@@ -229,7 +230,7 @@ def _amount(value: object) -> Decimal | None:
 def _json_safe(row: Mapping[str, Any]) -> dict[str, Any]:
     """The row as stored on a RejectedRow: JSON types only (warehouse rows carry Decimals, dates)."""
     safe: dict[str, Any] = {}
-    for key, value in row.items():
+    for key, value in identity.without_secrets(dict(row)).items():
         if value is None or isinstance(value, (str, int, float, bool)):
             safe[str(key)] = value
         else:
@@ -353,6 +354,9 @@ def _check_row(run: LoadRun, row: Mapping[str, Any]) -> tuple[dict[str, Any], di
         "owner": _text(row.get("owner"))[:_OWNER_MAX_LENGTH],
         "tier": _text(row.get("tier"))[:_TIER_MAX_LENGTH],
         "status": account_status(segment, days),
+        # Hashed at once: the values themselves go no further than this function.
+        "date_of_birth_hash": identity.date_of_birth_hash(row.get("date_of_birth")),
+        "ssn_last4_hash": identity.ssn_last4_hash(row.get("ssn_last4")),
     }
     step_values = _step_values(run, segment, days)
     if step_values is None:
@@ -537,9 +541,11 @@ def _postgres_stage(accounts: list[dict[str, Any]], items: list[dict[str, Any]])
 
     by_client = {item["client_id"]: item for item in items}
     rows: list[tuple[Any, ...]] = []
+    complete = frozenset(ACCOUNT_FIELDS)
     for account in accounts:
         item = by_client.pop(account["client_id"], None)
-        rows.append((True, *account_of(account), *(no_item if item is None else item_values(item))))
+        values = account_of(account) if complete <= account.keys() else tuple(account.get(n, "") for n in ACCOUNT_FIELDS)
+        rows.append((True, *values, *(no_item if item is None else item_values(item))))
     for item in by_client.values():  # items written without their accounts
         account = {name: item.get(item_name) for name, item_name in ACCOUNT_ITEM_FIELDS.items()}
         rows.append((False, *(account.get(name) for name in ACCOUNT_FIELDS), *item_values(item)))
@@ -565,7 +571,13 @@ def _postgres_accounts_from_staging(*, now: dt.datetime, campaign_date: dt.date)
     targets = [_account_field(name).column for name in ACCOUNT_FIELDS]
     sources = ", ".join(f"s.{qn(f'account_{name}')}" for name in ACCOUNT_FIELDS)
     quoted = ", ".join(qn(c) for c in targets)
-    updates = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in [*targets, "last_seen_at", "last_campaign_date"] if c != "client_id")
+    updates = ", ".join(
+        f"{qn(c)} = CASE WHEN EXCLUDED.{qn(c)} = '' THEN {table}.{qn(c)} ELSE EXCLUDED.{qn(c)} END"
+        if c in KEPT_WHEN_EMPTY
+        else f"{qn(c)} = EXCLUDED.{qn(c)}"
+        for c in [*targets, "last_seen_at", "last_campaign_date"]
+        if c != "client_id"
+    )
     with connection.cursor() as cursor:
         # The number an account is about to lose, before the upsert overwrites it.
         cursor.execute(
@@ -686,8 +698,11 @@ def queue_items_insert(*, campaign_id: int, items: list[dict[str, Any]]) -> int:
 # Account columns a load writes; the rest (first seen) are set once, when the client is new.
 ACCOUNT_FIELDS = (
     "client_id", "name", "phone", "email", "segment_id", "days_past_due", "amount_due", "timezones", "state",
-    "postal_code", "payment_link", "owner", "tier", "status",
+    "postal_code", "payment_link", "owner", "tier", "status", "date_of_birth_hash", "ssn_last4_hash",
 )  # fmt: skip
+# A row without an identity value (a CSV upload, a query that stopped returning the column)
+# leaves the hash an earlier load stored.
+KEPT_WHEN_EMPTY = frozenset({"date_of_birth_hash", "ssn_last4_hash"})
 
 
 def accounts_upsert(*, accounts: list[dict[str, Any]], now: dt.datetime, campaign_date: dt.date) -> None:
@@ -706,12 +721,18 @@ def accounts_upsert(*, accounts: list[dict[str, Any]], now: dt.datetime, campaig
     phones = qn(AccountPhone._meta.db_table)
     columns = [_column_name(Account, "segment" if name == "segment_id" else name) for name in ACCOUNT_FIELDS]
     quoted = ", ".join(qn(c) for c in columns)
-    updates = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in columns if c != "client_id")
+    updates = ", ".join(
+        f"{qn(c)} = CASE WHEN EXCLUDED.{qn(c)} = '' THEN {table}.{qn(c)} ELSE EXCLUDED.{qn(c)} END"
+        if c in KEPT_WHEN_EMPTY
+        else f"{qn(c)} = EXCLUDED.{qn(c)}"
+        for c in columns
+        if c != "client_id"
+    )
     seen = f"{qn('last_seen_at')} = EXCLUDED.{qn('last_seen_at')}, {qn('last_campaign_date')} = EXCLUDED.{qn('last_campaign_date')}"
     if connection.vendor == "sqlite":
         at = connection.ops.adapt_datetimefield_value(now)
         day = connection.ops.adapt_datefield_value(campaign_date)
-        rows = [[*(_sqlite_value(account[name]) for name in ACCOUNT_FIELDS), at, at, day] for account in accounts]
+        rows = [[*(_sqlite_value(account.get(name, "")) for name in ACCOUNT_FIELDS), at, at, day] for account in accounts]
         placeholders = ", ".join(["%s"] * (len(columns) + 3))
         with connection.cursor() as cursor:
             cursor.executemany(

@@ -640,7 +640,7 @@ def sms_reply_send(*, message_id: int, now: dt.datetime) -> bool:
     return _reply_send(message=SmsMessage.objects.get(pk=message_id), now=now)
 
 
-REPLY_KINDS = (Kind.OPT_OUT_CONFIRMATION, Kind.OPT_IN_CONFIRMATION, Kind.HELP_REPLY)
+REPLY_KINDS = (Kind.OPT_OUT_CONFIRMATION, Kind.OPT_IN_CONFIRMATION, Kind.HELP_REPLY, Kind.PAYMENT_LINK)
 
 
 def sms_replies_send_due(*, now: dt.datetime) -> int:

@@ -1,6 +1,7 @@
-"""Retell webhooks: call events (`/webhooks/retell/`) and inbound-call lookups (`/webhooks/retell/inbound/`).
+"""Retell webhooks: call events (`/webhooks/retell/`), inbound-call lookups
+(`/webhooks/retell/inbound/`) and Grace's custom functions (`/webhooks/retell/functions/`).
 
-Both are signed with the Retell API key (`X-Retell-Signature: v=<ms>,d=<hex>`), verified on the
+All three are signed with the Retell API key (`X-Retell-Signature: v=<ms>,d=<hex>`), verified on the
 raw body before anything else: a request that fails gets a 401 and a log line, and nothing is
 stored. A call event is stored once, with its processing task, in one commit, and answered at
 once (far inside Retell's 10-second timeout); a django-q task processes it. Processing an outcome
@@ -10,6 +11,7 @@ enqueued is run again by the periodic retry, so nothing is lost and Retell never
 
 Reference: https://docs.retellai.com/features/secure-webhook
 Reference: https://docs.retellai.com/features/webhook-overview
+Reference: https://docs.retellai.com/build/conversation-flow/custom-function
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from integrations import clock, jsonbody
+from campaigns.agent import functions
 from campaigns.calls import inbound
 from campaigns.webhooks import inbox
 from integrations.retell import client as retell
@@ -110,3 +113,20 @@ def retell_inbound_webhook(request: HttpRequest) -> HttpResponse:
         log.warning("retell inbound webhook rejected", extra={"error": str(exc)})
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse(answer)
+
+
+@csrf_exempt
+@require_POST
+def retell_function_webhook(request: HttpRequest) -> HttpResponse:
+    """A custom function Grace calls mid-call: `{"name", "call", "args"}` → a small JSON answer.
+
+    Signed and refused like every Retell request (401 when forged or stale); anything the
+    function cannot use is answered 200 with an `error` sentence she can say, so the call goes on.
+    """
+    try:
+        _, payload = _signed_payload(request)
+    except _Refused as refused:
+        if refused.response.status_code == 400:
+            return JsonResponse({"error": functions.SAY_FAILED})
+        return refused.response
+    return JsonResponse(functions.live_function_answer(payload=payload, now=clock.now()))

@@ -37,7 +37,8 @@ MAX_RETRIES = 3
 RETRY_DELAYS_SECONDS = (1.0, 3.0, 9.0)  # simulated seconds, scaled by the speed factor
 WEBHOOK_TIMEOUT: tuple[float, float] = (3.05, 10.0)  # Retell waits 10 s for an answer
 STALE_CLAIM = dt.timedelta(seconds=60)  # a sender that died mid-POST gives its row back
-WEBHOOK_PATHS = {"retell": "/webhooks/retell/", "heymarket": "/webhooks/heymarket/"}
+WEBHOOK_PATHS = {"retell": "/webhooks/retell/", "retell_function": "/webhooks/retell/functions/", "heymarket": "/webhooks/heymarket/"}
+SIGNED_VENDORS = frozenset({"retell", "retell_function"})  # Retell signs its custom-function calls like its webhooks
 
 _session = requests.Session()
 _worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -54,7 +55,7 @@ def encode(payload: Any) -> bytes:
 
 def _headers(vendor: str, body: bytes) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "User-Agent": f"billing-dialer-sandbox-{vendor}"}
-    if vendor == "retell":
+    if vendor in SIGNED_VENDORS:
         # Signed at send time with the wall clock, as the receiver checks against its own clock.
         headers[retell.SIGNATURE_HEADER] = retell.sign(
             body.decode("utf-8"), api_key=retell.webhook_key(), timestamp_ms=int(time.time() * 1000)

@@ -34,6 +34,11 @@ DEFAULT_CONVERSATION_WEIGHTS: dict[str, float] = {
     "vulnerable_customer": 0.02,
     "callback_requested": 0.10,
     "wrong_party": 0.04,
+    # Grace's live tools mid-call: clients who verify their identity, who fail it three times,
+    # and who ask for the payment link (promises and callbacks use the findings above).
+    "identity_verified": 0.85,
+    "identity_failed": 0.08,
+    "payment_link": 0.25,
 }
 
 # Free agents per step, cycling; each ring group starts at its own offset in the cycle.

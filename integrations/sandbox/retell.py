@@ -46,6 +46,15 @@ Negative, Unknown), `call_successful` and `custom_analysis_data`. For answered c
     wrong_party             boolean
     user_requested_dnc      boolean (true for the do_not_call outcome)
 
+Mid-call, a connected conversation with a `metadata.client_id` calls Grace's custom functions
+over signed HTTP (POST SANDBOX_APP_URL + "/webhooks/retell/functions/", `{"name", "call", "args"}`),
+spread over the talk time, each drawn from `conversation_weights`: `identity_verified` (the
+client gives their date of birth or SSN last four — the sample warehouse's own fictional values,
+`sample_identity`), `identity_failed` (three wrong answers), then for verified clients
+`lookup_account`, `payment_link` (`send_payment_link`), the promise (`record_promise` with the
+analysis' date and amount) and the callback (`schedule_callback("in 2 hours")`); a transferred
+call asks for `transfer_brief` first.
+
 Durations (ring, talk, voicemail, analysis delay) are in simulated seconds, divided by
 `speed_factor` to get real time; the webhook delay and jitter knobs are in real seconds.
 """
@@ -62,7 +71,8 @@ from typing import Any
 
 from django.db import transaction
 
-from integrations.sandbox.models import SimulatedCall, SimulatedDelivery, SimulatorConfig
+from integrations.sandbox.models import DEFAULT_CONVERSATION_WEIGHTS, SimulatedCall, SimulatedDelivery, SimulatorConfig
+from integrations.warehouse.sample import sample_identity
 
 VENDOR = "retell"
 IDEMPOTENCY_WINDOW = dt.timedelta(hours=1)  # Retell honours a key for one hour
@@ -435,7 +445,63 @@ def _schedule_webhooks(config: SimulatorConfig, call: SimulatedCall) -> None:
                     due_at=when + dt.timedelta(milliseconds=200), is_duplicate=True,
                 )
             )
+    rows += _function_deliveries(config, call)
     SimulatedDelivery.objects.bulk_create(rows)
+
+
+def live_function_calls(config: SimulatorConfig, call: SimulatedCall) -> list[tuple[str, dict[str, Any]]]:
+    """The custom functions Grace calls during this call, in order (none for a call that did not
+    become a conversation, or one without the client id Grace's tools need)."""
+    client_id = call.metadata.get("client_id") if isinstance(call.metadata, dict) else None
+    if call.outcome not in ("answered", "transferred") or not client_id or not call.started_at:
+        return []
+    custom = (call.analysis or {}).get("custom_analysis_data") or {}
+    if custom.get("wrong_party"):
+        return []
+    weights = {**DEFAULT_CONVERSATION_WEIGHTS, **(config.conversation_weights or {})}
+    rng = random.Random(f"{config.seed}:{call.call_id}:functions")
+    fails = rng.random() < float(weights.get("identity_failed", 0) or 0)
+    verifies = not fails and rng.random() < float(weights.get("identity_verified", 0) or 0)
+    wants_link = rng.random() < float(weights.get("payment_link", 0) or 0)
+    known = sample_identity(seed=config.seed, client_id=str(client_id))
+    calls: list[tuple[str, dict[str, Any]]] = []
+    if fails:
+        wrong_year = str(int(known["date_of_birth"][:4]) - 1)
+        calls += [
+            ("verify_identity", {"date_of_birth": wrong_year + known["date_of_birth"][4:]}),
+            ("verify_identity", {"ssn_last4": f"{(int(known['ssn_last4']) + 1) % 10000:04d}"}),
+            ("verify_identity", {"date_of_birth": "01/01/1970" if known["date_of_birth"] != "1970-01-01" else "02/02/1971"}),
+        ]
+    elif verifies:
+        answer = {"date_of_birth": known["date_of_birth"]} if rng.random() < 0.6 else {"ssn_last4": known["ssn_last4"]}
+        calls += [("verify_identity", answer), ("lookup_account", {})]
+        if wants_link:
+            calls.append(("send_payment_link", {}))
+        if custom.get("promise_to_pay_date"):
+            args: dict[str, Any] = {"date": custom["promise_to_pay_date"]}
+            if custom.get("promise_to_pay_amount"):
+                args["amount"] = custom["promise_to_pay_amount"]
+            calls.append(("record_promise", args))
+        if custom.get("callback_requested"):
+            calls.append(("schedule_callback", {"time": "in 2 hours"}))
+    if call.outcome == "transferred":
+        calls.append(("transfer_brief", {"reason": "asked to talk about their options"}))
+    return calls
+
+
+def _function_deliveries(config: SimulatorConfig, call: SimulatedCall) -> list[SimulatedDelivery]:
+    planned = live_function_calls(config, call)
+    if not planned or call.started_at is None:
+        return []
+    talk = call.ended_at - call.started_at
+    rows = []
+    for index, (name, args) in enumerate(planned):
+        at = call.started_at + talk * ((index + 1) / (len(planned) + 1))
+        live = base_call_object(call)
+        live.update({"call_status": "ongoing", "start_timestamp": _ms(call.started_at)})
+        payload = {"name": name, "call": live, "args": args}
+        rows.append(SimulatedDelivery(vendor="retell_function", event=name[:40], reference=call.call_id, payload=payload, due_at=at))
+    return rows
 
 
 def call_state(call: SimulatedCall, *, now: dt.datetime) -> dict[str, Any]:

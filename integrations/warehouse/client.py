@@ -58,7 +58,10 @@ log = logging.getLogger(__name__)
 VENDOR = "warehouse"
 
 REQUIRED_COLUMNS = ("client_id", "name", "phone", "segment", "days_past_due", "ring_group")
-OPTIONAL_COLUMNS = ("amount_due", "timezone", "state", "postal_code", "payment_link", "email", "owner", "tier")
+# date_of_birth and ssn_last4 are read only to be hashed for identity checks (never stored as given).
+OPTIONAL_COLUMNS = (
+    "amount_due", "timezone", "state", "postal_code", "payment_link", "email", "owner", "tier", "date_of_birth", "ssn_last4",
+)  # fmt: skip
 
 # The history table the day's outcomes are flushed to (one row per call attempt or SMS, keyed by
 # Retell's call_id or our SMS local_id). The sample warehouse creates it with these columns, so

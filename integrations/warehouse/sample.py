@@ -11,10 +11,14 @@ share a number, as households do.
 
 `--dirty` turns exactly one row in DIRTY_EVERY into a bad row, cycling through DIRTY_KINDS, so
 the proportion and the mix of bad rows are known in advance.
+
+Every client also has a fictional date of birth and SSN last four (`sample_identity`), for Grace's
+identity check.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import random
 import re
@@ -47,6 +51,8 @@ QUEUE_COLUMNS: dict[str, str] = {
     "email": "VARCHAR(254)",
     "owner": "VARCHAR(100)",
     "tier": "VARCHAR(32)",
+    "date_of_birth": "VARCHAR(10)",
+    "ssn_last4": "VARCHAR(4)",
     "balance_resolved": "INTEGER",
 }
 
@@ -227,6 +233,15 @@ def _amount_due(rng: random.Random, days_past_due: int) -> Decimal:
     return Decimal(f"{max(amount, 19.0):.2f}")
 
 
+def sample_identity(*, seed: int, client_id: str) -> dict[str, str]:
+    """A fictional date of birth and SSN last four for a sample client, from its own random, so
+    adding them changed no other value. The sandbox's simulated clients answer identity checks
+    from the same function: a client knows their own details."""
+    rng = random.Random(f"{seed}:{client_id}:identity")
+    born = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randint(0, 365 * 52))
+    return {"date_of_birth": born.isoformat(), "ssn_last4": f"{rng.randint(1, 9999):04d}"}
+
+
 def sample_row(seed: int, index: int, *, dirty: bool, zones: dict[str, tuple[str, ...]]) -> tuple[dict[str, Any], str | None]:
     """Row `index` of the sample (0-based) and, when it was made bad, which kind of bad."""
     rng = _row_random(seed, index)
@@ -263,6 +278,7 @@ def sample_row(seed: int, index: int, *, dirty: bool, zones: dict[str, tuple[str
     extra = random.Random(f"{seed}:{client_id}:owner")
     row["owner"] = extra.choice(ACCOUNT_OWNERS) if extra.random() < 0.3 else None
     row["tier"] = "platinum" if float(row["amount_due"]) >= 2500 else extra.choice(("standard", "standard", "gold"))
+    row.update(sample_identity(seed=seed, client_id=client_id))
     kind = None
     if dirty and index % DIRTY_EVERY == DIRTY_EVERY - 1:
         kind = DIRTY_KINDS[(index // DIRTY_EVERY) % len(DIRTY_KINDS)]

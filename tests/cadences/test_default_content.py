@@ -205,7 +205,9 @@ def test_live_call_prompts_carry_the_rules_and_differ_by_phase() -> None:
         assert "warm transfer" in lowered and "promise to pay" in lowered
         assert "dispute" in lowered and "hardship" in lowered and "attorney" in lowered
     assert "do not cite the amount" in by_phase[Phase.SOFT_INTRO]
-    assert "{{amount_due}}" in by_phase[Phase.PAST_DUE]
+    # Amounts come from lookup_account once verified, never from a variable set before.
+    assert all("{{amount_due}}" not in prompt for prompt in by_phase.values())
+    assert "lookup_account" in by_phase[Phase.PAST_DUE] and all("verify_identity" in p for p in by_phase.values())
     assert "suspension" in by_phase[Phase.PRE_SUSPENSION]
     assert "still here" in by_phase[Phase.RE_ENGAGEMENT]
     assert "cancellation" in by_phase[Phase.PRE_CANCELLATION]

@@ -44,6 +44,8 @@ def client_row(**overrides: Any) -> dict[str, Any]:
         "postal_code": "10001",
         "payment_link": "https://pay.example.com/invoice/abc",
         "email": "client@example.com",
+        "date_of_birth": None,
+        "ssn_last4": None,
         "balance_resolved": 0,
     }
     row.update(overrides)

@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from cadences.models import Phase
-from campaigns.models import FollowUpTask, PromiseToPay, QueueItem, Suppression
+from campaigns.models import Callback, FollowUpTask, PromiseToPay, QueueItem, Suppression
 from campaigns.conversations.promises import promise_review
 from campaigns.conversations.results import analysis_flag, parse_promise_amount, parse_promise_date
 from campaigns.conversations import promises
@@ -193,19 +193,20 @@ def test_do_not_call_requested_in_the_analysis_suppresses_calls(client):
 def test_a_callback_request_is_scheduled_at_the_requested_time(client):
     when = dt.datetime.combine(local_today() + dt.timedelta(days=2), dt.time(15, 30), tzinfo=NEW_YORK)
     attempt = analyze(client, {"callback_requested": True, "callback_time": when.isoformat()})
-    task = FollowUpTask.objects.get()
-    assert task.kind == FollowUpTask.Kind.CALLBACK_REQUEST
-    assert task.due_at == when
+    # A booked callback the release loop dials, not a task; the finished item keeps no retry time.
+    callback = Callback.objects.get()
+    assert (callback.due_at, callback.consent_call_id) == (when, attempt.call_id)
+    assert not FollowUpTask.objects.exists()
     item = QueueItem.objects.get(pk=attempt.queue_item_id)
-    assert item.next_attempt_at == when
+    assert item.next_attempt_at is None
 
 
 def test_a_callback_asked_for_late_at_night_moves_into_the_calling_window(client):
     # 22:30 New York time is outside 08:00–21:00: the callback is due at 08:00 the next morning.
     day = local_today() + dt.timedelta(days=2)
     analyze(client, {"callback_requested": "yes", "callback_time": f"{day.isoformat()}T22:30:00"})
-    task = FollowUpTask.objects.get()
-    assert task.due_at == dt.datetime.combine(day + dt.timedelta(days=1), dt.time(8, 0), tzinfo=NEW_YORK)
+    # The nearest allowed time: the window's last quarter hour that evening.
+    assert Callback.objects.get().due_at == dt.datetime.combine(day, dt.time(20, 45), tzinfo=NEW_YORK)
 
 
 def test_a_callback_across_two_time_zones_waits_for_both_windows(client):
@@ -216,8 +217,7 @@ def test_a_callback_across_two_time_zones_waits_for_both_windows(client):
         {"callback_requested": True, "callback_time": f"{day.isoformat()}T09:00:00"},
         timezones="America/New_York,America/Los_Angeles",
     )
-    task = FollowUpTask.objects.get()
-    assert task.due_at == dt.datetime.combine(day, dt.time(11, 0), tzinfo=NEW_YORK)
+    assert Callback.objects.get().due_at == dt.datetime.combine(day, dt.time(11, 0), tzinfo=NEW_YORK)
 
 
 def test_a_callback_without_a_usable_time_is_due_now(client):

@@ -49,7 +49,7 @@ def test_a_caller_in_todays_queue_gets_their_account_context(client):
         "known_caller": "true",
         "client_name": "Dana Q. Whitaker",
         "first_name": "Dana",
-        "amount_due": "123.45",
+        "amount_due": "",  # verified first, then looked up (the segment's default)
         "days_past_due": "20",
         "account_status": "past due",
         "phase": "Past due",
@@ -58,6 +58,9 @@ def test_a_caller_in_todays_queue_gets_their_account_context(client):
         "payment_link": item.payment_link,
         "open_promise": "",
         "recent_history": "No earlier calls or texts on record.",
+        "inbound_flow": "payment",
+        "verify_before_balance": "true",
+        "transfer_brief": "",
     }
     assert all(isinstance(value, str) for value in variables.values())
     assert answer["metadata"]["match"] == "account"
@@ -181,3 +184,33 @@ def test_the_inbound_calls_own_events_record_its_outcome_and_conversation(client
     assert post_signed(client, event("call_analyzed", call)).status_code == 204
     task = FollowUpTask.objects.get()
     assert (task.kind, task.client_id, task.source_ref) == ("dispute", item.client_id, "call_in_conv")
+
+
+def test_each_flow_has_its_own_agent_from_the_account_state(client):
+    from cadences.models import DialerSettings
+    from campaigns.models import PromiseToPay, Suppression
+
+    dialer = DialerSettings.load()
+    dialer.inbound_agent_payment, dialer.inbound_agent_dispute = "agent_pay", "agent_dispute"
+    dialer.inbound_agent_escalation, dialer.inbound_agent_generic = "agent_escalate", "agent_generic"
+    dialer.inbound_agent_question = "agent_question"
+    dialer.save()
+    owing = queued_item(phone="+13125550151")
+    disputed = queued_item(phone="+13125550152")
+    Suppression.objects.create(client_id=disputed.client_id, channel="all", reason=Suppression.Reason.DISPUTE_HOLD, source="test")
+    lawyered = queued_item(phone="+13125550153")
+    FollowUpTask.objects.create(kind=FollowUpTask.Kind.LEGAL_LANGUAGE, client_id=lawyered.client_id, due_at=timezone.now(), source_ref="x")
+    promised = queued_item(phone="+13125550154", amount_due=0)
+    PromiseToPay.objects.create(client_id=promised.client_id, promised_date=timezone.localdate(), call_id="call_p")
+    paid = queued_item(phone="+13125550155", amount_due=0)
+    expected = {
+        owing.phone: ("payment", "agent_pay"),
+        disputed.phone: ("dispute", "agent_dispute"),
+        lawyered.phone: ("escalation", "agent_escalate"),
+        promised.phone: ("payment", "agent_pay"),
+        paid.phone: ("question", "agent_question"),
+        "+13125550199": ("generic", "agent_generic"),
+    }
+    for n, (phone, (flow, agent)) in enumerate(expected.items()):
+        answer = inbound(client, phone, call_id=f"call_flow_{n}").json()["call_inbound"]
+        assert (answer["dynamic_variables"]["inbound_flow"], answer["override_agent_id"]) == (flow, agent), phone

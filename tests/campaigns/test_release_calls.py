@@ -62,11 +62,14 @@ def test_a_released_call_carries_everything_grace_needs(sandbox, step, settings)
     assert call.idempotency_key == str(attempt.pk)
     assert call.agent_id == "agent_grace_test"
     assert (call.from_number, call.to_number) == ("+12125550100", item.phone)
-    assert call.metadata == {"campaign_id": campaign.pk, "queue_item_id": item.pk, "attempt_id": str(attempt.pk)}
+    assert call.metadata == {"campaign_id": campaign.pk, "queue_item_id": item.pk, "attempt_id": str(attempt.pk), "client_id": item.client_id}
+    # The segment verifies before disclosing the balance (the default): no amount goes to Retell.
     assert call.dynamic_variables == {
         "client_name": "Maria José Ortega",
         "first_name": "Maria",
-        "amount_due": "1234.50",
+        "amount_due": "",
+        "verify_before_balance": "true",
+        "transfer_brief": "Maria José Ortega, 20 days past due (Release Test Segment); identity not verified yet.",
         "days_past_due": "20",
         "live_call_prompt": step.live_call_prompt,
         "voicemail_prompt": step.voicemail_prompt,
@@ -232,3 +235,13 @@ def test_a_batch_is_bounded_by_free_agents_and_says_what_sized_it(sandbox, step)
     assert run_pass(campaign, now=NOW + dt.timedelta(seconds=10))
     latest = ReleaseBatch.objects.order_by("-pk").first()
     assert (latest.size, latest.sized_by, latest.calls_in_progress) == (2, ReleaseBatch.SizedBy.CONCURRENCY, 6)
+
+
+def test_a_segment_without_verification_first_gives_grace_the_amount(sandbox, step):
+    step.segment.verify_before_balance = False
+    step.segment.save()
+    campaign = make_campaign(date=NOW.date())
+    make_item(campaign, step, amount_due="1234.5")
+    assert run_pass(campaign)
+    (call,) = simulated_calls()
+    assert (call.dynamic_variables["amount_due"], call.dynamic_variables["verify_before_balance"]) == ("1234.50", "false")

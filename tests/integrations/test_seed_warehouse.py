@@ -14,7 +14,7 @@ from integrations.warehouse import sample
 
 SEGMENTS = {"RED Initial", "RED Recurring", "Reso Initial", "Reso Recurring", "Reso Servicing"}
 DEFAULT_QUEUE_SQL = """SELECT client_id, name, phone, segment, days_past_due, ring_group,
-       amount_due, timezone, state, postal_code, payment_link, email, owner, tier
+       amount_due, timezone, state, postal_code, payment_link, email, owner, tier, date_of_birth, ssn_last4
 FROM billing_queue
 WHERE days_past_due BETWEEN 0 AND 180
   AND balance_resolved = 0"""

@@ -1,0 +1,1 @@
+"""Grace's live tools: the custom functions the voice agent calls during a call."""

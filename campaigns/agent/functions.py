@@ -1,0 +1,509 @@
+"""Grace's live tools: what she can look up and do while the client is on the line.
+
+Retell POSTs `{"name", "call", "args"}` to `/webhooks/retell/functions/` (signed like its
+webhooks) and speaks from the small JSON answer. Every answer is idempotent on (call id, name,
+arguments): the first answer is stored (`LiveToolCall`) and a retry gets it back. An unknown
+function or call gets an `error` sentence Grace can say, never a server error.
+
+The account is the call's `metadata.client_id` (every outbound call and callback carries it) or,
+for an inbound call, the caller's number — when exactly one account has it: a shared number
+is never disclosed.
+
+Functions (README, "Retell agent set-up", has the JSON schemas to paste):
+
+- `verify_identity(date_of_birth?, ssn_last4?)` → `{verified, locked}`: checked against the keyed
+  hashes; three failures lock the check for the call and open a follow-up task.
+- `lookup_account()` → before verification (where the segment requires it) only the first name
+  and that a matter exists; after it the amount, days past due, status, open promise, last
+  payment and how to pay.
+- `send_payment_link()` → texts the secure link through the SMS gate; `{sent, message|reason}`.
+- `record_promise(date, amount?)` → validated, recorded at once; `{recorded, …|reason}`.
+- `schedule_callback(time)` → booked inside the client's window, or the nearest time offered.
+- `transfer_brief(reason?)` → the rep's brief (stored on the account); `{brief}`.
+
+The identity values are never stored, logged or echoed: the stored arguments say only which
+answers were given, and the idempotency key is a keyed hash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+
+from cadences.models import DialerSettings, Phase, Team, team_for_phase
+from cadences.selectors import phase_on_day
+from campaigns import geo
+from campaigns.calls import callbacks, inbound
+from campaigns.compliance import gate as compliance
+from campaigns.conversations import results
+from campaigns.models import (
+    FOLLOW_UP_DUE,
+    Account,
+    FollowUpTask,
+    LiveToolCall,
+    PromiseToPay,
+    QueueItem,
+    SmsMessage,
+    Suppression,
+)
+from campaigns.payments import links
+from campaigns.queue import identity
+from campaigns.sms import outbound
+
+log = logging.getLogger(__name__)
+
+MAX_IDENTITY_TRIES = 3
+SAY_UNKNOWN_FUNCTION = "I'm sorry, I can't do that from here. I can connect you with a specialist who can help."
+SAY_UNKNOWN_CALL = "I'm sorry, I can't pull up the account on this call. I can connect you with a specialist who can help."
+SAY_VERIFY_FIRST = "I need to verify your identity before I can go into the account."
+SAY_FAILED = "I'm sorry, something went wrong on my side. I can connect you with a specialist who can help."
+
+
+@dataclass
+class LiveCall:
+    """What a function knows about the call it is called on."""
+
+    call_id: str
+    call: Mapping[str, Any]
+    account: Account | None
+    phone: str  # the client's number on this call
+    now: dt.datetime
+
+    @property
+    def verify_first(self) -> bool:
+        segment = self.account.segment if self.account is not None else None
+        return segment.verify_before_balance if segment is not None else True
+
+
+@dataclass(frozen=True)
+class Answer:
+    result: str
+    response: dict[str, Any]
+
+
+def _text(value: Any, limit: int = 200) -> str:
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def _money(amount: Decimal | None) -> str:
+    return "" if amount is None else f"{amount:.2f}"
+
+
+def _speak_money(amount: Decimal | None) -> str:
+    return "" if amount is None else f"${amount:,.2f}"
+
+
+def _local_words(moment: dt.datetime, timezones: list[str]) -> str:
+    local = moment.astimezone(callbacks.client_zone(timezones))
+    hour = local.strftime("%I:%M %p").lstrip("0")
+    return f"{local:%A, %B} {local.day} at {hour}"
+
+
+# --- Finding the call's account ------------------------------------------------------------------
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def live_call_resolve(*, call: Mapping[str, Any], now: dt.datetime) -> LiveCall:
+    call_id = _text(call.get("call_id"), 100)
+    metadata = _object(call.get("metadata"))
+    client_id = _text(str(metadata.get("client_id") or ""), 64)
+    account: Account | None = None
+    if client_id:
+        account = Account.objects.select_related("segment").filter(client_id=client_id).first()
+    inbound_call = call.get("direction") == "inbound" or not client_id
+    raw_phone = call.get("from_number") if inbound_call else call.get("to_number")
+    try:
+        phone = geo.phone_to_e164(raw_phone) if isinstance(raw_phone, str) and raw_phone else ""
+    except geo.GeoError:
+        phone = ""
+    if account is None and inbound_call and phone:
+        match = inbound.caller_match(phone=phone, now=now)
+        account = match.account if match.source == "account" else None  # never a shared number
+    if account is not None and not phone:
+        phone = account.phone
+    return LiveCall(call_id=call_id, call=call, account=account, phone=phone, now=now)
+
+
+def identity_verified(call_id: str) -> bool:
+    return LiveToolCall.objects.filter(call_id=call_id, name="verify_identity", result="verified").exists()
+
+
+def _context(live: LiveCall) -> results.ClientContext:
+    assert live.account is not None
+    context = results.context_for_client(client_id=live.account.client_id, phone=live.phone, now=live.now)
+    return context
+
+
+# --- The functions -------------------------------------------------------------------------------
+
+
+def verify_identity(live: LiveCall, args: Mapping[str, Any]) -> Answer:
+    account = live.account
+    assert account is not None
+    dob_hash = identity.date_of_birth_hash(args.get("date_of_birth"))
+    ssn_hash = identity.ssn_last4_hash(args.get("ssn_last4"))
+    with transaction.atomic():
+        # One check at a time per account, so two quick tries cannot both be a "third".
+        Account.objects.select_for_update().filter(pk=account.pk).first()
+        earlier = list(LiveToolCall.objects.filter(call_id=live.call_id, name="verify_identity").values_list("result", flat=True))
+        if "verified" in earlier:
+            return Answer("verified", {"verified": True, "locked": False})
+        failures = earlier.count("failed") + earlier.count("locked")
+        if failures >= MAX_IDENTITY_TRIES:
+            return Answer("locked", {"verified": False, "locked": True})
+        checkable = [(stored, given) for stored, given in ((account.date_of_birth_hash, dob_hash), (account.ssn_last4_hash, ssn_hash)) if stored and given]
+        if not dob_hash and not ssn_hash:
+            return Answer("no_answer", {"verified": False, "locked": False, "error": "I need your date of birth or the last four digits of your Social Security number."})
+        if not account.date_of_birth_hash and not account.ssn_last4_hash:
+            return Answer("unavailable", {"verified": False, "locked": False, "error": "I can't verify identity on this call. A specialist can help you."})
+        if not checkable:
+            what = "date of birth" if account.date_of_birth_hash else "the last four digits of your Social Security number"
+            return Answer("no_answer", {"verified": False, "locked": False, "error": f"I need your {what} to verify your identity."})
+        given_mismatch = any(given and stored and not identity.hash_matches(stored, given) for stored, given in ((account.date_of_birth_hash, dob_hash), (account.ssn_last4_hash, ssn_hash)))
+        if not given_mismatch:
+            return Answer("verified", {"verified": True, "locked": False})
+        if failures + 1 < MAX_IDENTITY_TRIES:
+            return Answer("failed", {"verified": False, "locked": False})
+        context = _context(live)
+        results.task_create(
+            kind=FollowUpTask.Kind.IDENTITY_LOCKED,
+            context=context,
+            source_ref=live.call_id,
+            due_at=live.now + FOLLOW_UP_DUE[FollowUpTask.Kind.IDENTITY_LOCKED],
+            detail=f"The identity check failed {MAX_IDENTITY_TRIES} times on call {live.call_id}; nothing about the account was disclosed.",
+        )
+        return Answer("locked", {"verified": False, "locked": True})
+
+
+def lookup_account(live: LiveCall, args: Mapping[str, Any]) -> Answer:
+    account = live.account
+    assert account is not None
+    verified = identity_verified(live.call_id)
+    if live.verify_first and not verified:
+        return Answer(
+            "withheld",
+            {"verified": False, "first_name": account.first_name, "has_matter": True, "message": SAY_VERIFY_FIRST},
+        )
+    promise = PromiseToPay.objects.filter(client_id=account.client_id, status=PromiseToPay.Status.PENDING).order_by("promised_date").first()
+    paid = (
+        PromiseToPay.objects.filter(client_id=account.client_id, status=PromiseToPay.Status.KEPT)
+        .order_by("-resolved_at")
+        .first()
+    )
+    return Answer(
+        "disclosed",
+        {
+            "verified": verified,
+            "first_name": account.first_name,
+            "has_matter": account.status != Account.Status.RESOLVED,
+            "amount_due": _money(account.amount_due),
+            "days_past_due": "" if account.days_past_due is None else str(account.days_past_due),
+            "status": account.get_status_display(),
+            "open_promise": (
+                f"{_speak_money(promise.amount) or 'A payment'} promised for {promise.promised_date:%B} {promise.promised_date.day}"
+                if promise is not None
+                else ""
+            ),
+            "last_payment": (
+                f"{_speak_money(paid.amount_recovered or paid.amount)} on {(paid.resolved_at or paid.created_at):%B %d}"
+                if paid is not None
+                else ""
+            ),
+            "how_to_pay": "I can text a secure payment link to this number right now. We never take card numbers over the phone.",
+        },
+    )
+
+
+def send_payment_link(live: LiveCall, args: Mapping[str, Any]) -> Answer:
+    account = live.account
+    assert account is not None
+    if not live.phone:
+        return Answer("not_sent", {"sent": False, "reason": "I don't have a number to text the link to. A specialist can help."})
+    dialer = DialerSettings.load()
+    local_id = f"live-{live.call_id}-payment-link"[:100]
+    existing = SmsMessage.objects.filter(local_id=local_id).first()
+    if existing is None:
+        probe = QueueItem(client_id=account.client_id, phone=live.phone, timezones=account.timezones)
+        (block,) = compliance.gate_sms(
+            items=[probe], now=live.now, start=dialer.calling_window_start, end=dialer.calling_window_end
+        ).values()
+        if block is not None:
+            compliance.gate_record(block=block, client_id=account.client_id, channel=compliance.SMS, now=live.now)
+            return Answer("not_sent", {"sent": False, "reason": _sms_block_words(block)})
+        link = links.link_for(account=account, purpose="balance", call_id=live.call_id, now=live.now)
+        notice = "" if outbound.phone_received_opt_out_notice(phone=live.phone) else f" {outbound.OPT_OUT_NOTICE}"
+        text = f"Hi {account.first_name or 'there'}, here is your secure payment link from {dialer.company_name}: {link}{notice}"
+        existing, _ = SmsMessage.objects.get_or_create(
+            local_id=local_id,
+            defaults={
+                "kind": SmsMessage.Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": live.phone,
+                "inbox_id": _inbox(account), "text": text, "status": SmsMessage.Status.PENDING, "scheduled_for": live.now,
+            },
+        )  # fmt: skip
+    if existing.status == SmsMessage.Status.PENDING:
+        outbound.sms_reply_send(message_id=existing.pk, now=live.now)
+        existing.refresh_from_db()
+    if existing.status in (SmsMessage.Status.SENT, SmsMessage.Status.DELIVERED):
+        return Answer("sent", {"sent": True, "message": f"I've just texted the secure payment link to the number ending in {live.phone[-4:]}."})
+    if existing.status == SmsMessage.Status.PENDING:
+        return Answer("queued", {"sent": False, "reason": "The text service is slow right now; the link will arrive in a few minutes."})
+    return Answer("not_sent", {"sent": False, "reason": "I couldn't send the text just now. A specialist can help you pay."})
+
+
+def _sms_block_words(block: compliance.Block) -> str:
+    if block.rule == compliance.Rule.SUPPRESSED:
+        reason = block.inputs.get("reason")
+        if reason == Suppression.Reason.SMS_OPT_OUT:
+            return "This number has opted out of texts, so I can't text the link. A specialist can help you pay another way."
+        return "I'm not able to text this number. A specialist can help you pay another way."
+    if block.is_window or block.rule == compliance.Rule.UNKNOWN_TIMEZONE:
+        return "I can't send texts at this hour. You can pay by calling us back during business hours."
+    return "I'm not able to text the link right now. A specialist can help you pay."
+
+
+def _inbox(account: Account) -> str:
+    segment = account.segment
+    if segment is None:
+        return ""
+    phase = phase_on_day(segment=segment, day=account.days_past_due) if account.days_past_due is not None else Phase.PAST_DUE
+    return segment.resurrection_inbox_id if team_for_phase(phase) == Team.RESURRECTION else segment.billing_inbox_id
+
+
+def record_promise(live: LiveCall, args: Mapping[str, Any]) -> Answer:
+    account = live.account
+    assert account is not None
+    if live.verify_first and not identity_verified(live.call_id):
+        return Answer("refused", {"recorded": False, "reason": "I need to verify your identity before I can set up a payment arrangement."})
+    context = _context(live)
+    zone = callbacks.client_zone(context.timezones)
+    today = live.now.astimezone(zone).date()
+    horizon = DialerSettings.load().promise_horizon_days
+    promised = results.parse_promise_date(args.get("date"), today=today)
+    if promised is None:
+        return Answer("refused", {"recorded": False, "reason": "I didn't catch the date. What date will you make the payment?"})
+    if promised < today:
+        return Answer("refused", {"recorded": False, "reason": "That date has already passed. What date from today on works for you?"})
+    if promised > today + dt.timedelta(days=horizon):
+        last = today + dt.timedelta(days=horizon)
+        return Answer(
+            "refused",
+            {"recorded": False, "reason": f"I can only set up a payment within {horizon} days, by {last:%B} {last.day} at the latest."},
+        )
+    given_amount = args.get("amount")
+    amount = results.parse_promise_amount(given_amount) if given_amount not in (None, "") else account.amount_due
+    if given_amount not in (None, "") and amount is None:
+        return Answer("refused", {"recorded": False, "reason": "The amount has to be more than zero. How much will you pay?"})
+    if amount is None:
+        return Answer("refused", {"recorded": False, "reason": "How much will you pay on that date?"})
+    if account.amount_due is not None and amount > account.amount_due:
+        return Answer(
+            "refused",
+            {"recorded": False, "reason": f"That is more than the {_speak_money(account.amount_due)} due. How much would you like to pay?"},
+        )
+    promise, created = results.promise_create(context=context, call_id=live.call_id, promised=promised, amount=amount, now=live.now)
+    if not created and promise.status == PromiseToPay.Status.PENDING and (promise.promised_date, promise.amount) != (promised, amount):
+        PromiseToPay.objects.filter(pk=promise.pk).update(promised_date=promised, amount=amount)
+    return Answer(
+        "recorded",
+        {
+            "recorded": True,
+            "date": promised.isoformat(),
+            "amount": _money(amount),
+            "message": f"I've noted a payment of {_speak_money(amount)} on {promised:%A, %B} {promised.day}.",
+        },
+    )
+
+
+def schedule_callback(live: LiveCall, args: Mapping[str, Any]) -> Answer:
+    account = live.account
+    assert account is not None
+    context = _context(live)
+    zone = callbacks.client_zone(context.timezones)
+    words = _text(args.get("time"))
+    requested = callbacks.parse_callback_time(words, now=live.now, zone=zone)
+    if requested is None:
+        return Answer("refused", {"scheduled": False, "reason": "I didn't catch a time. What day and time should we call you back?"})
+    if requested < live.now - dt.timedelta(minutes=5):
+        return Answer("refused", {"scheduled": False, "reason": "That time has already passed. When should we call you back?"})
+    if requested > live.now + callbacks.CALLBACK_HORIZON:
+        return Answer("refused", {"scheduled": False, "reason": "That's too far ahead for me to book. Is there a time in the next few weeks?"})
+    checked = callbacks.callback_time_check(requested=max(requested, live.now), timezones=context.timezones, now=live.now)
+    if not checked.allowed:
+        offer = checked.offer
+        return Answer(
+            "offered",
+            {
+                "scheduled": False,
+                "offered_time": offer.isoformat() if offer else "",
+                "reason": (
+                    f"We can't call at that hour. The nearest time I can offer is {_local_words(offer, context.timezones)}. Would that work?"
+                    if offer
+                    else "We can't call at that hour. What other time works for you?"
+                ),
+            },
+        )
+    callback, created = callbacks.callback_book(
+        consent_call_id=live.call_id,
+        client_id=account.client_id,
+        client_name=account.name,
+        phone=live.phone,
+        timezones=context.timezones,
+        state=account.state,
+        segment_name=context.segment_name,
+        phase=context.phase,
+        due_at=checked.requested,
+        requested_text=words,
+    )
+    if not created and callback.due_at != checked.requested:
+        if not callbacks.callback_move(callback=callback, due_at=checked.requested, requested_text=words):
+            return Answer("refused", {"scheduled": False, "reason": "Your callback is already on its way; a specialist can change it."})
+    return Answer(
+        "scheduled",
+        {
+            "scheduled": True,
+            "time": checked.requested.isoformat(),
+            "message": f"You're booked: we'll call you back on {_local_words(checked.requested, context.timezones)}.",
+        },
+    )
+
+
+def transfer_brief_text(*, account: Account, verified: bool, reason: str) -> str:
+    """A few sentences for the rep before the transfer bridges."""
+    promise = PromiseToPay.objects.filter(client_id=account.client_id, status=PromiseToPay.Status.PENDING).order_by("promised_date").first()
+    dispute = (
+        FollowUpTask.objects.filter(client_id=account.client_id, kind=FollowUpTask.Kind.DISPUTE)
+        .exclude(status=FollowUpTask.Status.DONE)
+        .exists()
+        or Suppression.objects.filter(client_id=account.client_id, reason=Suppression.Reason.DISPUTE_HOLD, lifted_at__isnull=True).exists()
+    )
+    parts = [
+        f"{account.name}, client {account.client_id}.",
+        "Identity verified." if verified else "Identity NOT verified: do not discuss the account before verifying.",
+    ]
+    if account.amount_due is not None:
+        days = f", {account.days_past_due} days past due" if account.days_past_due is not None else ""
+        parts.append(f"Owes {_speak_money(account.amount_due)}{days}.")
+    parts.append(f"Wants a person: {reason}." if reason else "Asked for a person.")
+    if promise is not None:
+        parts.append(f"Open promise: {_speak_money(promise.amount) or 'a payment'} by {promise.promised_date:%b} {promise.promised_date.day}.")
+    if dispute:
+        parts.append("Open dispute on file.")
+    return " ".join(parts)
+
+
+def transfer_brief(live: LiveCall, args: Mapping[str, Any]) -> Answer:
+    account = live.account
+    assert account is not None
+    brief = transfer_brief_text(account=account, verified=identity_verified(live.call_id), reason=_text(args.get("reason"), 200).rstrip("."))
+    Account.objects.filter(pk=account.pk).update(transfer_brief=brief, transfer_brief_at=live.now)
+    return Answer("brief", {"brief": brief})
+
+
+VENDOR_FUNCTIONS = frozenset({"send_payment_link"})
+FUNCTIONS: dict[str, Callable[[LiveCall, Mapping[str, Any]], Answer]] = {
+    "verify_identity": verify_identity,
+    "lookup_account": lookup_account,
+    "send_payment_link": send_payment_link,
+    "record_promise": record_promise,
+    "schedule_callback": schedule_callback,
+    "transfer_brief": transfer_brief,
+}
+
+
+# --- The request ----------------------------------------------------------------------------------
+
+
+def stored_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments as kept and shown: identity answers only as "given"."""
+    kept: dict[str, Any] = {}
+    for key, value in list(args.items())[:10]:
+        if key in identity.SECRET_COLUMNS:
+            kept[str(key)[:40]] = "given" if value not in (None, "") else "not given"
+        elif isinstance(value, (str, int, float, bool)) or value is None:
+            kept[str(key)[:40]] = value[:200] if isinstance(value, str) else value
+    return kept
+
+
+def _commit_without_waiting_for_disk() -> None:
+    """Grace waits on this answer mid-sentence. Not waiting for the commit's WAL flush saves most
+    of its cost; what it risks is the last fraction of a second of answers if the database server
+    itself crashes, and then Retell's retry is simply answered afresh."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The answer to one signed custom-function request (never raises for a bad request)."""
+    name = payload.get("name")
+    call = _object(payload.get("call"))
+    args = _object(payload.get("args"))
+    if not isinstance(name, str) or name not in FUNCTIONS:
+        log.warning("retell function unknown", extra={"function": str(name)[:40], "call_id": str(call.get("call_id") or "")[:100]})
+        return {"error": SAY_UNKNOWN_FUNCTION}
+    call_id = _text(call.get("call_id"), 100)
+    if not call_id:
+        log.warning("retell function without a call id", extra={"function": name})
+        return {"error": SAY_UNKNOWN_CALL}
+    # A retry of a request is the same request while what it depends on is unchanged: a lookup
+    # after the caller was verified is a new question, not a retry of the one before.
+    verified = name != "verify_identity" and identity_verified(call_id)
+    args_key = identity.keyed_digest(json.dumps([args, verified], sort_keys=True, default=str))
+    stored = LiveToolCall.objects.filter(call_id=call_id, name=name, args_key=args_key).values_list("response", flat=True).first()
+    if stored is not None:
+        return dict(stored)
+    live = live_call_resolve(call=call, now=now)
+    account = live.account
+    segment_name, phase = "", ""
+    if account is not None and account.segment is not None:
+        segment_name = account.segment.name
+        phase = phase_on_day(segment=account.segment, day=account.days_past_due) if account.days_past_due is not None else ""
+
+    def answer_and_store() -> Answer:
+        answer = Answer("unknown_call", {"error": SAY_UNKNOWN_CALL}) if account is None else FUNCTIONS[name](live, args)
+        LiveToolCall.objects.create(
+            call_id=call_id,
+            name=name,
+            args_key=args_key,
+            client_id=account.client_id if account is not None else "",
+            segment_name=segment_name,
+            phase=phase,
+            args=stored_args(name, args),
+            result=answer.result,
+            response=answer.response,
+            created_at=now,
+        )
+        return answer
+
+    try:
+        if name in VENDOR_FUNCTIONS:
+            # Calls a vendor: never inside a transaction (the text's local_id keeps it once).
+            answer = answer_and_store()
+        else:
+            # The check and its record commit together, so the third try is counted once.
+            with transaction.atomic():
+                _commit_without_waiting_for_disk()
+                answer = answer_and_store()
+    except IntegrityError:
+        # The same function call answered meanwhile by a concurrent retry: its answer stands.
+        first = LiveToolCall.objects.filter(call_id=call_id, name=name, args_key=args_key).values_list("response", flat=True).first()
+        return dict(first) if first is not None else {"error": SAY_FAILED}
+    except Exception:
+        log.exception("retell function failed", extra={"function": name, "call_id": call_id})
+        return {"error": SAY_FAILED}  # nothing stored: a retry tries again
+    log.info(
+        "retell function answered",
+        extra={"function": name, "call_id": call_id, "client_id": account.client_id if account else "", "result": answer.result},
+    )
+    return answer.response
+
