@@ -7,12 +7,18 @@ from django.urls import include, path
 from campaigns.api import accounts
 from campaigns.api import views as api
 from campaigns.dashboard import views
-from campaigns.webhooks import heymarket, retell
+from campaigns.payments import views as payments
+from campaigns.webhooks import heymarket, retell, stripe
 
 urlpatterns = [
     path("webhooks/retell/", retell.retell_webhook, name="campaigns-retell-webhook"),
     path("webhooks/retell/inbound/", retell.retell_inbound_webhook, name="campaigns-retell-inbound-webhook"),
     path("webhooks/heymarket/", heymarket.heymarket_webhook, name="campaigns-heymarket-webhook"),
+    path("webhooks/stripe/", stripe.stripe_webhook, name="campaigns-stripe-webhook"),
+    # The client's payment link (ours, signed) and the pages the payment provider sends them back to.
+    path("pay/thanks/", payments.pay_thanks, name="campaigns-pay-thanks"),
+    path("pay/cancelled/", payments.pay_cancelled, name="campaigns-pay-cancelled"),
+    path("pay/<str:token>/", payments.pay_link, name="campaigns-pay-link"),
     # Supervisor dashboard, KPIs and client timelines.
     path("dashboard/", views.dashboard, name="campaigns-dashboard"),
     path("dashboard/status/", views.dashboard_status, name="campaigns-dashboard-status"),
