@@ -775,7 +775,9 @@ def payment_link_send(*, call_id: str, now: dt.datetime) -> bool:
     )
     dialer = DialerSettings.load()
     probe = QueueItem(client_id=account.client_id, phone=phone, timezones=zones)
-    (block,) = compliance.gate_sms(items=[probe], now=now, start=dialer.sms_window_start, end=dialer.sms_window_end).values()
+    # The client asked for it on the call: the legal hours apply, not the cadence's texting window.
+    start, end = compliance.LEGAL_WINDOW
+    (block,) = compliance.gate_sms(items=[probe], now=now, start=start, end=end).values()
     if block is not None and not block.is_window:
         compliance.gate_record(block=block, client_id=account.client_id, channel=compliance.SMS, now=now, item=item)
         SmsMessage.objects.get_or_create(
@@ -800,7 +802,7 @@ def payment_link_send(*, call_id: str, now: dt.datetime) -> bool:
     )
     due = now
     if block is not None:  # the window is closed: send when it opens
-        due = compliance.next_window_open(timezones=probe.timezone_list, now=now, start=dialer.sms_window_start, end=dialer.sms_window_end) or now
+        due = compliance.next_window_open(timezones=probe.timezone_list, now=now, start=start, end=end) or now
     message, created = SmsMessage.objects.get_or_create(
         local_id=local_id,
         defaults={
