@@ -25,6 +25,7 @@ urlpatterns = [
     path("dashboard/campaigns/create/", views.campaign_create_today, name="campaigns-campaign-create"),
     path("dashboard/campaigns/<int:pk>/<slug:action>/", views.campaign_control, name="campaigns-campaign-control"),
     path("dashboard/kpis/", views.kpis_page, name="campaigns-kpis"),
+    path("dashboard/kpis/payments.csv", views.payment_kpis_csv, name="campaigns-payment-kpis-csv"),
     path("dashboard/clients/", views.client_search, name="campaigns-client-search"),
     path("dashboard/clients/<str:client_id>/", views.client_timeline, name="campaigns-client-timeline"),
     # REST API (DRF): accounts, campaigns, queue items, follow-up tasks, KPIs, token, OpenAPI schema and docs.
