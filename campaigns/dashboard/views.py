@@ -17,7 +17,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -254,8 +254,9 @@ def payment_kpis_csv(request: HttpRequest) -> HttpResponse:
     if by not in payment_kpis.DIMENSIONS:
         by = "segment"
     date = selectors.today()
-    response = StreamingHttpResponse(
-        spreadsheets.csv_lines(payment_kpis.payment_kpi_csv_rows(date=date, by=by)), content_type="text/csv; charset=utf-8"
+    # A few dozen rows: one response, not a stream.
+    response = HttpResponse(
+        "".join(spreadsheets.csv_lines(payment_kpis.payment_kpi_csv_rows(date=date, by=by))), content_type="text/csv; charset=utf-8"
     )
     response["Content-Disposition"] = f'attachment; filename="payment-kpis-{by}-{date.isoformat()}.csv"'
     return response

@@ -128,7 +128,7 @@ def payment_link_open(*, claim: links.LinkClaim, now: dt.datetime) -> Opened:
                     "account": account, "client_id": account.client_id, "purpose": claim.purpose, "promise": promise,
                     "call_id": claim.call_id, "amount": amount, "currency": settings.STRIPE_CURRENCY[:3],
                     "session_url": session.url, "expires_at": session.expires_at,
-                    "segment_name": account.segment.name if account.segment_id else "", "phase": _phase(account),
+                    "segment_name": account.segment.name if account.segment is not None else "", "phase": _phase(account),
                     "owner": account.owner, "created_at": now,
                 },
             )  # fmt: skip

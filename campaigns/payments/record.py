@@ -164,7 +164,7 @@ def payment_record(
         if account is not None:
             first_contact = _first_contact_date(account.client_id)
             dpd = _days_past_due(account, on=paid_on)
-            payment.segment_name = account.segment.name if account.segment_id else ""
+            payment.segment_name = account.segment.name if account.segment is not None else ""
             payment.phase = link.phase if link else ""
             payment.owner = account.owner
             payment.days_past_due = dpd

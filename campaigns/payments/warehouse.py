@@ -39,6 +39,7 @@ class PollReport:
 
 
 def _paid_at(value: Any) -> dt.datetime | None:
+    moment: dt.datetime | None
     if isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, dt.date):

@@ -17,7 +17,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, cast
 
 import requests
 import stripe
@@ -25,6 +25,9 @@ from django.conf import settings
 
 from integrations import modes
 from integrations.http import IntegrationError
+
+if TYPE_CHECKING:
+    from stripe.params.checkout import SessionCreateParams
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +155,7 @@ def checkout_session_create(
     if customer_email:
         params["customer_email"] = customer_email
     try:
-        session = _client().v1.checkout.sessions.create(params, {"idempotency_key": idempotency_key})
+        session = _client().v1.checkout.sessions.create(cast("SessionCreateParams", params), {"idempotency_key": idempotency_key})
     except stripe.StripeError as exc:
         raise _error(exc, action="checkout session not created") from exc
     return _session_from(session)

@@ -76,7 +76,7 @@ def test_page_api_and_csv_show_them(settings):
     assert api.status_code == 200 and api.json()["today"]["total"]["amount_recovered"] == "120.00"
     assert client.get("/api/kpis/payments/?by=nope").status_code == 400
     exported = client.get("/dashboard/kpis/payments.csv?by=segment")
-    rows = list(csv.reader(io.StringIO(b"".join(exported.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(exported.content.decode())))
     assert rows[0][:4] == ["window", "since", "until", "segment"]
     totals = [r for r in rows if r[3] == "(all)"]
     assert [r[0] for r in totals] == ["today", "last_7_days", "last_30_days"] and all(r[4] == "120.00" for r in totals)
