@@ -290,7 +290,10 @@ SANDBOX_APP_URL = env.str("SANDBOX_APP_URL", default=PUBLIC_BASE_URL)
 # the test environment, where tests call sandbox_dispatch_due themselves).
 SANDBOX_AUTO_DISPATCH = env.bool("SANDBOX_AUTO_DISPATCH", default=True)
 RECONCILED_FILE_DIR = env.path("RECONCILED_FILE_DIR", default=VAR_DIR / "reconciled")
-PAYMENT_LINK_TEMPLATE = env.str("PAYMENT_LINK_TEMPLATE", default="https://pay.example.com/p/{token}")
+# Every payment link the portal sends is its own signed short link, `/pay/<token>/` (the page
+# that records the open and redirects to a live Checkout Session); a site may put a short domain
+# of its own in front of it.
+PAYMENT_LINK_TEMPLATE = env.str("PAYMENT_LINK_TEMPLATE", default=PUBLIC_BASE_URL.rstrip("/") + "/pay/{token}/")
 # How long a signed payment-link token stays valid (a text may be read days after it is sent).
 PAYMENT_LINK_MAX_AGE_DAYS = env.int("PAYMENT_LINK_MAX_AGE_DAYS", default=30)
 
@@ -301,6 +304,25 @@ PAYMENT_LINK_MAX_AGE_DAYS = env.int("PAYMENT_LINK_MAX_AGE_DAYS", default=30)
 IDENTITY_HASH_KEY = env.str("IDENTITY_HASH_KEY", default="") or hmac.new(
     SECRET_KEY.encode(), b"billing_dialer.identity_hash_key", hashlib.sha256
 ).hexdigest()
+
+# --- Stripe (Checkout Sessions behind the payment links, payment status by webhook) ---------
+# Live when STRIPE_API_KEY is set; otherwise the local simulator under /sandbox/stripe/ (only
+# while SANDBOX_ENABLED). The webhook endpoint is PUBLIC_BASE_URL + /webhooks/stripe/.
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_SUCCESS_URL = env.str("STRIPE_SUCCESS_URL", default=PUBLIC_BASE_URL.rstrip("/") + "/pay/thanks/")
+STRIPE_CANCEL_URL = env.str("STRIPE_CANCEL_URL", default=PUBLIC_BASE_URL.rstrip("/") + "/pay/cancelled/")
+STRIPE_CURRENCY = env.str("STRIPE_CURRENCY", default="usd")
+# A Checkout Session lives 30 minutes to 24 hours (Stripe's bounds); the link outlives it and
+# makes a new one when it has expired.
+STRIPE_SESSION_MINUTES = env.int("STRIPE_SESSION_MINUTES", default=24 * 60)
+STRIPE_SANDBOX_KEY = "sk_test_sandbox"
+STRIPE_SANDBOX_WEBHOOK_SECRET = "whsec_sandbox"
+# A payment this close below a promise's amount still keeps it (rounding, a fee the client
+# deducted); less than that keeps it in part.
+PROMISE_KEPT_TOLERANCE = env.str("PROMISE_KEPT_TOLERANCE", default="1.00")
+# What one text costs, for the cost per dollar recovered (calls carry their own cost from Retell).
+SMS_PRICE = env.str("SMS_PRICE", default="0.0079")
 
 # --- Logging: structured (key=value JSON) with phone numbers masked ------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

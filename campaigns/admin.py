@@ -27,7 +27,11 @@ from django.utils.text import slugify
 
 from campaigns.queue import selectors
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
-from campaigns.models import Campaign, FollowUpTask, PromiseToPay, QueueItem, RejectedRow, SmsMessage, WebhookEvent
+from campaigns.models import (
+    Campaign, FollowUpTask, Payment, PaymentLink, PromiseToPay, QueueItem, RejectedRow, SmsMessage, WarehousePaymentsQuery, WebhookEvent,
+)  # fmt: skip
+from integrations.http import IntegrationError
+from integrations.warehouse import client as warehouse_client
 from campaigns.lifecycle import campaign as lifecycle
 from campaigns.queue import load as queue
 from campaigns.conversations import promises
@@ -545,4 +549,57 @@ class SmsMessageAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: SmsMessage | None = None) -> bool:
+        return False
+
+
+# --- Payments -------------------------------------------------------------------------------------
+
+
+class WarehousePaymentsQueryForm(forms.ModelForm):
+    class Meta:
+        model = WarehousePaymentsQuery
+        fields = ("sql", "poll_minutes")
+        widgets = {"sql": forms.Textarea(attrs={"rows": 8, "cols": 100, "class": "vLargeTextField", "spellcheck": "false"})}
+
+    def clean_sql(self) -> str:
+        sql: str = self.cleaned_data["sql"]
+        if sql.strip():
+            try:
+                warehouse_client.query_check(sql)  # one read-only SELECT, like the queue SQL
+            except IntegrationError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return sql
+
+
+@admin.register(WarehousePaymentsQuery)
+class WarehousePaymentsQueryAdmin(admin.ModelAdmin):
+    form = WarehousePaymentsQueryForm
+    list_display = ("__str__", "poll_minutes", "last_polled_at", "last_rows", "last_new", "last_error")
+    readonly_fields = ("last_polled_at", "last_rows", "last_new", "last_error")
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin):
+    list_display = ("paid_at", "client_id", "amount", "source", "reference", "segment_name", "owner", "promise")
+    list_filter = ("source", "segment_name")
+    search_fields = ("client_id", "reference")
+    list_select_related = ("promise",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PaymentLink)
+class PaymentLinkAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "client_id", "purpose", "amount", "status", "opens", "first_opened_at", "completed_at")
+    list_filter = ("status", "purpose")
+    search_fields = ("client_id", "session_id")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -437,7 +437,7 @@ class SmsMessage(models.Model):
         HELP_REPLY = "help_reply", "Help reply"
         OPT_IN_CONFIRMATION = "opt_in_confirmation", "Opt-in confirmation"
         PROMISE_REMINDER = "promise_reminder", "Promise-to-pay reminder"
-        PAYMENT_LINK = "payment_link", "Payment link (during a call)"
+        PAYMENT_LINK = "payment_link", "Payment link"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -480,6 +480,7 @@ class WebhookEvent(models.Model):
     class Vendor(models.TextChoices):
         RETELL = "retell", "Retell"
         HEYMARKET = "heymarket", "HeyMarket"
+        STRIPE = "stripe", "Stripe"
 
     vendor = models.CharField(max_length=16, choices=Vendor.choices)
     dedupe_key = models.CharField(max_length=200)
@@ -660,6 +661,7 @@ class PromiseToPay(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         KEPT = "kept", "Kept"
+        PARTLY_KEPT = "partly_kept", "Partly kept"
         BROKEN = "broken", "Broken"
 
     client_id = models.CharField(max_length=64)
@@ -815,3 +817,117 @@ class Callback(models.Model):
     @property
     def timezone_list(self) -> list[str]:
         return [z for z in self.timezones.split(",") if z]
+
+
+class PaymentLink(models.Model):
+    """One Checkout Session of the payment provider behind our `/pay/<token>/` link: per account and
+    purpose (the balance, or one promise), replaced when it expires. Its opens are the link open
+    rate's numerator, its completion the completion rate's."""
+
+    class Purpose(models.TextChoices):
+        BALANCE = "balance", "The balance due"
+        PROMISE = "promise", "A promise to pay"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        COMPLETE = "complete", "Paid"
+        FAILED = "failed", "Payment failed"
+        EXPIRED = "expired", "Expired"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="payment_links")
+    client_id = models.CharField(max_length=64)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.BALANCE)
+    promise = models.ForeignKey("PromiseToPay", null=True, blank=True, on_delete=models.SET_NULL, related_name="payment_links")
+    call_id = models.CharField(max_length=100, blank=True, help_text="The call the link was sent from, if any.")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="usd")
+    session_id = models.CharField(max_length=255, unique=True)
+    session_url = models.URLField(max_length=2000)
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    # The account's dimensions when the link was made, so the KPIs group it as it was.
+    segment_name = models.CharField(max_length=64, blank=True)
+    phase = models.CharField(max_length=32, blank=True)
+    owner = models.CharField(max_length=100, blank=True)
+    opens = models.PositiveIntegerField(default=0)
+    first_opened_at = models.DateTimeField(null=True, blank=True)
+    last_opened_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["client_id", "purpose", "status"], name="payment_link_live"),
+            models.Index(fields=["first_opened_at"], name="payment_link_opened"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} {self.purpose} {self.session_id}"
+
+
+class Payment(models.Model):
+    """Money received for an account, from the payment provider or the warehouse, once per reference."""
+
+    class Source(models.TextChoices):
+        STRIPE = "stripe", "Stripe"
+        WAREHOUSE = "warehouse", "Warehouse payments query"
+
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="payments")
+    client_id = models.CharField(max_length=64, blank=True, help_text="As the source named it (may match no account).")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="usd")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    # The provider's payment id (Stripe: the PaymentIntent): every source and event naming the
+    # same payment names it, so it is what makes one payment count once.
+    reference = models.CharField(max_length=255, unique=True)
+    paid_at = models.DateTimeField()
+    link = models.ForeignKey(PaymentLink, null=True, blank=True, on_delete=models.SET_NULL, related_name="payments")
+    call_id = models.CharField(max_length=100, blank=True)
+    promise = models.ForeignKey("PromiseToPay", null=True, blank=True, on_delete=models.SET_NULL, related_name="payments")
+    segment_name = models.CharField(max_length=64, blank=True)
+    phase = models.CharField(max_length=32, blank=True)
+    owner = models.CharField(max_length=100, blank=True)
+    days_past_due = models.PositiveSmallIntegerField(null=True, blank=True, help_text="At payment.")
+    days_past_due_at_first_contact = models.PositiveSmallIntegerField(null=True, blank=True)
+    balance_after = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        ordering = ["-paid_at"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive")]
+        indexes = [
+            models.Index(fields=["client_id", "paid_at"], name="payment_client_time"),
+            models.Index(fields=["paid_at"], name="payment_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} paid {self.amount} ({self.source} {self.reference})"
+
+
+class WarehousePaymentsQuery(models.Model):
+    """The optional payments query on the warehouse (`client_id, amount, paid_at, reference`), for
+    sites whose payments do not go through the payment provider. Read-only like the queue SQL."""
+
+    singleton_key = models.PositiveSmallIntegerField(default=1, unique=True, editable=False)
+    sql = models.TextField(
+        blank=True,
+        help_text="One SELECT returning client_id, amount, paid_at, reference (e.g. the last two days). Empty: not polled.",
+    )
+    poll_minutes = models.PositiveSmallIntegerField(default=5)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_rows = models.PositiveIntegerField(default=0)
+    last_new = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "warehouse payments query"
+        verbose_name_plural = "warehouse payments query"
+
+    def __str__(self) -> str:
+        return "Warehouse payments query"
+
+    @classmethod
+    def load(cls) -> WarehousePaymentsQuery:
+        obj, _ = cls.objects.get_or_create(singleton_key=1)
+        return obj

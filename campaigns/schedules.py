@@ -35,6 +35,9 @@ PERIODIC: tuple[Periodic, ...] = (
     # retried the next minute so an outcome is late by a minute or two at most.
     Periodic("retell-webhook-events-retry", "campaigns.tasks.webhook_events_retry_task", 1, "'retell'"),
     Periodic("heymarket-webhook-events-retry", "campaigns.tasks.webhook_events_retry_task", 1, "'heymarket'"),
+    Periodic("stripe-webhook-events-retry", "campaigns.tasks.webhook_events_retry_task", 1, "'stripe'"),
+    # Payments from the warehouse's payments query, for sites without Stripe (when one is stored).
+    Periodic("warehouse-payments-poll", "campaigns.tasks.warehouse_payments_poll_task", 5),
     # Settles promises whose date has passed (the warehouse query runs only when one is due).
     Periodic("promises-review", "campaigns.tasks.promise_review_task", 60),
     # Prunes records older than the retention (dialer settings), in bounded batches.

@@ -14,6 +14,7 @@ from campaigns.conversations import promises
 from campaigns.lifecycle import campaign as lifecycle
 from campaigns.lifecycle import retention
 from campaigns.models import Campaign, WebhookEvent
+from campaigns.payments import warehouse as warehouse_payments
 from campaigns.queue import load as queue
 from campaigns.sms import outbound as sms
 from campaigns.webhooks import inbox, reconcile
@@ -50,9 +51,20 @@ def sms_send_due_task() -> dict[str, int]:
     return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed, "skipped": report.skipped}
 
 
+def payment_link_send_task(call_id: str) -> bool:
+    """Text the payment link a client asked for on a call, right after its analysis."""
+    return sms.payment_link_send(call_id=call_id, now=clock.now())
+
+
 def sms_reply_send_task(message_id: int) -> bool:
     """Send one reply (opt-out/opt-in confirmation, HELP answer) right after its webhook."""
     return sms.sms_reply_send(message_id=message_id, now=clock.now())
+
+
+def warehouse_payments_poll_task() -> dict[str, int | str]:
+    """Every few minutes: the warehouse payments query, when one is stored."""
+    report = warehouse_payments.warehouse_payments_poll(now=clock.now())
+    return {"rows": report.rows, "new": report.new, "known": report.known, "rejected": report.rejected, "error": report.error}
 
 
 def webhook_event_process_task(event_id: int) -> bool:

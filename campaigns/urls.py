@@ -7,19 +7,26 @@ from django.urls import include, path
 from campaigns.api import accounts
 from campaigns.api import views as api
 from campaigns.dashboard import views
-from campaigns.webhooks import heymarket, retell
+from campaigns.payments import views as payments
+from campaigns.webhooks import heymarket, retell, stripe
 
 urlpatterns = [
     path("webhooks/retell/", retell.retell_webhook, name="campaigns-retell-webhook"),
     path("webhooks/retell/inbound/", retell.retell_inbound_webhook, name="campaigns-retell-inbound-webhook"),
     path("webhooks/retell/functions/", retell.retell_function_webhook, name="campaigns-retell-function-webhook"),
     path("webhooks/heymarket/", heymarket.heymarket_webhook, name="campaigns-heymarket-webhook"),
+    path("webhooks/stripe/", stripe.stripe_webhook, name="campaigns-stripe-webhook"),
+    # The client's payment link (ours, signed) and the pages the payment provider sends them back to.
+    path("pay/thanks/", payments.pay_thanks, name="campaigns-pay-thanks"),
+    path("pay/cancelled/", payments.pay_cancelled, name="campaigns-pay-cancelled"),
+    path("pay/<str:token>/", payments.pay_link, name="campaigns-pay-link"),
     # Supervisor dashboard, KPIs and client timelines.
     path("dashboard/", views.dashboard, name="campaigns-dashboard"),
     path("dashboard/status/", views.dashboard_status, name="campaigns-dashboard-status"),
     path("dashboard/campaigns/create/", views.campaign_create_today, name="campaigns-campaign-create"),
     path("dashboard/campaigns/<int:pk>/<slug:action>/", views.campaign_control, name="campaigns-campaign-control"),
     path("dashboard/kpis/", views.kpis_page, name="campaigns-kpis"),
+    path("dashboard/kpis/payments.csv", views.payment_kpis_csv, name="campaigns-payment-kpis-csv"),
     path("dashboard/clients/", views.client_search, name="campaigns-client-search"),
     path("dashboard/clients/<str:client_id>/", views.client_timeline, name="campaigns-client-timeline"),
     # REST API (DRF): accounts, campaigns, queue items, follow-up tasks, KPIs, token, OpenAPI schema and docs.

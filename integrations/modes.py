@@ -13,7 +13,7 @@ from django.conf import settings
 
 from integrations.http import IntegrationError
 
-VENDORS = ("retell", "heymarket", "dialflow", "warehouse")
+VENDORS = ("retell", "heymarket", "dialflow", "warehouse", "stripe")
 
 
 def is_live(vendor: str) -> bool:
@@ -23,6 +23,8 @@ def is_live(vendor: str) -> bool:
         return bool(settings.HEYMARKET_API_TOKEN)
     if vendor == "dialflow":
         return bool(settings.DIALFLOW_URL and settings.DIALFLOW_API_KEY)
+    if vendor == "stripe":
+        return bool(settings.STRIPE_API_KEY)
     if vendor == "warehouse":
         return bool(settings.DATABRICKS_SERVER_HOSTNAME and settings.DATABRICKS_HTTP_PATH and settings.DATABRICKS_TOKEN)
     raise ValueError(f"unknown vendor {vendor!r}")

@@ -240,7 +240,7 @@ def send_payment_link(live: LiveCall, args: Mapping[str, Any]) -> Answer:
         if block is not None:
             compliance.gate_record(block=block, client_id=account.client_id, channel=compliance.SMS, now=live.now)
             return Answer("not_sent", {"sent": False, "reason": _sms_block_words(block)})
-        link = links.link_for(account=account, purpose="balance", call_id=live.call_id, now=live.now)
+        link = links.secure_link(account, links.BALANCE, live.call_id)
         notice = "" if outbound.phone_received_opt_out_notice(phone=live.phone) else f" {outbound.OPT_OUT_NOTICE}"
         text = f"Hi {account.first_name or 'there'}, here is your secure payment link from {dialer.company_name}: {link}{notice}"
         existing, _ = SmsMessage.objects.get_or_create(

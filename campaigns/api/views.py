@@ -38,6 +38,7 @@ from cadences.models import Phase
 from campaigns import roles
 from campaigns.api import schema as api_schema
 from campaigns.dashboard import selectors
+from campaigns.metrics import payments as payment_kpis
 from campaigns.models import Campaign, FollowUpTask, QueueItem
 from campaigns.lifecycle import campaign as lifecycle
 from integrations import clock
@@ -380,6 +381,40 @@ class KpiView(APIView):
         )
 
 
+class PaymentKpiTableSerializer(serializers.Serializer):
+    since = serializers.DateField()
+    until = serializers.DateField()
+    by = serializers.ChoiceField(choices=payment_kpis.DIMENSIONS)
+    rows = serializers.ListField(child=serializers.DictField(), help_text="One per value of `by`: amounts as decimal strings, rates null where the denominator is zero.")
+    total = serializers.DictField()
+
+
+class PaymentKpisSerializer(serializers.Serializer):
+    today = PaymentKpiTableSerializer()
+    last_7_days = PaymentKpiTableSerializer()
+    last_30_days = PaymentKpiTableSerializer()
+
+
+class PaymentKpiView(APIView):
+    """KPIs from real money (amount recovered, promise kept rate, link open and completion rates,
+    days-overdue improvement, cost per dollar recovered) by segment, phase, owner or source: today,
+    and the last 7 and 30 days."""
+
+    permission_classes = [ByRole]
+    read_permission = roles.VIEW_KPIS
+    write_permission = roles.VIEW_KPIS
+
+    @extend_schema(
+        parameters=[OpenApiParameter("by", str, enum=list(payment_kpis.DIMENSIONS), description="The grouping (default segment).")],
+        responses={200: PaymentKpisSerializer, 400: api_schema.INVALID},
+    )
+    def get(self, request: Request) -> Response:
+        by = request.query_params.get("by", "segment")
+        if by not in payment_kpis.DIMENSIONS:
+            return Response({"by": [f"Unknown grouping {by!r}; one of {', '.join(payment_kpis.DIMENSIONS)}."]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(payment_kpis.payment_kpi_windows(date=selectors.today(), by=by))
+
+
 # --- routes ---------------------------------------------------------------------------------
 
 
@@ -449,6 +484,7 @@ router.register("follow-up-tasks", FollowUpTaskViewSet, basename="campaigns-api-
 
 api_urlpatterns = [
     path("kpis/", KpiView.as_view(), name="campaigns-api-kpis"),
+    path("kpis/payments/", PaymentKpiView.as_view(), name="campaigns-api-payment-kpis"),
     path("token/", TokenView.as_view(), name="campaigns-api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="campaigns-api-schema"),
     # The split view serves Swagger UI's set-up script as a file of its own, not inline: the

@@ -43,11 +43,13 @@ from campaigns.models import (
     Campaign,
     ContactLedgerEntry,
     FollowUpTask,
+    Payment,
     PromiseToPay,
     QueueItem,
     Suppression,
     WebhookEvent,
 )
+from campaigns.payments import links as payment_links
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ GENERIC_VARIABLES: dict[str, str] = {
     "inbound_flow": "generic",
     "verify_before_balance": "true",
     "transfer_brief": "",
+    "payment_received": "false",
+    "last_payment": "",
 }
 
 # Inbound conversation paths (seed 001: "routed to the right flow — payment, query, dispute, or
@@ -220,8 +224,14 @@ def _variables_for(match: CallerMatch, *, now: dt.datetime) -> dict[str, str]:
         verify_before_balance="true" if verify_first else "false",
         transfer_brief=account.transfer_brief,
         days_past_due="" if account.days_past_due is None else str(account.days_past_due),
-        payment_link=account.payment_link,
+        payment_link=payment_links.secure_link(account),
     )
+    payment = Payment.objects.filter(client_id=account.client_id).order_by("-paid_at").first()
+    if payment is not None:
+        # "Your payment arrived": Grace thanks the caller instead of asking for it again.
+        variables["last_payment"] = f"${_money(payment.amount)} received {timezone.localtime(payment.paid_at):%B %d, %Y}"
+        if timezone.localdate(payment.paid_at) >= timezone.localdate(now) - dt.timedelta(days=7):
+            variables["payment_received"] = "true"
     phase, transfer_number = "", ""
     today = timezone.localdate(now)
     item = QueueItem.objects.filter(campaign__date=today, client_id=account.client_id).only("transfer_number", "phase").first()

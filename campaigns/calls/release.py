@@ -54,6 +54,7 @@ from campaigns.models import Account, Alert, Callback, CallAttempt, Campaign, Co
 from campaigns.compliance import gate as compliance
 from campaigns.alerts import alert_raise
 from campaigns.compliance.gate import Block
+from campaigns.payments import links as payment_links
 from campaigns.sql import quoted_names
 from campaigns.transitions import queue_item_transition
 from integrations.dialflow import client as dialflow
@@ -184,7 +185,9 @@ def call_dynamic_variables(*, item: QueueItem, company_name: str) -> dict[str, s
         "live_call_prompt": item.live_call_prompt or "",
         "voicemail_prompt": item.voicemail_prompt or "",
         "transfer_number": item.transfer_number or "",
-        "payment_link": item.payment_link or "",
+        # Always our own signed link (never the warehouse's): opening it is recorded and it
+        # leads to a live Checkout Session of the account's current balance.
+        "payment_link": payment_links.secure_link_for(client_id=item.client_id, now=clock.now()),
         "company_name": company_name or "",
         "segment": item.segment.name,
         "phase": item.phase,

@@ -29,6 +29,8 @@ The rules and their exact edges (DESIGN.md invariants 4–6):
 - **Daily attempt cap.** At most `max_call_attempts_per_day` attempts per client per campaign
   day (the retry curve's bound), counted from the item and from the ledger since the campaign
   day's midnight in the portal's time zone.
+- **Paid today.** A client with a payment recorded since the day's midnight (portal time zone)
+  is neither called nor texted again that day (DESIGN invariant 14).
 - **Suppressions.** An active suppression of the client id or the phone number that blocks the
   channel (`ledger.CHANNEL_BLOCKING_REASONS`).
 """
@@ -48,7 +50,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from cadences.models import DialerSettings, StateCallLimit
-from campaigns.models import Callback, Campaign, ContactLedgerEntry, GateDecision, QueueItem, Suppression
+from campaigns.models import Callback, Campaign, ContactLedgerEntry, GateDecision, Payment, QueueItem, Suppression
 from campaigns.compliance.ledger import active_suppressions_q
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ class Rule:
     SUPPRESSED = "suppressed"
     CONTACTED_INBOUND_TODAY = "contacted_inbound_today"
     DAILY_ATTEMPT_CAP = "daily_attempt_cap"
+    PAID = "paid"
 
 
 # Each rule as a supervisor reads it (the codes stay in the API's machine fields).
@@ -94,6 +97,7 @@ RULE_LABELS: dict[str, str] = {
     Rule.SUPPRESSED: "Suppressed (do not contact)",
     Rule.CONTACTED_INBOUND_TODAY: "The client called in today",
     Rule.DAILY_ATTEMPT_CAP: "Today's call attempts are used up",
+    Rule.PAID: "The client paid today",
     # Reasons the day itself gives (not gate rules).
     "campaign_stopped": "The campaign stopped before it was reached",
     "no_outcome_before_stop": "No outcome before the campaign stopped",
@@ -288,6 +292,22 @@ def _suppression_for(item: QueueItem, by_client: dict[str, Suppression], by_phon
     return None
 
 
+def _paid_since(client_ids: Iterable[str], *, since: datetime) -> dict[str, Block]:
+    """A PAID block for each client with a payment at or after `since`."""
+    blocks: dict[str, Block] = {}
+    for client_id, reference, paid_at, amount in (
+        Payment.objects.filter(client_id__in=set(client_ids), paid_at__gte=since)
+        .order_by("paid_at")
+        .values_list("client_id", "reference", "paid_at", "amount")
+    ):
+        blocks[client_id] = Block(
+            rule=Rule.PAID,
+            detail=f"A payment of ${amount:,.2f} arrived at {timezone.localtime(paid_at):%H:%M}; no more outreach today.",
+            inputs={"payment_reference": reference, "paid_at": paid_at.isoformat()},
+        )
+    return blocks
+
+
 def _local_dates(when: datetime, zones: Sequence[ZoneInfo]) -> list[dt.date]:
     return [when.astimezone(z).date() for z in zones]
 
@@ -357,8 +377,12 @@ def _gate_calls_chunk(
         if phone:
             contacts_by_phone[phone].append((kind, occurred_at, reference))
 
+    paid = _paid_since(client_ids, since=day_start)
     result: dict[int, Block | None] = {}
     for item in items:
+        if item.client_id in paid:
+            result[item.pk] = paid[item.client_id]
+            continue
         result[item.pk] = _gate_call_item(
             item=item,
             campaign=campaign,
@@ -491,8 +515,10 @@ def gate_sms(*, items: Sequence[QueueItem], now: datetime, start: time, end: tim
     for offset in range(0, len(items), GATE_CHUNK):
         chunk = items[offset : offset + GATE_CHUNK]
         by_client, by_phone = _suppressions_by_target(chunk, channel=SMS)
+        day_start = datetime.combine(timezone.localdate(now), time(0, 0), tzinfo=timezone.get_current_timezone())
+        paid = _paid_since((i.client_id for i in chunk if i.client_id), since=day_start)
         for item in chunk:
-            result[item.pk] = _suppression_for(item, by_client, by_phone, channel=SMS) or local_window_block(
+            result[item.pk] = paid.get(item.client_id) or _suppression_for(item, by_client, by_phone, channel=SMS) or local_window_block(
                 timezones=item.timezone_list, now=now, start=start, end=end, narrow_rule=Rule.SMS_WINDOW
             )
     return result

@@ -35,6 +35,9 @@ user_requested_dnc         boolean    The client asked not to be called: a do-no
                                       same name).
 right_party                boolean    The person on the line was the client (read by the KPIs'
                                       right-party contact rate; ``wrong_party`` true also counts).
+payment_link_requested     boolean    The client wants to pay now: the secure payment link is
+                                      texted right after the call (once per call, through the
+                                      SMS gate).
 =========================  =========  ==========================================================
 
 Follow-up tasks land in the team queue of the client's phase (billing before suspension,
@@ -56,6 +59,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from cadences.models import Team, team_for_phase
 from cadences.selectors import phase_on_day
@@ -348,6 +352,22 @@ def conversation_results_apply(
 
     if data.get("promise_to_pay_date") not in (None, ""):
         _promise_record(context=context, call_id=call_id, data=data, now=now)
+
+    wants_link, _ = analysis_flag(data.get("payment_link_requested"))
+    if wants_link:
+        # The text goes out from a task once this commits (the SMS sender's minute sweep sends
+        # any the task missed); the message's local id makes it once per call either way.
+        transaction.on_commit(lambda: _payment_link_enqueue(call_id))
+
+
+PAYMENT_LINK_TASK = "campaigns.tasks.payment_link_send_task"
+
+
+def _payment_link_enqueue(call_id: str) -> None:
+    try:
+        async_task(PAYMENT_LINK_TASK, call_id, save=False)
+    except Exception:
+        log.exception("payment link text not enqueued; the minute sweep sends it", extra={"call_id": call_id})
 
 
 def callback_due_at(*, callback_text: Any, context: ClientContext, now: dt.datetime) -> dt.datetime:

@@ -25,10 +25,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from integrations import clock
 from cadences.models import Phase
-from campaigns import roles
+from campaigns import roles, spreadsheets
 from campaigns.dashboard import selectors
 from campaigns.models import Campaign
 from campaigns.metrics import kpis
+from campaigns.metrics import payments as payment_kpis
 from campaigns.lifecycle import campaign as lifecycle
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,9 @@ def kpis_page(request: HttpRequest) -> HttpResponse:
     phase = request.GET.get("phase", "")
     if phase and phase not in Phase.values:
         phase = ""
+    money_by = request.GET.get("by", "segment")
+    if money_by not in payment_kpis.DIMENSIONS:
+        money_by = "segment"
     date = selectors.today()
     tables = [
         selectors.kpis_for_day(date=date, segment=segment, phase=phase),
@@ -235,8 +239,27 @@ def kpis_page(request: HttpRequest) -> HttpResponse:
             "phase_choices": Phase.choices,
             "segment": segment,
             "phase": phase,
+            "money_by": money_by,
+            "money": payment_kpis.payment_kpi_windows(date=date, by=money_by),
+            "money_dimensions": payment_kpis.DIMENSIONS,
         },
     )
+
+
+@require_GET
+@viewer_required
+def payment_kpis_csv(request: HttpRequest) -> HttpResponse:
+    """The money KPIs (day, 7 and 30 days) by one dimension, as CSV."""
+    by = request.GET.get("by", "segment")
+    if by not in payment_kpis.DIMENSIONS:
+        by = "segment"
+    date = selectors.today()
+    # A few dozen rows: one response, not a stream.
+    response = HttpResponse(
+        "".join(spreadsheets.csv_lines(payment_kpis.payment_kpi_csv_rows(date=date, by=by))), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="payment-kpis-{by}-{date.isoformat()}.csv"'
+    return response
 
 
 # --- the client timeline --------------------------------------------------------------------

@@ -70,7 +70,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='smsmessage',
             name='kind',
-            field=models.CharField(choices=[('touchpoint', 'Cadence touchpoint'), ('follow_up', 'After voicemail / no answer'), ('opt_out_confirmation', 'Opt-out confirmation'), ('help_reply', 'Help reply'), ('opt_in_confirmation', 'Opt-in confirmation'), ('promise_reminder', 'Promise-to-pay reminder'), ('payment_link', 'Payment link (during a call)')], default='touchpoint', max_length=24),
+            field=models.CharField(choices=[('touchpoint', 'Cadence touchpoint'), ('follow_up', 'After voicemail / no answer'), ('opt_out_confirmation', 'Opt-out confirmation'), ('help_reply', 'Help reply'), ('opt_in_confirmation', 'Opt-in confirmation'), ('promise_reminder', 'Promise-to-pay reminder'), ('payment_link', 'Payment link')], default='touchpoint', max_length=24),
         ),
         migrations.CreateModel(
             name='LiveToolCall',

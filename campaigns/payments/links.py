@@ -1,20 +1,24 @@
 """Secure payment links: the only way a text or a call ever lets a client pay.
 
 Card numbers are never collected or stored (seed 002: "never collect card details"); a client
-pays on the payment provider's page behind a link. The warehouse may supply a link per client
-(`payment_link` column); otherwise the link is built from `settings.PAYMENT_LINK_TEMPLATE`
-with `{token}` replaced by a signed, expiring token naming the client, which the payment page
-(or anything that serves it) checks with `payment_link_verify`.
+pays on the payment provider's hosted page. Every link the portal sends — in a text, as a call's
+`payment_link` variable, mid-call — is its own short signed URL, `/pay/<token>/`
+(`settings.PAYMENT_LINK_TEMPLATE`), whose token names the client, the purpose (the balance or a
+promise) and the call it was sent from, and expires. Opening it (`campaigns.payments.checkout`)
+records the open and redirects to a live Checkout Session.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
+
+from campaigns.models import Account, PromiseToPay
+from integrations import clock
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +69,50 @@ def payment_link_max_age() -> dt.timedelta:
     return dt.timedelta(days=settings.PAYMENT_LINK_MAX_AGE_DAYS)
 
 
-def payment_link_token(*, client_id: str, now: dt.datetime) -> str:
-    """A URL-safe token naming `client_id`, signed now and valid for the configured age."""
+BALANCE = "balance"
+PROMISE = "promise"
+PURPOSES = (BALANCE, PROMISE)
+
+
+@dataclass(frozen=True)
+class LinkClaim:
+    """What a verified token says: whose link, what for, sent from which call."""
+
+    client_id: str
+    purpose: str = BALANCE
+    promise_id: int | None = None
+    call_id: str = ""
+
+
+def payment_link_token(
+    *, client_id: str, now: dt.datetime, purpose: str = BALANCE, promise_id: int | None = None, call_id: str = ""
+) -> str:
+    """A URL-safe token naming `client_id` (and what the link is for), signed now and valid for
+    the configured age. Compressed and with short keys: the link goes into a text."""
     if not client_id:
         raise ValueError("A payment link needs a client id.")
-    return _ClockedSigner(now=now).sign_object({"client_id": client_id})
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown payment link purpose {purpose!r}")
+    claim: dict[str, object] = {"client_id": client_id}
+    if purpose != BALANCE:
+        claim["p"] = purpose
+    if promise_id is not None:
+        claim["r"] = promise_id
+    if call_id:
+        claim["k"] = call_id
+    return _ClockedSigner(now=now).sign_object(claim, compress=True)
+
+
+def payment_link_claim(*, token: str, now: dt.datetime, max_age: dt.timedelta | None = None) -> LinkClaim:
+    """What a token was issued for; PaymentLinkError if forged, malformed or expired."""
+    client_id = payment_link_verify(token=token, now=now, max_age=max_age)
+    payload = _ClockedSigner(now=now).unsign_object(token, max_age=None)
+    purpose = payload.get("p", BALANCE)
+    promise_id = payload.get("r")
+    call_id = payload.get("k", "")
+    if purpose not in PURPOSES or not (promise_id is None or isinstance(promise_id, int)) or not isinstance(call_id, str):
+        raise PaymentLinkError("This payment link is not valid.")
+    return LinkClaim(client_id=client_id, purpose=purpose, promise_id=promise_id, call_id=call_id)
 
 
 def payment_link_verify(*, token: str, now: dt.datetime, max_age: dt.timedelta | None = None) -> str:
@@ -87,27 +130,33 @@ def payment_link_verify(*, token: str, now: dt.datetime, max_age: dt.timedelta |
     return client_id
 
 
-def payment_link_for(*, client_id: str, row_link: str, now: dt.datetime) -> str:
-    """The link a text carries: the warehouse's own secure link, else a signed one of ours.
-
-    A warehouse link that is not https is not a secure payment path, so it is replaced by ours
-    (and logged, so the data owner can fix the column).
-    """
-    row_link = (row_link or "").strip()
-    if row_link:
-        if row_link.lower().startswith("https://"):
-            return row_link
-        log.warning("payment link ignored: not https", extra={"client_id": client_id})
-    token = payment_link_token(client_id=client_id, now=now)
+def secure_link_for(
+    *, client_id: str, now: dt.datetime, purpose: str = BALANCE, promise_id: int | None = None, call_id: str = ""
+) -> str:
+    """Our signed short link for `client_id` (`/pay/<token>/`)."""
+    token = payment_link_token(client_id=client_id, now=now, purpose=purpose, promise_id=promise_id, call_id=call_id)
     # str.replace, not str.format: a template may legitimately contain other braces.
     return settings.PAYMENT_LINK_TEMPLATE.replace("{token}", token)
 
 
-def link_for(*, account: Any, purpose: str = "balance", call_id: str = "", now: dt.datetime) -> str:
-    """The one place a call's payment link comes from (Grace's `send_payment_link`).
+def secure_link(account: Account, purpose: str = BALANCE, call_id: str | None = None, *, promise_id: int | None = None) -> str:
+    """The payment link to send `account` — by text, as a call variable or mid-call.
 
-    Today it is `payment_link_for` on the account's warehouse link; `purpose` and `call_id` say
-    what the link is for and which call asked, for a link that records them.
+    `purpose` is "balance" (the amount due) or "promise" (the amount of `promise_id`, or of the
+    account's latest pending promise); `call_id` names the call it is sent from, so the payment
+    is credited to it.
     """
-    del purpose, call_id  # not carried by the current link
-    return payment_link_for(client_id=account.client_id, row_link=account.payment_link, now=now)
+    if purpose == PROMISE and promise_id is None:
+        promise_id = (
+            PromiseToPay.objects.filter(client_id=account.client_id, status=PromiseToPay.Status.PENDING)
+            .order_by("-created_at")
+            .values_list("pk", flat=True)
+            .first()
+        )
+    return secure_link_for(client_id=account.client_id, now=clock.now(), purpose=purpose, promise_id=promise_id, call_id=call_id or "")
+
+
+def payment_link_for(*, client_id: str, row_link: str, now: dt.datetime, call_id: str = "") -> str:
+    """The link a text or a call carries: always our own signed link. A warehouse link
+    (`row_link`) is not sent: `/pay/` redirects to it only where no payment provider is set up."""
+    return secure_link_for(client_id=client_id, now=now, call_id=call_id)

@@ -52,6 +52,8 @@ from cadences import templating
 from cadences.models import ActionType, DialerSettings, Segment, Team, team_for_phase
 from campaigns import geo
 from campaigns.models import (
+    Account,
+    CallAttempt,
     Campaign,
     ContactLedgerEntry,
     PromiseToPay,
@@ -587,7 +589,7 @@ def sms_send_due(*, now: dt.datetime, limit: int = SEND_BATCH, rng: random.Rando
     claimed = _claim_due(now=now, limit=limit)
     report = SendReport(claimed=len(claimed))
     sms_send_items(item_ids=claimed, now=now, report=report)
-    report.replies_sent = sms_replies_send_due(now=now) + promise_reminders_send_due(now=now)
+    report.replies_sent = sms_replies_send_due(now=now) + promise_reminders_send_due(now=now) + payment_links_send_due(now=now)
     if claimed or report.replies_sent:
         log.info(
             "sms send run",
@@ -726,3 +728,100 @@ def _promise_inbox(promise: PromiseToPay) -> str:
         return Segment.objects.order_by("sort_order").values_list("billing_inbox_id", flat=True).first() or ""
     resurrection = team_for_phase(promise.phase) == Team.RESURRECTION
     return segment.resurrection_inbox_id if resurrection else segment.billing_inbox_id
+
+
+# --- A payment link asked for on a call ----------------------------------------------------------
+
+PAYMENT_LINK_TEXT = (
+    "Hi {first_name}, this is {company_name}. As promised on our call, here is your secure payment "
+    "link: {payment_link} Reply STOP to opt out."
+)
+# A call's request is honoured for this long after it ended (a worker down for a while still
+# sends it; a request from last week is not sent out of the blue).
+PAYMENT_LINK_REQUEST_FOR = dt.timedelta(hours=12)
+TRUE_WORDS = frozenset({"true", "yes", "1", "y"})
+
+
+def payment_link_requested(analysis: Any) -> bool:
+    """Whether the post-call analysis says the client wants to pay now (`payment_link_requested`)."""
+    value = analysis.get("payment_link_requested") if isinstance(analysis, dict) else None
+    if isinstance(value, bool):
+        return value
+    return isinstance(value, (str, int)) and str(value).strip().lower() in TRUE_WORDS
+
+
+def payment_link_local_id(call_id: str) -> str:
+    return f"paylink-{call_id}"[:100]
+
+
+def payment_link_send(*, call_id: str, now: dt.datetime) -> bool:
+    """Text the payment link a client asked for on call `call_id`, once per call, through the SMS
+    gate (suppressions, opt-out, the local texting window; a client who has paid since gets
+    nothing). Outside the window it waits for the window; True when it went out now."""
+    attempt = CallAttempt.objects.filter(call_id=call_id).select_related("queue_item").first()
+    if attempt is None or not payment_link_requested(attempt.custom_analysis):
+        return False
+    local_id = payment_link_local_id(call_id)
+    existing = SmsMessage.objects.filter(local_id=local_id).first()
+    if existing is not None:
+        return existing.status == MessageStatus.PENDING and sms_reply_send(message_id=existing.pk, now=now)
+    account = Account.objects.select_related("segment").filter(client_id=attempt.client_id).first()
+    if account is None:
+        return False
+    phone = attempt.client_phone or account.phone
+    item = attempt.queue_item
+    zones = item.timezones if item is not None else ",".join(
+        geo.time_zones_for_client(timezone=account.timezones, state=account.state, phone=phone)
+    )
+    dialer = DialerSettings.load()
+    probe = QueueItem(client_id=account.client_id, phone=phone, timezones=zones)
+    # The client asked for it on the call: the legal hours apply, not the cadence's texting window.
+    start, end = compliance.LEGAL_WINDOW
+    (block,) = compliance.gate_sms(items=[probe], now=now, start=start, end=end).values()
+    if block is not None and not block.is_window:
+        compliance.gate_record(block=block, client_id=account.client_id, channel=compliance.SMS, now=now, item=item)
+        SmsMessage.objects.get_or_create(
+            local_id=local_id,
+            defaults={
+                "kind": Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": phone, "inbox_id": "",
+                "text": "", "status": MessageStatus.FAILED, "error": f"not sent: {block.detail}"[:2000],
+            },
+        )  # fmt: skip
+        return False
+    if item is not None:
+        inbox_id = item.inbox_id
+    else:
+        segment = account.segment
+        inbox_id = (segment.billing_inbox_id if segment else "") or Segment.objects.order_by("sort_order").values_list(
+            "billing_inbox_id", flat=True
+        ).first() or ""
+    text = PAYMENT_LINK_TEXT.format(
+        first_name=account.first_name or "there",
+        company_name=dialer.company_name,
+        payment_link=payment_links.secure_link(account, payment_links.BALANCE, call_id),
+    )
+    due = now
+    if block is not None:  # the window is closed: send when it opens
+        due = compliance.next_window_open(timezones=probe.timezone_list, now=now, start=start, end=end) or now
+    message, created = SmsMessage.objects.get_or_create(
+        local_id=local_id,
+        defaults={
+            "kind": Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": phone, "inbox_id": inbox_id,
+            "text": text, "status": MessageStatus.PENDING, "scheduled_for": due,
+            "campaign": attempt.campaign, "queue_item": item,
+        },
+    )  # fmt: skip
+    return created and block is None and sms_reply_send(message_id=message.pk, now=now)
+
+
+def payment_links_send_due(*, now: dt.datetime, limit: int = SEND_BATCH) -> int:
+    """The minute sweep: links asked for on calls that are not texted yet (the task right after
+    the call was lost, or the window was closed), and ones waiting for their window."""
+    recent = CallAttempt.objects.filter(
+        analyzed=True, ended_at__gte=now - PAYMENT_LINK_REQUEST_FOR, custom_analysis__has_key="payment_link_requested"
+    ).exclude(call_id=None)
+    sent = 0
+    for call_id in recent.values_list("call_id", flat=True)[: limit * 2]:
+        if call_id and not SmsMessage.objects.filter(local_id=payment_link_local_id(call_id)).exclude(status=MessageStatus.PENDING).exists():
+            sent += payment_link_send(call_id=call_id, now=now)
+    return sent

@@ -31,6 +31,7 @@ from django_q.tasks import async_task
 from campaigns.calls import outcomes
 from campaigns.conversations import results
 from campaigns.models import WebhookEvent
+from campaigns.payments import record as payments
 from campaigns.sms import inbound as sms_inbound
 from campaigns.webhooks import enqueue
 
@@ -187,6 +188,24 @@ def heymarket_event_accept(*, payload: Mapping[str, Any]) -> tuple[WebhookEvent,
     )
 
 
+def stripe_event_accept(*, payload: Mapping[str, Any]) -> tuple[WebhookEvent, bool]:
+    """Store a verified Stripe event, once per event id."""
+    event_id = payload.get("id")
+    event_type = payload.get("type")
+    if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str) or not event_type:
+        raise MalformedEvent("'id' and 'type' must be non-empty strings")
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    reference = obj.get("id") if isinstance(obj, dict) else None
+    return webhook_event_store(
+        vendor=Vendor.STRIPE,
+        dedupe_key=event_id[:200],
+        event_type=event_type,
+        reference=str(reference or ""),
+        payload=payload,
+    )
+
+
 # --- 2. Process ----------------------------------------------------------------------------------
 
 
@@ -211,6 +230,7 @@ def _heymarket_event_apply(*, event_type: str, payload: Mapping[str, Any], now: 
 HANDLERS: dict[str, Callable[..., str]] = {
     Vendor.RETELL: _retell_event_apply,
     Vendor.HEYMARKET: _heymarket_event_apply,
+    Vendor.STRIPE: payments.stripe_event_apply,
 }
 
 

@@ -29,6 +29,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from integrations.retell import client as retell
+from integrations.stripe import client as stripe
 from integrations.sandbox.models import SimulatedCall, SimulatedDelivery, SimulatorConfig
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,15 @@ MAX_RETRIES = 3
 RETRY_DELAYS_SECONDS = (1.0, 3.0, 9.0)  # simulated seconds, scaled by the speed factor
 WEBHOOK_TIMEOUT: tuple[float, float] = (3.05, 10.0)  # Retell waits 10 s for an answer
 STALE_CLAIM = dt.timedelta(seconds=60)  # a sender that died mid-POST gives its row back
-WEBHOOK_PATHS = {"retell": "/webhooks/retell/", "retell_function": "/webhooks/retell/functions/", "heymarket": "/webhooks/heymarket/"}
+WEBHOOK_PATHS = {
+    "retell": "/webhooks/retell/",
+    "retell_function": "/webhooks/retell/functions/",
+    "heymarket": "/webhooks/heymarket/",
+    "stripe": "/webhooks/stripe/",
+}
 SIGNED_VENDORS = frozenset({"retell", "retell_function"})  # Retell signs its custom-function calls like its webhooks
+# A sandbox client opening a payment link it was texted: a GET of the link that follows redirects.
+CLIENT = "client"
 
 _session = requests.Session()
 _worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -59,6 +67,10 @@ def _headers(vendor: str, body: bytes) -> dict[str, str]:
         # Signed at send time with the wall clock, as the receiver checks against its own clock.
         headers[retell.SIGNATURE_HEADER] = retell.sign(
             body.decode("utf-8"), api_key=retell.webhook_key(), timestamp_ms=int(time.time() * 1000)
+        )
+    if vendor == "stripe":
+        headers[stripe.SIGNATURE_HEADER] = stripe.signature_header(
+            body.decode("utf-8"), secret=stripe.webhook_secret(), timestamp=int(time.time())
         )
     return headers
 
@@ -105,7 +117,13 @@ def _deliver(delivery: SimulatedDelivery, *, now: dt.datetime) -> None:
     status_code: int | None = None
     error = ""
     try:
-        response = _session.post(webhook_url(delivery.vendor), data=body, headers=_headers(delivery.vendor, body), timeout=WEBHOOK_TIMEOUT)
+        if delivery.vendor == CLIENT:
+            response = _session.get(
+                settings.SANDBOX_APP_URL.rstrip("/") + str(delivery.payload.get("path") or "/"),
+                headers={"User-Agent": "billing-dialer-sandbox-client"}, timeout=WEBHOOK_TIMEOUT, allow_redirects=True,
+            )  # fmt: skip
+        else:
+            response = _session.post(webhook_url(delivery.vendor), data=body, headers=_headers(delivery.vendor, body), timeout=WEBHOOK_TIMEOUT)
         status_code = response.status_code
         ok = 200 <= response.status_code < 300
         if not ok:

@@ -30,6 +30,8 @@ from django.db import IntegrityError, transaction
 
 from integrations.heymarket import client as heymarket_client
 from integrations.sandbox.models import SimulatedContact, SimulatedDelivery, SimulatedMessage
+from integrations import modes
+from integrations.sandbox import stripe as stripe_simulator
 
 VENDOR = "heymarket"
 WEBHOOK_CONFIG_ID = 4242  # HeyMarket's top-level "id" is the webhook configuration's id
@@ -92,6 +94,9 @@ def message_send(*, body: Any, now: dt.datetime) -> tuple[SimulatedMessage, bool
         # Two sends with the same local_id raced; the first one recorded is the answer to both.
         return SimulatedMessage.objects.get(local_id=local_id), True
     SimulatedContact.objects.get_or_create(phone=phone)
+    if modes.is_simulated("stripe"):
+        # The sandbox client may open the payment link this text carries.
+        stripe_simulator.link_opens_schedule(text=text, message_id=message.pk, now=now)
     return message, False
 
 

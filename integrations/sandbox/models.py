@@ -39,6 +39,7 @@ DEFAULT_CONVERSATION_WEIGHTS: dict[str, float] = {
     "identity_verified": 0.85,
     "identity_failed": 0.08,
     "payment_link": 0.25,
+    "payment_link_requested": 0.15,
 }
 
 # Free agents per step, cycling; each ring group starts at its own offset in the cycle.
@@ -115,6 +116,26 @@ class SimulatorConfig(models.Model):
         default=0, validators=[MinValueValidator(0)], help_text="Extra delay (real seconds) before each webhook."
     )
     webhook_jitter_seconds = models.FloatField(default=0, validators=[MinValueValidator(0)], help_text="Random extra delay, up to this.")
+
+    # Stripe (payment links): how the sandbox clients behave with the links they are texted
+    stripe_open_rate = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0), MaxValueValidator(1)], help_text="Share of texted payment links the client opens."
+    )
+    stripe_open_delay_seconds = models.FloatField(
+        default=600, validators=[MinValueValidator(0)], help_text="Simulated seconds from the text to the client opening its link."
+    )
+    stripe_completion_rate = models.FloatField(
+        default=0.6, validators=[MinValueValidator(0), MaxValueValidator(1)], help_text="Share of opened checkouts the client pays."
+    )
+    stripe_completion_delay_seconds = models.FloatField(
+        default=90, validators=[MinValueValidator(0)], help_text="Simulated seconds on the checkout page before paying."
+    )
+    stripe_error_rate = models.FloatField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(1)], help_text="Share of Stripe API requests answered 500."
+    )
+    stripe_latency_seconds = models.FloatField(
+        default=0, validators=[MinValueValidator(0)], help_text="Real seconds each Stripe API request waits before answering."
+    )
 
     # Dialflow
     dialflow_pattern = models.JSONField(default=_default_pattern, help_text="Free agents per step, cycling.")
@@ -257,3 +278,28 @@ class SimulatedContact(models.Model):
 
     def as_api(self) -> dict[str, Any]:
         return {"id": self.pk, "phone": self.phone, "unsubscribed": self.unsubscribed, "blocked": self.blocked}
+
+
+class SimulatedCheckoutSession(models.Model):
+    """A Checkout Session the Stripe simulator created; paid (or not) once the client opens it."""
+
+    session_id = models.CharField(max_length=64, unique=True)
+    idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    client_reference_id = models.CharField(max_length=200, blank=True)
+    amount_total = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="usd")
+    metadata = models.JSONField(default=dict)
+    success_url = models.CharField(max_length=2000, blank=True)
+    cancel_url = models.CharField(max_length=2000, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    opened_at = models.DateTimeField(null=True, blank=True)
+    # Decided on the first open: whether, and when, the client pays.
+    completes_at = models.DateTimeField(null=True, blank=True)
+    payment_intent = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.session_id

@@ -16,4 +16,7 @@ urlpatterns: list[URLPattern] = [
     path("heymarket/v1/contact/set_status", views.heymarket_contact_set_status, name="sandbox-heymarket-contact-set-status"),
     path("heymarket/inject", views.heymarket_inject, name="sandbox-heymarket-inject"),
     path("heymarket/messages", views.heymarket_messages, name="sandbox-heymarket-messages"),
+    path("stripe/v1/checkout/sessions", views.stripe_checkout_sessions, name="sandbox-stripe-checkout-sessions"),
+    path("stripe/v1/checkout/sessions/<str:session_id>", views.stripe_checkout_session, name="sandbox-stripe-checkout-session"),
+    path("stripe/checkout/<str:session_id>", views.stripe_checkout_page, name="sandbox-stripe-checkout-page"),
 ]

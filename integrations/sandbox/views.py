@@ -10,6 +10,8 @@ in the source, so they cannot be what guards the free-agent pattern that gates c
 from __future__ import annotations
 
 import logging
+import random
+import time
 from functools import wraps
 from typing import Any, Callable
 
@@ -25,8 +27,8 @@ from integrations import jsonbody
 from integrations import modes
 from integrations.dialflow import client as dialflow_client
 from integrations.heymarket import client as heymarket_client
-from integrations.sandbox import delivery, dialflow, heymarket, retell
-from integrations.sandbox.models import SimulatedCall, SimulatedMessage, SimulatorConfig
+from integrations.sandbox import delivery, dialflow, heymarket, retell, stripe
+from integrations.sandbox.models import SimulatedCall, SimulatedCheckoutSession, SimulatedMessage, SimulatorConfig
 
 log = logging.getLogger(__name__)
 
@@ -275,3 +277,72 @@ def config(request: HttpRequest) -> HttpResponse:
 def dispatch(request: HttpRequest) -> HttpResponse:
     """Deliver every due webhook now (for a person who does not wait for the background thread)."""
     return JsonResponse({"attempted": delivery.sandbox_dispatch_due()})
+
+
+# --- Stripe ---------------------------------------------------------------------------------
+
+
+def _stripe_call(request: HttpRequest, action: Callable[[SimulatorConfig], HttpResponse]) -> HttpResponse:
+    if _bearer(request) != settings.STRIPE_SANDBOX_KEY:
+        return JsonResponse(
+            {"error": {"message": "Invalid API Key provided (the Stripe simulator takes STRIPE_SANDBOX_KEY).", "type": "invalid_request_error"}},
+            status=401,
+        )
+    config = SimulatorConfig.load()
+    if config.stripe_latency_seconds:
+        time.sleep(config.stripe_latency_seconds)  # the fault knob: a slow Stripe
+    if config.stripe_error_rate and random.random() < config.stripe_error_rate:
+        return JsonResponse({"error": {"message": "The simulator's error knob answered 500.", "type": "api_error"}}, status=500)
+    try:
+        return action(config)
+    except stripe.Refused as refusal:
+        return JsonResponse(refusal.as_body(), status=refusal.status)
+
+
+@csrf_exempt
+@require_POST
+@_sandbox_of("stripe")
+def stripe_checkout_sessions(request: HttpRequest) -> HttpResponse:
+    def create(config: SimulatorConfig) -> HttpResponse:
+        now = timezone.now()
+        session, replayed = stripe.session_create(form=request.POST, idempotency_key=request.headers.get("Idempotency-Key", ""), now=now)
+        log.info("sandbox stripe checkout session", extra={"session_id": session.session_id, "replayed": replayed})
+        response = JsonResponse(stripe.session_object(session, now=now))
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    return _stripe_call(request, create)
+
+
+@require_GET
+@_sandbox_of("stripe")
+def stripe_checkout_session(request: HttpRequest, session_id: str) -> HttpResponse:
+    def retrieve(config: SimulatorConfig) -> HttpResponse:
+        session = SimulatedCheckoutSession.objects.filter(session_id=session_id).first()
+        if session is None:
+            raise stripe.Refused(404, f"No such checkout.session: '{session_id}'", param="session")
+        return JsonResponse(stripe.session_object(session, now=timezone.now()))
+
+    return _stripe_call(request, retrieve)
+
+
+@require_GET
+@_sandbox_of("stripe")
+def stripe_checkout_page(request: HttpRequest, session_id: str) -> HttpResponse:
+    """The hosted checkout page a payment link redirects to (no card is ever asked for here)."""
+    session = SimulatedCheckoutSession.objects.filter(session_id=session_id).first()
+    if session is None:
+        raise Http404("No such checkout session.")
+    state = stripe.checkout_open(session, now=timezone.now())
+    words = {
+        "open": "The sandbox client looks at the page and does not pay.",
+        "paying": "The sandbox client is paying.",
+        "paid": "Paid.",
+        "expired": "This checkout session has expired.",
+    }[state]
+    amount = f"{session.amount_total / 100:,.2f} {session.currency.upper()}"
+    return HttpResponse(
+        f"<!DOCTYPE html><title>Sandbox checkout</title><h1>Sandbox checkout: {amount}</h1><p>{words}</p>",
+        status=410 if state == "expired" else 200,
+    )

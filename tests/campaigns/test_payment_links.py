@@ -67,10 +67,13 @@ def test_a_token_from_the_future_is_refused():
         payment_link_verify(token=token, now=NOW)
 
 
-def test_the_warehouse_link_wins_when_it_is_https(settings):
+def test_even_an_https_warehouse_link_is_replaced_by_ours(settings):
+    # Every link sent is ours, so its opens are recorded; /pay/ falls back to the warehouse's
+    # link only where no payment provider is set up.
     settings.PAYMENT_LINK_TEMPLATE = "https://pay.example.com/p/{token}"
     link = payment_link_for(client_id="C-1", row_link=" https://billing.example.org/pay/abc ", now=NOW)
-    assert link == "https://billing.example.org/pay/abc"
+    assert link.startswith("https://pay.example.com/p/")
+    assert payment_link_verify(token=link.removeprefix("https://pay.example.com/p/"), now=NOW) == "C-1"
 
 
 @pytest.mark.parametrize("row_link", ["", "http://insecure.example.org/pay", "javascript:alert(1)"])

@@ -1,0 +1,82 @@
+"""KPIs from real money: on the page, the API and the CSV, by segment, phase, owner and source."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+
+from campaigns.models import CallAttempt, Payment, PaymentLink, PromiseToPay, SmsMessage
+from campaigns.metrics import payments as payment_kpis
+from campaigns.payments import record
+from integrations import clock
+from tests.campaigns.dashboard_factories import supervisor
+from tests.campaigns.payment_factories import account
+from tests.campaigns.sms_factories import shipped_cadences  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def money_day(settings) -> dt.date:
+    settings.SMS_PRICE = "0.01"
+    now = clock.now()
+    today = now.date()
+    a = account("K-1", amount_due="100.00", owner="ana")
+    account("K-2", amount_due="50.00", phone="+12125550148", owner="bo")
+    PromiseToPay.objects.create(client_id="K-1", amount="100.00", promised_date=today, call_id="c1", segment_name="RED Initial")
+    PromiseToPay.objects.create(client_id="K-2", amount="50.00", promised_date=today, call_id="c2", segment_name="RED Initial")
+    link = PaymentLink.objects.create(
+        account=a, client_id="K-1", amount="100.00", session_id="cs_1", session_url="https://x.test/s", expires_at=now + dt.timedelta(hours=1),
+        segment_name="RED Initial", owner="ana", opens=1, first_opened_at=now,
+    )  # fmt: skip
+    for n, client in enumerate(["K-1", "K-2"]):
+        SmsMessage.objects.create(local_id=f"s{n}", client_id=client, phone="+1", inbox_id="i", text="pay at https://p.test/pay/abc/", status="sent", sent_at=now)
+    CallAttempt.objects.create(call_id="c1", client_id="K-1", to_number="+1", placed_at=now, cost=Decimal("0.98"))
+    record.payment_record(client_id="K-1", amount="100.00", reference="pi_k1", paid_at=now, source="stripe", now=now, session_id="cs_1")
+    record.payment_record(client_id="K-2", amount="20.00", reference="wh_k2", paid_at=now, source="warehouse", now=now)
+    assert link.pk and Payment.objects.count() == 2
+    return today
+
+
+def test_the_figures_by_segment_come_from_the_money(settings):
+    today = money_day(settings)
+    table = payment_kpis.payment_kpis(since=today, until=today, by="segment")
+    (row,) = table["rows"]
+    assert row["segment"] == "RED Initial" and row["amount_recovered"] == "120.00" and row["payments"] == 2
+    assert (row["promises_due"], row["promises_kept"], row["promise_kept_rate"]) == (2, 1, 0.5)
+    assert (row["links_sent"], row["links_opened"], row["links_completed"]) == (2, 1, 1)
+    assert row["link_open_rate"] == 0.5 and row["link_completion_rate"] == 1.0
+    assert row["cost"] == "1.00"  # one call at 0.98 and two texts at 0.01
+    assert row["cost_per_dollar_recovered"] == round(1.0 / 120, 4)
+
+
+def test_by_source_and_owner(settings):
+    today = money_day(settings)
+    by_source = {r["source"]: r["amount_recovered"] for r in payment_kpis.payment_kpis(since=today, until=today, by="source")["rows"]}
+    assert by_source == {"stripe": "100.00", "warehouse": "20.00"}
+    by_owner = {r["owner"]: r["amount_recovered"] for r in payment_kpis.payment_kpis(since=today, until=today, by="owner")["rows"]}
+    assert by_owner == {"ana": "100.00", "bo": "20.00"}
+    week = payment_kpis.payment_kpis(since=today - dt.timedelta(days=6), until=today, by="phase")
+    assert week["total"]["amount_recovered"] == "120.00"
+    before = payment_kpis.payment_kpis(since=today - dt.timedelta(days=30), until=today - dt.timedelta(days=1), by="segment")
+    assert before["total"]["amount_recovered"] == "0.00"
+
+
+def test_page_api_and_csv_show_them(settings):
+    money_day(settings)
+    client = Client()
+    client.force_login(supervisor())
+    page = client.get("/dashboard/kpis/?by=owner")
+    assert page.status_code == 200 and "Money recovered" in page.content.decode() and "$120.00" in page.content.decode()
+    api = client.get("/api/kpis/payments/?by=source")
+    assert api.status_code == 200 and api.json()["today"]["total"]["amount_recovered"] == "120.00"
+    assert client.get("/api/kpis/payments/?by=nope").status_code == 400
+    exported = client.get("/dashboard/kpis/payments.csv?by=segment")
+    rows = list(csv.reader(io.StringIO(exported.content.decode())))
+    assert rows[0][:4] == ["window", "since", "until", "segment"]
+    totals = [r for r in rows if r[3] == "(all)"]
+    assert [r[0] for r in totals] == ["today", "last_7_days", "last_30_days"] and all(r[4] == "120.00" for r in totals)
