@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from cadences.models import DialerSettings, Phase, Team, team_for_phase
 from cadences.selectors import phase_on_day
@@ -48,6 +49,7 @@ from campaigns.models import (
     Account,
     FollowUpTask,
     LiveToolCall,
+    Payment,
     PromiseToPay,
     QueueItem,
     SmsMessage,
@@ -195,11 +197,7 @@ def lookup_account(live: LiveCall, args: Mapping[str, Any]) -> Answer:
             {"verified": False, "first_name": account.first_name, "has_matter": True, "message": SAY_VERIFY_FIRST},
         )
     promise = PromiseToPay.objects.filter(client_id=account.client_id, status=PromiseToPay.Status.PENDING).order_by("promised_date").first()
-    paid = (
-        PromiseToPay.objects.filter(client_id=account.client_id, status=PromiseToPay.Status.KEPT)
-        .order_by("-resolved_at")
-        .first()
-    )
+    paid = Payment.objects.filter(client_id=account.client_id).order_by("-paid_at").first()
     return Answer(
         "disclosed",
         {
@@ -215,7 +213,7 @@ def lookup_account(live: LiveCall, args: Mapping[str, Any]) -> Answer:
                 else ""
             ),
             "last_payment": (
-                f"{_speak_money(paid.amount_recovered or paid.amount)} on {(paid.resolved_at or paid.created_at):%B %d}"
+                f"{_speak_money(paid.amount)} received {timezone.localtime(paid.paid_at):%B} {timezone.localtime(paid.paid_at).day}"
                 if paid is not None
                 else ""
             ),

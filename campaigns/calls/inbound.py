@@ -228,8 +228,10 @@ def _variables_for(match: CallerMatch, *, now: dt.datetime) -> dict[str, str]:
     )
     payment = Payment.objects.filter(client_id=account.client_id).order_by("-paid_at").first()
     if payment is not None:
-        # "Your payment arrived": Grace thanks the caller instead of asking for it again.
-        variables["last_payment"] = f"${_money(payment.amount)} received {timezone.localtime(payment.paid_at):%B %d, %Y}"
+        # "Your payment arrived": Grace thanks the caller instead of asking for it again. The
+        # amount, like the balance, waits for verification where the segment asks for it.
+        if not verify_first:
+            variables["last_payment"] = f"${_money(payment.amount)} received {timezone.localtime(payment.paid_at):%B %d, %Y}"
         if timezone.localdate(payment.paid_at) >= timezone.localdate(now) - dt.timedelta(days=7):
             variables["payment_received"] = "true"
     phase, transfer_number = "", ""

@@ -12,6 +12,8 @@ from cadences.models import Phase
 from campaigns.models import ContactLedgerEntry, FollowUpTask, QueueItem, WebhookEvent
 from campaigns.compliance import gate as compliance
 from campaigns.calls.inbound import GENERIC_VARIABLES
+from campaigns.payments.links import payment_link_verify
+from integrations import clock
 from tests.campaigns.release_factories import make_call_step, make_item, make_segment
 from tests.campaigns.retell_factories import (  # noqa: F401 - retell_tasks_inline is a fixture
     retell_tasks_inline,
@@ -55,13 +57,18 @@ def test_a_caller_in_todays_queue_gets_their_account_context(client):
         "phase": "Past due",
         "last_outcome": "none",
         "transfer_number": item.transfer_number,
-        "payment_link": item.payment_link,
+        "payment_link": variables["payment_link"],  # our signed link, checked below
         "open_promise": "",
         "recent_history": "No earlier calls or texts on record.",
         "inbound_flow": "payment",
         "verify_before_balance": "true",
         "transfer_brief": "",
+        "payment_received": "false",
+        "last_payment": "",
     }
+    token = variables["payment_link"].rstrip("/").rsplit("/", 1)[1]
+    assert variables["payment_link"].endswith(f"/pay/{token}/")
+    assert payment_link_verify(token=token, now=clock.now()) == item.client_id
     assert all(isinstance(value, str) for value in variables.values())
     assert answer["metadata"]["match"] == "account"
     assert answer["metadata"]["client_id"] == item.client_id
