@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cadences.models import DialerSettings, Phase, Team, team_for_phase
@@ -432,15 +432,6 @@ def stored_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _commit_without_waiting_for_disk() -> None:
-    """Grace waits on this answer mid-sentence. Not waiting for the commit's WAL flush saves most
-    of its cost; what it risks is the last fraction of a second of answers if the database server
-    itself crashes, and then Retell's retry is simply answered afresh."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-
-
 def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
     """The answer to one signed custom-function request (never raises for a bad request)."""
     name = payload.get("name")
@@ -490,7 +481,6 @@ def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dic
         else:
             # The check and its record commit together, so the third try is counted once.
             with transaction.atomic():
-                _commit_without_waiting_for_disk()
                 answer = answer_and_store()
     except IntegrityError:
         # The same function call answered meanwhile by a concurrent retry: its answer stands.

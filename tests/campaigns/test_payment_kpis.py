@@ -18,7 +18,8 @@ from tests.campaigns.dashboard_factories import supervisor
 from tests.campaigns.payment_factories import account
 from tests.campaigns.sms_factories import shipped_cadences  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The shipped segments: a transactional test starts from an emptied database.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shipped_cadences")]
 
 
 def money_day(settings) -> dt.date:
@@ -45,6 +46,7 @@ def money_day(settings) -> dt.date:
 def test_the_figures_by_segment_come_from_the_money(settings):
     today = money_day(settings)
     table = payment_kpis.payment_kpis(since=today, until=today, by="segment")
+    assert len(table["rows"]) == 1, table["rows"]
     (row,) = table["rows"]
     assert row["segment"] == "RED Initial" and row["amount_recovered"] == "120.00" and row["payments"] == 2
     assert (row["promises_due"], row["promises_kept"], row["promise_kept_rate"]) == (2, 1, 0.5)

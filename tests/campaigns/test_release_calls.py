@@ -8,10 +8,12 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 
 from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, QueueItem, ReleaseBatch
 from campaigns.calls.release import LoopState, Pacer, release_loop_run, release_pass
 from campaigns.transitions import campaign_recount, queue_item_transition
+from campaigns.payments.links import payment_link_verify
 
 from .release_factories import (  # noqa: F401 - fixtures
     FakeClock,
@@ -74,12 +76,15 @@ def test_a_released_call_carries_everything_grace_needs(sandbox, step, settings)
         "live_call_prompt": step.live_call_prompt,
         "voicemail_prompt": step.voicemail_prompt,
         "transfer_number": "+12125550188",
-        "payment_link": "https://pay.example.com/p/x1",
+        "payment_link": call.dynamic_variables["payment_link"],  # ours, not the warehouse's: checked below
         "company_name": "Acme Legal Billing",
         "segment": "Release Test Segment",
         "phase": "past_due",
     }
     assert all(isinstance(v, str) for v in call.dynamic_variables.values())
+    link = call.dynamic_variables["payment_link"]
+    assert "/pay/" in link and "pay.example.com" not in link
+    assert payment_link_verify(token=link.rstrip("/").rsplit("/", 1)[1], now=timezone.now()) == item.client_id
 
     assert (attempt.status, attempt.call_id, attempt.from_number) == (CallAttempt.Status.REGISTERED, call.call_id, "+12125550100")
     item.refresh_from_db()

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 
 from campaigns.models import (
+    Callback,
     CallAttempt,
     Campaign,
     ContactLedgerEntry,
@@ -115,7 +116,10 @@ def test_what_the_simulated_conversation_produced_is_followed_up(simulator):
     custom = attempt.custom_analysis
     client_id = attempt.queue_item.client_id
     kinds = set(FollowUpTask.objects.filter(client_id=client_id).values_list("kind", flat=True))
-    assert kinds == {"dispute", "hardship", "cancellation_request", "legal_language", "vulnerable_customer", "callback_request"}
+    assert kinds == {"dispute", "hardship", "cancellation_request", "legal_language", "vulnerable_customer"}
+    # The callback asked for, at a time the client named, is booked for the release loop to dial.
+    callback = Callback.objects.get(client_id=client_id)
+    assert (callback.consent_call_id, callback.status) == (attempt.call_id, Callback.Status.SCHEDULED)
     promise = PromiseToPay.objects.get()
     assert (promise.call_id, promise.promised_date.isoformat()) == (attempt.call_id, custom["promise_to_pay_date"])
     reasons = set(Suppression.objects.filter(client_id=client_id).values_list("reason", flat=True))
