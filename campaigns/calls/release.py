@@ -898,9 +898,15 @@ def _callback_place(*, callback: Callback, campaign: Campaign, now_fn: Callable[
     account = Account.objects.select_related("segment").filter(client_id=callback.client_id).first()
     pool = list(settings.RETELL_FROM_NUMBERS)
     from_number = caller_ids.caller_id_choose(to_number=callback.phone, state=callback.state, pool=pool, usage={})
+    # Callbacks are numbered in their own series, after the client's earlier callbacks of the day
+    # (the touchpoint's attempts number theirs from the queue item).
+    earlier = CallAttempt.objects.filter(
+        campaign=campaign, client_id=callback.client_id, kind=CallAttempt.Kind.CALLBACK
+    ).aggregate(n=models.Max("attempt_number"))["n"]
     attempt = CallAttempt.objects.create(
         campaign=campaign,
         client_id=callback.client_id,
+        attempt_number=(earlier or 0) + 1,
         kind=CallAttempt.Kind.CALLBACK,
         from_number=from_number,
         to_number=callback.phone,

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from django.db.models import Count
 
 from cadences.models import DialerSettings, StateCallLimit
-from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, QueueItem, SmsMessage
+from campaigns.models import Callback, CallAttempt, Campaign, ContactLedgerEntry, QueueItem, SmsMessage
 from campaigns.compliance.gate import LEGAL_WINDOW
 from campaigns.transitions import campaign_recount
 from integrations.sandbox.models import SimulatedCall
@@ -49,7 +49,8 @@ def check_dialed_once(*, campaign: Campaign) -> Check:
     # One item per client per campaign, so the client id stands for the item, also once the
     # day's flush has detached the attempts from their items. Inbound calls are not dials.
     dialed = CallAttempt.objects.filter(campaign=campaign, call_id__isnull=False).exclude(kind=CallAttempt.Kind.INBOUND)
-    repeated = list(dialed.values("client_id", "attempt_number").annotate(n=Count("pk")).filter(n__gt=1)[:5])
+    # A touchpoint's attempts and the callbacks a client asked for are numbered in two series.
+    repeated = list(dialed.values("client_id", "kind", "attempt_number").annotate(n=Count("pk")).filter(n__gt=1)[:5])
     over_cap = list(dialed.values("client_id").annotate(n=Count("pk")).filter(n__gt=cap)[:5])
     ours = dict(dialed.values_list("to_number").annotate(n=Count("pk")))
     ids = list(dialed.values_list("call_id", flat=True))
@@ -128,8 +129,15 @@ def check_ledger_caps(*, campaign: Campaign) -> Check:
     talked: dict[str, list[tuple[dt.datetime, str]]] = defaultdict(list)
     for client_id, occurred_at, reference in conversations:
         talked[client_id].append((occurred_at, reference))
+    # A callback the client asked for on a call is the client's consent to that call: the blackout
+    # does not hold it (the caps still count it).
+    consented = set(
+        Callback.objects.filter(attempt__campaign=campaign, attempt__call_id__isnull=False).values_list("attempt__call_id", flat=True)
+    )
     in_blackout = 0
     for client_id, occurred_at, reference in week.values_list("client_id", "occurred_at", "reference").iterator(chunk_size=2000):
+        if reference in consented:
+            continue
         for talked_at, talked_ref in talked.get(client_id, ()):
             if reference != talked_ref and talked_at < occurred_at <= talked_at + blackout:
                 in_blackout += 1

@@ -467,7 +467,7 @@ def live_function_calls(config: SimulatorConfig, call: SimulatedCall) -> list[tu
     fails = rng.random() < float(weights.get("identity_failed", 0) or 0)
     verifies = not fails and rng.random() < float(weights.get("identity_verified", 0) or 0)
     wants_link = rng.random() < float(weights.get("payment_link", 0) or 0)
-    known = sample_identity(seed=config.seed, client_id=str(client_id))
+    known = sample_identity(client_id=str(client_id))
     calls: list[tuple[str, dict[str, Any]]] = []
     if fails:
         wrong_year = str(int(known["date_of_birth"][:4]) - 1)

@@ -233,11 +233,12 @@ def _amount_due(rng: random.Random, days_past_due: int) -> Decimal:
     return Decimal(f"{max(amount, 19.0):.2f}")
 
 
-def sample_identity(*, seed: int, client_id: str) -> dict[str, str]:
+def sample_identity(*, client_id: str) -> dict[str, str]:
     """A fictional date of birth and SSN last four for a sample client, from its own random, so
     adding them changed no other value. The sandbox's simulated clients answer identity checks
-    from the same function: a client knows their own details."""
-    rng = random.Random(f"{seed}:{client_id}:identity")
+    from the same function: a client knows their own details. It depends on the client id alone,
+    so the simulator need not know which seed the sample warehouse was made with."""
+    rng = random.Random(f"{client_id}:identity")
     born = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randint(0, 365 * 52))
     return {"date_of_birth": born.isoformat(), "ssn_last4": f"{rng.randint(1, 9999):04d}"}
 
@@ -278,7 +279,7 @@ def sample_row(seed: int, index: int, *, dirty: bool, zones: dict[str, tuple[str
     extra = random.Random(f"{seed}:{client_id}:owner")
     row["owner"] = extra.choice(ACCOUNT_OWNERS) if extra.random() < 0.3 else None
     row["tier"] = "platinum" if float(row["amount_due"]) >= 2500 else extra.choice(("standard", "standard", "gold"))
-    row.update(sample_identity(seed=seed, client_id=client_id))
+    row.update(sample_identity(client_id=client_id))
     kind = None
     if dirty and index % DIRTY_EVERY == DIRTY_EVERY - 1:
         kind = DIRTY_KINDS[(index // DIRTY_EVERY) % len(DIRTY_KINDS)]

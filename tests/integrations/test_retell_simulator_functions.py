@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def account(client_id: str, phone: str) -> Account:
-    known = sample_identity(seed=SimulatorConfig.load().seed, client_id=client_id)
+    known = sample_identity(client_id=client_id)
     now = timezone.now()
     return Account.objects.create(
         client_id=client_id, name="Robin Vale", phone=phone, segment=make_segment(), amount_due="300.00", days_past_due=20,
