@@ -36,6 +36,8 @@ EVENT_KINDS = {
     "gate": "gate_block",
     "ledger": "contact",
     "payment": "payment",
+    "live_tool": "live_tool",
+    "callback": "callback",
 }
 
 
@@ -95,6 +97,17 @@ def _event_fields(event: selectors.TimelineEvent) -> dict[str, Any]:
         }
     if event.kind == "ledger":
         return {"contact_kind": o.kind, "outcome": o.outcome, "phone": o.phone, "reference": o.reference}
+    if event.kind == "payment":
+        return {
+            "amount": str(o.amount), "source": o.source, "reference": o.reference, "paid_at": _iso(o.paid_at),
+            "call_id": o.call_id, "promise_id": o.promise_id,
+            "balance_after": str(o.balance_after) if o.balance_after is not None else None,
+        }  # fmt: skip
+    if event.kind == "live_tool":
+        # As stored: the identity answers themselves are never kept, only whether one was given.
+        return {"call_id": o.call_id, "function": o.name, "result": o.result, "args": o.args}
+    if event.kind == "callback":
+        return {"due_at": _iso(o.due_at), "status": o.status, "consent_call_id": o.consent_call_id, "requested_text": o.requested_text}
     return {}
 
 
@@ -116,7 +129,7 @@ class AccountEventSerializer(serializers.Serializer):
     """One event; besides these, each kind carries its own fields (calls: call_id, outcome,
     summary, transcript, recording_url, placed_at…; gate_block: rule, detail, inputs…)."""
 
-    kind = serializers.CharField(help_text="call, inbound_call, sms, promise, task, suppression, suppression_lifted, gate_block, contact, payment")
+    kind = serializers.CharField(help_text="call, inbound_call, sms, promise, task, suppression, suppression_lifted, gate_block, contact, payment, live_tool, callback")
     at = serializers.DateTimeField(help_text="ISO 8601 with offset, on the campaign's clock.")
     title = serializers.CharField()
 

@@ -36,6 +36,7 @@ from campaigns.models import (
     FollowUpTask,
     GateDecision,
     LiveToolCall,
+    Payment,
     PromiseToPay,
     QueueItem,
     ReleaseBatch,
@@ -718,6 +719,7 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
     # Grace's live tools, as stored: their arguments never hold the identity answers themselves.
     tool_calls = list(LiveToolCall.objects.filter(client_id=client_id))
     callbacks = list(Callback.objects.filter(client_id=client_id))
+    payments = list(Payment.objects.filter(client_id=client_id).select_related("promise"))
 
     phones = sorted(
         {p for p in [*account_phones, account.phone if account else "", *(e.phone for e in ledger), *(p.phone for p in promises)] if p}
@@ -763,6 +765,8 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
         events.append(TimelineEvent(at=tool_call.created_at, kind="live_tool", title=f"Grace: {label} — {tool_call.result.replace('_', ' ')}", obj=tool_call))
     for callback in callbacks:
         events.append(TimelineEvent(at=callback.created_at, kind="callback", title=f"Callback — {callback.get_status_display()}", obj=callback))
+    for payment in payments:
+        events.append(TimelineEvent(at=payment.paid_at, kind="payment", title=f"Payment received — ${payment.amount:,.2f}", obj=payment))
     for entry in ledger:
         # The call or text itself is on the timeline already.
         if entry.reference in shown_refs or entry.kind == ContactLedgerEntry.Kind.CONVERSATION:

@@ -35,6 +35,26 @@ def money(value: Decimal | int | str | None) -> str:
     return f"${Decimal(value):,.2f}"
 
 
+# The timeline's badge for each kind of event, in words.
+EVENT_KIND_LABELS = {
+    "live_tool": "Grace's tool", "inbound_call": "inbound call", "suppression_lifted": "suppression", "gate": "not called",
+    "ledger": "contact", "sms": "text",
+}  # fmt: skip
+
+
+@register.filter
+def event_kind_label(kind: str) -> str:
+    return EVENT_KIND_LABELS.get(kind, kind.replace("_", " "))
+
+
+@register.filter
+def per_dollar(value: float | Decimal | None) -> str:
+    """What one dollar recovered cost: 0.0123 → "$0.0123" (to the hundredth of a cent); None → "—"."""
+    if value is None or value == "":
+        return "—"
+    return f"${Decimal(str(value)):,.4f}"
+
+
 @register.filter
 def get_item(mapping: dict[str, Any], key: str) -> Any:
     return mapping.get(key, "") if isinstance(mapping, dict) else ""

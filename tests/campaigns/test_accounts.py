@@ -29,6 +29,7 @@ from campaigns.models import (
     SmsMessage,
     Suppression,
 )
+from campaigns.payments import record
 from campaigns.queue import load as queue
 from integrations import clock
 from cadences.roles import SUPERVISORS
@@ -263,6 +264,20 @@ def test_the_accounts_api_lists_filters_searches_and_tells_a_clients_story(worke
     assert call["transcript"].startswith("Agent:") and call["recording_url"].endswith("call_t.wav")
     assert dt.datetime.fromisoformat(call["at"]).utcoffset() is not None
     assert api.get("/api/accounts/NOBODY/").status_code == 404
+
+
+def test_a_payment_is_on_the_timeline_and_in_the_accounts_api(worked_day: dict[str, Any]) -> None:
+    item = worked_day["transferred"]
+    record.payment_record(client_id=item.client_id, amount="50.00", reference="pi_timeline", paid_at=NOW, source="stripe", now=NOW)
+    lifecycle.campaign_flush(campaign=worked_day["campaign"])
+    (event,) = [e for e in selectors.client_timeline(client_id=item.client_id).events if e.kind == "payment"]
+    assert event.title == "Payment received — $50.00" and event.at == NOW
+    api = _supervisor()
+    page = api.get(f"/dashboard/clients/{item.client_id}/").content.decode()
+    assert "Payment received — $50.00" in page and "pi_timeline" in page
+    detail = api.get(f"/api/accounts/{item.client_id}/").json()
+    (payment,) = [e for e in detail["events"] if e["kind"] == "payment"]
+    assert (payment["amount"], payment["source"], payment["reference"], payment["balance_after"]) == ("50.00", "stripe", "pi_timeline", "70.50")
 
 
 # --- KPIs, retention, batches ---------------------------------------------------------------------
