@@ -77,6 +77,8 @@ class LiveCall:
     account: Account | None
     phone: str  # the client's number on this call
     now: dt.datetime
+    verified: bool = False  # the caller passed verify_identity earlier on this call
+    phase: str = ""  # the account's phase today ("" when it has no segment or day)
 
     @property
     def verify_first(self) -> bool:
@@ -115,7 +117,7 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def live_call_resolve(*, call: Mapping[str, Any], now: dt.datetime) -> LiveCall:
+def live_call_resolve(*, call: Mapping[str, Any], now: dt.datetime, verified: bool = False) -> LiveCall:
     call_id = _text(call.get("call_id"), 100)
     metadata = _object(call.get("metadata"))
     client_id = _text(str(metadata.get("client_id") or ""), 64)
@@ -133,17 +135,15 @@ def live_call_resolve(*, call: Mapping[str, Any], now: dt.datetime) -> LiveCall:
         account = match.account if match.source == "account" else None  # never a shared number
     if account is not None and not phone:
         phone = account.phone
-    return LiveCall(call_id=call_id, call=call, account=account, phone=phone, now=now)
-
-
-def identity_verified(call_id: str) -> bool:
-    return LiveToolCall.objects.filter(call_id=call_id, name="verify_identity", result="verified").exists()
+    phase = ""
+    if account is not None and account.segment is not None and account.days_past_due is not None:
+        phase = phase_on_day(segment=account.segment, day=account.days_past_due)
+    return LiveCall(call_id=call_id, call=call, account=account, phone=phone, now=now, verified=verified, phase=phase)
 
 
 def _context(live: LiveCall) -> results.ClientContext:
     assert live.account is not None
-    context = results.context_for_client(client_id=live.account.client_id, phone=live.phone, now=live.now)
-    return context
+    return results.context_for_client(client_id=live.account.client_id, phone=live.phone, now=live.now, account=live.account, phase=live.phase)
 
 
 # --- The functions -------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def verify_identity(live: LiveCall, args: Mapping[str, Any]) -> Answer:
 def lookup_account(live: LiveCall, args: Mapping[str, Any]) -> Answer:
     account = live.account
     assert account is not None
-    verified = identity_verified(live.call_id)
+    verified = live.verified
     if live.verify_first and not verified:
         return Answer(
             "withheld",
@@ -280,7 +280,7 @@ def _inbox(account: Account) -> str:
 def record_promise(live: LiveCall, args: Mapping[str, Any]) -> Answer:
     account = live.account
     assert account is not None
-    if live.verify_first and not identity_verified(live.call_id):
+    if live.verify_first and not live.verified:
         return Answer("refused", {"recorded": False, "reason": "I need to verify your identity before I can set up a payment arrangement."})
     context = _context(live)
     zone = callbacks.client_zone(context.timezones)
@@ -402,7 +402,7 @@ def transfer_brief_text(*, account: Account, verified: bool, reason: str) -> str
 def transfer_brief(live: LiveCall, args: Mapping[str, Any]) -> Answer:
     account = live.account
     assert account is not None
-    brief = transfer_brief_text(account=account, verified=identity_verified(live.call_id), reason=_text(args.get("reason"), 200).rstrip("."))
+    brief = transfer_brief_text(account=account, verified=live.verified, reason=_text(args.get("reason"), 200).rstrip("."))
     Account.objects.filter(pk=account.pk).update(transfer_brief=brief, transfer_brief_at=live.now)
     return Answer("brief", {"brief": brief})
 
@@ -446,17 +446,18 @@ def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dic
         return {"error": SAY_UNKNOWN_CALL}
     # A retry of a request is the same request while what it depends on is unchanged: a lookup
     # after the caller was verified is a new question, not a retry of the one before.
-    verified = name != "verify_identity" and identity_verified(call_id)
-    args_key = identity.keyed_digest(json.dumps([args, verified], sort_keys=True, default=str))
-    stored = LiveToolCall.objects.filter(call_id=call_id, name=name, args_key=args_key).values_list("response", flat=True).first()
+    # The call's earlier function calls, in one query: whether the caller is verified, and the
+    # stored answer if this very request was answered before.
+    earlier = list(LiveToolCall.objects.filter(call_id=call_id).values_list("name", "args_key", "result", "response"))
+    verified = any(n == "verify_identity" and result == "verified" for n, _, result, _ in earlier)
+    args_key = identity.keyed_digest(json.dumps([args, name != "verify_identity" and verified], sort_keys=True, default=str))
+    stored = next((response for n, key, _, response in earlier if n == name and key == args_key), None)
     if stored is not None:
         return dict(stored)
-    live = live_call_resolve(call=call, now=now)
+    live = live_call_resolve(call=call, now=now, verified=verified)
     account = live.account
-    segment_name, phase = "", ""
-    if account is not None and account.segment is not None:
-        segment_name = account.segment.name
-        phase = phase_on_day(segment=account.segment, day=account.days_past_due) if account.days_past_due is not None else ""
+    segment_name = account.segment.name if account is not None and account.segment is not None else ""
+    phase = live.phase
 
     def answer_and_store() -> Answer:
         answer = Answer("unknown_call", {"error": SAY_UNKNOWN_CALL}) if account is None else FUNCTIONS[name](live, args)

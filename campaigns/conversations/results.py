@@ -145,8 +145,11 @@ def context_for_attempt(attempt: CallAttempt) -> ClientContext:
     )
 
 
-def context_for_client(*, client_id: str, phone: str, now: dt.datetime) -> ClientContext:
-    """The client as today's queue has them, else as their account has them."""
+def context_for_client(
+    *, client_id: str, phone: str, now: dt.datetime, account: Account | None = None, phase: str | None = None
+) -> ClientContext:
+    """The client as today's queue has them, else as their account has them (`account` and its
+    `phase` today, when the caller has them already)."""
     item = (
         QueueItem.objects.select_related("segment")
         .filter(client_id=client_id, campaign__date=timezone.localdate(now))
@@ -164,14 +167,17 @@ def context_for_client(*, client_id: str, phone: str, now: dt.datetime) -> Clien
             queue_item_id=item.pk,
             state=item.state,
         )
-    account = Account.objects.select_related("segment").filter(client_id=client_id).first()
+    if account is None or account.client_id != client_id:
+        account = Account.objects.select_related("segment").filter(client_id=client_id).first()
+        phase = None
     if account is None:
         return ClientContext(client_id=client_id, phone=phone)
-    phase = (
-        phase_on_day(segment=account.segment, day=account.days_past_due)
-        if account.segment is not None and account.days_past_due is not None
-        else ""
-    )
+    if phase is None:
+        phase = (
+            phase_on_day(segment=account.segment, day=account.days_past_due)
+            if account.segment is not None and account.days_past_due is not None
+            else ""
+        )
     return ClientContext(
         client_id=client_id,
         phone=phone or account.phone,
