@@ -228,7 +228,7 @@ def send_payment_link(live: LiveCall, args: Mapping[str, Any]) -> Answer:
     if not live.phone:
         return Answer("not_sent", {"sent": False, "reason": "I don't have a number to text the link to. A specialist can help."})
     dialer = DialerSettings.load()
-    local_id = f"live-{live.call_id}-payment-link"[:100]
+    local_id = outbound.live_payment_link_local_id(live.call_id)
     existing = SmsMessage.objects.filter(local_id=local_id).first()
     if existing is None:
         probe = QueueItem(client_id=account.client_id, phone=live.phone, timezones=account.timezones)
@@ -388,12 +388,16 @@ def transfer_brief_text(*, account: Account, verified: bool, reason: str) -> str
         f"{account.name}, client {account.client_id}.",
         "Identity verified." if verified else "Identity NOT verified: do not discuss the account before verifying.",
     ]
-    if account.amount_due is not None:
+    if not verified:
+        # Grace holds the brief while the caller is on the line: nothing she must not say yet.
+        parts.append("Balance not given: look it up once the caller is verified.")
+    elif account.amount_due is not None:
         days = f", {account.days_past_due} days past due" if account.days_past_due is not None else ""
         parts.append(f"Owes {_speak_money(account.amount_due)}{days}.")
     parts.append(f"Wants a person: {reason}." if reason else "Asked for a person.")
     if promise is not None:
-        parts.append(f"Open promise: {_speak_money(promise.amount) or 'a payment'} by {promise.promised_date:%b} {promise.promised_date.day}.")
+        promised = (_speak_money(promise.amount) if verified else "") or "a payment"
+        parts.append(f"Open promise: {promised} by {promise.promised_date:%b} {promise.promised_date.day}.")
     if dispute:
         parts.append("Open dispute on file.")
     return " ".join(parts)
@@ -425,7 +429,8 @@ def stored_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments as kept and shown: identity answers only as "given"."""
     kept: dict[str, Any] = {}
     for key, value in list(args.items())[:10]:
-        if key in identity.SECRET_COLUMNS:
+        # Every answer to an identity check is a secret, whatever Grace named it.
+        if key in identity.SECRET_COLUMNS or name == "verify_identity":
             kept[str(key)[:40]] = "given" if value not in (None, "") else "not given"
         elif isinstance(value, (str, int, float, bool)) or value is None:
             kept[str(key)[:40]] = value[:200] if isinstance(value, str) else value

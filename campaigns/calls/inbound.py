@@ -209,20 +209,23 @@ def _variables_for(match: CallerMatch, *, now: dt.datetime) -> dict[str, str]:
     promise = (
         PromiseToPay.objects.filter(client_id=match.client_id, status=PromiseToPay.Status.PENDING).order_by("promised_date").first()
     )
-    if promise is not None:
-        amount = f"${_money(promise.amount)} " if promise.amount is not None else "a payment "
-        variables["open_promise"] = f"{amount}promised for {promise.promised_date:%B %d, %Y}"
     account = match.account
+    verify_first = account is None or account.segment is None or account.segment.verify_before_balance
+    if promise is not None:
+        # Amounts wait for verification, like the balance.
+        amount = f"${_money(promise.amount)} " if promise.amount is not None and not verify_first else "a payment "
+        variables["open_promise"] = f"{amount}promised for {promise.promised_date:%B %d, %Y}"
     if account is None:
         return variables
-    verify_first = account.segment.verify_before_balance if account.segment is not None else True
     variables.update(
         client_name=account.name,
         first_name=account.first_name,
         # Where the segment requires it, the balance is looked up only after the caller is verified.
         amount_due="" if verify_first else _money(account.amount_due),
         verify_before_balance="true" if verify_first else "false",
-        transfer_brief=account.transfer_brief,
+        # A brief is made on the call that transfers, for that call: an earlier call's brief (which
+        # may say "verified" and name the balance) is never handed to a new caller.
+        transfer_brief="",
         days_past_due="" if account.days_past_due is None else str(account.days_past_due),
         payment_link=payment_links.secure_link(account),
     )

@@ -844,7 +844,7 @@ def callback_dynamic_variables(*, callback: Callback, account: Account | None, c
         "voicemail_prompt": default_prompts.voicemail_prompt(phase),
         "transfer_number": transfer,
         "transfer_brief": f"{name}: the callback they asked for; identity not verified yet.",
-        "payment_link": account.payment_link if account is not None else "",
+        "payment_link": payment_links.secure_link(account) if account is not None else "",
         "company_name": company_name or "",
         "segment": segment.name if segment is not None else callback.segment_name,
         "phase": phase,

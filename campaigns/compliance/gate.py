@@ -401,7 +401,21 @@ def gate_callbacks(*, campaign: Campaign, callbacks: Sequence[Callback], now: da
     probes = [
         QueueItem(pk=c.pk, client_id=c.client_id, phone=c.phone, state=c.state, timezones=c.timezones, call_attempts=0) for c in callbacks
     ]
-    return gate_calls(campaign=campaign, items=probes, now=now, consented={c.pk for c in callbacks})
+    blocks = gate_calls(campaign=campaign, items=probes, now=now, consented={c.pk for c in callbacks})
+    # A callback booked before a payment is no longer wanted: the client paid since asking.
+    since = min((c.created_at for c in callbacks), default=now)
+    paid = Payment.objects.filter(client_id__in={c.client_id for c in callbacks}, paid_at__gte=since).values_list(
+        "client_id", "reference", "paid_at", "amount"
+    )
+    for client_id, reference, paid_at, amount in paid:
+        for callback in callbacks:
+            if callback.client_id == client_id and paid_at >= callback.created_at and blocks.get(callback.pk) is None:
+                blocks[callback.pk] = Block(
+                    rule=Rule.PAID,
+                    detail=f"A payment of ${amount:,.2f} arrived on {timezone.localtime(paid_at):%b %d at %H:%M}, after the callback was booked.",
+                    inputs={"payment_reference": reference, "paid_at": paid_at.isoformat(), "callback_booked_at": callback.created_at.isoformat()},
+                )
+    return blocks
 
 
 def _gate_call_item(

@@ -608,8 +608,31 @@ def sms_send_due(*, now: dt.datetime, limit: int = SEND_BATCH, rng: random.Rando
 # --- Replies (opt-out confirmation, opt-in confirmation, HELP) --------------------------------
 
 
+def _payment_link_gate(*, message: SmsMessage, now: dt.datetime) -> compliance.Block | None:
+    """The SMS gate again for a payment link about to go out: since it was queued the client may
+    have opted out, been suppressed or paid, or the window may have closed."""
+    account = Account.objects.filter(client_id=message.client_id).first()
+    zones = account.timezones if account is not None and account.timezones else ""
+    if not zones:
+        zones = ",".join(geo.time_zones_for_client(timezone="", state=account.state if account else "", phone=message.phone))
+    probe = QueueItem(client_id=message.client_id, phone=message.phone, timezones=zones)
+    start, end = compliance.LEGAL_WINDOW
+    (block,) = compliance.gate_sms(items=[probe], now=now, start=start, end=end).values()
+    if block is None:
+        return None
+    if block.is_window:
+        opens = compliance.next_window_open(timezones=probe.timezone_list, now=now, start=start, end=end)
+        SmsMessage.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(scheduled_for=opens or now + CLAIM_LEASE)
+    else:
+        compliance.gate_record(block=block, client_id=message.client_id, channel=compliance.SMS, now=now)
+        _mark_failed(message=message, error=f"not sent: {block.detail}")
+    return block
+
+
 def _reply_send(*, message: SmsMessage, now: dt.datetime) -> bool:
     """Send one pending reply; True when it went out. Transient failures retry with backoff."""
+    if message.kind == Kind.PAYMENT_LINK and _payment_link_gate(message=message, now=now) is not None:
+        return False
     attempts = message.send_attempts + 1
     SmsMessage.objects.filter(pk=message.pk).update(send_attempts=F("send_attempts") + 1)
     try:
@@ -754,12 +777,20 @@ def payment_link_local_id(call_id: str) -> str:
     return f"paylink-{call_id}"[:100]
 
 
+def live_payment_link_local_id(call_id: str) -> str:
+    """The text of the link Grace sent during call `call_id` (her send_payment_link)."""
+    return f"live-{call_id}-payment-link"[:100]
+
+
 def payment_link_send(*, call_id: str, now: dt.datetime) -> bool:
     """Text the payment link a client asked for on call `call_id`, once per call, through the SMS
     gate (suppressions, opt-out, the local texting window; a client who has paid since gets
     nothing). Outside the window it waits for the window; True when it went out now."""
     attempt = CallAttempt.objects.filter(call_id=call_id).select_related("queue_item").first()
     if attempt is None or not payment_link_requested(attempt.custom_analysis):
+        return False
+    # Grace texted it during the call already (her send_payment_link): once per call.
+    if SmsMessage.objects.filter(local_id=live_payment_link_local_id(call_id)).exclude(status=MessageStatus.FAILED).exists():
         return False
     local_id = payment_link_local_id(call_id)
     existing = SmsMessage.objects.filter(local_id=local_id).first()

@@ -32,6 +32,7 @@ from campaigns.models import (
 from campaigns.payments import record
 from campaigns.queue import load as queue
 from integrations import clock
+from cadences.models import Segment
 from cadences.roles import SUPERVISORS
 
 from .conftest import NOW, SampleWarehouse, client_row
@@ -199,7 +200,10 @@ def test_a_known_caller_not_queued_today_gets_amount_phase_and_transfer_number(
 def test_an_open_promise_is_in_the_inbound_context(worked_day: dict[str, Any], client: Client) -> None:
     item = worked_day["voicemail"]
     PromiseToPay.objects.create(client_id=item.client_id, amount=Decimal("60.00"), promised_date=dt.date(2025, 6, 20), call_id="call_p")
-    assert _signed_inbound(client, item.phone, "call_in_promise")["open_promise"] == "$60.00 promised for June 20, 2025"
+    # The shipped segments verify before any amount is given: the promise's date, not its amount.
+    assert _signed_inbound(client, item.phone, "call_in_promise")["open_promise"] == "a payment promised for June 20, 2025"
+    Segment.objects.filter(name="RED Initial").update(verify_before_balance=False)
+    assert _signed_inbound(client, item.phone, "call_in_promise_2")["open_promise"] == "$60.00 promised for June 20, 2025"
 
 
 @pytest.fixture

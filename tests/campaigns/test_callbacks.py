@@ -12,6 +12,7 @@ from campaigns.calls import release
 from campaigns.compliance.ledger import ledger_record
 from campaigns.conversations import results
 from campaigns.models import Callback, CallAttempt, ContactLedgerEntry, QueueItem, Suppression
+from campaigns.payments import record
 from integrations.sandbox.models import SimulatedCall
 from tests.campaigns.release_factories import make_call_step, make_campaign, make_item, make_segment, sandbox  # noqa: F401
 
@@ -88,3 +89,17 @@ def test_a_callback_asked_for_at_night_is_moved_to_the_nearest_allowed_time():
     _, item = answered_item()
     analysed(item, "2025-06-10T22:30:00")
     assert Callback.objects.get().due_at == dt.datetime(2025, 6, 11, 0, 45, tzinfo=dt.timezone.utc)  # 20:45 New York
+
+
+def test_a_client_who_paid_after_booking_is_not_called_back(sandbox):  # noqa: F811
+    campaign, item = answered_item()
+    analysed(item, "2025-06-10T14:00:00")
+    record.payment_record(
+        client_id=item.client_id, amount="80.00", reference="pi_after_booking", paid_at=ASKED + dt.timedelta(minutes=30),
+        source="warehouse", now=ASKED + dt.timedelta(minutes=30),
+    )  # fmt: skip
+    state = release.LoopState(pacer=release.Pacer(None))
+    release.release_pass(campaign=campaign, now_fn=lambda: dt.datetime(2025, 6, 10, 18, 1, tzinfo=dt.timezone.utc), state=state)
+    callback = Callback.objects.get()
+    assert callback.status == Callback.Status.MISSED and "payment of $80.00" in callback.detail
+    assert not SimulatedCall.objects.exists()

@@ -201,6 +201,22 @@ def test_a_transfer_brief_is_given_and_kept_on_the_account(client, loaded):
     assert loaded.transfer_brief == brief and loaded.transfer_brief_at is not None
 
 
+def test_an_unverified_callers_brief_names_no_amount_and_no_earlier_brief_reaches_a_new_caller(client, loaded):
+    ask(client, "verify_identity", {"date_of_birth": DOB})
+    ask(client, "transfer_brief", {"reason": "wants a payment plan"})  # verified: names the balance
+    brief = ask(client, "transfer_brief", {"reason": "asks for a person"}, call_object=call("call_live_2"))["brief"]
+    assert "NOT verified" in brief and "$" not in brief
+    body = {"event": "call_inbound", "call_inbound": {"from_number": "+12125550142", "to_number": "+12125550100", "call_id": "call_in_9"}}
+    variables = post_signed(client, body, url="/webhooks/retell/inbound/").json()["call_inbound"]["dynamic_variables"]
+    assert variables["transfer_brief"] == "" and variables["amount_due"] == ""
+
+
+def test_no_spoken_identity_answer_is_kept_whatever_it_is_called(client, loaded):
+    ask(client, "verify_identity", {"dob": DOB, "social": SSN4})
+    (kept,) = LiveToolCall.objects.filter(name="verify_identity").values_list("args", flat=True)
+    assert kept == {"dob": "given", "social": "given"}
+
+
 def test_an_inbound_caller_is_found_by_number_unless_the_number_is_shared(client, loaded):
     inbound_call = {"call_id": "call_in_1", "direction": "inbound", "from_number": "+12125550142", "to_number": "+12125550100"}
     assert ask(client, "lookup_account", call_object=inbound_call)["first_name"] == "Dana"
