@@ -107,14 +107,20 @@ def payment_link_open(*, claim: links.LinkClaim, now: dt.datetime) -> Opened:
         metadata["promise_id"] = str(promise.pk)
     if claim.call_id:
         metadata["call_id"] = claim.call_id
+    # A retry after a lost answer must send Stripe the very same request (it refuses a reused
+    # idempotency key with other parameters): the expiry is counted from a five-minute bucket,
+    # which the key names, so the same open within the bucket is one session and a later one a
+    # new request. Stripe wants 30 minutes to 24 hours from now.
+    bucket = wall.replace(minute=wall.minute - wall.minute % 5, second=0, microsecond=0)
+    expires_at = bucket + dt.timedelta(minutes=min(max(settings.STRIPE_SESSION_MINUTES, 35), 24 * 60))
     try:
         session = stripe.checkout_session_create(
             client_id=account.client_id,
             amount=amount,
             description=("Payment arranged" if promise is not None else "Past-due balance") + f" — account {account.client_id}",
             metadata=metadata,
-            expires_at=wall + dt.timedelta(minutes=settings.STRIPE_SESSION_MINUTES),
-            idempotency_key=f"paylink:{account.client_id}:{claim.purpose}:{promise.pk if promise else 0}:{generation}:{amount}",
+            expires_at=expires_at,
+            idempotency_key=f"paylink:{account.client_id}:{claim.purpose}:{promise.pk if promise else 0}:{generation}:{amount}:{bucket:%Y%m%d%H%M}",
             customer_email=account.email,
         )
     except IntegrationError as exc:

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -70,6 +71,13 @@ def _days_past_due(account: Account, *, on: dt.date) -> int | None:
         return None
     seen = timezone.localdate(account.last_seen_at)
     return max(account.days_past_due + (on - seen).days, 0)
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def _first_contact_date(client_id: str) -> dt.date | None:
@@ -149,7 +157,10 @@ def payment_record(
             _link_complete(link, now=now)
             return PaymentRecorded(payment=existing, created=False)
         account = Account.objects.select_for_update().filter(client_id=client_id).first() if client_id else None
-        paid_on = timezone.localdate(paid_at)
+        # The day the client paid, as the client counts days: a promise "by the 20th" made in the
+        # client's own zone is kept by a payment at 21:30 there on the 20th.
+        zones = account.timezone_list if account is not None else []
+        paid_on = timezone.localdate(paid_at, _zone(zones[0]) if zones else None)
         payment = Payment(
             account=account,
             client_id=client_id[:64],

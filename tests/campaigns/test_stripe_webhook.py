@@ -12,7 +12,7 @@ import requests
 from campaigns.models import (
     Account, Campaign, FollowUpTask, Payment, PaymentLink, PromiseToPay, QueueItem, WebhookEvent,
 )  # fmt: skip
-from campaigns.payments import links
+from campaigns.payments import links, record
 from integrations import clock
 from tests.campaigns.payment_factories import (
     account, deliver_all, intent_succeeded, path_of, session_completed, signed_post, stripe_sandbox,  # noqa: F401 (fixture)
@@ -126,3 +126,14 @@ def test_an_unpaid_completion_waits_and_a_failed_async_payment_marks_the_link(st
     succeeded["data"] = {"object": dict(pending["data"]["object"], payment_status="paid")}
     signed_post(url, succeeded)
     assert Payment.objects.get().reference == "pi_5"
+
+
+def test_a_payment_late_on_the_promised_day_in_the_clients_zone_keeps_the_promise(db):
+    # 21:30 in Los Angeles on June 20 is already June 21 in the portal's zone (New York).
+    west = account("C-WEST", phone="+14155550142")
+    Account.objects.filter(pk=west.pk).update(timezones="America/Los_Angeles", state="CA")
+    promise = PromiseToPay.objects.create(client_id="C-WEST", amount=Decimal("50.00"), promised_date=dt.date(2025, 6, 20), call_id="c-west")
+    paid_at = dt.datetime(2025, 6, 21, 4, 30, tzinfo=dt.timezone.utc)
+    record.payment_record(client_id="C-WEST", amount="50.00", reference="pi_west", paid_at=paid_at, source="warehouse", now=paid_at)
+    promise.refresh_from_db()
+    assert promise.status == PromiseToPay.Status.KEPT
