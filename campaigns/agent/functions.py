@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from cadences.models import DialerSettings, Phase, Team, team_for_phase
@@ -62,6 +63,9 @@ from campaigns.sms import outbound
 log = logging.getLogger(__name__)
 
 MAX_IDENTITY_TRIES = 3
+# Wrong identity answers an account may get over all its calls in a window before the check locks.
+ACCOUNT_FAILURES_LIMIT = 6
+ACCOUNT_FAILURES_WINDOW = dt.timedelta(hours=24)
 SAY_UNKNOWN_FUNCTION = "I'm sorry, I can't do that from here. I can connect you with a specialist who can help."
 SAY_UNKNOWN_CALL = "I'm sorry, I can't pull up the account on this call. I can connect you with a specialist who can help."
 SAY_VERIFY_FIRST = "I need to verify your identity before I can go into the account."
@@ -162,6 +166,16 @@ def verify_identity(live: LiveCall, args: Mapping[str, Any]) -> Answer:
             return Answer("verified", {"verified": True, "locked": False})
         failures = earlier.count("failed") + earlier.count("locked")
         if failures >= MAX_IDENTITY_TRIES:
+            return Answer("locked", {"verified": False, "locked": True})
+        # Across calls too: someone redialling from the client's number gets no fresh tries at
+        # four digits with every call. After ACCOUNT_FAILURES_LIMIT wrong answers in a day the
+        # check stays locked until the day has passed (the follow-up task asks a person to look).
+        tally = LiveToolCall.objects.filter(
+            client_id=account.client_id, name="verify_identity", created_at__gte=live.now - ACCOUNT_FAILURES_WINDOW
+        ).aggregate(failed=Count("pk", filter=Q(result="failed")), locked_calls=Count("call_id", filter=Q(result="locked"), distinct=True))
+        # A call locks on its third wrong answer: two stored as failed, the third as locked.
+        account_failures = tally["failed"] + tally["locked_calls"]
+        if account_failures >= ACCOUNT_FAILURES_LIMIT:
             return Answer("locked", {"verified": False, "locked": True})
         checkable = [(stored, given) for stored, given in ((account.date_of_birth_hash, dob_hash), (account.ssn_last4_hash, ssn_hash)) if stored and given]
         if not dob_hash and not ssn_hash:

@@ -130,6 +130,13 @@ def test_three_wrong_answers_lock_the_check_for_the_call_with_a_task(client, loa
     assert ask(client, "verify_identity", {"date_of_birth": "03/07/1984"}, call_object=call("call_live_2")) == {"verified": True, "locked": False}
 
 
+def test_redialling_gives_no_fresh_tries_after_two_locked_calls_in_a_day(client, loaded):
+    for n in (1, 2):
+        for wrong in ("1111", "2222", "3333"):
+            ask(client, "verify_identity", {"ssn_last4": wrong}, call_object=call(f"call_guess_{n}"))
+    assert ask(client, "verify_identity", {"ssn_last4": SSN4}, call_object=call("call_guess_3")) == {"verified": False, "locked": True}
+
+
 def test_the_balance_is_disclosed_only_after_verification(client, loaded):
     before = ask(client, "lookup_account")
     assert before["verified"] is False and before["first_name"] == "Dana" and before["has_matter"] is True
