@@ -30,6 +30,7 @@ from cadences.models import ActionType
 from campaigns.calls import retry
 from campaigns.compliance.ledger import ledger_record
 from campaigns.models import CallAttempt, ContactLedgerEntry, QueueItem
+from campaigns.queue import identity
 from campaigns.transitions import queue_item_transition
 from integrations import clock, http
 
@@ -363,7 +364,9 @@ def _attempt_merge_facts(attempt: CallAttempt, *, call: Mapping[str, Any], event
         # clock, not the simulator's few real seconds.
         attempt.duration_ms = min(int((attempt.ended_at - attempt.started_at).total_seconds() * 1000), MAX_DURATION_MS)
     if call.get("transcript"):
-        attempt.transcript = str(call["transcript"])
+        # Without what the caller said to verify their identity (events stored before the inbox
+        # withheld it are scrubbed here too).
+        attempt.transcript = identity.transcript_withheld(str(call["transcript"]))
     recording_url = str(call.get("recording_url") or "")
     if recording_url:
         if not http.is_web_url(recording_url):

@@ -87,3 +87,58 @@ def without_secrets(row: Any) -> Any:
     if not isinstance(row, dict):
         return row
     return {k: ("[withheld]" if k in SECRET_COLUMNS and v not in (None, "") else v) for k, v in row.items()}
+
+
+# --- What a call's record keeps of the identity check ----------------------------------------------
+#
+# Callers say their date of birth or the last four digits of their SSN to Grace, so the words
+# reach Retell's call object: the tool call's arguments and the caller's own turns. Before a
+# call object is stored (webhook inbox, transcript), the arguments of verify_identity become
+# "given" and, in the caller's turns, runs of four or more digits and written dates become
+# "[withheld]". Spoken number words ("three three oh seven") are not recognised: keep Retell's
+# own PII redaction on where it is available.
+
+WITHHELD = "[withheld]"
+_SPOKEN_SECRET = re.compile(
+    r"\b\d{1,2}[/-]\d{1,2}[/-]\d{2,4}\b"  # 03/07/1984, 3-7-84
+    r"|\b\d{4}-\d{2}-\d{2}\b"  # 1984-03-07
+    r"|\b(?:\d[\s-]?){4,}\b"  # 4821, 4 8 2 1, 1984
+)
+_USER_LINE = re.compile(r"^(User|Caller|Client)(\s*:)(.*)$", re.I | re.M)
+
+
+def spoken_secrets_withheld(text: str) -> str:
+    """`text` with digit runs and written dates withheld (for what a caller said)."""
+    return _SPOKEN_SECRET.sub(WITHHELD, text)
+
+
+def transcript_withheld(transcript: str) -> str:
+    """A plain "Agent: … / User: …" transcript with the caller's lines scrubbed."""
+    return _USER_LINE.sub(lambda m: m.group(1) + m.group(2) + spoken_secrets_withheld(m.group(3)), transcript)
+
+
+def call_object_withheld(call: Any) -> Any:
+    """A copy of a Retell call object with the identity answers withheld (see above)."""
+    if not isinstance(call, dict):
+        return call
+    kept = dict(call)
+    if isinstance(kept.get("transcript"), str):
+        kept["transcript"] = transcript_withheld(kept["transcript"])
+    for key in ("transcript_object", "transcript_with_tool_calls"):
+        turns = kept.get(key)
+        if not isinstance(turns, list):
+            continue
+        scrubbed = []
+        for turn in turns:
+            if not isinstance(turn, dict):
+                scrubbed.append(turn)
+                continue
+            turn = dict(turn)
+            if turn.get("role") == "user" and isinstance(turn.get("content"), str):
+                turn["content"] = spoken_secrets_withheld(turn["content"])
+                turn.pop("words", None)  # word timings repeat the words
+            if turn.get("role") == "tool_call_invocation" and turn.get("name") == "verify_identity":
+                turn["arguments"] = '{"answer": "given"}'
+            scrubbed.append(turn)
+        kept[key] = scrubbed
+    return kept

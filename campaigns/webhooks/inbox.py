@@ -32,6 +32,7 @@ from campaigns.calls import outcomes
 from campaigns.conversations import results
 from campaigns.models import WebhookEvent
 from campaigns.payments import record as payments
+from campaigns.queue import identity
 from campaigns.sms import inbound as sms_inbound
 from campaigns.webhooks import enqueue
 
@@ -164,13 +165,20 @@ def retell_event_accept(*, payload: Mapping[str, Any], raw_body: str) -> tuple[W
     call = payload.get("call")
     if call is not None and not isinstance(call, dict):
         raise MalformedEvent("'call' must be an object")
+    # What the caller said to verify their identity is not kept (the dedupe key is taken from
+    # the body as received).
+    withheld = identity.call_object_withheld(call) if call is not None else None
+    kept: Mapping[str, Any] = payload
+    body: str | None = raw_body
+    if withheld is not None and withheld != call:
+        kept, body = {**payload, "call": withheld}, None  # the body as sent held them
     return webhook_event_store(
         vendor=Vendor.RETELL,
         dedupe_key=retell_dedupe_key(payload=payload, raw_body=raw_body),
         event_type=event_type,
         reference=str((call or {}).get("call_id") or ""),
-        payload=payload,
-        raw_body=raw_body,
+        payload=kept,
+        raw_body=body,
     )
 
 

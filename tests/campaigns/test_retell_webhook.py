@@ -36,6 +36,26 @@ from tests.campaigns.retell_factories import (  # noqa: F401 - retell_tasks_inli
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("retell_tasks_inline")]
 
 
+def test_what_the_caller_said_to_verify_is_not_kept(client):
+    attempt = make_dialing_attempt()
+    said = "Agent: Your date of birth, please?\nUser: It's 03/07/1984, and the last four are 4 8 2 1.\nAgent: Thank you, 1984 noted."
+    payload = ended(
+        attempt,
+        transcript=said,
+        transcript_object=[{"role": "user", "content": "It's 1984-03-07", "words": [{"word": "1984-03-07"}]}],
+        transcript_with_tool_calls=[
+            {"role": "tool_call_invocation", "name": "verify_identity", "arguments": '{"date_of_birth": "1984-03-07", "ssn_last4": "4821"}'}
+        ],
+    )
+    assert post_signed(client, payload).status_code == 204
+    stored = WebhookEvent.objects.get()
+    kept = json.dumps(stored.payload)
+    assert "4821" not in kept and "4 8 2 1" not in kept and "03/07/1984" not in kept and "1984-03-07" not in kept
+    assert "Agent: Thank you, 1984 noted." in stored.payload["call"]["transcript"]  # Grace's own words stay
+    attempt.refresh_from_db()
+    assert "4 8 2 1" not in attempt.transcript and "03/07/1984" not in attempt.transcript and "[withheld]" in attempt.transcript
+
+
 def counters(campaign: Campaign) -> dict[str, int]:
     campaign.refresh_from_db()
     return {name: getattr(campaign, name) for name in campaign_recount(campaign=campaign)}
