@@ -912,7 +912,10 @@ class WarehousePaymentsQuery(models.Model):
     singleton_key = models.PositiveSmallIntegerField(default=1, unique=True, editable=False)
     sql = models.TextField(
         blank=True,
-        help_text="One SELECT returning client_id, amount, paid_at, reference (e.g. the last two days). Empty: not polled.",
+        help_text=(
+            "One SELECT returning client_id, amount, paid_at, reference and optionally provider_reference "
+            "(e.g. the last two days). Empty: not polled."
+        ),
     )
     poll_minutes = models.PositiveSmallIntegerField(default=5)
     last_polled_at = models.DateTimeField(null=True, blank=True)

@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('singleton_key', models.PositiveSmallIntegerField(default=1, editable=False, unique=True)),
-                ('sql', models.TextField(blank=True, help_text='One SELECT returning client_id, amount, paid_at, reference (e.g. the last two days). Empty: not polled.')),
+                ('sql', models.TextField(blank=True, help_text='One SELECT returning client_id, amount, paid_at, reference and optionally provider_reference (e.g. the last two days). Empty: not polled.')),
                 ('poll_minutes', models.PositiveSmallIntegerField(default=5)),
                 ('last_polled_at', models.DateTimeField(blank=True, null=True)),
                 ('last_rows', models.PositiveIntegerField(default=0)),

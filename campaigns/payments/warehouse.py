@@ -57,7 +57,10 @@ def _paid_at(value: Any) -> dt.datetime | None:
 
 def _row_apply(row: dict[str, Any], *, now: dt.datetime) -> str:
     client_id = str(row.get("client_id") or "").strip()
-    reference = str(row.get("reference") or "").strip()
+    # A payment taken through our links is in the warehouse's ledger under its own transaction id
+    # too: `provider_reference` (the payment provider's id, Stripe's PaymentIntent) makes it the
+    # same payment as the webhook's, counted once.
+    reference = str(row.get("provider_reference") or row.get("reference") or "").strip()
     paid_at = _paid_at(row.get("paid_at"))
     try:
         amount = Decimal(str(row.get("amount")))

@@ -85,6 +85,20 @@ def test_warehouse_payments_are_recorded_once_and_deduplicated_with_stripe(strip
     assert Payment.objects.get(reference="ledger-77").amount == Decimal("15.50")
 
 
+def test_a_ledger_row_naming_the_providers_payment_is_the_same_payment(stripe_sandbox, sample_warehouse):
+    account("C-22", amount_due="90.00")
+    with sqlite3.connect(sample_warehouse.path) as db:
+        db.execute("CREATE TABLE ledger (client_id TEXT, amount REAL, paid_at TEXT, reference TEXT, provider_reference TEXT)")
+        db.execute("INSERT INTO ledger VALUES ('C-22', 90.0, '2026-03-10T15:00:00+00:00', 'txn-9001', 'pi_via_link')")
+    query = WarehousePaymentsQuery.load()
+    query.sql = "SELECT client_id, amount, paid_at, reference, provider_reference FROM ledger"
+    query.save()
+    signed_post(stripe_sandbox.url + "/webhooks/stripe/", intent_succeeded(client_id="C-22", cents=9000, payment_intent="pi_via_link", event_id="evt_l"))
+    report = warehouse_payments.warehouse_payments_poll(now=NOON_NY)
+    assert (report.new, report.known) == (0, 1)
+    assert list(Payment.objects.values_list("reference", "source")) == [("pi_via_link", "stripe")]
+
+
 def test_the_payments_query_must_be_read_only(stripe_sandbox, sample_warehouse):
     query = WarehousePaymentsQuery.load()
     query.sql = "DELETE FROM payments"
