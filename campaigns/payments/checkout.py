@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from campaigns.alerts import alert_raise
 from campaigns.models import Account, PaymentLink, PromiseToPay, QueueItem
 from campaigns.payments import links
 from integrations import modes
@@ -41,6 +42,14 @@ class ProviderUnavailable(Exception):
     """The payment provider did not answer in time; the client should try again shortly."""
 
 
+class ProviderRefused(Exception):
+    """The payment provider refused the session for good (its answer says why); staff are alerted."""
+
+
+class AmountUnknown(Exception):
+    """The account has no amount due on record: there is nothing to put on a payment page."""
+
+
 @dataclass(frozen=True)
 class Opened:
     url: str
@@ -49,8 +58,12 @@ class Opened:
 
 
 def _amount(*, account: Account, claim: links.LinkClaim) -> tuple[Decimal, PromiseToPay | None]:
-    due = account.amount_due or Decimal("0")
-    if account.status == Account.Status.RESOLVED or due <= 0:
+    if account.status == Account.Status.RESOLVED:
+        raise NothingDue("Nothing is due on this account.")
+    if account.amount_due is None:
+        raise AmountUnknown("The warehouse gave no amount due for this account.")
+    due = account.amount_due
+    if due <= 0:
         raise NothingDue("Nothing is due on this account.")
     promise = None
     if claim.purpose == links.PROMISE and claim.promise_id is not None:
@@ -124,6 +137,15 @@ def payment_link_open(*, claim: links.LinkClaim, now: dt.datetime) -> Opened:
             customer_email=account.email,
         )
     except IntegrationError as exc:
+        if exc.permanent:
+            # An answer, not an outage (an address Stripe refuses, an amount below its minimum):
+            # retrying would not help, and someone has to look.
+            log.error("payment link not opened: stripe refused", extra={"client_id": account.client_id, "error": str(exc)[:200]})
+            alert_raise(
+                campaign=None, source="stripe",
+                message=f"Stripe refused a payment page for client {account.client_id}: {str(exc)[:300]}",
+            )  # fmt: skip
+            raise ProviderRefused(str(exc)) from exc
         log.warning("payment link not opened: stripe unavailable", extra={"client_id": account.client_id, "error": str(exc)[:200]})
         raise ProviderUnavailable(str(exc)) from exc
     try:

@@ -47,6 +47,16 @@ def pay_link(request: HttpRequest, token: str) -> HttpResponse:
         return _page(request, status=404, heading="This payment link is not valid", message="Please reply to our text or call us.")
     except checkout.NothingDue:
         return _page(request, status=200, heading="Nothing to pay", message="There is no balance due on this account. Thank you!")
+    except checkout.AmountUnknown:
+        return _page(
+            request, status=200, heading="We can't show your balance online",
+            message="Please call us or reply to our text, and we will help you pay.",
+        )  # fmt: skip
+    except checkout.ProviderRefused:
+        return _page(
+            request, status=502, heading="This payment page can't be opened",
+            message="Nothing was charged. We have been told and will fix it; please call us or reply to our text to pay.",
+        )  # fmt: skip
     except checkout.ProviderUnavailable:
         return _page(
             request, status=503, heading="The payment page is not available right now",

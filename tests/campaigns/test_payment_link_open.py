@@ -8,7 +8,7 @@ import pytest
 import requests
 from django.utils import timezone
 
-from campaigns.models import PaymentLink, PromiseToPay
+from campaigns.models import Account, PaymentLink, PromiseToPay
 from campaigns.payments import links
 from integrations import clock
 from integrations.sandbox.models import SimulatedCheckoutSession, SimulatorConfig
@@ -119,3 +119,11 @@ def test_nothing_due_says_so(stripe_sandbox):
     acct = account(amount_due="0")
     response = open_link(stripe_sandbox, links.secure_link(acct))
     assert response.status_code == 200 and "Nothing to pay" in response.text
+
+
+def test_an_account_without_an_amount_on_record_is_not_told_it_owes_nothing(stripe_sandbox):
+    acct = account("C-NOAMOUNT")
+    Account.objects.filter(pk=acct.pk).update(amount_due=None)
+    page = open_link(stripe_sandbox, links.secure_link(acct))
+    assert page.status_code == 200 and "show your balance online" in page.text and "no balance due" not in page.text
+    assert not PaymentLink.objects.exists()
