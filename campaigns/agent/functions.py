@@ -324,7 +324,10 @@ def record_promise(live: LiveCall, args: Mapping[str, Any]) -> Answer:
         )
     promise, created = results.promise_create(context=context, call_id=live.call_id, promised=promised, amount=amount, now=live.now)
     if not created and promise.status == PromiseToPay.Status.PENDING and (promise.promised_date, promise.amount) != (promised, amount):
-        PromiseToPay.objects.filter(pk=promise.pk).update(promised_date=promised, amount=amount)
+        # The reminder moves with the date (the morning before the new one).
+        PromiseToPay.objects.filter(pk=promise.pk).update(
+            promised_date=promised, amount=amount, reminder_at=results.promise_reminder_at(context=context, promised=promised, now=live.now)
+        )
     return Answer(
         "recorded",
         {

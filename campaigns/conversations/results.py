@@ -437,16 +437,19 @@ def _promise_record(*, context: ClientContext, call_id: str, data: Mapping[str, 
     promise_create(context=context, call_id=call_id, promised=promised, amount=parse_promise_amount(data.get("promise_to_pay_amount")), now=now)
 
 
+def promise_reminder_at(*, context: ClientContext, promised: dt.date, now: dt.datetime) -> dt.datetime | None:
+    """The morning before `promised` in the client's zone; None when that has passed already."""
+    reminder_at = dt.datetime.combine(promised - dt.timedelta(days=1), PROMISE_REMINDER_TIME, tzinfo=_zone(context))
+    return None if reminder_at <= now else reminder_at
+
+
 def promise_create(
     *, context: ClientContext, call_id: str, promised: dt.date, amount: Decimal | None, now: dt.datetime
 ) -> tuple[PromiseToPay, bool]:
     """The promise made on a call, once per call (Grace's `record_promise` during the call and
     the post-call analysis of the same call find the same row), with its reminder the morning
     before."""
-    zone = _zone(context)
-    reminder_at: dt.datetime | None = dt.datetime.combine(promised - dt.timedelta(days=1), PROMISE_REMINDER_TIME, tzinfo=zone)
-    if reminder_at is not None and reminder_at <= now:
-        reminder_at = None  # promised for today or tomorrow morning already passed: nothing to remind
+    reminder_at = promise_reminder_at(context=context, promised=promised, now=now)
     promise, created = PromiseToPay.objects.get_or_create(
         call_id=call_id,
         defaults={

@@ -174,6 +174,11 @@ def test_a_promise_is_validated_recorded_at_once_and_once_with_the_analysis(clie
     context = results.context_for_client(client_id="T-LIVE-1", phone="+12125550142", now=MORNING)
     results.conversation_results_apply(context=context, call_id="call_live_1", analysis=analysis, disconnection_reason="", now=MORNING)
     assert PromiseToPay.objects.count() == 1
+    # The client moves the date on the same call: the reminder moves with it (the morning before).
+    ask(client, "record_promise", {"date": "2025-06-25", "amount": "120.50"})
+    promise.refresh_from_db()
+    assert promise.promised_date == dt.date(2025, 6, 25)
+    assert promise.reminder_at is not None and timezone.localtime(promise.reminder_at).date() == dt.date(2025, 6, 24)
 
 
 def test_a_callback_outside_the_window_is_offered_back_and_one_inside_is_booked(client, loaded):
