@@ -81,6 +81,27 @@ def _phase(account: Account) -> str:
     return QueueItem.objects.filter(client_id=account.client_id).order_by("-created_at").values_list("phase", flat=True).first() or ""
 
 
+def open_sessions_expire(*, client_id: str, keep_session_id: str = "") -> int:
+    """Close the client's other open Checkout Sessions at Stripe, so none of them can be paid
+    after a payment (or after a newer session for another amount replaced them): a client with
+    two tabs open, or who paid by phone meanwhile, is never charged twice. Returns how many were
+    closed; one Stripe refuses (already paid, already expired) is marked expired here all the same."""
+    if not (modes.is_live(stripe.VENDOR) or modes.sandbox_enabled()):
+        return 0
+    links_open = PaymentLink.objects.filter(client_id=client_id, status=PaymentLink.Status.OPEN).exclude(session_id=keep_session_id)
+    closed = 0
+    for link in links_open:
+        try:
+            stripe.checkout_session_expire(link.session_id)
+        except IntegrationError as exc:
+            if not exc.permanent:
+                # Stripe is away: the session stays open here, so the next payment or open tries again.
+                log.warning("checkout session not expired", extra={"client_id": client_id, "session_id": link.session_id, "error": str(exc)[:200]})
+                continue
+        closed += PaymentLink.objects.filter(pk=link.pk, status=PaymentLink.Status.OPEN).update(status=PaymentLink.Status.EXPIRED)
+    return closed
+
+
 def _record_open(link: PaymentLink, *, now: dt.datetime) -> None:
     PaymentLink.objects.filter(pk=link.pk).update(opens=F("opens") + 1, last_opened_at=now)
     PaymentLink.objects.filter(pk=link.pk, first_opened_at__isnull=True).update(first_opened_at=now)
@@ -110,10 +131,16 @@ def payment_link_open(*, claim: links.LinkClaim, now: dt.datetime) -> Opened:
     if live is not None:
         _record_open(live, now=now)
         return Opened(url=live.session_url, link=live, reused=True)
-    # Sessions of this purpose that can no longer be used (expired, or for another amount).
-    PaymentLink.objects.filter(client_id=account.client_id, purpose=claim.purpose, promise=promise, status=PaymentLink.Status.OPEN).update(
-        status=PaymentLink.Status.EXPIRED
-    )
+    # Sessions of this purpose that can no longer be used (expired, or for another amount): closed
+    # at Stripe too, so only the new one can be paid.
+    stale = PaymentLink.objects.filter(client_id=account.client_id, purpose=claim.purpose, promise=promise, status=PaymentLink.Status.OPEN)
+    for old in stale:
+        if old.expires_at > wall:
+            try:
+                stripe.checkout_session_expire(old.session_id)
+            except IntegrationError as exc:
+                log.warning("checkout session not expired", extra={"client_id": account.client_id, "session_id": old.session_id, "error": str(exc)[:200]})
+    stale.update(status=PaymentLink.Status.EXPIRED)
     generation = PaymentLink.objects.filter(client_id=account.client_id, purpose=claim.purpose, promise=promise).count()
     metadata = {"client_id": account.client_id, "purpose": claim.purpose}
     if promise is not None:

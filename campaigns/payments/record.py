@@ -41,6 +41,7 @@ from campaigns.models import (
     PromiseToPay,
     QueueItem,
 )
+from campaigns.payments import checkout
 from campaigns.transitions import queue_item_transition
 from integrations import clock
 
@@ -213,12 +214,23 @@ def payment_record(
                 if not payment.phase:
                     Payment.objects.filter(pk=payment.pk).update(phase=promise.phase)
             skipped = outreach_skip_paid(client_id=account.client_id, reference=reference, now=now)
+            # Once committed, and outside the transaction (it calls Stripe): the client's other
+            # open payment pages are closed, so this payment is not made twice.
+            paid_client = account.client_id
+            transaction.on_commit(lambda: _other_sessions_expire(client_id=paid_client, keep_session_id=session_id))
         _link_complete(link, now=now)
     log.info(
         "payment recorded",
         extra={"client_id": client_id, "source": source, "reference": reference, "promise": promise_status, "skipped": skipped, "matched": account is not None},
     )
     return PaymentRecorded(payment=payment, created=True, promise_status=promise_status, items_skipped=skipped)
+
+
+def _other_sessions_expire(*, client_id: str, keep_session_id: str) -> None:
+    try:
+        checkout.open_sessions_expire(client_id=client_id, keep_session_id=keep_session_id)
+    except Exception:  # the payment is recorded: closing the other pages must never undo or fail it
+        log.exception("closing the client's other payment pages failed", extra={"client_id": client_id})
 
 
 def _link_complete(link: PaymentLink | None, *, now: dt.datetime) -> None:

@@ -18,5 +18,10 @@ urlpatterns: list[URLPattern] = [
     path("heymarket/messages", views.heymarket_messages, name="sandbox-heymarket-messages"),
     path("stripe/v1/checkout/sessions", views.stripe_checkout_sessions, name="sandbox-stripe-checkout-sessions"),
     path("stripe/v1/checkout/sessions/<str:session_id>", views.stripe_checkout_session, name="sandbox-stripe-checkout-session"),
+    path(
+        "stripe/v1/checkout/sessions/<str:session_id>/expire",
+        views.stripe_checkout_session_expire,
+        name="sandbox-stripe-checkout-session-expire",
+    ),
     path("stripe/checkout/<str:session_id>", views.stripe_checkout_page, name="sandbox-stripe-checkout-page"),
 ]

@@ -327,6 +327,24 @@ def stripe_checkout_session(request: HttpRequest, session_id: str) -> HttpRespon
     return _stripe_call(request, retrieve)
 
 
+@csrf_exempt
+@require_POST
+@_sandbox_of("stripe")
+def stripe_checkout_session_expire(request: HttpRequest, session_id: str) -> HttpResponse:
+    def expire(config: SimulatorConfig) -> HttpResponse:
+        now = timezone.now()
+        session = SimulatedCheckoutSession.objects.filter(session_id=session_id).first()
+        if session is None:
+            raise stripe.Refused(404, f"No such checkout.session: '{session_id}'", param="session")
+        if stripe.session_object(session, now=now)["status"] != "open" or session.completes_at is not None:
+            raise stripe.Refused(400, "Only Checkout Sessions with a status in ['open'] can be expired.", param="session")
+        SimulatedCheckoutSession.objects.filter(pk=session.pk).update(expires_at=now)
+        session.expires_at = now
+        return JsonResponse(stripe.session_object(session, now=now))
+
+    return _stripe_call(request, expire)
+
+
 @require_GET
 @_sandbox_of("stripe")
 def stripe_checkout_page(request: HttpRequest, session_id: str) -> HttpResponse:

@@ -169,6 +169,15 @@ def checkout_session_retrieve(session_id: str) -> CheckoutSession:
     return _session_from(session)
 
 
+def checkout_session_expire(session_id: str) -> CheckoutSession:
+    """Close an open session at Stripe, so it can no longer be paid (Stripe refuses a paid one)."""
+    try:
+        session = _client().v1.checkout.sessions.expire(session_id)
+    except stripe.StripeError as exc:
+        raise _error(exc, action="checkout session not expired") from exc
+    return _session_from(session)
+
+
 class SignatureError(ValueError):
     """A Stripe-Signature that is missing, malformed, wrong or outside the tolerance."""
 

@@ -13,6 +13,7 @@ from campaigns.models import (
     Account, Campaign, FollowUpTask, Payment, PaymentLink, PromiseToPay, QueueItem, WebhookEvent,
 )  # fmt: skip
 from campaigns.payments import links, record
+from integrations.sandbox.models import SimulatorConfig
 from integrations import clock
 from tests.campaigns.payment_factories import (
     account, deliver_all, intent_succeeded, path_of, session_completed, signed_post, stripe_sandbox,  # noqa: F401 (fixture)
@@ -137,3 +138,24 @@ def test_a_payment_late_on_the_promised_day_in_the_clients_zone_keeps_the_promis
     record.payment_record(client_id="C-WEST", amount="50.00", reference="pi_west", paid_at=paid_at, source="warehouse", now=paid_at)
     promise.refresh_from_db()
     assert promise.status == PromiseToPay.Status.KEPT
+
+
+def test_a_payment_closes_the_clients_other_open_payment_pages_at_stripe(stripe_sandbox):
+    acct = account("C-TABS", amount_due="80.00")
+    promise = PromiseToPay.objects.create(client_id="C-TABS", amount="30.00", promised_date=clock.now().date() + dt.timedelta(days=3), call_id="c-tabs")
+    config = SimulatorConfig.load()
+    config.stripe_completion_rate = 0.0  # the first page is looked at, not paid
+    config.save()
+    balance_page = requests.get(stripe_sandbox.url + path_of(links.secure_link(acct)), timeout=20)
+    assert balance_page.status_code == 200
+    balance = PaymentLink.objects.get(purpose="balance")
+    config.stripe_completion_rate = 1.0
+    config.save()
+    requests.get(stripe_sandbox.url + path_of(links.secure_link(acct, links.PROMISE, promise_id=promise.pk)), timeout=20)
+    deliver_all()
+    assert Payment.objects.get().amount == Decimal("30.00")
+    balance.refresh_from_db()
+    assert balance.status == PaymentLink.Status.EXPIRED
+    # Closed at Stripe too: the balance page can no longer be paid.
+    page = requests.get(balance.session_url, timeout=20)
+    assert page.status_code == 410 and "expired" in page.text
