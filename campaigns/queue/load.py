@@ -429,23 +429,22 @@ def queue_rows_prepare(*, run: LoadRun, rows: Iterable[tuple[int, Mapping[str, A
 
 
 def queue_item_copy_rows(
-    items: list[dict[str, Any]], *, exclude: Collection[str] = (), extra: Sequence[str] = ()
+    items: list[dict[str, Any]], *, exclude: Collection[str] = ()
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Database column names and one tuple of values per item, complete, in COPY's order.
 
     Columns an item does not set take the field's default, computed once (Django's own: the
     declared one, '' for text, else None); JSON values are serialised for COPY's text format.
-    Fields named in `exclude` are left out; keys named in `extra` (not item fields) follow the
-    item's columns, None where an item lacks them.
+    Fields named in `exclude` are left out.
     """
     fields = [f for f in QueueItem._meta.concrete_fields if not f.primary_key and f.attname not in exclude]
     now = clock.now()
     json_fields = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
-    base: dict[str, Any] = dict.fromkeys(extra)
+    base: dict[str, Any] = {}
     for f in fields:
         value = now if f.attname in ("created_at", "status_changed_at") else f.get_default()
         base[f.attname] = json.dumps(value) if f.attname in json_fields else value
-    row_of = operator.itemgetter(*(f.attname for f in fields), *extra)
+    row_of = operator.itemgetter(*(f.attname for f in fields))
     rows = []
     for item in items:
         values = base.copy()
