@@ -102,7 +102,7 @@ WITHHELD = "[withheld]"
 _SPOKEN_SECRET = re.compile(
     r"\b\d{1,2}[/-]\d{1,2}[/-]\d{2,4}\b"  # 03/07/1984, 3-7-84
     r"|\b\d{4}-\d{2}-\d{2}\b"  # 1984-03-07
-    r"|\b(?:\d[\s-]?){4,}\b"  # 4821, 4 8 2 1, 1984
+    r"|\b\d(?:[\s-]?\d){3,}\b"  # 4821, 4 8 2 1, 1984, a card number
 )
 _USER_LINE = re.compile(r"^(User|Caller|Client)(\s*:)(.*)$", re.I | re.M)
 
