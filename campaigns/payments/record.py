@@ -115,9 +115,9 @@ def outreach_skip_paid(*, client_id: str, reference: str, now: dt.datetime) -> i
             to_status=QueueItem.Status.SKIPPED,
             skip_reason=PAID,
             skip_detail=detail,
-            sms_status=QueueItem.SmsStatus.SKIPPED,
         )
-    # A call's follow-up text that has not gone out yet (after a voicemail, say).
+    # Texts that have not gone out yet (the touchpoint's, or a call's follow-up) are skipped; one
+    # already sent stays sent, so the day's text counters keep agreeing with the items.
     items.filter(sms_status__in=[QueueItem.SmsStatus.PENDING, QueueItem.SmsStatus.SCHEDULED]).update(
         sms_status=QueueItem.SmsStatus.SKIPPED
     )
