@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.template import Context, Engine, Library, Node, NodeList, TemplateSyntaxError
 from django.template import defaultfilters, defaulttags
 from django.template.base import FilterExpression, TextNode, Variable
@@ -179,6 +180,11 @@ def render_template(body: str, context: dict[str, Any]) -> str:
     return _ENGINE.from_string(body).render(Context(values, autoescape=False)).strip()
 
 
+# A made-up code as long as the real ones (campaigns.payments.links.CODE_LENGTH), so a preview
+# counts the characters and SMS parts the real text will have.
+SAMPLE_LINK_CODE = "Xk4m9Q2aB7c2D4fG"
+
+
 def sample_context(*, company_name: str, today: dt.date, suspension_in_days: int = 37, cancellation_in_days: int = 157) -> dict[str, Any]:
     """Made-up client data for previews in the admin (a client 23 days past due)."""
     return {
@@ -186,7 +192,7 @@ def sample_context(*, company_name: str, today: dt.date, suspension_in_days: int
         "first_name": "Jordan",
         "amount_due": Decimal("249.00"),
         "days_past_due": 23,
-        "payment_link": "https://pay.example.com/p/Xk4m9Q2",
+        "payment_link": settings.PAYMENT_LINK_TEMPLATE.replace("{token}", SAMPLE_LINK_CODE),
         "suspension_date": today + dt.timedelta(days=suspension_in_days),
         "cancellation_date": today + dt.timedelta(days=cancellation_in_days),
         "company_name": company_name,

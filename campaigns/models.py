@@ -819,6 +819,32 @@ class Callback(models.Model):
         return [z for z in self.timezones.split(",") if z]
 
 
+class PayLinkCode(models.Model):
+    """The short code of one `/pay/<code>/` link we sent, and what it was sent for.
+
+    A text has room for a link of about 40 characters, not a signed token of 110: the code is
+    random (10 characters, about 60 bits) plus a 6-character signature of it, so a forged or
+    mistyped code is refused before any lookup, and this row says whose link it is, what for,
+    from which call, and until when it works. The same claim issued again within a day reuses
+    its code.
+    """
+
+    code = models.CharField(max_length=32, primary_key=True)
+    client_id = models.CharField(max_length=64)
+    purpose = models.CharField(max_length=16, default="balance")
+    promise_id = models.BigIntegerField(null=True, blank=True)
+    call_id = models.CharField(max_length=100, blank=True)
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "payment link code"
+        indexes = [models.Index(fields=["client_id", "issued_at"], name="pay_link_code_client")]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.client_id} {self.purpose}"
+
+
 class PaymentLink(models.Model):
     """One Checkout Session of the payment provider behind our `/pay/<token>/` link: per account and
     purpose (the balance, or one promise), replaced when it expires. Its opens are the link open

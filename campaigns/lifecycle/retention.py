@@ -26,6 +26,7 @@ from campaigns.models import (
     DailyKpi,
     FollowUpTask,
     GateDecision,
+    PayLinkCode,
     PromiseToPay,
     RejectedRow,
     ReleaseBatch,
@@ -63,6 +64,7 @@ def _old(cutoff: dt.datetime, cutoff_date: dt.date) -> list[tuple[str, models.Qu
         ("rejected rows", RejectedRow.objects.filter(campaign__date__lt=cutoff_date), "pk"),
         ("release batches", ReleaseBatch.objects.filter(campaign__date__lt=cutoff_date), "pk"),
         ("daily KPIs", DailyKpi.objects.filter(date__lt=cutoff_date), "pk"),
+        ("expired payment link codes", PayLinkCode.objects.filter(expires_at__lt=cutoff), "expires_at"),
         ("accounts not seen", Account.objects.filter(last_seen_at__lt=cutoff), "last_seen_at"),
     ]
 

@@ -2,22 +2,30 @@
 
 Card numbers are never collected or stored (seed 002: "never collect card details"); a client
 pays on the payment provider's hosted page. Every link the portal sends — in a text, as a call's
-`payment_link` variable, mid-call — is its own short signed URL, `/pay/<token>/`
-(`settings.PAYMENT_LINK_TEMPLATE`), whose token names the client, the purpose (the balance or a
-promise) and the call it was sent from, and expires. Opening it (`campaigns.payments.checkout`)
-records the open and redirects to a live Checkout Session.
+`payment_link` variable, mid-call — is its own short signed URL, `/pay/<code>/`
+(`settings.PAYMENT_LINK_TEMPLATE`): a random code with a signature of its own, stored with what
+it names — the client, the purpose (the balance or a promise), the call it was sent from — and
+its expiry (`PayLinkCode`). Opening it (`campaigns.payments.checkout`) records the open and
+redirects to a live Checkout Session.
+
+Links sent before codes existed carry the whole claim as a signed token
+(`payment_link_token`); `/pay/` still honours those until they expire.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
+import secrets
+import string
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
+from django.utils.crypto import constant_time_compare, salted_hmac
 
-from campaigns.models import Account, PromiseToPay
+from campaigns.models import Account, PayLinkCode, PromiseToPay
 from integrations import clock
 
 log = logging.getLogger(__name__)
@@ -104,7 +112,10 @@ def payment_link_token(
 
 
 def payment_link_claim(*, token: str, now: dt.datetime, max_age: dt.timedelta | None = None) -> LinkClaim:
-    """What a token was issued for; PaymentLinkError if forged, malformed or expired."""
+    """What a link's code (or older signed token) was issued for; PaymentLinkError if forged,
+    malformed or expired."""
+    if is_short_code(token):
+        return _code_claim(code=token, now=now)
     client_id = payment_link_verify(token=token, now=now, max_age=max_age)
     payload = _ClockedSigner(now=now).unsign_object(token, max_age=None)
     purpose = payload.get("p", BALANCE)
@@ -116,7 +127,9 @@ def payment_link_claim(*, token: str, now: dt.datetime, max_age: dt.timedelta | 
 
 
 def payment_link_verify(*, token: str, now: dt.datetime, max_age: dt.timedelta | None = None) -> str:
-    """The client id a token was issued for; PaymentLinkError if forged, malformed or expired."""
+    """The client id a code or token was issued for; PaymentLinkError if forged, malformed or expired."""
+    if is_short_code(token):
+        return _code_claim(code=token, now=now).client_id
     try:
         payload = _ClockedSigner(now=now).unsign_object(token, max_age=max_age or payment_link_max_age())
     except signing.SignatureExpired as exc:
@@ -130,13 +143,81 @@ def payment_link_verify(*, token: str, now: dt.datetime, max_age: dt.timedelta |
     return client_id
 
 
+# --- Short codes --------------------------------------------------------------------------------
+
+_ALPHABET = string.digits + string.ascii_letters
+CODE_RANDOM = 10  # 62**10 ≈ 8e17 codes: not guessable, and every one is checked against its row
+CODE_SIGNATURE = 6
+CODE_LENGTH = CODE_RANDOM + CODE_SIGNATURE
+_CODE = re.compile(rf"[0-9A-Za-z]{{{CODE_LENGTH}}}")
+# The same claim issued again within this reuses its code, so a day of texts and calls to one
+# client does not mint a code per message.
+CODE_REUSE = dt.timedelta(days=1)
+
+
+def _code_signature(random_part: str) -> str:
+    digest = int.from_bytes(salted_hmac(SALT + ".code", random_part).digest()[:8], "big")
+    return signing.b62_encode(digest).rjust(CODE_SIGNATURE, "0")[:CODE_SIGNATURE]
+
+
+def _new_code() -> str:
+    random_part = "".join(secrets.choice(_ALPHABET) for _ in range(CODE_RANDOM))
+    return random_part + _code_signature(random_part)
+
+
+def is_short_code(token: str) -> bool:
+    return bool(_CODE.fullmatch(token))
+
+
+def payment_link_code(
+    *, client_id: str, now: dt.datetime, purpose: str = BALANCE, promise_id: int | None = None, call_id: str = ""
+) -> str:
+    """The short code for this claim: the one issued for it within the last day, or a new one
+    valid for the configured age."""
+    if not client_id:
+        raise ValueError("A payment link needs a client id.")
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown payment link purpose {purpose!r}")
+    claim = {"client_id": client_id, "purpose": purpose, "promise_id": promise_id, "call_id": call_id}
+    reusable = (
+        PayLinkCode.objects.filter(**claim, issued_at__gt=now - CODE_REUSE, issued_at__lte=now + CLOCK_SKEW)
+        .order_by("-issued_at")
+        .values_list("code", flat=True)
+        .first()
+    )
+    if reusable:
+        return reusable
+    code = _new_code()
+    PayLinkCode.objects.create(code=code, issued_at=now, expires_at=now + payment_link_max_age(), **claim)
+    return code
+
+
+def _code_claim(*, code: str, now: dt.datetime) -> LinkClaim:
+    if not constant_time_compare(code[CODE_RANDOM:], _code_signature(code[:CODE_RANDOM])):
+        raise PaymentLinkError("This payment link is not valid.")
+    row = PayLinkCode.objects.filter(code=code).first()
+    if row is None:
+        raise PaymentLinkError("This payment link is not valid.")
+    if row.expires_at <= now:
+        raise PaymentLinkError("This payment link has expired.", expired=True)
+    return LinkClaim(client_id=row.client_id, purpose=row.purpose, promise_id=row.promise_id, call_id=row.call_id)
+
+
+def link_url(token: str) -> str:
+    # str.replace, not str.format: a template may legitimately contain other braces.
+    return settings.PAYMENT_LINK_TEMPLATE.replace("{token}", token)
+
+
+def example_link() -> str:
+    """A link exactly as long as the ones we send, without issuing one: for length previews."""
+    return link_url("x" * CODE_LENGTH)
+
+
 def secure_link_for(
     *, client_id: str, now: dt.datetime, purpose: str = BALANCE, promise_id: int | None = None, call_id: str = ""
 ) -> str:
-    """Our signed short link for `client_id` (`/pay/<token>/`)."""
-    token = payment_link_token(client_id=client_id, now=now, purpose=purpose, promise_id=promise_id, call_id=call_id)
-    # str.replace, not str.format: a template may legitimately contain other braces.
-    return settings.PAYMENT_LINK_TEMPLATE.replace("{token}", token)
+    """Our short signed link for `client_id` (`/pay/<code>/`)."""
+    return link_url(payment_link_code(client_id=client_id, now=now, purpose=purpose, promise_id=promise_id, call_id=call_id))
 
 
 def secure_link(account: Account, purpose: str = BALANCE, call_id: str | None = None, *, promise_id: int | None = None) -> str:

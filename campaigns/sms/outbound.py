@@ -247,11 +247,12 @@ def format_date(day: dt.date) -> str:
     return f"{day:%B} {day.day}, {day.year}"
 
 
-def sms_context(*, item: QueueItem, now: dt.datetime, company_name: str) -> dict[str, str]:
+def sms_context(*, item: QueueItem, now: dt.datetime, company_name: str, with_link: bool = True) -> dict[str, str]:
     """The template variables for one client, as strings, computed at send time.
 
     Suspension and cancellation dates count from the campaign day's days past due to the
-    segment's days, so they are the same whichever minute the text goes out.
+    segment's days, so they are the same whichever minute the text goes out. The payment link
+    is issued only `with_link` (a template that does not cite it gets none).
     """
     segment = item.segment
     day = item.campaign.date
@@ -261,7 +262,7 @@ def sms_context(*, item: QueueItem, now: dt.datetime, company_name: str) -> dict
         "first_name": name.split(" ")[0] if name else "",
         "amount_due": format_amount(item.amount_due),
         "days_past_due": str(item.days_past_due),
-        "payment_link": payment_links.payment_link_for(client_id=item.client_id, row_link=item.payment_link, now=now),
+        "payment_link": payment_links.payment_link_for(client_id=item.client_id, row_link=item.payment_link, now=now) if with_link else "",
         "suspension_date": format_date(day + dt.timedelta(days=segment.suspension_day - item.days_past_due)),
         "cancellation_date": format_date(day + dt.timedelta(days=segment.cancellation_day - item.days_past_due)),
         "company_name": company_name,
@@ -296,14 +297,15 @@ def sms_render(*, item: QueueItem, now: dt.datetime, company_name: str) -> str:
     template = item.step.sms_template
     if template is None:
         raise RenderError("no_sms_template", f"Cadence step {item.step} has no SMS template.")
-    if item.amount_due is None and "amount_due" in templating.template_variables(template.body):
+    cited = templating.template_variables(template.body)
+    if item.amount_due is None and "amount_due" in cited:
         raise RenderError("missing_amount_due", "The template cites the amount due, and the warehouse gave none for this client.")
-    context = sms_context(item=item, now=now, company_name=company_name)
+    context = sms_context(item=item, now=now, company_name=company_name, with_link="payment_link" in cited)
     text = " ".join(template.render(context).split())
     if not text:
         raise RenderError("empty_text", f"Template {template.name!r} rendered an empty text.")
     # The link's random token is not wording; leaving it out means it can never look like a request.
-    if asks_for_card_details(text.replace(context["payment_link"], " ")):
+    if asks_for_card_details(text.replace(context["payment_link"], " ") if context["payment_link"] else text):
         raise RenderError("asks_for_card_details", f"Template {template.name!r} asks for card details; payment goes through the link only.")
     if not has_opt_out_wording(text) and not phone_received_opt_out_notice(phone=item.phone):
         text = f"{text} {OPT_OUT_NOTICE}"
