@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -613,6 +614,8 @@ class FollowUpTask(models.Model):
         LOW_CONFIDENCE_MATCH = "low_confidence_match", "Low-confidence match"
         SMS_REPLY = "sms_reply", "SMS reply"
         IDENTITY_LOCKED = "identity_locked", "Identity check failed three times"
+        PAYMENT_REVERSED = "payment_reversed", "Payment refunded or disputed"
+        PROMISE_PARTLY_KEPT = "promise_partly_kept", "Promise partly kept"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -654,6 +657,9 @@ FOLLOW_UP_DUE: dict[str, dt.timedelta] = {
     FollowUpTask.Kind.LOW_CONFIDENCE_MATCH: dt.timedelta(days=1),
     # Someone failed the identity check three times on the client's account: possibly not them.
     FollowUpTask.Kind.IDENTITY_LOCKED: dt.timedelta(hours=4),
+    # Money we counted went back: the balance is due again and the client may need a call.
+    FollowUpTask.Kind.PAYMENT_REVERSED: dt.timedelta(days=1),
+    FollowUpTask.Kind.PROMISE_PARTLY_KEPT: dt.timedelta(days=1),
 }
 
 
@@ -679,6 +685,9 @@ class PromiseToPay(models.Model):
     amount_recovered = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     created_at = models.DateTimeField(default=clock.now, editable=False)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # When its date had passed and the review looked at it (a partly kept promise is reviewed
+    # once: kept in full if the warehouse says the client is current, else a follow-up task).
+    reviewed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["promised_date"]
@@ -917,6 +926,12 @@ class Payment(models.Model):
     days_past_due = models.PositiveSmallIntegerField(null=True, blank=True, help_text="At payment.")
     days_past_due_at_first_contact = models.PositiveSmallIntegerField(null=True, blank=True)
     balance_after = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    # Money that went back: refunded (Stripe's cumulative `amount_refunded`) or held by a card
+    # dispute that is open or lost. What counts as recovered is the amount less both.
+    refunded_amount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
+    disputed_amount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
+    dispute_status = models.CharField(max_length=32, blank=True, help_text="Stripe's status of the card dispute, if any.")
+    dispute_event_at = models.DateTimeField(null=True, blank=True, help_text="The newest dispute event applied (events may arrive out of order).")
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
@@ -929,6 +944,26 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id} paid {self.amount} ({self.source} {self.reference})"
+
+    # Reference: https://docs.stripe.com/api/disputes/object (status)
+    DISPUTE_STATUS_LABELS = {
+        "warning_needs_response": "Inquiry, needs a response",
+        "warning_under_review": "Inquiry under review",
+        "warning_closed": "Inquiry closed",
+        "needs_response": "Needs a response",
+        "under_review": "Under review",
+        "won": "Won, money returned",
+        "lost": "Lost",
+    }
+
+    @property
+    def dispute_status_label(self) -> str:
+        return self.DISPUTE_STATUS_LABELS.get(self.dispute_status, self.dispute_status.replace("_", " ").capitalize())
+
+    @property
+    def net_amount(self) -> Decimal:
+        """What the payment still recovers once refunds and open or lost disputes are taken off."""
+        return max(self.amount - self.refunded_amount - self.disputed_amount, Decimal("0"))
 
 
 class WarehousePaymentsQuery(models.Model):

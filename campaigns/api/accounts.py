@@ -102,6 +102,9 @@ def _event_fields(event: selectors.TimelineEvent) -> dict[str, Any]:
             "amount": str(o.amount), "source": o.source, "reference": o.reference, "paid_at": _iso(o.paid_at),
             "call_id": o.call_id, "promise_id": o.promise_id,
             "balance_after": str(o.balance_after) if o.balance_after is not None else None,
+            "refunded_amount": str(o.refunded_amount), "disputed_amount": str(o.disputed_amount),
+            "dispute_status": o.dispute_status, "dispute_status_display": o.dispute_status_label if o.dispute_status else "",
+            "net_amount": str(o.net_amount),
         }  # fmt: skip
     if event.kind == "live_tool":
         # As stored: the identity answers themselves are never kept, only whether one was given.

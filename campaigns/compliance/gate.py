@@ -46,7 +46,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from cadences.models import DialerSettings, StateCallLimit
@@ -297,6 +297,7 @@ def _paid_since(client_ids: Iterable[str], *, since: datetime) -> dict[str, Bloc
     blocks: dict[str, Block] = {}
     for client_id, reference, paid_at, amount in (
         Payment.objects.filter(client_id__in=set(client_ids), paid_at__gte=since)
+        .exclude(amount__lte=F("refunded_amount") + F("disputed_amount"))  # all of it went back
         .order_by("paid_at")
         .values_list("client_id", "reference", "paid_at", "amount")
     ):
@@ -404,7 +405,9 @@ def gate_callbacks(*, campaign: Campaign, callbacks: Sequence[Callback], now: da
     blocks = gate_calls(campaign=campaign, items=probes, now=now, consented={c.pk for c in callbacks})
     # A callback booked before a payment is no longer wanted: the client paid since asking.
     since = min((c.created_at for c in callbacks), default=now)
-    paid = Payment.objects.filter(client_id__in={c.client_id for c in callbacks}, paid_at__gte=since).values_list(
+    paid = Payment.objects.filter(client_id__in={c.client_id for c in callbacks}, paid_at__gte=since).exclude(
+        amount__lte=F("refunded_amount") + F("disputed_amount")
+    ).values_list(
         "client_id", "reference", "paid_at", "amount"
     )
     for client_id, reference, paid_at, amount in paid:

@@ -766,7 +766,10 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
     for callback in callbacks:
         events.append(TimelineEvent(at=callback.created_at, kind="callback", title=f"Callback — {callback.get_status_display()}", obj=callback))
     for payment in payments:
-        events.append(TimelineEvent(at=payment.paid_at, kind="payment", title=f"Payment received — ${payment.amount:,.2f}", obj=payment))
+        title = f"Payment received — ${payment.amount:,.2f}"
+        if payment.net_amount < payment.amount:
+            title += f" (${payment.amount - payment.net_amount:,.2f} refunded or disputed)"
+        events.append(TimelineEvent(at=payment.paid_at, kind="payment", title=title, obj=payment))
     for entry in ledger:
         # The call or text itself is on the timeline already.
         if entry.reference in shown_refs or entry.kind == ContactLedgerEntry.Kind.CONVERSATION:

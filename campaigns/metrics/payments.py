@@ -4,7 +4,8 @@ Read from the durable rows (payments, payment links, promises, call attempts, te
 day's flush keeps, so a day and the 7- and 30-day windows are the same SQL aggregates over a date
 range, grouped by one dimension: segment, phase, owner or source.
 
-- ``amount_recovered`` — the sum of payments received (by payment date).
+- ``amount_recovered`` — the sum of payments received (by payment date), less what went back:
+  refunds, and card disputes open or lost (``amount_reversed``).
 - ``promise_kept_rate`` — promises due in the range that were kept (in full) / promises due.
 - ``link_open_rate`` — payment links opened / payment links texted (texts carrying `/pay/`).
 - ``link_completion_rate`` — links paid / links opened.
@@ -23,8 +24,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Avg, CharField, Count, OuterRef, Q, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Avg, CharField, Count, F, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from campaigns.models import Account, CallAttempt, Payment, PaymentLink, PromiseToPay, SmsMessage
@@ -32,7 +33,7 @@ from campaigns.models import Account, CallAttempt, Payment, PaymentLink, Promise
 DIMENSIONS = ("segment", "phase", "owner", "source")
 PAY_LINK_MARK = "/pay/"
 FIELDS = (
-    "amount_recovered", "payments", "promises_due", "promises_kept", "promise_kept_rate", "links_sent", "links_opened",
+    "amount_recovered", "amount_reversed", "payments", "promises_due", "promises_kept", "promise_kept_rate", "links_sent", "links_opened",
     "link_open_rate", "links_completed", "link_completion_rate", "days_past_due_at_first_contact", "days_past_due_at_payment",
     "days_overdue_improvement", "cost", "cost_per_dollar_recovered",
 )  # fmt: skip
@@ -61,10 +62,16 @@ def payment_kpis(*, since: dt.date, until: dt.date, by: str = "segment") -> dict
 
     payments = Payment.objects.filter(paid_at__gte=start, paid_at__lt=end)
     for row in payments.values(key).annotate(
-        amount=Coalesce(Sum("amount"), Decimal("0")), n=Count("pk"), dpd_first=Avg("days_past_due_at_first_contact"), dpd_paid=Avg("days_past_due")
-    ):
+        paid=Coalesce(Sum("amount"), Decimal("0")), back=Coalesce(Sum(Least(F("refunded_amount") + F("disputed_amount"), F("amount"))), Decimal("0")),
+        n=Count("pk"), dpd_first=Avg("days_past_due_at_first_contact"), dpd_paid=Avg("days_past_due"),
+    ):  # fmt: skip
         target = rows[row[key] or ""]
-        target.update(amount_recovered=row["amount"], payments=row["n"], days_past_due_at_first_contact=row["dpd_first"], days_past_due_at_payment=row["dpd_paid"])
+        # A refund and a dispute of the same money take it back once: never more than was paid.
+        reversed_ = row["back"]
+        target.update(
+            amount_recovered=row["paid"] - reversed_, amount_reversed=reversed_, payments=row["n"],
+            days_past_due_at_first_contact=row["dpd_first"], days_past_due_at_payment=row["dpd_paid"],
+        )  # fmt: skip
 
     if by != "source":  # promises and links have no payment source
         promise_key = "segment_name" if by == "segment" else ("phase" if by == "phase" else None)
@@ -93,7 +100,7 @@ def payment_kpis(*, since: dt.date, until: dt.date, by: str = "segment") -> dict
 
     total = dict.fromkeys(FIELDS, 0)
     for values in rows.values():
-        for name in ("amount_recovered", "payments", "promises_due", "promises_kept", "links_sent", "links_opened", "links_completed", "cost"):
+        for name in ("amount_recovered", "amount_reversed", "payments", "promises_due", "promises_kept", "links_sent", "links_opened", "links_completed", "cost"):
             total[name] += values[name] or 0
     all_payments = payments.aggregate(f=Avg("days_past_due_at_first_contact"), p=Avg("days_past_due"))
     total.update(days_past_due_at_first_contact=all_payments["f"], days_past_due_at_payment=all_payments["p"])
@@ -116,6 +123,7 @@ def payment_kpis(*, since: dt.date, until: dt.date, by: str = "segment") -> dict
         out["cost"] = str(Decimal(values["cost"] or 0).quantize(Decimal("0.01"))) if with_cost else None
         out["cost_per_dollar_recovered"] = _ratio(values["cost"], values["amount_recovered"]) if with_cost else None
         out["amount_recovered"] = str(Decimal(values["amount_recovered"] or 0).quantize(Decimal("0.01")))
+        out["amount_reversed"] = str(Decimal(values["amount_reversed"] or 0).quantize(Decimal("0.01")))
         return out
 
     with_cost = by in ("segment", "owner")

@@ -14,6 +14,13 @@ In the transaction that inserts it:
   (calls not yet released, texts not yet sent), and the compliance gate blocks any that a worker
   claimed meanwhile (rule `paid`);
 - a payment naming no known client is kept and opens a low-confidence-match task.
+
+Money can also go back (`payment_reverse`): a refund (`charge.refunded`, whose
+`amount_refunded` is cumulative) or a card dispute (`charge.dispute.*`: the disputed amount is
+held while the dispute is open and lost when it is lost; a won dispute gives it back). The
+payment keeps its row; what it recovers is its amount less both, the account's balance is due
+again by the difference, a promise it kept is reopened as far as it is no longer covered, and a
+follow-up task says what happened.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cadences.models import team_for_phase
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Min
@@ -240,6 +248,117 @@ def _link_complete(link: PaymentLink | None, *, now: dt.datetime) -> None:
         )
 
 
+# --- Money that goes back ------------------------------------------------------------------------
+
+
+class PaymentNotYetKnown(LookupError):
+    """A refund or dispute names a payment we have not recorded yet (its events came out of
+    order): the event stays unprocessed and is retried."""
+
+
+@dataclass(frozen=True)
+class PaymentReversed:
+    payment: Payment
+    balance_restored: Decimal
+    promise_status: str = ""
+
+
+def _reopen_promise(*, promise_id: int | None, lost: Decimal, now: dt.datetime) -> str:
+    """Take `lost` off what the promise recovered and settle it again; its new status."""
+    if promise_id is None or lost <= 0:
+        return ""
+    promise = PromiseToPay.objects.select_for_update().filter(pk=promise_id).first()
+    if promise is None or promise.status not in (PromiseToPay.Status.KEPT, PromiseToPay.Status.PARTLY_KEPT):
+        return ""
+    recovered = max((promise.amount_recovered or Decimal("0")) - lost, Decimal("0"))
+    if promise.amount is None or recovered >= promise.amount - _tolerance():
+        status = PromiseToPay.Status.KEPT if recovered > 0 else PromiseToPay.Status.PENDING
+    else:
+        status = PromiseToPay.Status.PARTLY_KEPT if recovered > 0 else PromiseToPay.Status.PENDING
+    # Pending again: the review on its date settles it (broken unless more money comes).
+    PromiseToPay.objects.filter(pk=promise.pk).update(
+        status=status, amount_recovered=recovered or None, resolved_at=None if status == PromiseToPay.Status.PENDING else now,
+        reviewed_at=None,
+    )
+    return str(status)
+
+
+DISPUTE_FINAL = frozenset({"won", "lost", "warning_closed"})
+
+
+def _dispute_event_is_newer(payment: Payment, *, event_at: dt.datetime | None, status: str) -> bool:
+    """Whether a dispute event should overwrite what an earlier one set: newer, or as new and
+    final (Stripe's timestamps are to the second; a closing event outranks an opening one)."""
+    if event_at is None or payment.dispute_event_at is None or event_at > payment.dispute_event_at:
+        return True
+    return event_at == payment.dispute_event_at and payment.dispute_status not in DISPUTE_FINAL
+
+
+def payment_reverse(
+    *,
+    reference: str,
+    now: dt.datetime,
+    refunded: Decimal | None = None,
+    disputed: Decimal | None = None,
+    dispute_status: str = "",
+    event_at: dt.datetime | None = None,
+    why: str = "",
+) -> PaymentReversed:
+    """Set what went back of payment `reference` — the cumulative refund, or the amount a dispute
+    holds — and restore the account's balance by the difference. Idempotent: the same figures
+    again change nothing; a dispute event older than one applied is ignored."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(reference=reference[:255]).first()
+        if payment is None:
+            raise PaymentNotYetKnown(f"no payment {reference!r} recorded yet")
+        before = payment.net_amount
+        fields: dict[str, Any] = {}
+        if refunded is not None:
+            # Cumulative at Stripe: the larger figure is the newer one, whatever the arrival order.
+            fields["refunded_amount"] = min(max(payment.refunded_amount, refunded.quantize(CENT)), payment.amount)
+        if disputed is not None and _dispute_event_is_newer(payment, event_at=event_at, status=dispute_status):
+            fields["disputed_amount"] = min(disputed.quantize(CENT), payment.amount)
+            fields["dispute_status"] = dispute_status[:32]
+            fields["dispute_event_at"] = event_at or now
+        for name, value in fields.items():
+            setattr(payment, name, value)
+        after = payment.net_amount
+        if not fields:
+            return PaymentReversed(payment=payment, balance_restored=Decimal("0"))
+        Payment.objects.filter(pk=payment.pk).update(**fields)
+        lost = before - after  # > 0: money went back; < 0: a won dispute gave it back
+        promise_status = ""
+        if lost and payment.account_id is not None:
+            account = Account.objects.select_for_update().get(pk=payment.account_id)
+            if account.amount_due is not None:
+                balance = max(account.amount_due + lost, Decimal("0"))
+                account_fields: dict[str, Any] = {"amount_due": balance}
+                if balance > 0 and account.status == Account.Status.RESOLVED:
+                    account_fields["status"] = Account.Status.ACTIVE
+                elif balance <= 0 and account.status == Account.Status.ACTIVE:
+                    account_fields["status"] = Account.Status.RESOLVED
+                Account.objects.filter(pk=account.pk).update(**account_fields)
+            promise_status = _reopen_promise(promise_id=payment.promise_id, lost=lost, now=now)
+        if lost > 0:
+            FollowUpTask.objects.get_or_create(
+                kind=FollowUpTask.Kind.PAYMENT_REVERSED,
+                source_ref=f"payment:{payment.reference}"[:100],
+                defaults={
+                    "client_id": payment.client_id,
+                    "team": team_for_phase(payment.phase),
+                    "due_at": now + FOLLOW_UP_DUE[FollowUpTask.Kind.PAYMENT_REVERSED],
+                    "detail": f"{why or 'Money went back'}: ${lost:,.2f} of the ${payment.amount:,.2f} paid on "
+                    f"{timezone.localtime(payment.paid_at):%Y-%m-%d} ({payment.reference}). The balance is due again.",
+                },
+            )
+    log.info(
+        "payment reversed",
+        extra={"reference": reference, "client_id": payment.client_id, "refunded": str(payment.refunded_amount),
+               "disputed": str(payment.disputed_amount), "restored": str(lost), "promise": promise_status},
+    )  # fmt: skip
+    return PaymentReversed(payment=payment, balance_restored=lost, promise_status=promise_status)
+
+
 # --- Stripe events -------------------------------------------------------------------------------
 
 # Reference: https://docs.stripe.com/checkout/fulfillment
@@ -250,8 +369,52 @@ HANDLED_EVENTS = frozenset(
         "checkout.session.async_payment_succeeded",
         "checkout.session.async_payment_failed",
         "payment_intent.succeeded",
+        "charge.refunded",
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
     }
 )
+# Reference: https://docs.stripe.com/api/disputes/object (status)
+# A dispute in these states holds no money of ours back any more.
+DISPUTE_RETURNED = frozenset({"won", "warning_closed"})
+
+
+def _payment_intent_id(obj: Mapping[str, Any]) -> str:
+    value = obj.get("payment_intent")
+    if isinstance(value, dict):
+        value = value.get("id")
+    return str(value or "")
+
+
+def _cents(value: Any) -> Decimal | None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return None
+    return Decimal(value) / 100
+
+
+def _reversal_apply(*, event_type: str, obj: Mapping[str, Any], event_at: dt.datetime, now: dt.datetime) -> str:
+    reference = _payment_intent_id(obj)
+    if not reference:
+        log.warning("stripe %s names no payment", event_type, extra={"object_id": str(obj.get("id"))[:80]})
+        return "ignored_no_payment"
+    if event_type == "charge.refunded":
+        refunded = _cents(obj.get("amount_refunded"))
+        if refunded is None:
+            return "ignored_no_amount"
+        payment_reverse(reference=reference, refunded=refunded, now=now, why="Refunded at Stripe")
+        return "refund_recorded"
+    amount = _cents(obj.get("amount"))
+    if amount is None:
+        return "ignored_no_amount"
+    status = str(obj.get("status") or "")
+    held = Decimal("0") if status in DISPUTE_RETURNED else amount
+    reason = str(obj.get("reason") or "").replace("_", " ")
+    payment_reverse(
+        reference=reference, disputed=held, dispute_status=status, event_at=event_at, now=now,
+        why=f"Card dispute{f' ({reason})' if reason else ''}, {status.replace('_', ' ') or 'opened'}",
+    )  # fmt: skip
+    return "dispute_recorded"
 
 
 def _event_time(payload: Mapping[str, Any], now: dt.datetime) -> dt.datetime:
@@ -279,6 +442,8 @@ def stripe_event_apply(*, event_type: str, payload: Mapping[str, Any], now: dt.d
         return "ignored_event_type"
     metadata = _metadata(obj)
     paid_at = _event_time(payload, now)
+    if event_type.startswith("charge."):
+        return _reversal_apply(event_type=event_type, obj=obj, event_at=paid_at, now=now)
     if event_type == "payment_intent.succeeded":
         cents = obj.get("amount_received") or obj.get("amount")
         if not isinstance(cents, int) or cents <= 0:

@@ -288,6 +288,30 @@ def test_promise_review_asks_the_warehouse_who_is_still_past_due(sample_warehous
     assert dict(PromiseToPay.objects.values_list("client_id", "status")) == {"P1": "kept", "P2": "broken"}
 
 
+def test_a_partly_kept_promise_is_reviewed_once_when_its_date_has_passed():
+    short = promise("S1", days_ago=1)
+    settled_elsewhere = promise("S2", days_ago=1)
+    not_due = promise("S3", days_ago=0)
+    PromiseToPay.objects.filter(pk__in=[short.pk, settled_elsewhere.pk, not_due.pk]).update(
+        status=PromiseToPay.Status.PARTLY_KEPT, amount_recovered=Decimal("30.00")
+    )
+    now = timezone.now()
+    review = promise_review(now=now, still_past_due={"S1": True, "S2": False, "S3": True})
+    assert (review.short, review.kept, review.broken) == (1, 1, 0)
+    for row in (short, settled_elsewhere, not_due):
+        row.refresh_from_db()
+    assert (short.status, short.amount_recovered, short.reviewed_at) == ("partly_kept", Decimal("30.00"), now)
+    # The warehouse no longer returns S2 as past due: the rest was paid some other way.
+    assert (settled_elsewhere.status, settled_elsewhere.amount_recovered) == ("kept", Decimal("80.00"))
+    assert (not_due.status, not_due.reviewed_at) == ("partly_kept", None)
+    task = FollowUpTask.objects.get()
+    assert (task.kind, task.client_id, task.source_ref) == (FollowUpTask.Kind.PROMISE_PARTLY_KEPT, "S1", "call_S1")
+    assert "$30.00 paid, $50.00 short" in task.detail
+    again = promise_review(now=now + dt.timedelta(days=1), still_past_due={"S1": True})
+    assert (again.short, again.kept, again.undecided) == (0, 0, 1)  # S3, due by then, not asked about
+    assert FollowUpTask.objects.count() == 1
+
+
 def test_promise_review_does_not_query_the_warehouse_when_nothing_is_due(tmp_path):
     promise("P9", days_ago=0)
     with override_settings(WAREHOUSE_URL=f"sqlite:///{tmp_path / 'missing' / 'nope.sqlite3'}"):
