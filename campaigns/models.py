@@ -377,6 +377,9 @@ class CallAttempt(models.Model):
     sentiment = models.CharField(max_length=32, blank=True)
     transfer_destination = models.CharField(max_length=40, blank=True)
     cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    # The touchpoint's lifecycle phase, kept on the call: the queue item goes at the flush, and
+    # the cost per dollar recovered is given by phase for past days too ("" for inbound calls).
+    phase = models.CharField(max_length=32, blank=True, db_default="")
     custom_analysis = models.JSONField(default=dict, blank=True)
     placement_pending = models.BooleanField(
         default=False,
@@ -452,6 +455,8 @@ class SmsMessage(models.Model):
     queue_item = models.ForeignKey(QueueItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="sms_messages")
     kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.TOUCHPOINT)
     client_id = models.CharField(max_length=64, blank=True)
+    # The phase of the touchpoint, promise or call the text belongs to (kept past the flush).
+    phase = models.CharField(max_length=32, blank=True, db_default="")
     phone = models.CharField(max_length=20)
     inbox_id = models.CharField(max_length=64)
     text = models.TextField()

@@ -258,7 +258,7 @@ def send_payment_link(live: LiveCall, args: Mapping[str, Any]) -> Answer:
         existing, _ = SmsMessage.objects.get_or_create(
             local_id=local_id,
             defaults={
-                "kind": SmsMessage.Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": live.phone,
+                "kind": SmsMessage.Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": live.phone, "phase": live.phase,
                 "inbox_id": _inbox(account), "text": text, "status": SmsMessage.Status.PENDING, "scheduled_for": live.now,
             },
         )  # fmt: skip

@@ -13,7 +13,9 @@ range, grouped by one dimension: segment, phase, owner or source.
   at payment, and the days of overdue the payment cleared (days past due at payment: the
   account is current once it is paid).
 - ``cost_per_dollar_recovered`` — (call cost from Retell + texts × `settings.SMS_PRICE`) / amount
-  recovered. Calls and texts have no phase or source, so those groupings show no cost.
+  recovered. Calls and texts count by the client's segment and owner, by their own phase (kept on
+  the call and the text), and by source as the source of the client's first payment in the range
+  ("" for clients who paid nothing), so every grouping's rows add up to the total.
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ def _bounds(since: dt.date, until: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 def _account_field(name: str) -> Subquery:
     return Subquery(Account.objects.filter(client_id=OuterRef("client_id")).values(name)[:1], output_field=CharField())
+
+
+def _cost_key(by: str, *, start: dt.datetime, end: dt.datetime) -> Any:
+    """The grouping value of a call or a text (both have client_id and phase)."""
+    if by == "phase":
+        return F("phase")
+    if by == "source":
+        first = Payment.objects.filter(client_id=OuterRef("client_id"), paid_at__gte=start, paid_at__lt=end).order_by("paid_at", "pk")
+        return Subquery(first.values("source")[:1], output_field=CharField())
+    return _account_field("segment__name" if by == "segment" else "owner")
 
 
 def _ratio(numerator: Any, denominator: Any) -> float | None:
@@ -86,17 +98,18 @@ def payment_kpis(*, since: dt.date, until: dt.date, by: str = "segment") -> dict
         texts = SmsMessage.objects.filter(
             text__contains=PAY_LINK_MARK, sent_at__gte=start, sent_at__lt=end, status__in=[SmsMessage.Status.SENT, SmsMessage.Status.DELIVERED]
         )
-        if by in ("segment", "owner"):
-            account_key = "segment__name" if by == "segment" else "owner"
-            for row in texts.annotate(d=_account_field(account_key)).values("d").annotate(n=Count("pk")):
-                rows[row["d"] or ""]["links_sent"] = row["n"]
-                rows[row["d"] or ""]["cost"] = Decimal(str(settings.SMS_PRICE)) * row["n"]
-            calls = CallAttempt.objects.filter(placed_at__gte=start, placed_at__lt=end).annotate(d=_account_field(account_key))
-            for row in calls.values("d").annotate(c=Coalesce(Sum("cost"), Decimal("0"))):
-                rows[row["d"] or ""]["cost"] = Decimal(rows[row["d"] or ""]["cost"] or 0) + row["c"]
-        else:
-            for row in texts.values("queue_item__phase").annotate(n=Count("pk")):
-                rows[row["queue_item__phase"] or ""]["links_sent"] = row["n"]
+        texts = texts.annotate(d=_cost_key(by, start=start, end=end))
+        for row in texts.values("d").annotate(n=Count("pk")):
+            rows[row["d"] or ""]["links_sent"] = row["n"]
+
+    # What the outreach cost, grouped the same way: every call and text of the range once.
+    sms_price = Decimal(str(settings.SMS_PRICE))
+    all_texts = SmsMessage.objects.filter(sent_at__gte=start, sent_at__lt=end, status__in=[SmsMessage.Status.SENT, SmsMessage.Status.DELIVERED])
+    for row in all_texts.annotate(d=_cost_key(by, start=start, end=end)).values("d").annotate(n=Count("pk")):
+        rows[row["d"] or ""]["cost"] = Decimal(rows[row["d"] or ""]["cost"] or 0) + sms_price * row["n"]
+    calls = CallAttempt.objects.filter(placed_at__gte=start, placed_at__lt=end)
+    for row in calls.annotate(d=_cost_key(by, start=start, end=end)).values("d").annotate(c=Coalesce(Sum("cost"), Decimal("0"))):
+        rows[row["d"] or ""]["cost"] = Decimal(rows[row["d"] or ""]["cost"] or 0) + row["c"]
 
     total = dict.fromkeys(FIELDS, 0)
     for values in rows.values():
@@ -104,14 +117,8 @@ def payment_kpis(*, since: dt.date, until: dt.date, by: str = "segment") -> dict
             total[name] += values[name] or 0
     all_payments = payments.aggregate(f=Avg("days_past_due_at_first_contact"), p=Avg("days_past_due"))
     total.update(days_past_due_at_first_contact=all_payments["f"], days_past_due_at_payment=all_payments["p"])
-    # The total's cost is every call and text of the range, whatever the grouping.
-    sms_count = SmsMessage.objects.filter(
-        sent_at__gte=start, sent_at__lt=end, status__in=[SmsMessage.Status.SENT, SmsMessage.Status.DELIVERED]
-    ).count()
-    call_cost = CallAttempt.objects.filter(placed_at__gte=start, placed_at__lt=end).aggregate(c=Coalesce(Sum("cost"), Decimal("0")))["c"]
-    total["cost"] = call_cost + Decimal(str(settings.SMS_PRICE)) * sms_count
 
-    def finish(values: dict[str, Any], *, with_cost: bool) -> dict[str, Any]:
+    def finish(values: dict[str, Any]) -> dict[str, Any]:
         out = dict(values)
         out["promise_kept_rate"] = _ratio(values["promises_kept"], values["promises_due"])
         out["link_open_rate"] = _ratio(values["links_opened"], values["links_sent"])
@@ -120,19 +127,18 @@ def payment_kpis(*, since: dt.date, until: dt.date, by: str = "segment") -> dict
         out["days_overdue_improvement"] = round(float(paid_dpd), 1) if paid_dpd is not None else None
         for name in ("days_past_due_at_first_contact", "days_past_due_at_payment"):
             out[name] = round(float(values[name]), 1) if values[name] is not None else None
-        out["cost"] = str(Decimal(values["cost"] or 0).quantize(Decimal("0.01"))) if with_cost else None
-        out["cost_per_dollar_recovered"] = _ratio(values["cost"], values["amount_recovered"]) if with_cost else None
+        out["cost"] = str(Decimal(values["cost"] or 0).quantize(Decimal("0.01")))
+        out["cost_per_dollar_recovered"] = _ratio(values["cost"], values["amount_recovered"])
         out["amount_recovered"] = str(Decimal(values["amount_recovered"] or 0).quantize(Decimal("0.01")))
         out["amount_reversed"] = str(Decimal(values["amount_reversed"] or 0).quantize(Decimal("0.01")))
         return out
 
-    with_cost = by in ("segment", "owner")
     return {
         "since": since,
         "until": until,
         "by": by,
-        "rows": [{by: name, **finish(values, with_cost=with_cost)} for name, values in sorted(rows.items())],
-        "total": finish(total, with_cost=True),
+        "rows": [{by: name, **finish(values)} for name, values in sorted(rows.items())],
+        "total": finish(total),
     }
 
 

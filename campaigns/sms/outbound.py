@@ -436,6 +436,7 @@ def _message_for(*, item: QueueItem, now: dt.datetime, company_name: str) -> Sms
                 queue_item=item,
                 kind=kind,
                 client_id=item.client_id,
+                phase=item.phase,
                 phone=item.phone,
                 inbox_id=item.inbox_id,
                 text=text,
@@ -719,7 +720,7 @@ def promise_reminders_send_due(*, now: dt.datetime, limit: int = SEND_BATCH) -> 
                 SmsMessage.objects.get_or_create(
                     local_id=local_id,
                     defaults={
-                        "kind": Kind.PROMISE_REMINDER, "client_id": promise.client_id, "phone": promise.phone,
+                        "kind": Kind.PROMISE_REMINDER, "client_id": promise.client_id, "phone": promise.phone, "phase": promise.phase,
                         "inbox_id": _promise_inbox(promise), "text": "", "status": MessageStatus.FAILED,
                         "error": f"not sent: {block.detail}",
                     },
@@ -735,7 +736,7 @@ def promise_reminders_send_due(*, now: dt.datetime, limit: int = SEND_BATCH) -> 
         message, created = SmsMessage.objects.get_or_create(
             local_id=local_id,
             defaults={
-                "kind": Kind.PROMISE_REMINDER, "client_id": promise.client_id, "phone": promise.phone,
+                "kind": Kind.PROMISE_REMINDER, "client_id": promise.client_id, "phone": promise.phone, "phase": promise.phase,
                 "inbox_id": _promise_inbox(promise), "text": text, "status": MessageStatus.PENDING, "scheduled_for": now,
             },
         )  # fmt: skip
@@ -816,7 +817,7 @@ def payment_link_send(*, call_id: str, now: dt.datetime) -> bool:
         SmsMessage.objects.get_or_create(
             local_id=local_id,
             defaults={
-                "kind": Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": phone, "inbox_id": "",
+                "kind": Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": phone, "inbox_id": "", "phase": attempt.phase,
                 "text": "", "status": MessageStatus.FAILED, "error": f"not sent: {block.detail}"[:2000],
             },
         )  # fmt: skip
@@ -839,7 +840,7 @@ def payment_link_send(*, call_id: str, now: dt.datetime) -> bool:
     message, created = SmsMessage.objects.get_or_create(
         local_id=local_id,
         defaults={
-            "kind": Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": phone, "inbox_id": inbox_id,
+            "kind": Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": phone, "inbox_id": inbox_id, "phase": attempt.phase,
             "text": text, "status": MessageStatus.PENDING, "scheduled_for": due,
             "campaign": attempt.campaign, "queue_item": item,
         },

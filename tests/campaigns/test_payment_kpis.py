@@ -68,6 +68,28 @@ def test_by_source_and_owner(settings):
     assert before["total"]["amount_recovered"] == "0.00"
 
 
+@pytest.mark.parametrize("by", ["segment", "phase", "owner", "source"])
+def test_every_grouping_gives_the_cost_and_its_rows_add_up_to_the_total(settings, by):
+    today = money_day(settings)
+    now = clock.now()
+    CallAttempt.objects.filter(call_id="c1").update(phase="pre_suspension")
+    SmsMessage.objects.filter(local_id="s1").update(phase="past_due")
+    # A client who paid nothing still cost something: a call to K-3.
+    CallAttempt.objects.create(call_id="c3", client_id="K-3", to_number="+1", placed_at=now, cost=Decimal("0.50"), phase="past_due")
+    table = payment_kpis.payment_kpis(since=today, until=today, by=by)
+    assert table["total"]["cost"] == "1.50"
+    assert sum(Decimal(row["cost"]) for row in table["rows"]) == Decimal("1.50")
+    costs = {row[by]: row["cost"] for row in table["rows"]}
+    if by == "phase":
+        # The call and a text kept their phase; the other text had none.
+        assert costs == {"pre_suspension": "0.98", "past_due": "0.51", "": "0.01"}
+    if by == "source":
+        # K-1 paid through Stripe (a call and a text), K-2 through the warehouse (a text), K-3 not at all.
+        assert costs == {"stripe": "0.99", "warehouse": "0.01", "": "0.50"}
+        stripe_row = next(row for row in table["rows"] if row["source"] == "stripe")
+        assert stripe_row["cost_per_dollar_recovered"] == round(0.99 / 100, 4)
+
+
 def test_page_api_and_csv_show_them(settings):
     money_day(settings)
     client = Client()

@@ -87,6 +87,7 @@ def test_a_released_call_carries_everything_grace_needs(sandbox, step, settings)
     assert payment_link_verify(token=link.rstrip("/").rsplit("/", 1)[1], now=timezone.now()) == item.client_id
 
     assert (attempt.status, attempt.call_id, attempt.from_number) == (CallAttempt.Status.REGISTERED, call.call_id, "+12125550100")
+    assert attempt.phase == item.phase == "past_due"  # kept on the call past the flush, for the cost by phase
     item.refresh_from_db()
     assert (item.status, item.call_attempts) == (S.DIALING, 1)
     campaign.refresh_from_db()

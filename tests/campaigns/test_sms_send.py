@@ -87,6 +87,7 @@ def test_a_due_text_goes_out_once_with_the_exact_text_stored(heymarket_sandbox):
     assert recorded[0].inbox_id == item.inbox_id
     assert "Northwind Recovery" in message.text
     assert message.status == SmsMessage.Status.SENT and message.heymarket_id == str(recorded[0].pk)
+    assert message.phase == item.phase and message.phase  # kept on the text past the flush
     item.refresh_from_db()
     assert item.status == QueueItem.Status.SMS_SENT and item.sms_status == QueueItem.SmsStatus.SENT
     entry = ContactLedgerEntry.objects.get(reference=message.local_id)
