@@ -872,30 +872,43 @@ def callbacks_release(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], 
     due = [c for c in due if c not in late]
     claimed = [c for c in due if Callback.objects.filter(pk=c.pk, status=Callback.Status.SCHEDULED).update(status=Callback.Status.DIALING)]
     blocks = compliance.gate_callbacks(campaign=campaign, callbacks=claimed, now=now)
-    day_end = retry.campaign_day_end(campaign)
     placed = 0
     for callback in claimed:
         block = blocks[callback.pk]
         if block is not None:
-            compliance.gate_record(block=block, client_id=callback.client_id, channel=compliance.CALL, now=now, campaign=campaign)
-            opens = (
-                compliance.next_window_open(
-                    timezones=callback.timezone_list, now=now, start=campaign.calling_window_start, end=campaign.calling_window_end
-                )
-                if block.is_window
-                else None
-            )
-            if opens is not None and opens < day_end:
-                Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.SCHEDULED, due_at=opens)
-            else:
-                Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.MISSED, detail=block.detail[:300])
+            _callback_not_now(callback=callback, block=block, campaign=campaign, now=now)
             continue
         pacer.wait()
         placed += _callback_place(callback=callback, campaign=campaign, now_fn=now_fn, dialer=dialer)
     return placed
 
 
+def _callback_not_now(*, callback: Callback, block: compliance.Block, campaign: Campaign, now: dt.datetime) -> None:
+    """Record the block; a closed window makes the callback wait for it to open (today), any
+    other block, or a window that does not open again today, marks it missed with why."""
+    compliance.gate_record(block=block, client_id=callback.client_id, channel=compliance.CALL, now=now, campaign=campaign)
+    opens = (
+        compliance.next_window_open(timezones=callback.timezone_list, now=now, start=campaign.calling_window_start, end=campaign.calling_window_end)
+        if block.is_window
+        else None
+    )
+    if opens is not None and opens < retry.campaign_day_end(campaign):
+        Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.SCHEDULED, due_at=opens)
+    else:
+        Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.MISSED, detail=block.detail[:300])
+
+
 def _callback_place(*, callback: Callback, campaign: Campaign, now_fn: Callable[[], dt.datetime], dialer: DialerSettings) -> int:
+    # As for every call (`call_place`): pacing can carry the dial past the end of the client's
+    # window, so it is checked again at the moment of dialing, which is the time recorded.
+    dial_at = now_fn()
+    window = compliance.local_window_block(
+        timezones=callback.timezone_list, now=dial_at, start=campaign.calling_window_start, end=campaign.calling_window_end
+    )
+    if window is not None:
+        _callback_not_now(callback=callback, block=window, campaign=campaign, now=dial_at)
+        log.info("callback not placed: window closed before dialing", extra={"callback_id": callback.pk})
+        return 0
     account = Account.objects.select_related("segment").filter(client_id=callback.client_id).first()
     pool = list(settings.RETELL_FROM_NUMBERS)
     from_number = caller_ids.caller_id_choose(to_number=callback.phone, state=callback.state, pool=pool, usage={})
@@ -940,7 +953,7 @@ def _callback_place(*, callback: Callback, campaign: Campaign, now_fn: Callable[
             Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.SCHEDULED, due_at=now_fn() + CALLBACK_RETRY_DELAY)
         log.warning("callback not placed", extra={"callback_id": callback.pk, "error": str(exc)[:300]})
         return 0
-    dialed_at = now_fn()
+    dialed_at = dial_at
     with transaction.atomic():
         CallAttempt.objects.filter(pk=attempt.pk).update(call_id=call.call_id, status=A.REGISTERED, placed_at=dialed_at)
         Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.PLACED, attempt=attempt, dialed_at=dialed_at)

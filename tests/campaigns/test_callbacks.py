@@ -11,7 +11,7 @@ import pytest
 from campaigns.calls import release
 from campaigns.compliance.ledger import ledger_record
 from campaigns.conversations import results
-from campaigns.models import Callback, CallAttempt, ContactLedgerEntry, QueueItem, Suppression
+from campaigns.models import Callback, CallAttempt, ContactLedgerEntry, GateDecision, QueueItem, Suppression
 from campaigns.payments import record
 from integrations.sandbox.models import SimulatedCall
 from tests.campaigns.release_factories import make_call_step, make_campaign, make_item, make_segment, sandbox  # noqa: F401
@@ -103,3 +103,21 @@ def test_a_client_who_paid_after_booking_is_not_called_back(sandbox):  # noqa: F
     callback = Callback.objects.get()
     assert callback.status == Callback.Status.MISSED and "payment of $80.00" in callback.detail
     assert not SimulatedCall.objects.exists()
+
+
+def test_a_callback_the_pacing_carries_past_the_window_is_not_dialed(sandbox):  # noqa: F811
+    # Cleared by the gate at 20:59:50 in New York, dialed at 21:00:10: too late, so not dialed
+    # (and the window does not open again today), as for every other call.
+    campaign, item = answered_item()
+    analysed(item, "2025-06-10T20:45:00")
+    gate_time = dt.datetime(2025, 6, 11, 0, 59, 50, tzinfo=dt.timezone.utc)
+    times = iter([gate_time, gate_time + dt.timedelta(seconds=20)])
+    placed = release.callbacks_release(
+        campaign=campaign, now_fn=lambda: next(times, gate_time + dt.timedelta(seconds=30)), pacer=release.Pacer(None),
+        dialer=release.DialerSettings.load(),
+    )  # fmt: skip
+    assert placed == 0 and not SimulatedCall.objects.exists()
+    callback = Callback.objects.get()
+    assert callback.status == Callback.Status.MISSED and callback.detail
+    assert not CallAttempt.objects.filter(kind=CallAttempt.Kind.CALLBACK).exists()
+    assert GateDecision.objects.filter(client_id=item.client_id, rule="outside_local_window").exists()
