@@ -255,6 +255,8 @@ class PaymentNotYetKnown(LookupError):
     """A refund or dispute names a payment we have not recorded yet (its events came out of
     order): the event stays unprocessed and is retried."""
 
+    retry_later = True
+
 
 @dataclass(frozen=True)
 class PaymentReversed:

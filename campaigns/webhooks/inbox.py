@@ -257,7 +257,10 @@ def webhook_event_process(*, event_id: int, now: dt.datetime) -> bool:
             result = handler(event_type=event.event_type, payload=event.payload, now=now) if handler else "no_handler"
             WebhookEvent.objects.filter(pk=event_id).update(processed_at=now, error="", result=result[:64])
     except Exception as exc:
-        log.exception("webhook event processing failed", extra={"webhook_event_id": event_id, "error": str(exc)[:300]})
+        if getattr(exc, "retry_later", False):  # expected: e.g. a refund whose payment is not here yet
+            log.info("webhook event kept for a retry", extra={"webhook_event_id": event_id, "error": str(exc)[:300]})
+        else:
+            log.exception("webhook event processing failed", extra={"webhook_event_id": event_id, "error": str(exc)[:300]})
         WebhookEvent.objects.filter(pk=event_id, processed_at__isnull=True).update(error=f"{type(exc).__name__}: {exc}"[:2000])
         return False
     log.info("webhook event processed", extra={"webhook_event_id": event_id, "vendor": event.vendor, "event_type": event.event_type, "result": result})
