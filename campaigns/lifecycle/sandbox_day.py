@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,14 +36,14 @@ from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.db import close_old_connections, connections
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.signing import SignedPackage
 
 from integrations import clock
 from cadences.models import ActionType, DialerSettings
-from campaigns.models import Campaign, QueueItem
+from campaigns.models import Campaign, Payment, PaymentLink, PromiseToPay, QueueItem
 from campaigns.compliance import gate as compliance
 from campaigns.lifecycle import invariants
 from campaigns.lifecycle import campaign as lifecycle
@@ -87,6 +88,7 @@ class DayReport:
     sms: dict[str, int] = field(default_factory=dict)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     reach: dict[str, int] = field(default_factory=dict)
+    money: dict[str, Any] = field(default_factory=dict)
     rows_flushed: int = 0
     history_rows_in_warehouse: int | None = None
     invariants: list[dict[str, Any]] = field(default_factory=list)
@@ -417,6 +419,24 @@ def _run_day(
     say(f"flushed {campaign.flushed_rows} rows; the day is over")
 
 
+def _money(campaign: Campaign) -> dict[str, Any]:
+    """What the day's outreach brought in: payments (net of refunds), the links behind them, and
+    the promises made on the day's calls and how many were kept by a payment."""
+    payments = Payment.objects.filter(paid_at__date__gte=campaign.date)
+    received = payments.aggregate(paid=Sum("amount"), back=Sum("refunded_amount"), held=Sum("disputed_amount"))
+    recovered = (received["paid"] or Decimal("0")) - (received["back"] or Decimal("0")) - (received["held"] or Decimal("0"))
+    promises = PromiseToPay.objects.filter(campaign_date=campaign.date)
+    return {
+        "payments": payments.count(),
+        "recovered": str(recovered.quantize(Decimal("0.01"))),
+        "links_opened": PaymentLink.objects.filter(first_opened_at__date__gte=campaign.date).count(),
+        "links_paid": PaymentLink.objects.filter(status=PaymentLink.Status.COMPLETE, completed_at__date__gte=campaign.date).count(),
+        "promises_made": promises.count(),
+        "promises_kept": promises.filter(status=PromiseToPay.Status.KEPT).count(),
+        "promises_partly_kept": promises.filter(status=PromiseToPay.Status.PARTLY_KEPT).count(),
+    }
+
+
 def _run_calling(
     *, report: DayReport, campaign: Campaign, date: dt.date, say: Progress, serving_check: Callable[[], None]
 ) -> list[invariants.Check]:
@@ -483,6 +503,7 @@ def _run_calling(
     report.reach["call_touchpoints_out_of_time"] = calls.filter(
         status=QueueItem.Status.SKIPPED, skip_reason__in=[compliance.Rule.OUTSIDE_LOCAL_WINDOW, "campaign_stopped"], call_attempts=0
     ).count()
+    report.money = _money(campaign)
     checks = invariants.checks_before_flush(campaign=campaign)
     report.stages["stop_s"] = round(time.monotonic() - stage, 2)
     return checks

@@ -40,6 +40,9 @@ DEFAULT_CONVERSATION_WEIGHTS: dict[str, float] = {
     "identity_failed": 0.08,
     "payment_link": 0.25,
     "payment_link_requested": 0.15,
+    # Of the clients who promise a date, those who also ask for the link to pay now (so a
+    # sandbox day shows promises kept by real money, not only promises pending).
+    "promise_paid_now": 0.3,
 }
 
 # Free agents per step, cycling; each ring group starts at its own offset in the cycle.

@@ -374,6 +374,7 @@ def _conversation_findings(
     flags = {name: drawn(name) for name in ("promise_to_pay", "dispute", "hardship", "cancellation_request", "legal_language", "vulnerable_customer", "callback_requested")}
     # Drawn after the others, so adding it changed no earlier finding of a seed.
     wants_link = drawn("payment_link_requested")
+    pays_promise_now = drawn("promise_paid_now")  # drawn last, for the same reason
     custom: dict[str, Any] = {
         "right_party": not wrong_party,
         "wrong_party": wrong_party,
@@ -396,6 +397,8 @@ def _conversation_findings(
         if amount is not None:
             share = Decimal(rng.choice(["1", "1", "0.5", "0.25"]))
             custom["promise_to_pay_amount"] = float((amount * share).quantize(Decimal("0.01")))
+    if flags["promise_to_pay"] and pays_promise_now:
+        wants_link = True
     if wants_link and outcome == "answered" and not flags["dispute"]:
         custom["payment_link_requested"] = True
     for name in ("dispute", "hardship", "cancellation_request", "vulnerable_customer"):

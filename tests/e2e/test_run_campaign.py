@@ -45,6 +45,10 @@ def test_a_sandbox_day_prints_its_summary_and_exits_zero(tmp_path: Path, mode: l
     reach = summary["reach"]
     assert 0 < reach["call_touchpoints_dialed"] <= summary["load"]["call_touchpoints"]
     assert reach["call_touchpoints_dialed"] + reach["call_touchpoints_out_of_time"] <= summary["load"]["call_touchpoints"]
+    # The sandbox clients opened the links texted to them and paid on the simulated Stripe.
+    money = summary["money"]
+    assert money["payments"] > 0 and float(money["recovered"]) > 0 and money["promises_made"] > 0, money
+    assert money["links_paid"] <= money["links_opened"] and money["promises_kept"] + money["promises_partly_kept"] <= money["promises_made"]
     assert summary["history_rows_in_warehouse"] >= summary["rows_flushed"] > 0
     assert "placed" in day.stderr  # progress lines while the day runs
     assert (tmp_path / "reconciled" / f"reconciled-{summary['date']}.csv").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 from collections import Counter
 
 import pytest
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from integrations.retell import client as retell
 from integrations.sandbox import delivery
+from integrations.sandbox import retell as simulator
 from integrations.sandbox.models import SimulatedCall, SimulatedDelivery, SimulatorConfig
 
 from .conftest import StubServer
@@ -216,3 +218,22 @@ def test_payloads_are_json_as_the_app_receives_them(settings, stub_server: StubS
     raw = stub_server.requests[0].body
     assert raw == json.dumps(json.loads(raw), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     assert stub_server.requests[0].headers["Content-Type"] == "application/json"
+
+
+def test_a_share_of_the_clients_who_promise_ask_for_the_link_to_pay_now() -> None:
+    now = dt.datetime(2025, 6, 10, 15, 0, tzinfo=dt.timezone.utc)
+    weights = {"promise_to_pay": 1.0, "payment_link_requested": 0.0}
+
+    def findings(share: float) -> list[dict]:
+        return [
+            simulator._conversation_findings("answered", {}, random.Random(n), now, weights={**weights, "promise_paid_now": share})
+            for n in range(200)
+        ]
+
+    assert all(f["promise_to_pay_date"] for f in findings(0.3))
+    asked = sum(bool(f.get("payment_link_requested")) for f in findings(0.3))
+    assert 35 <= asked <= 85  # about 30% of 200
+    assert not any(f.get("payment_link_requested") for f in findings(0.0))
+    # Without a promise the share changes nothing.
+    no_promise = [simulator._conversation_findings("answered", {}, random.Random(n), now, weights={"promise_paid_now": 1.0}) for n in range(50)]
+    assert not any(f.get("payment_link_requested") for f in no_promise)
