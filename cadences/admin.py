@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from cadences import templating
+from cadences import calendar, templating
 from cadences.models import CadenceStep, DialerSettings, Phase, Segment, SmsTemplate, StateCallLimit
 from cadences.selectors import segment_timeline
 from integrations.http import IntegrationError
@@ -208,11 +208,31 @@ class SmsTemplateAdmin(SimpleHistoryAdmin):
         return super().changeform_view(request, object_id, form_url, extra)
 
 
+class WeekdaysField(forms.MultipleChoiceField):
+    """The business days as checkboxes, stored as '0,1,2,3,4' (Monday is 0)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.pop("max_length", None)
+        kwargs.pop("empty_value", None)
+        super().__init__(choices=[(str(n), name) for n, name in enumerate(calendar.WEEKDAYS)], widget=forms.CheckboxSelectMultiple, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return value.split(",") if isinstance(value, str) else value
+
+    def clean(self, value: Any) -> str:
+        return ",".join(sorted(super().clean(value), key=int))
+
+
 class DialerSettingsForm(forms.ModelForm):
+    business_days = WeekdaysField(label="Business days", help_text="Days of the week a campaign starts on.")
+
     class Meta:
         model = DialerSettings
         fields = "__all__"
-        widgets = {"queue_sql": forms.Textarea(attrs={"rows": 10, "cols": 100, "class": "vLargeTextField", "spellcheck": "false"})}
+        widgets = {
+            "queue_sql": forms.Textarea(attrs={"rows": 10, "cols": 100, "class": "vLargeTextField", "spellcheck": "false"}),
+            "closed_dates": forms.Textarea(attrs={"rows": 4, "cols": 30, "placeholder": "2026-12-24"}),
+        }
 
     def clean_queue_sql(self) -> str:
         sql: str = self.cleaned_data["queue_sql"]
@@ -257,6 +277,22 @@ class DialerSettingsAdmin(SimpleHistoryAdmin):
             {"fields": ("max_calls_per_week", "conversation_blackout_days", "retry_delay_minutes", "max_call_attempts_per_day")},
         ),
         ("Retell pacing", {"fields": ("calls_per_second", "max_concurrent_calls")}),
+        (
+            "Daily start (portal time zone)",
+            {
+                "fields": ("auto_start", "auto_start_at", "business_days", "holiday_calendar", "closed_dates"),
+                "description": "With the daily start on, nobody needs to create and start each day's campaign: it starts at "
+                "the time set here on business days, and an alert says so if it cannot.",
+            },
+        ),
+        ("Grace's live tools", {"fields": ("promise_horizon_days",)}),
+        (
+            "Inbound calls: a Retell agent per conversation path",
+            {
+                "fields": ("inbound_agent_payment", "inbound_agent_question", "inbound_agent_dispute", "inbound_agent_escalation", "inbound_agent_generic"),
+                "description": "Blank: the called number's own agent answers.",
+            },
+        ),
         ("Records", {"fields": ("history_table", "ledger_retention_days", "company_name")}),
     )
 

@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from cadences import templating
+from cadences import calendar, templating
 
 # The lifecycle never runs past day 180 (cancellation) for any segment.
 MAX_CADENCE_DAY = 180
@@ -351,6 +351,21 @@ class DialerSettings(models.Model):
         max_length=100, blank=True, help_text="Retell agent id for callers who need a person (legal, attorney, vulnerable, broken promise)."
     )
     inbound_agent_generic = models.CharField(max_length=100, blank=True, help_text="Retell agent id for callers not matched to one account.")
+    # The daily start: each business day's campaign created and started at a set time.
+    auto_start = models.BooleanField(
+        "start each business day's campaign automatically", default=False,
+        help_text="At the time below, the day's campaign is created and started (the queue loads; calls begin as each "
+        "client's calling window opens). A day that already has a campaign is left as it is.",
+    )  # fmt: skip
+    auto_start_at = models.TimeField("start at", default=dt.time(7, 30), help_text="Portal time zone.")
+    business_days = models.CharField(
+        max_length=20, default="0,1,2,3,4", help_text="Days of the week a campaign starts on (Monday to Friday by default)."
+    )
+    holiday_calendar = models.CharField(
+        max_length=10, blank=True, default="US",
+        help_text="Public holidays with no campaign: a country code, optionally with a state (US, US-NY, CA-ON). Blank for none.",
+    )  # fmt: skip
+    closed_dates = models.TextField(blank=True, help_text="Other days with no campaign, one date per line (YYYY-MM-DD).")
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
 
@@ -376,6 +391,24 @@ class DialerSettings(models.Model):
 
     def __str__(self) -> str:
         return "Dialer settings"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        for name, check in (
+            ("business_days", lambda: calendar.weekdays_parse(self.business_days)),
+            ("holiday_calendar", lambda: calendar.calendar_check(self.holiday_calendar)),
+            ("closed_dates", lambda: calendar.closed_dates_parse(self.closed_dates)),
+        ):
+            try:
+                check()
+            except calendar.CalendarError as exc:
+                errors[name] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+
+    def not_a_business_day(self, day: dt.date) -> str:
+        """Why no campaign starts on `day` ("" on a business day)."""
+        return calendar.not_a_business_day(day, weekdays=self.business_days, calendar=self.holiday_calendar, closed_dates=self.closed_dates)
 
     @classmethod
     def load(cls) -> DialerSettings:

@@ -37,6 +37,7 @@ class Campaign(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
     is_sandbox = models.BooleanField(default=True, help_text="Created while vendors ran in sandbox mode.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    auto_started = models.BooleanField(default=False, help_text="Created and started by the daily start (dialer settings).")
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     # Release settings, copied from DialerSettings at creation so a running day is stable.

@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations import clock
-from cadences.models import Phase
+from cadences.models import DialerSettings, Phase
 from campaigns.compliance import gate as compliance
 from campaigns.models import (
     Account,
@@ -147,6 +147,7 @@ class CampaignStatus:
             "status": campaign.status,
             "status_display": campaign.get_status_display(),
             "halt_reason": campaign.halt_reason,
+            "auto_started": campaign.auto_started,
             "load_error": campaign.load_error,
             "flush_error": campaign.flush_error,
             "rows_read": campaign.rows_read,
@@ -815,4 +816,18 @@ def clients_matching(*, query: str, limit: int = 20) -> list[dict[str, str]]:
     for client_id, name in PromiseToPay.objects.filter(Q(client_id=query) | Q(phone__in=phones)).values_list("client_id", "client_name")[:limit]:
         found.setdefault(client_id, {"client_id": client_id, "client_name": name})
     return list(found.values())[:limit]
+
+
+def daily_start_note(day: dt.date) -> str:
+    """What the daily start will do about `day`, in a sentence ("" when it is off)."""
+    dialer = DialerSettings.load()
+    if not dialer.auto_start:
+        return ""
+    try:
+        closed = dialer.not_a_business_day(day)
+    except ValueError as exc:
+        return f"The daily start cannot read its holiday calendar: {exc}"
+    if closed:
+        return f"The daily start does not run today: {closed}."
+    return f"The daily start creates and starts it at {dialer.auto_start_at:%H:%M}."
 

@@ -116,6 +116,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "can_control": roles.can_control_campaigns(request.user),
             "poll_seconds": POLL_SECONDS,
             "controls": CONTROLS,
+            "daily_start": selectors.daily_start_note(date),
         },
     )
 

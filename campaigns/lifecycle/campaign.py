@@ -610,6 +610,50 @@ def campaigns_autostop(*, now: dt.datetime | None = None) -> list[int]:
     return stopped
 
 
+# How long the daily start waits before trying again a start whose queue load failed.
+AUTOSTART_RETRY = dt.timedelta(minutes=10)
+
+
+def campaign_autostart(*, now: dt.datetime | None = None) -> int | None:
+    """The daily start: once the dialer settings' start time has passed on a business day with no
+    campaign yet, create the day's campaign and start it. Returns its id when this call started it.
+
+    A day that already has a campaign (made by hand, or stopped already) is left alone, and so is
+    a day after its end-of-day time. Two workers racing here create one campaign (one per date)
+    and start it once (only a draft starts). A start whose queue load fails raises the load's
+    alert and is tried again; an unreadable holiday calendar raises one too.
+    """
+    now = now or clock.now()
+    dialer = DialerSettings.load()
+    local = timezone.localtime(now)
+    today = local.date()
+    if not dialer.auto_start or local.time() < dialer.auto_start_at or local.time() >= dialer.end_of_day:
+        return None
+    existing = Campaign.objects.filter(date=today).first()
+    if existing is not None:
+        # The daily start's own campaign whose queue load failed (the warehouse was down: an alert
+        # says so) is tried again every AUTOSTART_RETRY; any other campaign of the day is left alone.
+        retry_due = existing.load_started_at is None or existing.load_started_at <= now - AUTOSTART_RETRY
+        if not (existing.auto_started and existing.status == Status.DRAFT and existing.load_error and retry_due):
+            return None
+    try:
+        closed = dialer.not_a_business_day(today)
+    except ValueError as exc:  # a calendar the settings page would refuse now (stored before a library update)
+        alert_raise(campaign=None, source="daily_start", message=f"Today's campaign was not started: the dialer settings' calendar is unreadable ({exc}).")
+        return None
+    if closed:
+        log.info("daily start skipped", extra={"date": today.isoformat(), "why": closed})
+        return None
+    campaign = campaign_create(date=today)
+    Campaign.objects.filter(pk=campaign.pk, status=Status.DRAFT).update(auto_started=True)
+    try:
+        campaign_start(campaign=campaign)
+    except CampaignStateError:
+        return None  # another worker started it a moment ago
+    log.info("campaign started by the daily start", extra={"campaign_id": campaign.pk, "date": today.isoformat()})
+    return campaign.pk
+
+
 def recount_matches(*, campaign: Campaign) -> bool:
     """True when the campaign counters equal a recount from its items."""
     campaign.refresh_from_db()
@@ -617,13 +661,17 @@ def recount_matches(*, campaign: Campaign) -> bool:
 
 
 def campaigns_tick(*, now: dt.datetime | None = None) -> dict[str, list[int]]:
-    """Every minute: stop campaigns at end of day, finish stopping ones, flush stopped ones.
+    """Every minute: start the day's campaign (the daily start), stop campaigns at end of day,
+    finish stopping ones, flush stopped ones.
 
     A flush that failed is retried here too, so a warehouse outage heals by itself once the
     warehouse answers; the supervisor can also retry by hand.
     """
     now = now or clock.now()
-    report: dict[str, list[int]] = {"autostopped": campaigns_autostop(now=now), "stopped": [], "flushed": []}
+    started = campaign_autostart(now=now)
+    report: dict[str, list[int]] = {
+        "autostarted": [started] if started else [], "autostopped": campaigns_autostop(now=now), "stopped": [], "flushed": [],
+    }  # fmt: skip
     for campaign in Campaign.objects.filter(status=Status.STOPPING):
         if campaign_finish(campaign=campaign, now=now):
             report["stopped"].append(campaign.pk)

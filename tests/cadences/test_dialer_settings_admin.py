@@ -94,3 +94,30 @@ def test_a_calling_window_outside_legal_hours_is_refused(admin_client: Client) -
     response = save(admin_client, calling_window_start="07:00")
     assert response.status_code == 200
     assert "The calling window must lie inside 08:00–21:00 local time." in response.content.decode()
+
+
+def test_the_daily_start_is_set_on_the_settings_page_in_words(admin_client: Client) -> None:
+    page = admin_client.get(change_url()).content.decode()
+    assert "Daily start (portal time zone)" in page and "start each business day" in page.lower()
+    assert all(f'value="{n}"' in page for n in range(7)) and "Saturday" in page
+    response = save(admin_client, auto_start="on", auto_start_at="06:45", business_days=["0", "2", "4"], holiday_calendar="US-NY", closed_dates="2026-12-24\n2026-12-31  # year end")
+    assert response.status_code == 302, response.context["adminform"].form.errors  # type: ignore[attr-defined]
+    saved = DialerSettings.load()
+    assert (saved.auto_start, saved.auto_start_at.strftime("%H:%M"), saved.business_days) == (True, "06:45", "0,2,4")
+    # The inbound agents and the promise horizon are on the page too.
+    assert "inbound_agent_dispute" in page and "promise_horizon_days" in page
+
+
+@pytest.mark.parametrize(
+    "changes, field, message",
+    [
+        ({"business_days": []}, "business_days", "This field is required."),
+        ({"holiday_calendar": "XX"}, "holiday_calendar", "is not a holiday calendar"),
+        ({"closed_dates": "24/12/2026"}, "closed_dates", "Line 1: '24/12/2026' is not a date (write it as YYYY-MM-DD)."),
+    ],
+)
+def test_a_calendar_it_cannot_read_is_refused_saying_why(admin_client: Client, changes: dict[str, object], field: str, message: str) -> None:
+    response = save(admin_client, **changes)
+    assert response.status_code == 200
+    errors = " ".join(response.context["adminform"].form.errors.get(field, []))  # type: ignore[attr-defined]
+    assert message in errors
