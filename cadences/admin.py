@@ -286,6 +286,7 @@ class DialerSettingsAdmin(SimpleHistoryAdmin):
             },
         ),
         ("Grace's live tools", {"fields": ("promise_horizon_days",)}),
+        ("Call reviews", {"fields": ("review_first_calls",)}),
         (
             "Inbound calls: a Retell agent per conversation path",
             {

@@ -366,6 +366,11 @@ class DialerSettings(models.Model):
         help_text="Public holidays with no campaign: a country code, optionally with a state (US, US-NY, CA-ON). Blank for none.",
     )  # fmt: skip
     closed_dates = models.TextField(blank=True, help_text="Other days with no campaign, one date per line (YYYY-MM-DD).")
+    review_first_calls = models.PositiveSmallIntegerField(
+        "calls to review after a change", default=50,
+        help_text="After a change to a segment's cadence steps, texts or prompts, its first calls Grace handles (answered, "
+        "transferred or voicemail) are put in the review queue, this many. 0 turns the review off.",
+    )  # fmt: skip
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
 

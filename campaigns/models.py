@@ -378,9 +378,11 @@ class CallAttempt(models.Model):
     sentiment = models.CharField(max_length=32, blank=True)
     transfer_destination = models.CharField(max_length=40, blank=True)
     cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
-    # The touchpoint's lifecycle phase, kept on the call: the queue item goes at the flush, and
-    # the cost per dollar recovered is given by phase for past days too ("" for inbound calls).
+    # The touchpoint's lifecycle phase and segment, kept on the call: the queue item goes at the
+    # flush, and the cost per dollar recovered (by phase) and the review of the first calls after
+    # a cadence change (by segment) read them for past days too ("" for inbound calls).
     phase = models.CharField(max_length=32, blank=True, db_default="")
+    segment_name = models.CharField(max_length=64, blank=True, db_default="")
     custom_analysis = models.JSONField(default=dict, blank=True)
     placement_pending = models.BooleanField(
         default=False,
@@ -757,6 +759,53 @@ class DailyKpi(models.Model):
     class Meta:
         ordering = ["-date", "segment_name", "phase"]
         constraints = [models.UniqueConstraint(fields=["date", "segment_name", "phase"], name="daily_kpi_once")]
+
+
+class ReviewRound(models.Model):
+    """The first calls of a segment after a change to its cadence steps, texts or prompts, put
+    before a supervisor to judge (dialer settings: how many)."""
+
+    segment_name = models.CharField(max_length=64)
+    changed_at = models.DateTimeField(help_text="When the change was saved: calls placed from then on are reviewed.")
+    change = models.TextField(help_text="What changed, in words.")
+    changed_by = models.CharField(max_length=150, blank=True)
+    last_change_at = models.DateTimeField(help_text="The latest change folded into this review (one editing session is one review).")
+    calls_wanted = models.PositiveSmallIntegerField()
+    superseded_at = models.DateTimeField(null=True, blank=True, help_text="A later change to the segment started a new review.")
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        ordering = ["-changed_at"]
+        verbose_name = "review of the first calls"
+        verbose_name_plural = "reviews of the first calls"
+        constraints = [models.UniqueConstraint(fields=["segment_name", "changed_at"], name="review_round_once")]
+
+    def __str__(self) -> str:
+        return f"{self.segment_name}: first {self.calls_wanted} calls after {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+class CallReview(models.Model):
+    """One call of a review round and the supervisor's verdict on it."""
+
+    class Verdict(models.TextChoices):
+        PENDING = "pending", "Not reviewed yet"
+        RIGHT = "right", "Right"
+        WRONG = "wrong", "Wrong"
+
+    round = models.ForeignKey(ReviewRound, on_delete=models.CASCADE, related_name="reviews")
+    attempt = models.ForeignKey(CallAttempt, on_delete=models.CASCADE, related_name="reviews")
+    verdict = models.CharField(max_length=8, choices=Verdict.choices, default=Verdict.PENDING)
+    note = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["round", "attempt__placed_at"]
+        verbose_name = "call review"
+        constraints = [models.UniqueConstraint(fields=["round", "attempt"], name="call_review_once")]
+
+    def __str__(self) -> str:
+        return f"{self.attempt_id}: {self.get_verdict_display()}"
 
 
 class LiveToolCall(models.Model):

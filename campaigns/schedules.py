@@ -40,6 +40,8 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("warehouse-payments-poll", "campaigns.tasks.warehouse_payments_poll_task", 5),
     # Settles promises whose date has passed (the warehouse query runs only when one is due).
     Periodic("promises-review", "campaigns.tasks.promise_review_task", 60),
+    # Opens a review of the first calls after a cadence change, and fills it as calls end.
+    Periodic("call-reviews-sync", "campaigns.tasks.call_reviews_sync_task", 5),
     # Prunes records older than the retention (dialer settings), in bounded batches.
     Periodic("records-prune", "campaigns.tasks.records_prune_task", 60),
 )

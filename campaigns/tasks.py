@@ -13,6 +13,7 @@ from campaigns.calls import release
 from campaigns.conversations import promises
 from campaigns.lifecycle import campaign as lifecycle
 from campaigns.lifecycle import retention
+from campaigns.metrics import reviews
 from campaigns.models import Campaign, WebhookEvent
 from campaigns.payments import warehouse as warehouse_payments
 from campaigns.queue import load as queue
@@ -95,6 +96,11 @@ def webhook_events_retry_task(vendor: str = "") -> int:
 def promise_review_task() -> dict[str, int]:
     """Hourly: promises whose date has passed are settled against the warehouse."""
     return vars(promises.promise_review_run(now=clock.now()))
+
+
+def call_reviews_sync_task() -> dict[str, int]:
+    """Every 5 minutes: cadence changes open reviews of the first calls, which fill as calls end."""
+    return reviews.call_reviews_sync(now=clock.now())
 
 
 def campaign_load_task(campaign_id: int) -> str:

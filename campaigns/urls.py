@@ -6,7 +6,7 @@ from django.urls import include, path
 
 from campaigns.api import accounts
 from campaigns.api import views as api
-from campaigns.dashboard import views
+from campaigns.dashboard import reviews, views
 from campaigns.payments import views as payments
 from campaigns.webhooks import heymarket, retell, stripe
 
@@ -29,6 +29,10 @@ urlpatterns = [
     path("dashboard/kpis/payments.csv", views.payment_kpis_csv, name="campaigns-payment-kpis-csv"),
     path("dashboard/clients/", views.client_search, name="campaigns-client-search"),
     path("dashboard/clients/<str:client_id>/", views.client_timeline, name="campaigns-client-timeline"),
+    # The review of the first calls after a cadence change.
+    path("dashboard/reviews/", reviews.review_rounds, name="campaigns-review-rounds"),
+    path("dashboard/reviews/<int:pk>/", reviews.review_round, name="campaigns-review-round"),
+    path("dashboard/reviews/<int:pk>/<int:review_pk>/", reviews.review_mark, name="campaigns-review-mark"),
     # REST API (DRF): accounts, campaigns, queue items, follow-up tasks, KPIs, token, OpenAPI schema and docs.
     path("api/", include(accounts.account_urlpatterns)),
     path("api/", include(api.api_urlpatterns)),

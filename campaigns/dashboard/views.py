@@ -30,6 +30,7 @@ from campaigns.dashboard import selectors
 from campaigns.models import Campaign
 from campaigns.metrics import kpis
 from campaigns.metrics import payments as payment_kpis
+from campaigns.metrics import reviews as call_reviews
 from campaigns.lifecycle import campaign as lifecycle
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,7 @@ def kpis_page(request: HttpRequest) -> HttpResponse:
             "money_by": money_by,
             "money": payment_kpis.payment_kpi_windows(date=date, by=money_by),
             "money_dimensions": payment_kpis.DIMENSIONS,
+            "reviews": call_reviews.review_comparisons(limit=5),
         },
     )
 
