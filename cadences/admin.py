@@ -287,6 +287,7 @@ class DialerSettingsAdmin(SimpleHistoryAdmin):
         ),
         ("Grace's live tools", {"fields": ("promise_horizon_days",)}),
         ("Call reviews", {"fields": ("review_first_calls",)}),
+        ("Texts", {"fields": ("sms_max_parts",)}),
         (
             "Inbound calls: a Retell agent per conversation path",
             {

@@ -366,6 +366,11 @@ class DialerSettings(models.Model):
         help_text="Public holidays with no campaign: a country code, optionally with a state (US, US-NY, CA-ON). Blank for none.",
     )  # fmt: skip
     closed_dates = models.TextField(blank=True, help_text="Other days with no campaign, one date per line (YYYY-MM-DD).")
+    sms_max_parts = models.PositiveSmallIntegerField(
+        "longest text, in SMS parts", default=2, validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text="Saving an SMS template warns when its text for a client queued today would need more parts than this "
+        "(carriers bill and may split or drop each part).",
+    )  # fmt: skip
     review_first_calls = models.PositiveSmallIntegerField(
         "calls to review after a change", default=50,
         help_text="After a change to a segment's cadence steps, texts or prompts, its first calls Grace handles (answered, "

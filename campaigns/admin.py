@@ -25,7 +25,11 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
+from cadences import admin as cadences_admin
+from cadences import templating
+from cadences.models import DialerSettings, SmsTemplate
 from campaigns.queue import selectors
+from campaigns.sms import outbound as sms_outbound
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
 from campaigns.models import (
     Campaign, FollowUpTask, Payment, PaymentLink, PromiseToPay, QueueItem, RejectedRow, SmsMessage, WarehousePaymentsQuery, WebhookEvent,
@@ -580,8 +584,8 @@ class WarehousePaymentsQueryAdmin(admin.ModelAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
-    list_display = ("paid_at", "client_id", "amount", "source", "reference", "segment_name", "owner", "promise")
-    list_filter = ("source", "segment_name")
+    list_display = ("paid_at", "client_id", "amount", "refunded_amount", "disputed_amount", "source", "reference", "segment_name", "owner", "promise")
+    list_filter = ("source", "segment_name", "dispute_status")
     search_fields = ("client_id", "reference")
     list_select_related = ("promise",)
 
@@ -603,3 +607,54 @@ class PaymentLinkAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- SMS templates: the length of the real texts -------------------------------------------------
+
+# The template admin lives with the cadences, which know nothing of campaigns; the check against
+# today's queued clients is added here, where the queue is known.
+SMS_LENGTH_SAMPLE = 50
+
+
+def sms_length_overruns(template: SmsTemplate, *, limit: int) -> tuple[int, int, list[tuple[str, int]]]:
+    """Render `template` for up to SMS_LENGTH_SAMPLE clients queued for a step that uses it (a
+    link as long as a real one, none issued): how many were rendered, how many need more than
+    `limit` parts, and (client id, parts) of the longest few."""
+    items = (
+        QueueItem.objects.filter(step__sms_template=template, status__in=[QueueItem.Status.QUEUED, QueueItem.Status.SMS_SCHEDULED])
+        .select_related("segment", "step", "campaign")
+        .order_by("-campaign__date", "pk")[:SMS_LENGTH_SAMPLE]
+    )
+    company = DialerSettings.load().company_name
+    now = clock.now()
+    rendered, over = 0, []
+    for item in items:
+        try:
+            text = sms_outbound.sms_render(item=item, now=now, company_name=company, template=template, preview=True)
+        except sms_outbound.RenderError:
+            continue
+        rendered += 1
+        parts = templating.sms_length_info(text)["segments"]
+        if parts > limit:
+            over.append((item.client_id, parts))
+    over.sort(key=lambda pair: -pair[1])
+    return rendered, len(over), over[:3]
+
+
+class QueuedSmsTemplateAdmin(cadences_admin.SmsTemplateAdmin):
+    def save_model(self, request: HttpRequest, obj: SmsTemplate, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        limit = DialerSettings.load().sms_max_parts
+        rendered, over, longest = sms_length_overruns(obj, limit=limit)
+        if over:
+            examples = ", ".join(f"{client_id} ({parts} parts)" for client_id, parts in longest)
+            messages.warning(
+                request,
+                f"For {over} of the {rendered} clients queued for it, this text runs to more than {limit} SMS parts "
+                f"(the limit in Dialer settings): {examples}. Shorten it, or the carrier bills (and may split) each part.",
+            )
+
+
+admin.site.unregister(SmsTemplate)
+admin.site.register(SmsTemplate, QueuedSmsTemplateAdmin)
+

@@ -49,7 +49,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from cadences import templating
-from cadences.models import ActionType, DialerSettings, Segment, Team, team_for_phase
+from cadences.models import ActionType, DialerSettings, Segment, SmsTemplate, Team, team_for_phase
 from campaigns import geo
 from campaigns.models import (
     Account,
@@ -292,15 +292,18 @@ class RenderError(Exception):
         self.reason = reason
 
 
-def sms_render(*, item: QueueItem, now: dt.datetime, company_name: str) -> str:
-    """The exact text for a touchpoint: the step's template, plus the opt-out notice if due."""
-    template = item.step.sms_template
+def sms_render(*, item: QueueItem, now: dt.datetime, company_name: str, template: SmsTemplate | None = None, preview: bool = False) -> str:
+    """The exact text for a touchpoint: the step's template (or `template`, a draft of it), plus
+    the opt-out notice if due. A `preview` issues no payment link: it carries one exactly as long."""
+    template = template or item.step.sms_template
     if template is None:
         raise RenderError("no_sms_template", f"Cadence step {item.step} has no SMS template.")
     cited = templating.template_variables(template.body)
     if item.amount_due is None and "amount_due" in cited:
         raise RenderError("missing_amount_due", "The template cites the amount due, and the warehouse gave none for this client.")
-    context = sms_context(item=item, now=now, company_name=company_name, with_link="payment_link" in cited)
+    context = sms_context(item=item, now=now, company_name=company_name, with_link="payment_link" in cited and not preview)
+    if preview and "payment_link" in cited:
+        context["payment_link"] = payment_links.example_link()
     text = " ".join(template.render(context).split())
     if not text:
         raise RenderError("empty_text", f"Template {template.name!r} rendered an empty text.")
