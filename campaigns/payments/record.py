@@ -32,12 +32,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cadences.models import team_for_phase
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Min
 from django.utils import timezone
 
+from cadences.models import team_for_phase
 from campaigns.models import (
     FOLLOW_UP_DUE,
     Account,
@@ -288,7 +288,7 @@ def _reopen_promise(*, promise_id: int | None, lost: Decimal, now: dt.datetime) 
 DISPUTE_FINAL = frozenset({"won", "lost", "warning_closed"})
 
 
-def _dispute_event_is_newer(payment: Payment, *, event_at: dt.datetime | None, status: str) -> bool:
+def _dispute_event_is_newer(payment: Payment, *, event_at: dt.datetime | None) -> bool:
     """Whether a dispute event should overwrite what an earlier one set: newer, or as new and
     final (Stripe's timestamps are to the second; a closing event outranks an opening one)."""
     if event_at is None or payment.dispute_event_at is None or event_at > payment.dispute_event_at:
@@ -318,7 +318,7 @@ def payment_reverse(
         if refunded is not None:
             # Cumulative at Stripe: the larger figure is the newer one, whatever the arrival order.
             fields["refunded_amount"] = min(max(payment.refunded_amount, refunded.quantize(CENT)), payment.amount)
-        if disputed is not None and _dispute_event_is_newer(payment, event_at=event_at, status=dispute_status):
+        if disputed is not None and _dispute_event_is_newer(payment, event_at=event_at):
             fields["disputed_amount"] = min(disputed.quantize(CENT), payment.amount)
             fields["dispute_status"] = dispute_status[:32]
             fields["dispute_event_at"] = event_at or now
@@ -344,7 +344,8 @@ def payment_reverse(
         if lost > 0:
             FollowUpTask.objects.get_or_create(
                 kind=FollowUpTask.Kind.PAYMENT_REVERSED,
-                source_ref=f"payment:{payment.reference}"[:100],
+                # One task for the refund and one for a dispute of the same payment.
+                source_ref=f"{'dispute' if disputed is not None else 'refund'}:{payment.reference}"[:100],
                 defaults={
                     "client_id": payment.client_id,
                     "team": team_for_phase(payment.phase),
