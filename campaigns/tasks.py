@@ -100,7 +100,7 @@ def promise_review_task() -> dict[str, int]:
 
 def call_reviews_sync_task() -> dict[str, int]:
     """Every 5 minutes: cadence changes open reviews of the first calls, which fill as calls end."""
-    return reviews.call_reviews_sync(now=clock.now())
+    return reviews.call_reviews_sync()
 
 
 def campaign_load_task(campaign_id: int) -> str:

@@ -22,14 +22,14 @@ from integrations import clock
 @require_GET
 @viewer_required
 def review_rounds(request: HttpRequest) -> HttpResponse:
-    reviews.call_reviews_sync(now=clock.now())
+    reviews.call_reviews_sync()
     return render(request, "campaigns/call_reviews.html", {"comparisons": reviews.review_comparisons(limit=50), "round": None})
 
 
 @require_GET
 @viewer_required
 def review_round(request: HttpRequest, pk: int) -> HttpResponse:
-    reviews.call_reviews_sync(now=clock.now())
+    reviews.call_reviews_sync()
     round_ = get_object_or_404(ReviewRound, pk=pk)
     shown = request.GET.get("show", "pending")
     calls = round_.reviews.select_related("attempt", "reviewed_by").order_by("attempt__placed_at")

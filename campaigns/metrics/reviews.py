@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from cadences.models import CadenceStep, DialerSettings, SmsTemplate
 from campaigns.models import CallAttempt, CallOutcome, CallReview, PromiseToPay, ReviewRound
+from integrations import clock
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,36 @@ BEFORE = dt.timedelta(days=30)
 
 @dataclass(frozen=True)
 class Change:
-    at: dt.datetime
+    recorded_at: dt.datetime  # the history's own (real) time: the watermark
     segments: tuple[str, ...]
     what: str
     by: str
+
+    @property
+    def at(self) -> dt.datetime:
+        """The change on the calls' clock (the same instant unless a sandbox day runs accelerated)."""
+        return clock.at(self.recorded_at)
+
+
+# A round's description keeps this many lines; more are counted in its last line.
+CHANGE_LINES = 6
+
+
+def _fold(text: str, line: str) -> str:
+    """Add `line` to a round's description, keeping it short: '… and N more changes.'"""
+    lines = text.splitlines()
+    more = 0
+    if lines and lines[-1].startswith("… and "):
+        more = int(lines.pop().split()[2])
+    if line in lines:
+        return text
+    if len(lines) < CHANGE_LINES:
+        lines.append(line)
+    else:
+        more += 1
+    if more:
+        lines.append(f"… and {more} more change{'s' if more > 1 else ''}.")
+    return "\n".join(lines)
 
 
 def _label(model: Any, field: str) -> str:
@@ -72,7 +99,7 @@ def _step_changes(since: dt.datetime) -> Iterator[Change]:
             if not fields:
                 continue  # saved without a change
             what = f"{', '.join(_label(CadenceStep, name) for name in fields).capitalize()} of {step} changed"
-        yield Change(at=record.history_date, segments=(segment,), what=what, by=_who(record))
+        yield Change(recorded_at=record.history_date, segments=(segment,), what=what, by=_who(record))
 
 
 def _template_changes(since: dt.datetime) -> Iterator[Change]:
@@ -85,30 +112,33 @@ def _template_changes(since: dt.datetime) -> Iterator[Change]:
         segments = tuple(sorted(set(CadenceStep.objects.filter(sms_template_id=record.id).values_list("segment__name", flat=True))))
         if segments:
             labels = ", ".join(_label(SmsTemplate, name) for name in fields)
-            yield Change(at=record.history_date, segments=segments, what=f"The {labels} of the text “{record.name}” changed", by=_who(record))
+            yield Change(recorded_at=record.history_date, segments=segments, what=f"The {labels} of the text “{record.name}” changed", by=_who(record))
 
 
 def changes_since(since: dt.datetime) -> list[Change]:
-    return sorted([*_step_changes(since), *_template_changes(since)], key=lambda c: c.at)
+    return sorted([*_step_changes(since), *_template_changes(since)], key=lambda c: c.recorded_at)
 
 
-def review_rounds_open(*, now: dt.datetime) -> list[ReviewRound]:
+def review_rounds_open() -> list[ReviewRound]:
     """Open a round for each change not seen yet (nothing when the review is off)."""
     wanted = DialerSettings.load().review_first_calls
     if not wanted:
         return []
+    # The history's times are real ones; `now` may be a sandbox day's accelerated clock.
+    real_now = dt.datetime.now(dt.timezone.utc)
     seen = ReviewRound.objects.aggregate(last=Max("last_change_at"))["last"]
-    since = max(seen, now - LOOK_BACK) if seen else now - LOOK_BACK
+    since = max(seen, real_now - LOOK_BACK) if seen else real_now - LOOK_BACK
     opened: list[ReviewRound] = []
     for change in changes_since(since):
         for segment in change.segments:
+            if ReviewRound.objects.filter(segment_name=segment, changed_at=change.at).exists():
+                continue
             current = ReviewRound.objects.filter(segment_name=segment, superseded_at=None).order_by("-changed_at").first()
             line = f"{change.what}{f' by {change.by}' if change.by else ''}."
-            if current is not None and change.at - current.last_change_at <= MERGE_WITHIN and not current.reviews.exists():
+            if current is not None and change.recorded_at - current.last_change_at <= MERGE_WITHIN and not current.reviews.exists():
                 # The same editing session: one round.
-                if line not in current.change.splitlines():
-                    current.change = f"{current.change}\n{line}"
-                current.last_change_at = change.at
+                current.change = _fold(current.change, line)
+                current.last_change_at = max(current.last_change_at, change.recorded_at)
                 current.save(update_fields=["change", "last_change_at"])
                 continue
             if current is not None:
@@ -116,7 +146,7 @@ def review_rounds_open(*, now: dt.datetime) -> list[ReviewRound]:
             round_, created = ReviewRound.objects.get_or_create(
                 segment_name=segment,
                 changed_at=change.at,
-                defaults={"change": line, "changed_by": change.by, "calls_wanted": wanted, "last_change_at": change.at},
+                defaults={"change": line, "changed_by": change.by, "calls_wanted": wanted, "last_change_at": change.recorded_at},
             )
             if created:
                 opened.append(round_)
@@ -145,9 +175,9 @@ def review_rounds_fill() -> int:
     return added
 
 
-def call_reviews_sync(*, now: dt.datetime) -> dict[str, int]:
+def call_reviews_sync() -> dict[str, int]:
     """Open rounds for new changes and fill them (a schedule runs it; the review page too)."""
-    opened = review_rounds_open(now=now)
+    opened = review_rounds_open()
     return {"opened": len(opened), "calls_added": review_rounds_fill()}
 
 

@@ -30,7 +30,7 @@ def step() -> CadenceStep:
     step.save()
     for model in (CadenceStep, SmsTemplate):
         model.history.update(history_date=F("history_date") - dt.timedelta(days=1))
-    reviews.call_reviews_sync(now=clock.now())
+    reviews.call_reviews_sync()
     ReviewRound.objects.update(superseded_at=clock.now() - dt.timedelta(hours=1))
     return step
 
@@ -63,7 +63,7 @@ def test_a_prompt_change_in_the_admin_opens_a_review_of_the_first_calls_after_it
     change_prompt(admin, step, step.live_call_prompt + " Thank them for their time.")
     changed = clock.now()
 
-    assert reviews.call_reviews_sync(now=changed)["opened"] == 1
+    assert reviews.call_reviews_sync()["opened"] == 1
     round_ = ReviewRound.objects.get(superseded_at=None)
     assert round_.segment_name == "RED Initial" and round_.calls_wanted == 2
     assert round_.change == f"Live call prompt of the day 20 SMS and call step changed by {staff.get_username()}."
@@ -74,16 +74,16 @@ def test_a_prompt_change_in_the_admin_opens_a_review_of_the_first_calls_after_it
     second = call(changed + dt.timedelta(minutes=3))
     call(changed + dt.timedelta(minutes=4))
     call(changed + dt.timedelta(minutes=5), segment="Other Segment")
-    reviews.call_reviews_sync(now=changed + dt.timedelta(minutes=6))
+    reviews.call_reviews_sync()
     assert set(round_.reviews.values_list("attempt_id", flat=True)) == {first.pk, second.pk}
     assert not CallReview.objects.filter(attempt=before).exists()
     # Syncing again adds nothing.
-    assert reviews.call_reviews_sync(now=changed + dt.timedelta(minutes=7)) == {"opened": 0, "calls_added": 0}
+    assert reviews.call_reviews_sync() == {"opened": 0, "calls_added": 0}
 
 
 def test_a_save_that_changes_nothing_opens_no_review(step: CadenceStep) -> None:
     step.save()
-    assert reviews.call_reviews_sync(now=clock.now())["opened"] == 0
+    assert reviews.call_reviews_sync()["opened"] == 0
 
 
 def test_a_template_change_reviews_every_segment_using_it_and_a_later_change_replaces_the_review(step: CadenceStep) -> None:
@@ -91,11 +91,11 @@ def test_a_template_change_reviews_every_segment_using_it_and_a_later_change_rep
     other.sms_template = step.sms_template
     other.save()
     CadenceStep.history.filter(id=other.pk).update(history_date=F("history_date") - dt.timedelta(days=1))
-    reviews.review_rounds_open(now=clock.now())  # the second segment's set-up, yesterday
+    reviews.review_rounds_open()  # the second segment's set-up, yesterday
     template = step.sms_template
     template.body = template.body + " Questions? Reply to this text."
     template.save()
-    opened = reviews.review_rounds_open(now=clock.now())
+    opened = reviews.review_rounds_open()
     assert sorted(r.segment_name for r in opened) == ["RED Escalated", "RED Initial"]
     assert all(f"of the text “{template.name}” changed" in r.change for r in opened)
 
@@ -109,7 +109,7 @@ def test_a_template_change_reviews_every_segment_using_it_and_a_later_change_rep
     CadenceStep.history.filter(id=step.pk).order_by("-history_date").filter(history_type="~", active=False).update(
         history_date=clock.now() + dt.timedelta(minutes=20)
     )
-    reviews.call_reviews_sync(now=clock.now() + dt.timedelta(minutes=21))
+    reviews.call_reviews_sync()
     first.refresh_from_db()
     assert first.superseded_at is not None and list(first.reviews.values_list("attempt_id", flat=True)) == [kept.pk]
     latest = ReviewRound.objects.get(segment_name="RED Initial", superseded_at=None)
@@ -119,7 +119,7 @@ def test_a_template_change_reviews_every_segment_using_it_and_a_later_change_rep
 def test_a_supervisor_judges_each_call_and_the_comparison_counts_it(step: CadenceStep) -> None:
     step.live_call_prompt += " Be brief."
     step.save()
-    reviews.call_reviews_sync(now=clock.now())
+    reviews.call_reviews_sync()
     round_ = ReviewRound.objects.get(superseded_at=None)
     now = clock.now()
     old = [call(now - dt.timedelta(days=3), duration_ms=30000), call(now - dt.timedelta(days=4), outcome="voicemail", duration_ms=20000)]
@@ -161,4 +161,18 @@ def test_the_review_is_off_at_zero(step: CadenceStep) -> None:
     DialerSettings.objects.update(review_first_calls=0)
     step.live_call_prompt += " Be brief."
     step.save()
-    assert reviews.call_reviews_sync(now=clock.now())["opened"] == 0
+    assert reviews.call_reviews_sync()["opened"] == 0
+
+
+def test_a_whole_cadence_set_up_at_once_is_one_review_described_in_a_few_lines() -> None:
+    segment = make_segment("Trial Segment")
+    for day in range(20, 40):
+        step = make_step(segment, day=day)
+        step.voicemail_prompt = "Hi, this is Grace calling for Jordan. Please call us back at 800 555 0100. Thank you."
+        step.save()
+    reviews.review_rounds_open()
+    (round_,) = ReviewRound.objects.filter(segment_name="Trial Segment")
+    lines = round_.change.splitlines()
+    assert len(lines) == reviews.CHANGE_LINES + 1 and lines[0] == "The day 20 SMS and call step was added."
+    # Each step: added, then saved with a new prompt: 40 changes, 6 shown.
+    assert lines[-1] == "… and 34 more changes."
