@@ -131,11 +131,11 @@ def review_rounds_open() -> list[ReviewRound]:
     opened: list[ReviewRound] = []
     for change in changes_since(since):
         for segment in change.segments:
-            if ReviewRound.objects.filter(segment_name=segment, changed_at=change.at).exists():
-                continue
             current = ReviewRound.objects.filter(segment_name=segment, superseded_at=None).order_by("-changed_at").first()
             line = f"{change.what}{f' by {change.by}' if change.by else ''}."
-            if current is not None and change.recorded_at - current.last_change_at <= MERGE_WITHIN and not current.reviews.exists():
+            same_instant = current is not None and current.changed_at == change.at  # saved together (an import, a reset)
+            session = current is not None and change.recorded_at - current.last_change_at <= MERGE_WITHIN and not current.reviews.exists()
+            if current is not None and (same_instant or session):
                 # The same editing session: one round.
                 current.change = _fold(current.change, line)
                 current.last_change_at = max(current.last_change_at, change.recorded_at)
