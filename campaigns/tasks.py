@@ -15,6 +15,7 @@ from campaigns.lifecycle import campaign as lifecycle
 from campaigns.lifecycle import retention
 from campaigns.models import Campaign, WebhookEvent
 from campaigns.payments import warehouse as warehouse_payments
+from campaigns.queue import intake
 from campaigns.queue import load as queue
 from campaigns.sms import outbound as sms
 from campaigns.webhooks import inbox, reconcile
@@ -65,6 +66,15 @@ def warehouse_payments_poll_task() -> dict[str, int | str]:
     """Every few minutes: the warehouse payments query, when one is stored."""
     report = warehouse_payments.warehouse_payments_poll(now=clock.now())
     return {"rows": report.rows, "new": report.new, "known": report.known, "rejected": report.rejected, "error": report.error}
+
+
+def sftp_sources_poll_task() -> dict[str, dict[str, object]]:
+    """Every minute: each SFTP intake folder whose interval has passed."""
+    reports = intake.sftp_sources_poll(now=clock.now())
+    return {
+        name: {"loaded": r.loaded, "failed": r.failed, "duplicates": r.duplicates, "waiting": r.waiting, "error": r.error}
+        for name, r in reports.items()
+    }
 
 
 def webhook_event_process_task(event_id: int) -> bool:
