@@ -28,11 +28,13 @@ from django.utils.text import slugify
 from campaigns.queue import selectors
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
 from campaigns.models import (
-    Campaign, FollowUpTask, Payment, PaymentLink, PromiseToPay, QueueItem, RejectedRow, SmsMessage, WarehousePaymentsQuery, WebhookEvent,
+    Campaign, FollowUpTask, Payment, PaymentLink, PromiseToPay, QueueItem, ReconciledDelivery, RejectedRow, SmsMessage,
+    WarehousePaymentsQuery, WebhookEvent,
 )  # fmt: skip
 from integrations.http import IntegrationError
 from integrations.warehouse import client as warehouse_client
 from campaigns.lifecycle import campaign as lifecycle
+from campaigns.lifecycle import delivery as deliveries
 from campaigns.queue import load as queue
 from campaigns.conversations import promises
 from campaigns.webhooks import inbox
@@ -67,6 +69,21 @@ class CsvUploadForm(forms.Form):
         + ", ".join(queue.OPTIONAL_COLUMNS)
         + " (optional).",
     )
+
+
+class ReconciledDeliveryInline(admin.TabularInline):
+    model = ReconciledDelivery
+    extra = 0
+    verbose_name_plural = "Reconciled file sent to the partners"
+    fields = ("destination", "status", "attempts", "delivered_at", "next_attempt_at", "remote_path", "error")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Campaign)
@@ -118,7 +135,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "flush_error",
     )
 
-    actions = ("start_campaigns", "pause_campaigns", "resume_campaigns", "stop_campaigns", "flush_campaigns")
+    actions = ("start_campaigns", "pause_campaigns", "resume_campaigns", "stop_campaigns", "flush_campaigns", "deliver_again")
 
     def _lifecycle_action(self, request: HttpRequest, queryset: QuerySet[Campaign], verb: str, service: Any) -> None:
         done, refused = [], []
@@ -160,6 +177,19 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.action(description="Flush the selected stopped campaigns to the warehouse (retry)", permissions=["change"])
     def flush_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         self._lifecycle_action(request, queryset, "flushed", lifecycle.campaign_flush)
+
+    @admin.action(description="Send the reconciled file to the partners again (after a failed delivery)", permissions=["change"])
+    def deliver_again(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        restarted = 0
+        for delivery in ReconciledDelivery.objects.filter(campaign__in=queryset):
+            restarted += deliveries.reconciled_delivery_restart(delivery=delivery)
+        if restarted:
+            self.message_user(request, f"{restarted} delivery(ies) will be sent again in a moment.", messages.SUCCESS)
+        else:
+            self.message_user(request, "Nothing to send again: no failed or waiting delivery among the selected days.", messages.WARNING)
+
+    def get_inlines(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        return (ReconciledDeliveryInline,) if obj is not None and obj.status == Campaign.Status.FLUSHED else ()
 
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         if obj is None:
@@ -603,3 +633,4 @@ class PaymentLinkAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
