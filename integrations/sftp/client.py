@@ -92,7 +92,7 @@ class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
 
 
 def _error(server: SftpServer, message: str, *, permanent: bool) -> IntegrationError:
-    return IntegrationError(f"SFTP {server}: {message}", permanent=permanent, vendor=VENDOR)
+    return IntegrationError(f"{server}: {message}", permanent=permanent, vendor=VENDOR)
 
 
 @contextmanager
