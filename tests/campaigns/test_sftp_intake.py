@@ -219,3 +219,25 @@ def test_folders_are_polled_at_their_own_interval_by_one_idempotent_schedule(
     schedules.schedules_install()
     poll = Schedule.objects.get(name="sftp-intake-poll")
     assert poll.func == "campaigns.tasks.sftp_sources_poll_task" and poll.minutes == 1
+
+
+def test_a_file_loaded_but_not_moved_is_only_moved_at_the_next_poll(campaign: Campaign, sftp_server: SftpTestServer, inbox: Path) -> None:
+    data = csv_bytes([client_row(), client_row(phone="555-0100")])
+    (inbox / "clients.csv").write_bytes(data)
+    # A file where the processed/ folder should be: the move fails after the load.
+    (inbox / "processed").write_text("in the way")
+    source = source_for(sftp_server)
+    report = intake.sftp_source_poll(source=source, now=NOW)
+    assert report.error and report.loaded == []
+    assert (inbox / "clients.csv").read_bytes() == data
+    assert QueueItem.objects.filter(campaign=campaign).count() == 1
+    assert IntakeFile.objects.get().moved_at is None
+
+    (inbox / "processed").unlink()
+    report = intake.sftp_source_poll(source=source, now=NOW + dt.timedelta(minutes=5))
+    assert report.loaded == ["clients.csv"] and report.error == ""
+    assert QueueItem.objects.filter(campaign=campaign).count() == 1 and RejectedRow.objects.count() == 1  # not loaded twice
+    assert (inbox / "processed" / "clients.csv").read_bytes() == data
+    [rejected] = result_rows(inbox / "processed" / "clients.csv.result.csv")
+    assert rejected["line"] == "3" and "not a valid number" in rejected["reason"]
+    assert IntakeFile.objects.get().moved_at == NOW + dt.timedelta(minutes=5)
