@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import io
 import logging
+import posixpath
 from dataclasses import dataclass, field
 
 import paramiko
@@ -100,12 +101,16 @@ def _load(*, intake: IntakeFile, data: bytes, campaign: Campaign, now: dt.dateti
     intake.save()
 
 
-def _place(*, session: paramiko.SFTPClient, source: SftpSource, name: str, failed: bool, result: str) -> str:
+def _place(*, session: paramiko.SFTPClient, source: SftpSource, name: str, failed: bool, result: str, now: dt.datetime) -> str:
     """The result file beside the file, in processed/ or failed/; the file moved last, so a poll
-    that dies in between finds the file again and finishes the move."""
+    that dies in between finds the file again and finishes the move. A partner sending a file
+    of the same name every day keeps the earlier ones: a taken name gets the time appended."""
     target_dir = sftp.join(source.path, FAILED_DIR if failed else PROCESSED_DIR)
     sftp.ensure_directory(session, target_dir)
     target = sftp.join(target_dir, name)
+    if sftp.exists(session, target):
+        stem, extension = posixpath.splitext(name)
+        target = sftp.join(target_dir, f"{stem}-{timezone.localtime(now):%Y%m%d-%H%M%S}{extension}")
     sftp.write_bytes(session, target + RESULT_SUFFIX, result.encode("utf-8"))
     sftp.move(session, sftp.join(source.path, name), target)
     return target
@@ -113,7 +118,7 @@ def _place(*, session: paramiko.SFTPClient, source: SftpSource, name: str, faile
 
 def _move(*, session: paramiko.SFTPClient, source: SftpSource, intake: IntakeFile, name: str, now: dt.datetime) -> None:
     failed = intake.status == IntakeFile.Status.FAILED
-    target = _place(session=session, source=source, name=name, failed=failed, result=intake.result)
+    target = _place(session=session, source=source, name=name, failed=failed, result=intake.result, now=now)
     IntakeFile.objects.filter(pk=intake.pk).update(moved_to=target, moved_at=now)
 
 
@@ -141,7 +146,7 @@ def _file(*, session: paramiko.SFTPClient, source: SftpSource, name: str, now: d
             (report.failed if earlier.status == IntakeFile.Status.FAILED else report.loaded).append(name)
             return
         _place(session=session, source=source, name=name, failed=earlier.status == IntakeFile.Status.FAILED,
-               result=_duplicate_result(earlier))  # fmt: skip
+               result=_duplicate_result(earlier), now=now)  # fmt: skip
         report.duplicates.append(name)
         log.info("sftp intake: file already loaded", extra={"source": source.name, "file": name, "first_seen_as": earlier.filename})
         return

@@ -186,6 +186,14 @@ def write_bytes(sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:
     sftp.rename(partial, path)
 
 
+def exists(sftp: paramiko.SFTPClient, path: str) -> bool:
+    try:
+        sftp.stat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def ensure_directory(sftp: paramiko.SFTPClient, path: str) -> None:
     try:
         sftp.stat(path)

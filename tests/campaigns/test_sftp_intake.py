@@ -241,3 +241,19 @@ def test_a_file_loaded_but_not_moved_is_only_moved_at_the_next_poll(campaign: Ca
     [rejected] = result_rows(inbox / "processed" / "clients.csv.result.csv")
     assert rejected["line"] == "3" and "not a valid number" in rejected["reason"]
     assert IntakeFile.objects.get().moved_at == NOW + dt.timedelta(minutes=5)
+
+
+def test_a_daily_file_of_the_same_name_keeps_the_earlier_ones_in_processed(
+    campaign: Campaign, sftp_server: SftpTestServer, inbox: Path
+) -> None:
+    source = source_for(sftp_server)
+    monday, tuesday = csv_bytes([client_row()]), csv_bytes([client_row()])
+    (inbox / "clients.csv").write_bytes(monday)
+    intake.sftp_source_poll(source=source, now=NOW)
+    (inbox / "clients.csv").write_bytes(tuesday)
+    report = intake.sftp_source_poll(source=source, now=NOW + dt.timedelta(minutes=5))
+    assert report.loaded == ["clients.csv"]
+    assert (inbox / "processed" / "clients.csv").read_bytes() == monday
+    assert (inbox / "processed" / "clients-20250610-090500.csv").read_bytes() == tuesday
+    assert (inbox / "processed" / "clients-20250610-090500.csv.result.csv").exists()
+    assert QueueItem.objects.filter(campaign=campaign).count() == 2
