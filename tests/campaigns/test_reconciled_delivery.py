@@ -22,6 +22,7 @@ from campaigns.lifecycle import delivery
 from campaigns.models import Alert, Campaign, ReconciledDelivery, SftpDestination
 
 from .conftest import NOW, SampleWarehouse
+from .dashboard_factories import supervisor
 from .sftp_server import USERNAME, SftpTestServer
 
 pytestmark = pytest.mark.django_db
@@ -139,12 +140,18 @@ def test_a_flush_without_delivery_folders_delivers_nothing_and_disabled_ones_are
 
 def test_the_dashboard_and_the_campaign_page_show_the_delivery(flushed: Campaign, client: Any) -> None:
     delivery.reconciled_delivery_send(delivery=ReconciledDelivery.objects.get(campaign=flushed), now=NOW)
+    client.force_login(supervisor())
+    page = client.get(reverse("campaigns-dashboard"), {"date": flushed.date.isoformat()}).content.decode()
+    assert "<dt>Sent to Acme reconciled</dt>" in page
+    assert 'data-delivery="delivered"' in page and "delivered Jun 10, 2025 09:00" in page
+    status = client.get(reverse("campaigns-dashboard-status"), {"date": flushed.date.isoformat()}).json()
+    [card] = [c for c in status["campaigns"] if c["id"] == flushed.pk]
+    assert card["end_of_day"]["deliveries"][0]["status"] == "delivered"
+
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(admin)
     page = client.get(reverse("admin:campaigns_campaign_change", args=[flushed.pk])).content.decode()
     assert "Reconciled file sent to the partners" in page and "Acme reconciled" in page and "Delivered" in page
-    payload = selectors.end_of_day_summary(campaign=flushed)
-    assert payload is not None and payload["deliveries"][0]["status"] == "delivered"
 
 
 def test_the_retry_sweep_is_an_idempotent_schedule() -> None:
