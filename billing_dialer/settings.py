@@ -305,6 +305,15 @@ IDENTITY_HASH_KEY = env.str("IDENTITY_HASH_KEY", default="") or hmac.new(
     SECRET_KEY.encode(), b"billing_dialer.identity_hash_key", hashlib.sha256
 ).hexdigest()
 
+# --- SFTP (partners' intake files in, the reconciled file out) ------------------------------
+# The passwords and private keys of the SFTP servers configured in the admin are stored
+# encrypted (Fernet) with this key. Set it in production, so rotating SECRET_KEY does not lock the
+# stored credentials away; unset, it is derived from SECRET_KEY. Changing it means entering each
+# server's password or key again.
+SFTP_SECRET_KEY = env.str("SFTP_SECRET_KEY", default="") or hmac.new(
+    SECRET_KEY.encode(), b"billing_dialer.sftp_secret_key", hashlib.sha256
+).hexdigest()
+
 # --- Stripe (Checkout Sessions behind the payment links, payment status by webhook) ---------
 # Live when STRIPE_API_KEY is set; otherwise the local simulator under /sandbox/stripe/ (only
 # while SANDBOX_ENABLED). The webhook endpoint is PUBLIC_BASE_URL + /webhooks/stripe/.

@@ -1,7 +1,7 @@
 """The two staff roles and what each may do in the admin.
 
 - **Billing managers** edit cadences, templates and settings (add/change/delete/view on every
-  cadences model) and see campaigns (view).
+  cadences model), set up the partners' SFTP intake and delivery folders, and see campaigns (view).
 - **Supervisors** watch and control campaigns (view + change on campaigns, queue items, follow-up
   tasks, promises to pay, suppressions and alerts; view on the rest) and see cadences read-only.
 
@@ -26,6 +26,9 @@ SUPERVISORS = "Supervisors"
 # Campaign models supervisors may change (stop a campaign, skip an item, work a follow-up task…).
 SUPERVISOR_CONTROLLED = frozenset({"campaign", "queueitem", "followuptask", "promisetopay", "suppression", "alert"})
 
+# Campaign models billing managers set up (the partners' SFTP folders).
+BILLING_MANAGED = frozenset({"sftpsource", "sftpdestination"})
+
 _ROLE_APPS = ("cadences", "campaigns")
 
 
@@ -45,6 +48,7 @@ def role_permissions(apps: Apps | Any = global_apps) -> dict[str, set[tuple[str,
     campaign_models = _model_names(apps, "campaigns")
     billing = {("cadences", f"{action}_{m}") for m in cadence_models for action in ("add", "change", "delete", "view")}
     billing |= {("campaigns", f"view_{m}") for m in campaign_models}
+    billing |= {("campaigns", f"{action}_{m}") for m in campaign_models if m in BILLING_MANAGED for action in ("add", "change", "delete")}
     supervisors = {("cadences", f"view_{m}") for m in cadence_models}
     supervisors |= {("campaigns", f"view_{m}") for m in campaign_models}
     supervisors |= {("campaigns", f"change_{m}") for m in campaign_models if m in SUPERVISOR_CONTROLLED}

@@ -32,16 +32,19 @@ from campaigns.queue import selectors
 from campaigns.sms import outbound as sms_outbound
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
 from campaigns.models import (
-    Campaign, FollowUpTask, Payment, PaymentLink, PromiseToPay, QueueItem, RejectedRow, SmsMessage, WarehousePaymentsQuery, WebhookEvent,
+    Campaign, FollowUpTask, IntakeFile, Payment, PaymentLink, PromiseToPay, QueueItem, ReconciledDelivery, RejectedRow, SftpDestination,
+    SftpServerSettings, SftpSource, SmsMessage, WarehousePaymentsQuery, WebhookEvent,
 )  # fmt: skip
 from integrations.http import IntegrationError
 from integrations.warehouse import client as warehouse_client
 from campaigns.lifecycle import campaign as lifecycle
+from campaigns.lifecycle import delivery as deliveries
 from campaigns.queue import load as queue
 from campaigns.conversations import promises
 from campaigns.webhooks import inbox
 from campaigns.conversations import followups
 from integrations import clock
+from integrations.sftp import client as sftp
 
 # --- Campaign ------------------------------------------------------------------------------
 
@@ -71,6 +74,21 @@ class CsvUploadForm(forms.Form):
         + ", ".join(queue.OPTIONAL_COLUMNS)
         + " (optional).",
     )
+
+
+class ReconciledDeliveryInline(admin.TabularInline):
+    model = ReconciledDelivery
+    extra = 0
+    verbose_name_plural = "Reconciled file sent to the partners"
+    fields = ("destination", "status", "attempts", "delivered_at", "next_attempt_at", "remote_path", "error")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Campaign)
@@ -122,7 +140,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "flush_error",
     )
 
-    actions = ("start_campaigns", "pause_campaigns", "resume_campaigns", "stop_campaigns", "flush_campaigns")
+    actions = ("start_campaigns", "pause_campaigns", "resume_campaigns", "stop_campaigns", "flush_campaigns", "deliver_again")
 
     def _lifecycle_action(self, request: HttpRequest, queryset: QuerySet[Campaign], verb: str, service: Any) -> None:
         done, refused = [], []
@@ -164,6 +182,19 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.action(description="Flush the selected stopped campaigns to the warehouse (retry)", permissions=["change"])
     def flush_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         self._lifecycle_action(request, queryset, "flushed", lifecycle.campaign_flush)
+
+    @admin.action(description="Send the reconciled file to the partners again (after a failed delivery)", permissions=["change"])
+    def deliver_again(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        restarted = 0
+        for delivery in ReconciledDelivery.objects.filter(campaign__in=queryset):
+            restarted += deliveries.reconciled_delivery_restart(delivery=delivery)
+        if restarted:
+            self.message_user(request, f"{restarted} delivery(ies) will be sent again in a moment.", messages.SUCCESS)
+        else:
+            self.message_user(request, "Nothing to send again: no failed or waiting delivery among the selected days.", messages.WARNING)
+
+    def get_inlines(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        return (ReconciledDeliveryInline,) if obj is not None and obj.status == Campaign.Status.FLUSHED else ()
 
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         if obj is None:
@@ -658,3 +689,140 @@ class QueuedSmsTemplateAdmin(cadences_admin.SmsTemplateAdmin):
 admin.site.unregister(SmsTemplate)
 admin.site.register(SmsTemplate, QueuedSmsTemplateAdmin)
 
+# --- SFTP: the partners' intake and delivery folders --------------------------------------------
+
+
+class SftpServerForm(forms.ModelForm):
+    """The secrets are write-only: a field left empty keeps what is stored, and nothing stored is
+    ever shown back (not even masked in the page's source)."""
+
+    password = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Only if the partner gave you a password. Leave empty to keep the one stored.",
+    )
+    private_key = forms.CharField(
+        label="Private key",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 70, "autocomplete": "off", "spellcheck": "false", "class": "vLargeTextField"}),
+        help_text=(
+            "Paste our private key for this server (the text starting “-----BEGIN OPENSSH PRIVATE KEY-----”), "
+            "without a passphrase; the partner needs the matching public key. Leave empty to keep the one stored."
+        ),
+    )
+    remove_password = forms.BooleanField(required=False, label="Remove the stored password")
+    remove_private_key = forms.BooleanField(required=False, label="Remove the stored private key")
+
+    def clean_host_key(self) -> str:
+        value: str = self.cleaned_data["host_key"].strip()
+        try:
+            sftp.host_key_parse(value)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return value
+
+    def clean_private_key(self) -> str:
+        value: str = self.cleaned_data["private_key"].strip()
+        if value:
+            try:
+                sftp.private_key_parse(value)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        instance: SftpServerSettings = self.instance
+        has_password = bool(data.get("password")) or (bool(instance.password_sealed) and not data.get("remove_password"))
+        has_key = bool(data.get("private_key")) or (bool(instance.private_key_sealed) and not data.get("remove_private_key"))
+        if not has_password and not has_key:
+            raise forms.ValidationError("Enter a private key or a password: the server needs one of them to let us in.")
+        return data
+
+    def save(self, commit: bool = True) -> Any:
+        instance: SftpServerSettings = self.instance
+        if self.cleaned_data.get("remove_password"):
+            instance.password = ""
+        if self.cleaned_data.get("remove_private_key"):
+            instance.private_key = ""
+        if self.cleaned_data.get("password"):
+            instance.password = self.cleaned_data["password"]
+        if self.cleaned_data.get("private_key"):
+            instance.private_key = self.cleaned_data["private_key"]
+        return super().save(commit)
+
+
+class SftpServerAdmin(admin.ModelAdmin):
+    form = SftpServerForm
+    list_filter = ("enabled",)
+    search_fields = ("name", "host", "username")
+    actions = ("check_connection",)
+    credential_fields = (("password", "remove_password"), ("private_key", "remove_private_key"), "stored_credentials")
+
+    @admin.display(description="Stored now")
+    def stored_credentials(self, obj: SftpServerSettings) -> str:
+        stored = [label for label, sealed in (("a password", obj.password_sealed), ("a private key", obj.private_key_sealed)) if sealed]
+        return " and ".join(stored) if stored else "nothing yet"
+
+    @admin.action(description="Check the connection (sign in and list the folder)", permissions=["view"])
+    def check_connection(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for server in queryset:
+            try:
+                with sftp.session(server.server()) as session:
+                    files = sftp.list_files(session, server.path)
+            except IntegrationError as exc:
+                self.message_user(request, f"{server}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{server}: connected, host key matches, {len(files)} file(s) in {server.path}.", messages.SUCCESS)
+
+
+@admin.register(SftpSource)
+class SftpSourceAdmin(SftpServerAdmin):
+    list_display = ("name", "enabled", "host", "path", "poll_minutes", "last_polled_at", "last_success_at", "last_error")
+    readonly_fields = ("stored_credentials", "last_polled_at", "last_success_at", "last_error")
+
+    def get_fieldsets(self, request: HttpRequest, obj: SftpSource | None = None) -> Any:
+        return (
+            (None, {"fields": ("name", "enabled", "poll_minutes"),
+                    "description": "A folder on a partner's server where they drop client CSV files. Each new file is queued "
+                    "for today's campaign, then moved to processed/ (or failed/) with a result file listing any rejected rows."}),
+            ("Server", {"fields": (("host", "port"), "username", "host_key", "path")}),
+            ("Sign-in", {"fields": self.credential_fields}),
+            ("Last check", {"fields": ("last_polled_at", "last_success_at", "last_error")}),
+        )  # fmt: skip
+
+
+@admin.register(SftpDestination)
+class SftpDestinationAdmin(SftpServerAdmin):
+    list_display = ("name", "enabled", "host", "path", "last_success_at", "last_error")
+    readonly_fields = ("stored_credentials", "last_success_at", "last_error")
+
+    def get_fieldsets(self, request: HttpRequest, obj: SftpDestination | None = None) -> Any:
+        return (
+            (None, {"fields": ("name", "enabled"),
+                    "description": "A folder on a partner's server that receives each day's reconciled file after the flush."}),
+            ("Server", {"fields": (("host", "port"), "username", "host_key", "path")}),
+            ("Sign-in", {"fields": self.credential_fields}),
+            ("Last delivery", {"fields": ("last_success_at", "last_error")}),
+        )  # fmt: skip
+
+
+@admin.register(IntakeFile)
+class IntakeFileAdmin(admin.ModelAdmin):
+    list_display = ("filename", "source", "status", "campaign", "rows_read", "rows_inserted", "rows_rejected", "received_at", "moved_to")
+    list_filter = ("status", "source")
+    search_fields = ("filename", "checksum")
+    list_select_related = ("source", "campaign")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: IntakeFile | None = None) -> Any:
+        return [f.name for f in IntakeFile._meta.concrete_fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: IntakeFile | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: IntakeFile | None = None) -> bool:
+        return False

@@ -10,17 +10,22 @@ dialer settings' `ledger_retention_days`.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import uuid
 from decimal import Decimal
 from typing import Any
 
+from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from cadences.models import ActionType, CadenceStep, Phase, Segment, Team
 from integrations import clock
+from integrations.sftp.client import SftpServer
 
 
 class Campaign(models.Model):
@@ -189,6 +194,7 @@ class Source(models.TextChoices):
 
     WAREHOUSE = "warehouse", "Warehouse query"
     CSV = "csv", "CSV upload"
+    SFTP = "sftp", "SFTP intake file"
 
 
 class CallOutcome(models.TextChoices):
@@ -1050,3 +1056,175 @@ class WarehousePaymentsQuery(models.Model):
     def load(cls) -> WarehousePaymentsQuery:
         obj, _ = cls.objects.get_or_create(singleton_key=1)
         return obj
+
+
+# --- SFTP: partners' intake files in, the reconciled file out ---------------------------------
+
+
+def _fernet() -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(settings.SFTP_SECRET_KEY.encode()).digest()))
+
+
+def secret_seal(value: str) -> str:
+    """A password or private key as stored: encrypted, so a database dump or a backup does not
+    hand out the partners' credentials."""
+    return _fernet().encrypt(value.encode()).decode() if value else ""
+
+
+def secret_open(sealed: str) -> str:
+    """The stored secret in clear, or "" when it was sealed with another SFTP_SECRET_KEY (it must
+    then be entered again)."""
+    if not sealed:
+        return ""
+    try:
+        return _fernet().decrypt(sealed.encode()).decode()
+    except InvalidToken:
+        return ""
+
+
+class SftpServerSettings(models.Model):
+    """How to reach one SFTP server: address, account, the pinned host key, a secret kept sealed."""
+
+    name = models.CharField(max_length=100, unique=True, help_text="A name your team recognises, e.g. “Acme Billing drop”.")
+    enabled = models.BooleanField(default=True, help_text="Untick to pause this server without losing its settings.")
+    host = models.CharField(max_length=255, help_text="The server's address, e.g. sftp.partner.example.com.")
+    port = models.PositiveIntegerField(default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    username = models.CharField("user name", max_length=100)
+    host_key = models.TextField(
+        "host key",
+        help_text=(
+            "The server's public host key, one line as the partner gives it (e.g. “ssh-ed25519 AAAA…”), "
+            "or the line for this server from `ssh-keyscan`. We only connect to a server presenting exactly this key."
+        ),
+    )
+    password_sealed = models.TextField(blank=True, editable=False)
+    private_key_sealed = models.TextField(blank=True, editable=False)
+    path = models.CharField(
+        "folder", max_length=500, default=".", help_text="The folder on the server, e.g. /outgoing (“.” is the account's home folder)."
+    )
+    last_success_at = models.DateTimeField("last worked at", null=True, blank=True)
+    last_error = models.TextField("last problem", blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def password(self) -> str:
+        return secret_open(self.password_sealed)
+
+    @password.setter
+    def password(self, value: str) -> None:
+        self.password_sealed = secret_seal(value)
+
+    @property
+    def private_key(self) -> str:
+        return secret_open(self.private_key_sealed)
+
+    @private_key.setter
+    def private_key(self, value: str) -> None:
+        self.private_key_sealed = secret_seal(value)
+
+    def server(self) -> SftpServer:
+        return SftpServer(
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            host_key=self.host_key,
+            password=self.password,
+            private_key=self.private_key,
+        )
+
+
+class SftpSource(SftpServerSettings):
+    """A partner's folder the portal polls for client CSV files to queue."""
+
+    poll_minutes = models.PositiveSmallIntegerField(
+        "check every (minutes)", default=5, validators=[MinValueValidator(1)], help_text="How often the folder is checked for new files."
+    )
+    last_polled_at = models.DateTimeField("last checked at", null=True, blank=True)
+    # A poll in progress, so two workers never read the same folder at once (older than the
+    # claim's time-to-live: the worker died, and the next poll takes over).
+    poll_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "SFTP intake folder"
+        verbose_name_plural = "SFTP intake folders"
+
+
+class SftpDestination(SftpServerSettings):
+    """A partner's folder each day's reconciled file is delivered to after the flush."""
+
+    class Meta:
+        verbose_name = "SFTP delivery folder"
+        verbose_name_plural = "SFTP delivery folders"
+
+
+class IntakeFile(models.Model):
+    """One file found in an intake folder, by its content: the same bytes load once, whatever the
+    file is called and however often it is polled or put back."""
+
+    class Status(models.TextChoices):
+        LOADING = "loading", "Loading"
+        LOADED = "loaded", "Loaded"
+        FAILED = "failed", "Refused"
+
+    source = models.ForeignKey(SftpSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="files", verbose_name="intake folder")
+    filename = models.CharField("file name", max_length=255)
+    checksum = models.CharField("SHA-256", max_length=64, unique=True)
+    size = models.PositiveBigIntegerField(default=0)
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="intake_files")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.LOADING)
+    rows_read = models.PositiveIntegerField(default=0)
+    rows_inserted = models.PositiveIntegerField("rows queued", default=0)
+    rows_rejected = models.PositiveIntegerField(default=0)
+    rows_no_touchpoint = models.PositiveIntegerField("rows with no touchpoint today", default=0)
+    error = models.TextField("why it was refused", blank=True)
+    # The result file written beside the moved file (kept here so a move interrupted by a lost
+    # connection is finished on the next poll with the same result).
+    result = models.TextField(blank=True)
+    moved_to = models.CharField("moved to", max_length=500, blank=True)
+    received_at = models.DateTimeField(default=clock.now, editable=False)
+    moved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name = "intake file"
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class ReconciledDelivery(models.Model):
+    """One day's reconciled file on its way to one partner's delivery folder."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to send"
+        SENDING = "sending", "Sending"
+        RETRYING = "retrying", "Failed, will retry"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed for good"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries")
+    destination = models.ForeignKey(SftpDestination, on_delete=models.CASCADE, related_name="deliveries", verbose_name="delivery folder")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField("next try at", null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    remote_path = models.CharField("delivered as", max_length=500, blank=True)
+    error = models.TextField("last problem", blank=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        ordering = ["campaign", "destination"]
+        verbose_name = "reconciled file delivery"
+        verbose_name_plural = "reconciled file deliveries"
+        constraints = [models.UniqueConstraint(fields=["campaign", "destination"], name="reconciled_delivery_once")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="reconciled_delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} → {self.destination}"

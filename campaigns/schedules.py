@@ -38,6 +38,10 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("stripe-webhook-events-retry", "campaigns.tasks.webhook_events_retry_task", 1, "'stripe'"),
     # Payments from the warehouse's payments query, for sites without Stripe (when one is stored).
     Periodic("warehouse-payments-poll", "campaigns.tasks.warehouse_payments_poll_task", 5),
+    # Partners' client files from the SFTP intake folders (each folder at its own interval).
+    Periodic("sftp-intake-poll", "campaigns.tasks.sftp_sources_poll_task", 1),
+    # Reconciled files whose delivery to a partner failed, tried again once their pause is over.
+    Periodic("reconciled-deliveries-retry", "campaigns.tasks.reconciled_deliveries_retry_task", 1),
     # Settles promises whose date has passed (the warehouse query runs only when one is due).
     Periodic("promises-review", "campaigns.tasks.promise_review_task", 60),
     # Opens a review of the first calls after a cadence change, and fills it as calls end.

@@ -12,10 +12,12 @@ from django.utils import timezone
 from campaigns.calls import release
 from campaigns.conversations import promises
 from campaigns.lifecycle import campaign as lifecycle
+from campaigns.lifecycle import delivery
 from campaigns.lifecycle import retention
 from campaigns.metrics import reviews
-from campaigns.models import Campaign, WebhookEvent
+from campaigns.models import Campaign, ReconciledDelivery, WebhookEvent
 from campaigns.payments import warehouse as warehouse_payments
+from campaigns.queue import intake
 from campaigns.queue import load as queue
 from campaigns.sms import outbound as sms
 from campaigns.webhooks import inbox, reconcile
@@ -66,6 +68,28 @@ def warehouse_payments_poll_task() -> dict[str, int | str]:
     """Every few minutes: the warehouse payments query, when one is stored."""
     report = warehouse_payments.warehouse_payments_poll(now=clock.now())
     return {"rows": report.rows, "new": report.new, "known": report.known, "rejected": report.rejected, "error": report.error}
+
+
+def sftp_sources_poll_task() -> dict[str, dict[str, object]]:
+    """Every minute: each SFTP intake folder whose interval has passed."""
+    reports = intake.sftp_sources_poll(now=clock.now())
+    return {
+        name: {"loaded": r.loaded, "failed": r.failed, "duplicates": r.duplicates, "waiting": r.waiting, "error": r.error}
+        for name, r in reports.items()
+    }
+
+
+def reconciled_delivery_send_task(delivery_id: int) -> str:
+    """The first try of a reconciled file's delivery, right after the flush (or a restart)."""
+    found = ReconciledDelivery.objects.select_related("campaign", "destination").filter(pk=delivery_id).first()
+    if found is None:
+        return "gone"
+    return delivery.reconciled_delivery_send(delivery=found, now=clock.now()).status
+
+
+def reconciled_deliveries_retry_task() -> list[int]:
+    """Every minute: deliveries whose next try is due."""
+    return delivery.reconciled_deliveries_retry(now=clock.now())
 
 
 def webhook_event_process_task(event_id: int) -> bool:

@@ -43,6 +43,7 @@ from campaigns.models import (
     SmsMessage,
     Suppression,
 )
+from campaigns.lifecycle import delivery
 from campaigns.metrics import kpis
 from integrations.dialflow import client as dialflow
 
@@ -367,6 +368,7 @@ def end_of_day_summary(*, campaign: Campaign) -> dict[str, Any] | None:
         "reconciled_rows": campaign.reconciled_rows,
         "reconciled_url": reverse("admin:campaigns_campaign_reconciled_csv", args=[campaign.pk]),
         "flushed_at": timezone.localtime(campaign.flushed_at).strftime("%b %d, %Y %H:%M %Z") if campaign.flushed_at else "",
+        "deliveries": delivery.delivery_summary(campaign=campaign),
     }
 
 

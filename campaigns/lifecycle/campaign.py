@@ -43,6 +43,7 @@ from integrations import clock, modes
 from campaigns.metrics import kpis
 from campaigns.queue import load as queue
 from campaigns.calls import release
+from campaigns.lifecycle import delivery
 from campaigns.sms import outbound as sms
 from campaigns import spreadsheets
 from campaigns.alerts import alert_raise
@@ -286,6 +287,8 @@ def campaign_flush(*, campaign: Campaign) -> Campaign:
         ):  # fmt: skip
             return campaign
         QueueItem.objects.filter(campaign=campaign).delete()
+        # The partners' copies of the file go out once the flush has committed.
+        delivery.reconciled_deliveries_create(campaign=campaign)
     log.info("campaign flushed", extra={"campaign_id": campaign.pk, "rows": written, "reconciled_rows": rows})
     return campaign
 

@@ -58,6 +58,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = tuple(warehouse.OPTIONAL_COLUMNS)
 
 SOURCE_WAREHOUSE = Source.WAREHOUSE
 SOURCE_CSV = Source.CSV
+SOURCE_SFTP = Source.SFTP
 # Where a CSV line's fields beyond the header go (such a line is rejected).
 EXTRA_FIELDS = "__extra_fields__"
 
@@ -123,6 +124,8 @@ class LoadProgress:
     no_touchpoint: int = 0
     already_queued: int = 0
     total: int | None = None
+    # The rows left out, one by one, when the caller keeps them (a file's result lists them).
+    rejections: list[RowRejection] | None = None
 
     def log_fields(self) -> dict[str, int]:
         return {
@@ -823,7 +826,7 @@ def load_run_create(*, campaign: Campaign, source: str, now: dt.datetime) -> Loa
         index=cadence_index(),
         now=now,
         queued_client_ids=set(QueueItem.objects.filter(campaign=campaign).values_list("client_id", flat=True)),
-        reject_already_queued=source == SOURCE_CSV,
+        reject_already_queued=source != SOURCE_WAREHOUSE,
     )
 
 
@@ -833,6 +836,8 @@ def _account(
     progress.read += chunk.read
     progress.inserted += inserted
     progress.rejected += len(chunk.rejections)
+    if progress.rejections is not None:
+        progress.rejections.extend(chunk.rejections)
     progress.no_touchpoint += chunk.no_touchpoint
     progress.already_queued += chunk.already_queued
     if on_progress is not None:
@@ -1038,11 +1043,15 @@ def queue_upload_csv(
     upload: IO[bytes],
     filename: str,
     now: dt.datetime | None = None,
+    source: str = SOURCE_CSV,
+    keep_rejections: bool = False,
 ) -> LoadProgress:
     """Queue the clients of an uploaded CSV file (same columns, checks and resolution as the load).
 
     A file that is not CSV, or lacks a required column, raises CsvFileError and loads nothing.
-    Each unusable row is stored as a RejectedRow (source "csv") with its line number and reason.
+    Each unusable row is stored as a RejectedRow (source "csv", or "sftp" for a file fetched from
+    an intake folder) with its line number and reason; with `keep_rejections` the result lists
+    them too.
     """
     now = now or clock.now()
     campaign.refresh_from_db()
@@ -1054,11 +1063,11 @@ def queue_upload_csv(
     if len(data) > CSV_MAX_BYTES:
         raise CsvFileError(f"The file is larger than {CSV_MAX_BYTES // (1024 * 1024)} MB; load it through the warehouse query.")
     _, rows = _csv_rows(data)
-    run = load_run_create(campaign=campaign, source=SOURCE_CSV, now=now)
-    progress = LoadProgress(total=len(rows))
+    run = load_run_create(campaign=campaign, source=source, now=now)
+    progress = LoadProgress(total=len(rows), rejections=[] if keep_rejections else None)
     chunks = (rows[i : i + CHUNK_SIZE] for i in range(0, len(rows), CHUNK_SIZE))
     _load_chunks(run=run, chunks=chunks, progress=progress, on_progress=None)
-    log.info("queue csv uploaded", extra={"campaign_id": campaign.pk, **progress.log_fields()})
+    log.info("queue csv uploaded", extra={"campaign_id": campaign.pk, "source": source, **progress.log_fields()})
     return progress
 
 

@@ -15,6 +15,8 @@ from integrations.warehouse import client as warehouse
 from integrations.warehouse import sample
 from campaigns.lifecycle import campaign as lifecycle
 
+from .sftp_server import SftpTestServer
+
 CAMPAIGN_DATE = dt.date(2025, 6, 10)
 NOW = dt.datetime(2025, 6, 10, 13, 0, tzinfo=dt.timezone.utc)
 
@@ -95,3 +97,14 @@ def unreachable_warehouse(tmp_path: Path) -> str:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     return f"sqlite:///{blocker / 'warehouse.sqlite3'}"
+
+
+@pytest.fixture
+def sftp_server(tmp_path: Path) -> Iterator[SftpTestServer]:
+    """A real SFTP server on a free loopback port, serving tmp_path/sftp (see sftp_server.py)."""
+    root = tmp_path / "sftp"
+    root.mkdir()
+    server = SftpTestServer(root)
+    server.start()
+    yield server
+    server.shutdown()
