@@ -279,6 +279,11 @@ WAREHOUSE_URL = env.str("WAREHOUSE_URL", default=f"sqlite:///{VAR_DIR / 'warehou
 WAREHOUSE_QUERY_TIMEOUT_SECONDS = env.float("WAREHOUSE_QUERY_TIMEOUT_SECONDS", default=240.0)
 WAREHOUSE_CHECK_TIMEOUT_SECONDS = env.float("WAREHOUSE_CHECK_TIMEOUT_SECONDS", default=10.0)
 
+# --- Owner alerts (apprise notification URLs, set per team and person in the admin) ----------
+# In sandbox mode the alerts are recorded (admin: Sandbox owner alerts) instead of sent; so is an
+# alert for which no URL is configured.
+NOTIFY_SANDBOX = env.bool("NOTIFY_SANDBOX", default=env.bool("SANDBOX_ENABLED", default=DEBUG))
+
 # --- Sandbox -----------------------------------------------------------------------------
 # The simulators are mounted (under /sandbox/) only when this is on, and only for vendors without
 # credentials. Off in production: the sandbox keys are in the source.
