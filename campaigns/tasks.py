@@ -14,6 +14,7 @@ from campaigns.conversations import promises
 from campaigns.lifecycle import campaign as lifecycle
 from campaigns.lifecycle import retention
 from campaigns.models import Campaign, WebhookEvent
+from campaigns.owners import alerts as owner_alerts
 from campaigns.payments import warehouse as warehouse_payments
 from campaigns.queue import load as queue
 from campaigns.sms import outbound as sms
@@ -125,3 +126,21 @@ def campaigns_tick_task() -> dict[str, list[int]]:
 def records_prune_task() -> dict[str, object]:
     """Hourly: records older than the retention go, a bounded number per run."""
     return vars(retention.records_prune(now=clock.now()))
+
+
+def owner_alert_send_task(task_id: int) -> dict[str, int]:
+    """Right after a follow-up task opens: route it, and alert its owner if its kind is urgent."""
+    report = owner_alerts.owner_alert_send(task_id=task_id, now=clock.now())
+    return {"routed": report.routed, "sent": report.sent, "failed": report.failed}
+
+
+def owner_alerts_sweep_task() -> dict[str, int]:
+    """Every minute: route new tasks; send (or retry) the at-once alerts that are due."""
+    report = owner_alerts.owner_alerts_sweep(now=clock.now())
+    return {"routed": report.routed, "sent": report.sent, "failed": report.failed}
+
+
+def owner_alerts_digest_task() -> dict[str, int]:
+    """Hourly: one digest per owner or team of the tasks not alerted yet."""
+    report = owner_alerts.owner_alerts_digest(now=clock.now())
+    return {"routed": report.routed, "sent": report.sent, "failed": report.failed, "messages": report.messages}

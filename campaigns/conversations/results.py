@@ -24,6 +24,9 @@ legal_language             text/bool  Legal threats or legal terms: a LEGAL_LANG
                                       the text mentions an attorney or lawyer, also an attorney
                                       suppression on all outreach.
 vulnerable_customer        boolean    Signs of vulnerability: a VULNERABLE_CUSTOMER task.
+compliance_exception       text/bool  The client asks for something outside policy (a contract
+                                      change, a payment arrangement Grace may not offer): a
+                                      COMPLIANCE_EXCEPTION task for a person to decide.
 callback_requested         boolean    The client asked to be called back. With a usable
                                       ``callback_time`` a callback is booked that the release
                                       loop dials; without one, a CALLBACK_REQUEST task.
@@ -41,8 +44,8 @@ payment_link_requested     boolean    The client wants to pay now: the secure pa
 =========================  =========  ==========================================================
 
 Follow-up tasks land in the team queue of the client's phase (billing before suspension,
-resurrection from it on) with a due time per kind (`FOLLOW_UP_DUE`), unassigned until a
-supervisor gives them an owner in the admin.
+resurrection from it on) with a due time per kind (`FOLLOW_UP_DUE`); the routing rules
+(`campaigns.owners.routing`) then give them an owner, who is alerted (`campaigns.owners.alerts`).
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ ESCALATION_FIELDS: dict[str, str] = {
     "cancellation_request": FollowUpTask.Kind.CANCELLATION_REQUEST,
     "legal_language": FollowUpTask.Kind.LEGAL_LANGUAGE,
     "vulnerable_customer": FollowUpTask.Kind.VULNERABLE_CUSTOMER,
+    "compliance_exception": FollowUpTask.Kind.COMPLIANCE_EXCEPTION,
 }
 _ATTORNEY_WORDS = re.compile(r"\b(attorney|attorneys|lawyer|lawyers|counsel|law firm|legal representation)\b", re.I)
 _FALSE_WORDS = frozenset({"", "no", "false", "none", "n/a", "na", "null", "0", "unknown", "not applicable"})
@@ -295,7 +299,21 @@ def task_create(
     )
     if created:
         log.info("follow-up task created", extra={"kind": kind, "client_id": context.client_id, "source_ref": source_ref})
+        # Routed and, for the urgent kinds, alerted right after commit; the minute sweep does it
+        # for a task whose enqueue failed (and for tasks raised elsewhere).
+        task_id = task.pk
+        transaction.on_commit(lambda: _owner_alert_enqueue(task_id))
     return task
+
+
+OWNER_ALERT_TASK = "campaigns.tasks.owner_alert_send_task"
+
+
+def _owner_alert_enqueue(task_id: int) -> None:
+    try:
+        async_task(OWNER_ALERT_TASK, task_id, save=False)
+    except Exception:
+        log.exception("owner alert not enqueued; the minute sweep sends it", extra={"task_id": task_id})
 
 
 def conversation_has_results(analysis: Any) -> bool:
