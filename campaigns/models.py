@@ -381,6 +381,22 @@ class CallAttempt(models.Model):
     # the cost per dollar recovered is given by phase for past days too ("" for inbound calls).
     phase = models.CharField(max_length=32, blank=True, db_default="")
     custom_analysis = models.JSONField(default=dict, blank=True)
+    # The high-value rule, as it applied when the call was dialed: the client owed the segment's
+    # high-value amount or more, so Grace offered a senior person first and was not to close the
+    # call alone.
+    high_value = models.BooleanField(
+        "high-value call",
+        default=False,
+        db_default=False,
+        help_text="The client owed the segment's high-value amount or more: a senior person was offered first.",
+    )
+    senior_transfer_number = models.CharField(
+        "senior ring group number",
+        max_length=20,
+        blank=True,
+        db_default="",
+        help_text="Where Grace was told to transfer this high-value call.",
+    )
     placement_pending = models.BooleanField(
         default=False,
         help_text="Claimed for a call whose placement the release step has not recorded yet. Events that arrive "
@@ -622,6 +638,7 @@ class FollowUpTask(models.Model):
         PAYMENT_REVERSED = "payment_reversed", "Payment refunded or disputed"
         PROMISE_PARTLY_KEPT = "promise_partly_kept", "Promise partly kept"
         COMPLIANCE_EXCEPTION = "compliance_exception", "Compliance exception"
+        HIGH_VALUE_CALL = "high_value_call", "High-value call ended without a person"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -700,6 +717,8 @@ FOLLOW_UP_DUE: dict[str, dt.timedelta] = {
     FollowUpTask.Kind.PROMISE_PARTLY_KEPT: dt.timedelta(days=1),
     # The client asked for something outside policy: a trained person decides, the same day.
     FollowUpTask.Kind.COMPLIANCE_EXCEPTION: dt.timedelta(hours=4),
+    # A high-value client talked to Grace alone: a senior person calls back the same day.
+    FollowUpTask.Kind.HIGH_VALUE_CALL: dt.timedelta(hours=4),
 }
 
 # The kinds whose owner is alerted at once; every other task waits for the hourly digest.

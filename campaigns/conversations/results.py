@@ -99,7 +99,28 @@ def call_event_apply(*, call: Mapping[str, Any], event_type: str, now: dt.dateti
                 disconnection_reason=record.disconnection_reason,
                 now=now,
             )
+        attempt = record.attempt
+        if attempt is not None and attempt.high_value and attempt.analyzed and attempt.outcome == CallAttempt.Outcome.ANSWERED:
+            _high_value_call_review(attempt=attempt, now=now)
     return record
+
+
+def _high_value_call_review(*, attempt: CallAttempt, now: dt.datetime) -> None:
+    """A high-value client's answered call that no person took (it was not transferred) is
+    never closed by Grace alone: a senior person calls back (once per call)."""
+    context = (
+        context_for_attempt(attempt)
+        if attempt.queue_item_id is not None
+        else context_for_client(client_id=attempt.client_id, phone=attempt.to_number, now=now)
+    )
+    task_create(
+        kind=FollowUpTask.Kind.HIGH_VALUE_CALL,
+        context=context,
+        source_ref=str(attempt.call_id),
+        due_at=now + FOLLOW_UP_DUE[FollowUpTask.Kind.HIGH_VALUE_CALL],
+        detail=f"High-value client: the call was offered to the senior ring group ({attempt.senior_transfer_number}) "
+        "but ended without a transfer. Call the client back.",
+    )
 
 
 # custom_analysis_data flag → follow-up task kind (the callback and the promise are separate).

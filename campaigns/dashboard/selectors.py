@@ -751,6 +751,8 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
         shown_refs.add(attempt.call_id or "")
         label = attempt.get_outcome_display() if attempt.outcome else attempt.get_status_display()
         title = f"Inbound call — {label}" if attempt.kind == CallAttempt.Kind.INBOUND else f"Call — {label}"
+        if attempt.high_value:
+            title += f" — high-value: offered to a senior person first ({attempt.senior_transfer_number})"
         at = attempt.placed_at or attempt.started_at or attempt.created_at
         events.append(TimelineEvent(at=at, kind="inbound_call" if attempt.kind == CallAttempt.Kind.INBOUND else "call", title=title, obj=attempt))
     for text in texts:
