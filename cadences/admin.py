@@ -268,6 +268,7 @@ class DialerSettingsAdmin(SimpleHistoryAdmin):
         ),
         ("Retell pacing", {"fields": ("calls_per_second", "max_concurrent_calls")}),
         ("Records", {"fields": ("history_table", "ledger_retention_days", "company_name")}),
+        ("E-mail", {"fields": ("email_follow_ups",)}),
     )
 
     @admin.display(description="Calling window")

@@ -376,6 +376,21 @@ class DialerSettings(models.Model):
     promise_horizon_days = models.PositiveSmallIntegerField(
         default=30, validators=[MinValueValidator(1)], help_text="Latest promise-to-pay date Grace may accept, in days from the call."
     )
+    class EmailFollowUps(models.TextChoices):
+        OFF = "off", "Never"
+        FALLBACK = "fallback", "When a text cannot be sent"
+        ALSO = "also", "Always, as a second channel"
+
+    email_follow_ups = models.CharField(
+        "e-mail follow-ups",
+        max_length=16,
+        choices=EmailFollowUps.choices,
+        default=EmailFollowUps.FALLBACK,
+        db_default=EmailFollowUps.FALLBACK,
+        help_text="When the payment link a client asked for, and the summary of a promise to pay, also go by e-mail "
+        "(only to clients with an e-mail address who did not unsubscribe). 'When a text cannot be sent': the client "
+        "opted out of texts, has no mobile number, or the text was refused.",
+    )
     # Retell agents for inbound calls, one per conversation path; blank = the number's own agent.
     inbound_agent_payment = models.CharField(max_length=100, blank=True, help_text="Retell agent id for callers with a balance or a promise due.")
     inbound_agent_question = models.CharField(max_length=100, blank=True, help_text="Retell agent id for callers with nothing due (paid, resolved).")

@@ -28,7 +28,7 @@ from django.utils.text import slugify
 from campaigns.queue import selectors
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
 from campaigns.models import (
-    Campaign, FollowUpTask, NotificationTarget, Payment, PaymentLink, PromiseToPay, QueueItem, RejectedRow, SmsMessage, WarehousePaymentsQuery, WebhookEvent,
+    Campaign, EmailMessage, FollowUpTask, NotificationTarget, Payment, PaymentLink, PromiseToPay, QueueItem, RejectedRow, SmsMessage, WarehousePaymentsQuery, WebhookEvent,
     TierOwner,
 )  # fmt: skip
 from integrations.http import IntegrationError
@@ -519,6 +519,26 @@ class TierOwnerAdmin(admin.ModelAdmin):
     list_display = ("tier", "owner")
     search_fields = ("tier", "owner__username")
     raw_id_fields = ("owner",)
+
+
+# --- Follow-up e-mails ------------------------------------------------------------------------------
+
+
+@admin.register(EmailMessage)
+class EmailMessageAdmin(admin.ModelAdmin):
+    """The payment links and promise summaries that went (or were to go) by e-mail, and why.
+    A record of what was sent: for looking, never for editing."""
+
+    list_display = ("created_at", "kind", "client_id", "status", "why", "send_attempts", "sent_at")
+    list_filter = ("kind", "status")
+    search_fields = ("client_id", "local_id", "call_id")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: EmailMessage | None = None) -> bool:
+        return False
 
 
 # --- Promises to pay ------------------------------------------------------------------------------

@@ -496,6 +496,44 @@ class SmsMessage(models.Model):
         return self.local_id
 
 
+class EmailMessage(models.Model):
+    """One follow-up e-mail (the payment link, a promise's summary), once per `local_id`."""
+
+    class Kind(models.TextChoices):
+        PAYMENT_LINK = "payment_link", "Payment link"
+        PROMISE_SUMMARY = "promise_summary", "Promise-to-pay summary"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    local_id = models.CharField(max_length=100, unique=True, help_text="What the e-mail is for: sent once per value.")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    client_id = models.CharField(max_length=64)
+    to_address = models.CharField("to", max_length=254)
+    subject = models.CharField(max_length=200)
+    why = models.CharField(max_length=200, help_text="Why it went by e-mail (the text could not be sent, or e-mail is a second channel).")
+    call_id = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    send_attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "follow-up e-mail"
+        indexes = [
+            models.Index(fields=["client_id", "created_at"], name="email_message_client"),
+            models.Index(fields=["status", "next_attempt_at"], name="email_message_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} to {self.client_id}"
+
+
 class WebhookEvent(models.Model):
     """Every authenticated webhook, stored once by the vendor's identity for the event."""
 
@@ -566,10 +604,12 @@ class Suppression(models.Model):
         CEASE_COMMUNICATION = "cease_communication", "Cease communication"
         DISPUTE_HOLD = "dispute_hold", "Dispute hold"
         ATTORNEY = "attorney", "Represented by attorney"
+        EMAIL_OPT_OUT = "email_opt_out", "E-mail unsubscribe"
 
     class Channel(models.TextChoices):
         CALL = "call", "Calls"
         SMS = "sms", "SMS"
+        EMAIL = "email", "E-mail"
         ALL = "all", "All channels"
 
     client_id = models.CharField(max_length=64, blank=True)

@@ -40,6 +40,8 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("warehouse-payments-poll", "campaigns.tasks.warehouse_payments_poll_task", 5),
     # Settles promises whose date has passed (the warehouse query runs only when one is due).
     Periodic("promises-review", "campaigns.tasks.promise_review_task", 60),
+    # Follow-up e-mails (payment links, promise summaries) whose send has not happened yet.
+    Periodic("emails-send-due", "campaigns.tasks.emails_send_due_task", 1),
     # Routes new follow-up tasks to their owners and sends the at-once alerts a worker missed
     # or that failed; the rest of the tasks go in the hourly digest.
     Periodic("owner-alerts", "campaigns.tasks.owner_alerts_sweep_task", 1),

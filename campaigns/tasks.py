@@ -13,6 +13,7 @@ from campaigns.calls import release
 from campaigns.conversations import promises
 from campaigns.lifecycle import campaign as lifecycle
 from campaigns.lifecycle import retention
+from campaigns.mail import followups as mail
 from campaigns.models import Campaign, WebhookEvent
 from campaigns.owners import alerts as owner_alerts
 from campaigns.payments import warehouse as warehouse_payments
@@ -144,3 +145,13 @@ def owner_alerts_digest_task() -> dict[str, int]:
     """Hourly: one digest per owner or team of the tasks not alerted yet."""
     report = owner_alerts.owner_alerts_digest(now=clock.now())
     return {"routed": report.routed, "sent": report.sent, "failed": report.failed, "messages": report.messages}
+
+
+def promise_summary_email_task(promise_id: int) -> bool:
+    """Right after a promise is recorded: its summary by e-mail, where one is called for."""
+    return mail.promise_summary_email(promise_id=promise_id, now=clock.now())
+
+
+def emails_send_due_task() -> int:
+    """Every minute: follow-up e-mails not sent yet (a worker down, the mail server refusing)."""
+    return mail.emails_send_due(now=clock.now())

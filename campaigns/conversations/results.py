@@ -505,4 +505,17 @@ def promise_create(
     )
     if created:
         log.info("promise to pay recorded", extra={"call_id": call_id, "client_id": context.client_id, "promised_date": promised.isoformat()})
+        # Its summary by e-mail, where the settings and the client's channels call for one.
+        promise_id = promise.pk
+        transaction.on_commit(lambda: _promise_summary_enqueue(promise_id))
     return promise, created
+
+
+PROMISE_SUMMARY_TASK = "campaigns.tasks.promise_summary_email_task"
+
+
+def _promise_summary_enqueue(promise_id: int) -> None:
+    try:
+        async_task(PROMISE_SUMMARY_TASK, promise_id, save=False)
+    except Exception:
+        log.exception("promise summary e-mail not enqueued", extra={"promise_id": promise_id})

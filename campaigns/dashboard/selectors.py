@@ -31,6 +31,7 @@ from campaigns.models import (
     Callback,
     CallAttempt,
     Campaign,
+    EmailMessage,
     ContactLedgerEntry,
     DailyKpi,
     FollowUpTask,
@@ -720,6 +721,7 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
     tool_calls = list(LiveToolCall.objects.filter(client_id=client_id))
     callbacks = list(Callback.objects.filter(client_id=client_id))
     payments = list(Payment.objects.filter(client_id=client_id).select_related("promise"))
+    emails = list(EmailMessage.objects.filter(client_id=client_id))
 
     phones = sorted(
         {p for p in [*account_phones, account.phone if account else "", *(e.phone for e in ledger), *(p.phone for p in promises)] if p}
@@ -767,6 +769,9 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
         events.append(TimelineEvent(at=tool_call.created_at, kind="live_tool", title=f"Grace: {label} — {tool_call.result.replace('_', ' ')}", obj=tool_call))
     for callback in callbacks:
         events.append(TimelineEvent(at=callback.created_at, kind="callback", title=f"Callback — {callback.get_status_display()}", obj=callback))
+    for message in emails:
+        title = f"E-mail — {message.get_kind_display()} ({message.get_status_display().lower()})"
+        events.append(TimelineEvent(at=message.sent_at or message.created_at, kind="email", title=title, obj=message))
     for payment in payments:
         title = f"Payment received — ${payment.amount:,.2f}"
         if payment.net_amount < payment.amount:
