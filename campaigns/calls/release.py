@@ -47,9 +47,10 @@ from django_q.tasks import async_task
 
 from integrations import clock
 from cadences import defaults as default_prompts
-from cadences.models import DialerSettings, Phase, Segment, Team, team_for_phase
+from cadences.models import DialerSettings, Phase, Team, team_for_phase
 from campaigns import schedules
 from campaigns.calls import caller_ids, outcomes, retry
+from campaigns.calls.high_value import HighValueRule, high_value_rule, high_value_variables
 from campaigns.models import Account, Alert, Callback, CallAttempt, Campaign, ContactLedgerEntry, QueueItem, ReleaseBatch
 from campaigns.compliance import gate as compliance
 from campaigns.alerts import alert_raise
@@ -164,47 +165,6 @@ def active_call_count(*, now: dt.datetime | None = None) -> int:
 
 def _amount(value: Decimal | None) -> str:
     return "" if value is None else f"{value:.2f}"
-
-
-HIGH_VALUE_LINE = (
-    "This client's account is high-value: a person must handle it. As soon as the client is on the line "
-    "(after the identity check, or at once if they ask for a person), offer a warm transfer to a senior "
-    "specialist at {transfer_number}; call the transfer_brief function first, then transfer. Never close "
-    "the call yourself: if the client does not want to be transferred, tell them a senior specialist will "
-    "call them back today."
-)
-
-
-@dataclass(frozen=True)
-class HighValueRule:
-    """Whether the high-value rule holds for a client, and where Grace transfers them then."""
-
-    applies: bool
-    transfer_number: str
-
-
-def high_value_rule(*, segment: Segment | None, amount_due: Decimal | None, transfer_number: str) -> HighValueRule:
-    """Above the segment's high-value amount, a person first: the senior ring group's number
-    (the usual transfer number when the segment has none)."""
-    if segment is None or not segment.is_high_value(amount_due):
-        return HighValueRule(applies=False, transfer_number=transfer_number)
-    return HighValueRule(applies=True, transfer_number=segment.senior_transfer_number or transfer_number)
-
-
-def high_value_variables(*, rule: HighValueRule, variables: dict[str, str]) -> dict[str, str]:
-    """The call's dynamic variables with the rule applied: `high_value`, the transfer number,
-    and the instruction, both on its own and as a line of the live-call prompt."""
-    if not rule.applies:
-        return {**variables, "high_value": "false", "high_value_instruction": ""}
-    line = HIGH_VALUE_LINE.format(transfer_number=rule.transfer_number)
-    prompt = variables.get("live_call_prompt", "")
-    return {
-        **variables,
-        "high_value": "true",
-        "transfer_number": rule.transfer_number,
-        "high_value_instruction": line,
-        "live_call_prompt": f"{line}\n\n{prompt}" if prompt else line,
-    }
 
 
 def item_high_value_rule(item: QueueItem) -> HighValueRule:

@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaigns.calls.release import HIGH_VALUE_LINE, LoopState, Pacer, release_pass
+from campaigns.calls.high_value import HIGH_VALUE_LINE
+from campaigns.calls.release import LoopState, Pacer, callback_dynamic_variables, release_pass
 from campaigns.dashboard.selectors import client_timeline
-from campaigns.models import CallAttempt, Campaign, FollowUpTask
+from campaigns.models import Account, CallAttempt, Callback, Campaign, FollowUpTask
 
 from .release_factories import FakeClock, make_call_step, make_campaign, make_item, make_segment, sandbox, simulated_calls  # noqa: F401 - fixtures
 from .retell_factories import analyzed, call_analysis, post_signed, retell_tasks_inline  # noqa: F401 - a fixture
@@ -105,3 +106,32 @@ def test_a_high_value_call_a_person_took_needs_no_task(client, step, retell_task
     assert post_signed(client, analyzed(attempt, analysis=call_analysis(), disconnection_reason="call_transfer")).status_code == 204
     assert CallAttempt.objects.get(pk=attempt.pk).outcome == CallAttempt.Outcome.TRANSFERRED
     assert not FollowUpTask.objects.filter(kind=FollowUpTask.Kind.HIGH_VALUE_CALL).exists()
+
+
+INBOUND_URL = "/webhooks/retell/inbound/"
+
+
+def test_a_high_value_client_calling_in_is_offered_the_senior_ring_group_too(client, step, retell_tasks_inline):
+    campaign = make_campaign(date=dt.date.today())
+    item = make_item(campaign, step, phone="+13125550142", amount_due=Decimal("1500"))
+    body = {"event": "call_inbound", "call_inbound": {"from_number": "+13125550142", "to_number": "+12125550100", "call_id": "call_in_hv"}}
+    response = post_signed(client, body, url=INBOUND_URL)
+    assert response.status_code == 200
+    answer = response.json()["call_inbound"]
+    variables = answer["dynamic_variables"]
+    assert (variables["high_value"], variables["transfer_number"]) == ("true", SENIOR)
+    assert variables["high_value_instruction"] == HIGH_VALUE_LINE.format(transfer_number=SENIOR)
+    assert "live_call_prompt" not in variables  # the inbound agent has its own prompt
+    assert answer["metadata"]["high_value"] is True
+    attempt = CallAttempt.objects.get(call_id="call_in_hv")
+    assert attempt.high_value and attempt.senior_transfer_number == SENIOR and attempt.client_id == item.client_id
+
+
+def test_a_callback_to_a_high_value_client_carries_the_rule(step):
+    campaign = make_campaign(date=NOW.date())
+    item = make_item(campaign, step, amount_due=Decimal("4000"))
+    account = Account.objects.select_related("segment").get(client_id=item.client_id)
+    callback = Callback(client_id=item.client_id, phone=item.phone, phase="past_due", due_at=NOW, consent_call_id="c1")
+    variables = callback_dynamic_variables(callback=callback, account=account, company_name="Acme")
+    assert (variables["high_value"], variables["transfer_number"]) == ("true", SENIOR)
+    assert variables["live_call_prompt"].startswith(HIGH_VALUE_LINE.format(transfer_number=SENIOR))
