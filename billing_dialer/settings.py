@@ -297,15 +297,14 @@ EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
 
-# --- Owner alerts (apprise notification URLs, set per team and person in the admin) ----------
-# In sandbox mode the alerts are recorded (admin: Sandbox owner alerts) instead of sent; so is an
-# alert for which no URL is configured.
-NOTIFY_SANDBOX = env.bool("NOTIFY_SANDBOX", default=env.bool("SANDBOX_ENABLED", default=DEBUG))
-
 # --- Sandbox -----------------------------------------------------------------------------
 # The simulators are mounted (under /sandbox/) only when this is on, and only for vendors without
 # credentials. Off in production: the sandbox keys are in the source.
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
+# Owner alerts (apprise notification URLs, set per team and person in the admin): in sandbox mode
+# they are recorded (admin: Sandbox owner alerts) instead of sent; so is an alert for which no
+# URL is configured.
+NOTIFY_SANDBOX = env.bool("NOTIFY_SANDBOX", default=SANDBOX_ENABLED)
 # Where the sandbox simulators deliver their webhooks (this app). Tests point it at their
 # live server.
 SANDBOX_APP_URL = env.str("SANDBOX_APP_URL", default=PUBLIC_BASE_URL)
