@@ -279,10 +279,32 @@ WAREHOUSE_URL = env.str("WAREHOUSE_URL", default=f"sqlite:///{VAR_DIR / 'warehou
 WAREHOUSE_QUERY_TIMEOUT_SECONDS = env.float("WAREHOUSE_QUERY_TIMEOUT_SECONDS", default=240.0)
 WAREHOUSE_CHECK_TIMEOUT_SECONDS = env.float("WAREHOUSE_CHECK_TIMEOUT_SECONDS", default=10.0)
 
+# --- E-mail (follow-up e-mails: payment links and promise summaries; Django's EMAIL_* settings)
+# With no EMAIL_HOST, a development machine prints e-mails to the console instead of sending them.
+EMAIL_HOST = env.str("EMAIL_HOST", default="")
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.console.EmailBackend"
+    if DEBUG and not EMAIL_HOST
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = EMAIL_HOST or "localhost"
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
+
 # --- Sandbox -----------------------------------------------------------------------------
 # The simulators are mounted (under /sandbox/) only when this is on, and only for vendors without
 # credentials. Off in production: the sandbox keys are in the source.
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
+# Owner alerts (apprise notification URLs, set per team and person in the admin): in sandbox mode
+# they are recorded (admin: Sandbox owner alerts) instead of sent; so is an alert for which no
+# URL is configured.
+NOTIFY_SANDBOX = env.bool("NOTIFY_SANDBOX", default=SANDBOX_ENABLED)
 # Where the sandbox simulators deliver their webhooks (this app). Tests point it at their
 # live server.
 SANDBOX_APP_URL = env.str("SANDBOX_APP_URL", default=PUBLIC_BASE_URL)

@@ -85,7 +85,17 @@ class SegmentAdmin(SimpleHistoryAdmin):
             "Resurrection routing (from the suspension day on)",
             {"fields": ("resurrection_transfer_number", "resurrection_ring_group", "resurrection_inbox_id")},
         ),
+        (
+            "High-value clients (a person first)",
+            {
+                "fields": ("high_value_threshold", "senior_transfer_number", "senior_owner"),
+                "description": "Clients who owe the high-value amount or more are offered a senior person on every answered "
+                "call (Grace transfers to the senior ring group number and does not close the call herself), and their "
+                "follow-up tasks go to the senior owner.",
+            },
+        ),
     )
+    raw_id_fields = ("senior_owner",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Segment]:
         return super().get_queryset(request).annotate(step_count=Count("steps"))
@@ -296,6 +306,7 @@ class DialerSettingsAdmin(SimpleHistoryAdmin):
             },
         ),
         ("Records", {"fields": ("history_table", "ledger_retention_days", "company_name")}),
+        ("E-mail", {"fields": ("email_follow_ups",)}),
     )
 
     @admin.display(description="Calling window")

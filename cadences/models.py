@@ -6,8 +6,10 @@ This app stands on Django alone: it knows nothing of campaigns. Campaigns read i
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -75,6 +77,34 @@ class Segment(models.Model):
     resurrection_ring_group = models.CharField(max_length=64)
     billing_inbox_id = models.CharField(max_length=64, help_text="HeyMarket inbox for billing-phase texts and replies.")
     resurrection_inbox_id = models.CharField(max_length=64, help_text="HeyMarket inbox for resurrection-phase texts and replies.")
+    # High-value accounts: a person first. Above the threshold Grace offers the client a senior
+    # person at once and never closes the call alone, and the follow-up tasks go to the senior owner.
+    high_value_threshold = models.DecimalField(
+        "high-value amount",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Clients owing this much or more are high-value: their calls are offered to a senior person and their "
+        "follow-up tasks go to the senior owner. Empty: no client of this segment is high-value.",
+    )
+    senior_transfer_number = models.CharField(
+        "senior ring group number",
+        max_length=20,
+        blank=True,
+        validators=[e164_validator],
+        help_text="Talkdesk number of the senior ring group that takes high-value calls (E.164). Empty: the segment's usual "
+        "transfer number.",
+    )
+    senior_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who owns the follow-up tasks of this segment's high-value clients (and is alerted about them).",
+    )
     verify_before_balance = models.BooleanField(
         "verify before disclosing the balance",
         default=True,
@@ -112,6 +142,9 @@ class Segment(models.Model):
             )
         if errors:
             raise ValidationError(errors)
+
+    def is_high_value(self, amount_due: Decimal | None) -> bool:
+        return self.high_value_threshold is not None and amount_due is not None and amount_due >= self.high_value_threshold
 
     def is_resurrection_day(self, day: int) -> bool:
         return day >= self.suspension_day
@@ -342,6 +375,21 @@ class DialerSettings(models.Model):
     company_name = models.CharField(max_length=80, default="Billing Team")
     promise_horizon_days = models.PositiveSmallIntegerField(
         default=30, validators=[MinValueValidator(1)], help_text="Latest promise-to-pay date Grace may accept, in days from the call."
+    )
+    class EmailFollowUps(models.TextChoices):
+        OFF = "off", "Never"
+        FALLBACK = "fallback", "When a text cannot be sent"
+        ALSO = "also", "Always, as a second channel"
+
+    email_follow_ups = models.CharField(
+        "e-mail follow-ups",
+        max_length=16,
+        choices=EmailFollowUps.choices,
+        default=EmailFollowUps.FALLBACK,
+        db_default=EmailFollowUps.FALLBACK,
+        help_text="When the payment link a client asked for, and the summary of a promise to pay, also go by e-mail "
+        "(only to clients with an e-mail address who did not unsubscribe). 'When a text cannot be sent': the client "
+        "opted out of texts, has no mobile number, or the text was refused.",
     )
     # Retell agents for inbound calls, one per conversation path; blank = the number's own agent.
     inbound_agent_payment = models.CharField(max_length=100, blank=True, help_text="Retell agent id for callers with a balance or a promise due.")

@@ -32,10 +32,11 @@ from campaigns.queue import selectors
 from campaigns.sms import outbound as sms_outbound
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
 from campaigns.models import (
-    Campaign, FollowUpTask, IntakeFile, Payment, PaymentLink, PromiseToPay, QueueItem, ReconciledDelivery, RejectedRow, SftpDestination,
-    SftpServerSettings, SftpSource, SmsMessage, WarehousePaymentsQuery, WebhookEvent,
+    Campaign, EmailMessage, FollowUpTask, IntakeFile, NotificationTarget, Payment, PaymentLink, PromiseToPay, QueueItem, ReconciledDelivery,
+    RejectedRow, SftpDestination, SftpServerSettings, SftpSource, SmsMessage, TierOwner, WarehousePaymentsQuery, WebhookEvent,
 )  # fmt: skip
 from integrations.http import IntegrationError
+from integrations.notify import client as notify
 from integrations.warehouse import client as warehouse_client
 from campaigns.lifecycle import campaign as lifecycle
 from campaigns.lifecycle import delivery as deliveries
@@ -436,16 +437,37 @@ class FollowUpTaskAdmin(admin.ModelAdmin):
     Supervisors give tasks an owner and close them here; what a task is about (its kind, client
     and origin) is fixed by the call that raised it."""
 
-    list_display = ("kind", "status", "team", "client_name", "client_id", "owner", "due_at", "overdue", "created_at")
-    list_filter = ("status", "kind", "team", ("owner", admin.RelatedOnlyFieldListFilter))
+    list_display = ("kind", "status", "team", "client_name", "client_id", "owner", "owner_name", "routed_by", "alert_state", "due_at", "overdue", "created_at")
+    list_filter = ("status", "kind", "team", "routed_by", "alert_mode", ("owner", admin.RelatedOnlyFieldListFilter))
     search_fields = ("client_id", "client_name", "source_ref", "detail")
     list_select_related = ("owner",)
     date_hierarchy = "due_at"
     ordering = ("status", "due_at")
     list_per_page = 100
-    fields = ("kind", "status", "team", "client_id", "client_name", "phone", "owner", "due_at", "detail", "source_ref", "created_at", "resolved_at")
-    readonly_fields = ("kind", "status", "client_id", "client_name", "phone", "detail", "source_ref", "created_at", "resolved_at")
+    fieldsets = (
+        (None, {"fields": ("kind", "status", "team", "client_id", "client_name", "phone", "owner", "due_at", "detail", "source_ref", "created_at", "resolved_at")}),
+        (
+            "Routing and owner alert",
+            {
+                "fields": ("owner_name", "routed_by", "routed_at", "alert_mode", "alerted_at", "alert_attempts", "alert_retry_at", "alert_error"),
+                "description": "Who the routing rules gave the task to, and whether its owner (or team) was told. "
+                "A failed alert is retried on its own; the task stays open meanwhile.",
+            },
+        ),
+    )
+    readonly_fields = (
+        "kind", "status", "client_id", "client_name", "phone", "detail", "source_ref", "created_at", "resolved_at",
+        "owner_name", "routed_by", "routed_at", "alert_mode", "alerted_at", "alert_attempts", "alert_retry_at", "alert_error",
+    )  # fmt: skip
     actions = ("assign_to_me", "mark_in_progress", "mark_done")
+
+    @admin.display(description="Alert")
+    def alert_state(self, task: FollowUpTask) -> str:
+        if task.alerted_at is not None:
+            return "Sent"
+        if task.alert_attempts:
+            return f"Failed {task.alert_attempts}×, retrying"
+        return "Waiting for the digest" if task.alert_mode == FollowUpTask.AlertMode.DIGEST else "Pending"
 
     @admin.display(boolean=True, description="Overdue")
     def overdue(self, task: FollowUpTask) -> bool:
@@ -471,6 +493,86 @@ class FollowUpTaskAdmin(admin.ModelAdmin):
     def mark_done(self, request: HttpRequest, queryset: QuerySet[FollowUpTask]) -> None:
         count = followups.follow_up_tasks_close(tasks=queryset, now=clock.now())
         self.message_user(request, f"{count} task(s) done.", messages.SUCCESS)
+
+
+# --- Owner alerts: where they go, and the senior owners by tier ----------------------------------
+
+
+class NotificationTargetForm(forms.ModelForm):
+    """The URLs hold the services' secrets: typed in, never shown back. Left empty when editing,
+    the stored URLs stay."""
+
+    urls = forms.CharField(
+        label="Notification URLs",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off", "placeholder": "Stored URLs are not shown. Type new ones to replace them."}),
+        help_text="One apprise URL per line: slack://TokenA/TokenB/TokenC/#channel, msteams://…, "
+        "mailtos://user:password@smtp.example.com?to=owner@example.com, and so on. Saved URLs are never shown again; "
+        "leave empty to keep them.",
+    )
+
+    class Meta:
+        model = NotificationTarget
+        fields = ("team", "user", "urls", "active")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["urls"] = ""
+
+    def clean_urls(self) -> str:
+        value = self.cleaned_data.get("urls", "").strip()
+        if not value:
+            if self.instance.pk is None:
+                raise forms.ValidationError("Give at least one notification URL.")
+            return self.instance.urls
+        bad = notify.urls_not_understood([line.strip() for line in value.splitlines() if line.strip() and not line.strip().startswith("#")])
+        if bad:
+            raise forms.ValidationError(f"Not a notification URL apprise knows: {', '.join(bad)} (the URL is not shown for its secret).")
+        return value
+
+
+@admin.register(NotificationTarget)
+class NotificationTargetAdmin(admin.ModelAdmin):
+    """Where follow-up alerts go: a team's queue (tasks nobody owns yet) or a person (tasks they own)."""
+
+    form = NotificationTargetForm
+    list_display = ("__str__", "team", "user", "services", "active", "updated_at")
+    list_filter = ("active", "team")
+    search_fields = ("user__username", "user__email")
+    raw_id_fields = ("user",)
+
+    @admin.display(description="Services")
+    def services(self, target: NotificationTarget) -> str:
+        return target.services
+
+
+@admin.register(TierOwner)
+class TierOwnerAdmin(admin.ModelAdmin):
+    """The senior owner of a tier: follow-up tasks of that tier's clients go to them."""
+
+    list_display = ("tier", "owner")
+    search_fields = ("tier", "owner__username")
+    raw_id_fields = ("owner",)
+
+
+# --- Follow-up e-mails ------------------------------------------------------------------------------
+
+
+@admin.register(EmailMessage)
+class EmailMessageAdmin(admin.ModelAdmin):
+    """The payment links and promise summaries that went (or were to go) by e-mail, and why.
+    A record of what was sent: for looking, never for editing."""
+
+    list_display = ("created_at", "kind", "client_id", "status", "why", "send_attempts", "sent_at")
+    list_filter = ("kind", "status")
+    search_fields = ("client_id", "local_id", "call_id")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: EmailMessage | None = None) -> bool:
+        return False
 
 
 # --- Promises to pay ------------------------------------------------------------------------------

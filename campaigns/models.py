@@ -390,6 +390,22 @@ class CallAttempt(models.Model):
     phase = models.CharField(max_length=32, blank=True, db_default="")
     segment_name = models.CharField(max_length=64, blank=True, db_default="")
     custom_analysis = models.JSONField(default=dict, blank=True)
+    # The high-value rule, as it applied when the call was dialed: the client owed the segment's
+    # high-value amount or more, so Grace offered a senior person first and was not to close the
+    # call alone.
+    high_value = models.BooleanField(
+        "high-value call",
+        default=False,
+        db_default=False,
+        help_text="The client owed the segment's high-value amount or more: a senior person was offered first.",
+    )
+    senior_transfer_number = models.CharField(
+        "senior ring group number",
+        max_length=20,
+        blank=True,
+        db_default="",
+        help_text="Where Grace was told to transfer this high-value call.",
+    )
     placement_pending = models.BooleanField(
         default=False,
         help_text="Claimed for a call whose placement the release step has not recorded yet. Events that arrive "
@@ -489,6 +505,44 @@ class SmsMessage(models.Model):
         return self.local_id
 
 
+class EmailMessage(models.Model):
+    """One follow-up e-mail (the payment link, a promise's summary), once per `local_id`."""
+
+    class Kind(models.TextChoices):
+        PAYMENT_LINK = "payment_link", "Payment link"
+        PROMISE_SUMMARY = "promise_summary", "Promise-to-pay summary"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    local_id = models.CharField(max_length=100, unique=True, help_text="What the e-mail is for: sent once per value.")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    client_id = models.CharField(max_length=64)
+    to_address = models.CharField("to", max_length=254)
+    subject = models.CharField(max_length=200)
+    why = models.CharField(max_length=200, help_text="Why it went by e-mail (the text could not be sent, or e-mail is a second channel).")
+    call_id = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    send_attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "follow-up e-mail"
+        indexes = [
+            models.Index(fields=["client_id", "created_at"], name="email_message_client"),
+            models.Index(fields=["status", "next_attempt_at"], name="email_message_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} to {self.client_id}"
+
+
 class WebhookEvent(models.Model):
     """Every authenticated webhook, stored once by the vendor's identity for the event."""
 
@@ -559,10 +613,12 @@ class Suppression(models.Model):
         CEASE_COMMUNICATION = "cease_communication", "Cease communication"
         DISPUTE_HOLD = "dispute_hold", "Dispute hold"
         ATTORNEY = "attorney", "Represented by attorney"
+        EMAIL_OPT_OUT = "email_opt_out", "E-mail unsubscribe"
 
     class Channel(models.TextChoices):
         CALL = "call", "Calls"
         SMS = "sms", "SMS"
+        EMAIL = "email", "E-mail"
         ALL = "all", "All channels"
 
     client_id = models.CharField(max_length=64, blank=True)
@@ -630,11 +686,23 @@ class FollowUpTask(models.Model):
         IDENTITY_LOCKED = "identity_locked", "Identity check failed three times"
         PAYMENT_REVERSED = "payment_reversed", "Payment refunded or disputed"
         PROMISE_PARTLY_KEPT = "promise_partly_kept", "Promise partly kept"
+        COMPLIANCE_EXCEPTION = "compliance_exception", "Compliance exception"
+        HIGH_VALUE_CALL = "high_value_call", "High-value call ended without a person"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
         IN_PROGRESS = "in_progress", "In progress"
         DONE = "done", "Done"
+
+    class RoutedBy(models.TextChoices):
+        TEAM = "team", "The team of the client's phase"
+        AMOUNT = "amount", "High-value amount (segment's senior owner)"
+        TIER = "tier", "Tier (tier's senior owner)"
+        ACCOUNT_OWNER = "account_owner", "Account owner named by the warehouse"
+
+    class AlertMode(models.TextChoices):
+        IMMEDIATE = "immediate", "At once"
+        DIGEST = "digest", "In the hourly digest"
 
     kind = models.CharField(max_length=24, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
@@ -650,10 +718,32 @@ class FollowUpTask(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
+    # Who the routing rules gave the task to, and how its owner is told about it.
+    owner_name = models.CharField(
+        "account owner (warehouse)",
+        max_length=100,
+        blank=True,
+        help_text="The account owner the warehouse names, kept as given when no portal user has that username or e-mail.",
+    )
+    routed_by = models.CharField("routed by", max_length=16, choices=RoutedBy.choices, blank=True)
+    routed_at = models.DateTimeField("routed at", null=True, blank=True)
+    alert_mode = models.CharField("alert", max_length=16, choices=AlertMode.choices, blank=True)
+    alerted_at = models.DateTimeField("owner alerted at", null=True, blank=True)
+    alert_attempts = models.PositiveSmallIntegerField("failed alert attempts", default=0)
+    alert_retry_at = models.DateTimeField(
+        "next alert attempt", null=True, blank=True, help_text="Not before: after a failed alert, or while one is being sent."
+    )
+    alert_error = models.TextField("last alert error", blank=True)
+
     class Meta:
         ordering = ["due_at"]
+        verbose_name = "follow-up task"
         constraints = [models.UniqueConstraint(fields=["kind", "source_ref"], name="follow_up_task_once")]
-        indexes = [models.Index(fields=["status", "due_at"], name="follow_up_open")]
+        indexes = [
+            models.Index(fields=["status", "due_at"], name="follow_up_open"),
+            # The alert sweep reads only the tasks whose owner has not been told yet.
+            models.Index(fields=["created_at"], name="follow_up_alert_pending", condition=Q(alerted_at__isnull=True)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} — {self.client_name or self.client_id}"
@@ -674,7 +764,83 @@ FOLLOW_UP_DUE: dict[str, dt.timedelta] = {
     # Money we counted went back: the balance is due again and the client may need a call.
     FollowUpTask.Kind.PAYMENT_REVERSED: dt.timedelta(days=1),
     FollowUpTask.Kind.PROMISE_PARTLY_KEPT: dt.timedelta(days=1),
+    # The client asked for something outside policy: a trained person decides, the same day.
+    FollowUpTask.Kind.COMPLIANCE_EXCEPTION: dt.timedelta(hours=4),
+    # A high-value client talked to Grace alone: a senior person calls back the same day.
+    FollowUpTask.Kind.HIGH_VALUE_CALL: dt.timedelta(hours=4),
 }
+
+# The kinds whose owner is alerted at once; every other task waits for the hourly digest.
+ALERT_AT_ONCE = frozenset(
+    {
+        FollowUpTask.Kind.DISPUTE,
+        FollowUpTask.Kind.LEGAL_LANGUAGE,
+        FollowUpTask.Kind.VULNERABLE_CUSTOMER,
+        FollowUpTask.Kind.COMPLIANCE_EXCEPTION,
+    }
+)
+
+
+class NotificationTarget(models.Model):
+    """Where a team's or a person's follow-up alerts go: apprise notification URLs (Slack,
+    Microsoft Teams, e-mail…). The URLs carry secrets (webhook tokens, passwords), so the admin
+    never shows them back, only which services they are."""
+
+    team = models.CharField(max_length=16, choices=Team.choices, blank=True, help_text="A team's queue (tasks nobody owns yet).")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notification_target",
+        help_text="A person (tasks they own).",
+    )
+    urls = models.TextField(
+        "notification URLs",
+        help_text="One apprise URL per line, e.g. slack://TokenA/TokenB/TokenC/#billing, msteams://…, "
+        "mailtos://user:password@smtp.example.com?to=owner@example.com.",
+    )
+    active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "alert destination"
+        ordering = ["team", "user__username"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(team="") & Q(user__isnull=False)) | (~Q(team="") & Q(user__isnull=True)),
+                name="notification_target_team_or_user",
+                violation_error_message="Choose either a team or a person.",
+            ),
+            models.UniqueConstraint(fields=["team"], condition=~Q(team=""), name="notification_target_one_per_team"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Team {self.get_team_display()}" if self.team else str(self.user)
+
+    @property
+    def url_list(self) -> list[str]:
+        return [line.strip() for line in self.urls.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+    @property
+    def services(self) -> str:
+        """Which services the URLs are (their schemes), never the URLs themselves."""
+        return ", ".join(sorted({url.split("://", 1)[0] for url in self.url_list})) or "none"
+
+
+class TierOwner(models.Model):
+    """The senior owner of one tier's clients: their follow-up tasks go to this person."""
+
+    tier = models.CharField(max_length=32, unique=True, help_text="As the warehouse spells it (matched ignoring case).")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name="senior owner")
+
+    class Meta:
+        verbose_name = "senior owner by tier"
+        verbose_name_plural = "senior owners by tier"
+        ordering = ["tier"]
+
+    def __str__(self) -> str:
+        return f"{self.tier} → {self.owner}"
 
 
 class PromiseToPay(models.Model):

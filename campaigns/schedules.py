@@ -46,6 +46,12 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("promises-review", "campaigns.tasks.promise_review_task", 60),
     # Opens a review of the first calls after a cadence change, and fills it as calls end.
     Periodic("call-reviews-sync", "campaigns.tasks.call_reviews_sync_task", 5),
+    # Follow-up e-mails (payment links, promise summaries) whose send has not happened yet.
+    Periodic("emails-send-due", "campaigns.tasks.emails_send_due_task", 1),
+    # Routes new follow-up tasks to their owners and sends the at-once alerts a worker missed
+    # or that failed; the rest of the tasks go in the hourly digest.
+    Periodic("owner-alerts", "campaigns.tasks.owner_alerts_sweep_task", 1),
+    Periodic("owner-alerts-digest", "campaigns.tasks.owner_alerts_digest_task", 60),
     # Prunes records older than the retention (dialer settings), in bounded batches.
     Periodic("records-prune", "campaigns.tasks.records_prune_task", 60),
 )

@@ -14,8 +14,10 @@ from campaigns.conversations import promises
 from campaigns.lifecycle import campaign as lifecycle
 from campaigns.lifecycle import delivery
 from campaigns.lifecycle import retention
+from campaigns.mail import followups as mail
 from campaigns.metrics import reviews
 from campaigns.models import Campaign, ReconciledDelivery, WebhookEvent
+from campaigns.owners import alerts as owner_alerts
 from campaigns.payments import warehouse as warehouse_payments
 from campaigns.queue import intake
 from campaigns.queue import load as queue
@@ -155,3 +157,31 @@ def campaigns_tick_task() -> dict[str, list[int]]:
 def records_prune_task() -> dict[str, object]:
     """Hourly: records older than the retention go, a bounded number per run."""
     return vars(retention.records_prune(now=clock.now()))
+
+
+def owner_alert_send_task(task_id: int) -> dict[str, int]:
+    """Right after a follow-up task opens: route it, and alert its owner if its kind is urgent."""
+    report = owner_alerts.owner_alert_send(task_id=task_id, now=clock.now())
+    return {"routed": report.routed, "sent": report.sent, "failed": report.failed}
+
+
+def owner_alerts_sweep_task() -> dict[str, int]:
+    """Every minute: route new tasks; send (or retry) the at-once alerts that are due."""
+    report = owner_alerts.owner_alerts_sweep(now=clock.now())
+    return {"routed": report.routed, "sent": report.sent, "failed": report.failed}
+
+
+def owner_alerts_digest_task() -> dict[str, int]:
+    """Hourly: one digest per owner or team of the tasks not alerted yet."""
+    report = owner_alerts.owner_alerts_digest(now=clock.now())
+    return {"routed": report.routed, "sent": report.sent, "failed": report.failed, "messages": report.messages}
+
+
+def promise_summary_email_task(promise_id: int) -> bool:
+    """Right after a promise is recorded: its summary by e-mail, where one is called for."""
+    return mail.promise_summary_email(promise_id=promise_id, now=clock.now())
+
+
+def emails_send_due_task() -> int:
+    """Every minute: follow-up e-mails not sent yet (a worker down, the mail server refusing)."""
+    return mail.emails_send_due(now=clock.now())

@@ -8,6 +8,7 @@ from campaigns.api import accounts
 from campaigns.api import views as api
 from campaigns.dashboard import reviews, views
 from campaigns.payments import views as payments
+from campaigns.mail import views as mail
 from campaigns.webhooks import heymarket, retell, stripe
 
 urlpatterns = [
@@ -20,6 +21,8 @@ urlpatterns = [
     path("pay/thanks/", payments.pay_thanks, name="campaigns-pay-thanks"),
     path("pay/cancelled/", payments.pay_cancelled, name="campaigns-pay-cancelled"),
     path("pay/<str:token>/", payments.pay_link, name="campaigns-pay-link"),
+    # The unsubscribe link of every follow-up e-mail (signed, never expiring).
+    path("email/unsubscribe/<str:token>/", mail.email_unsubscribe, name="campaigns-email-unsubscribe"),
     # Supervisor dashboard, KPIs and client timelines.
     path("dashboard/", views.dashboard, name="campaigns-dashboard"),
     path("dashboard/status/", views.dashboard_status, name="campaigns-dashboard-status"),

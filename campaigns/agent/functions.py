@@ -45,6 +45,7 @@ from campaigns import geo
 from campaigns.calls import callbacks, inbound
 from campaigns.compliance import gate as compliance
 from campaigns.conversations import results
+from campaigns.mail import followups as mail
 from campaigns.models import (
     FOLLOW_UP_DUE,
     Account,
@@ -240,6 +241,8 @@ def send_payment_link(live: LiveCall, args: Mapping[str, Any]) -> Answer:
     account = live.account
     assert account is not None
     if not live.phone:
+        if _email_instead(live, text_problem="the client has no mobile number"):
+            return Answer("emailed", {"sent": True, "message": EMAILED_WORDS})
         return Answer("not_sent", {"sent": False, "reason": "I don't have a number to text the link to. A specialist can help."})
     dialer = DialerSettings.load()
     local_id = outbound.live_payment_link_local_id(live.call_id)
@@ -251,7 +254,15 @@ def send_payment_link(live: LiveCall, args: Mapping[str, Any]) -> Answer:
         ).values()
         if block is not None:
             compliance.gate_record(block=block, client_id=account.client_id, channel=compliance.SMS, now=live.now)
+        # No text can reach the client (opted out of texts, a landline): the link by e-mail, where
+        # the account has an address. Any other block (paid, suppressed everywhere) stops both.
+        text_problem = mail.text_unavailable_reason(client_id=account.client_id, phone=live.phone)
+        if text_problem and (block is None or block.rule == compliance.Rule.SUPPRESSED) and _email_instead(live, text_problem=text_problem):
+            return Answer("emailed", {"sent": True, "message": EMAILED_WORDS})
+        if block is not None:
             return Answer("not_sent", {"sent": False, "reason": _sms_block_words(block)})
+        if text_problem:
+            return Answer("not_sent", {"sent": False, "reason": "This number can't receive texts. A specialist can help you pay another way."})
         link = links.secure_link(account, links.BALANCE, live.call_id)
         notice = "" if outbound.phone_received_opt_out_notice(phone=live.phone) else f" {outbound.OPT_OUT_NOTICE}"
         text = f"Hi {account.first_name or 'there'}, here is your secure payment link from {dialer.company_name}: {link}{notice}"
@@ -270,6 +281,15 @@ def send_payment_link(live: LiveCall, args: Mapping[str, Any]) -> Answer:
     if existing.status == SmsMessage.Status.PENDING:
         return Answer("queued", {"sent": False, "reason": "The text service is slow right now; the link will arrive in a few minutes."})
     return Answer("not_sent", {"sent": False, "reason": "I couldn't send the text just now. A specialist can help you pay."})
+
+
+EMAILED_WORDS = "I can't text this number, so I've e-mailed the secure payment link to the address on your account."
+
+
+def _email_instead(live: LiveCall, *, text_problem: str) -> bool:
+    """The payment link by e-mail during the call (once per call, like the text); True when it went."""
+    assert live.account is not None
+    return mail.payment_link_email(account=live.account, call_id=live.call_id, text_problem=text_problem, now=live.now)
 
 
 def _sms_block_words(block: compliance.Block) -> str:

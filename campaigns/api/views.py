@@ -256,7 +256,7 @@ class FollowUpTaskSerializer(serializers.ModelSerializer):
     class Meta:
         model = FollowUpTask
         fields = [
-            "id", "kind", "status", "team", "client_id", "client_name", "phone", "owner",
+            "id", "kind", "status", "team", "client_id", "client_name", "phone", "owner", "owner_name", "routed_by",
             "due_at", "detail", "source_ref", "created_at", "resolved_at",
         ]
         read_only_fields = [f for f in fields if f not in ("status", "owner")]

@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from cadences.models import DialerSettings, Phase, Team, team_for_phase
 from cadences.selectors import phase_on_day
+from campaigns.calls.high_value import high_value_rule, high_value_variables
 from campaigns.compliance.ledger import ledger_record
 from campaigns.geo import GeoError, phone_to_e164
 from campaigns.models import (
@@ -72,6 +73,8 @@ GENERIC_VARIABLES: dict[str, str] = {
     "transfer_brief": "",
     "payment_received": "false",
     "last_payment": "",
+    "high_value": "false",
+    "high_value_instruction": "",
 }
 
 # Inbound conversation paths (seed 001: "routed to the right flow — payment, query, dispute, or
@@ -251,7 +254,9 @@ def _variables_for(match: CallerMatch, *, now: dt.datetime) -> dict[str, str]:
     variables["phase"] = Phase(phase).label if phase in Phase.values else phase
     variables["transfer_number"] = transfer_number
     variables["account_status"] = _status_words(account, phase)
-    return variables
+    return high_value_variables(
+        rule=high_value_rule(segment=account.segment, amount_due=account.amount_due, transfer_number=transfer_number), variables=variables
+    )
 
 
 def _status_words(account: Account, phase: str) -> str:
@@ -314,6 +319,11 @@ def inbound_call_answer(*, call_inbound: Mapping[str, Any], now: dt.datetime) ->
     variables = _variables_for(match, now=now)
     variables["inbound_flow"] = flow
     metadata["inbound_flow"] = flow
+    if variables.get("high_value") == "true":
+        # The rule is recorded on the call, as for outbound calls.
+        metadata["high_value"] = True
+        if call_id:
+            CallAttempt.objects.filter(call_id=call_id).update(high_value=True, senior_transfer_number=variables["transfer_number"])
     if match.source == "account":
         metadata["client_id"] = match.client_id
     answer: dict[str, Any] = {"dynamic_variables": variables, "metadata": metadata}

@@ -50,6 +50,7 @@ from cadences import defaults as default_prompts
 from cadences.models import DialerSettings, Phase, Team, team_for_phase
 from campaigns import schedules
 from campaigns.calls import caller_ids, outcomes, retry
+from campaigns.calls.high_value import HighValueRule, high_value_rule, high_value_variables
 from campaigns.models import Account, Alert, Callback, CallAttempt, Campaign, ContactLedgerEntry, QueueItem, ReleaseBatch
 from campaigns.compliance import gate as compliance
 from campaigns.alerts import alert_raise
@@ -166,6 +167,10 @@ def _amount(value: Decimal | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
+def item_high_value_rule(item: QueueItem) -> HighValueRule:
+    return high_value_rule(segment=item.segment, amount_due=item.amount_due, transfer_number=item.transfer_number or "")
+
+
 def call_dynamic_variables(*, item: QueueItem, company_name: str) -> dict[str, str]:
     """What Grace needs for this touchpoint; Retell takes strings only.
 
@@ -175,7 +180,7 @@ def call_dynamic_variables(*, item: QueueItem, company_name: str) -> dict[str, s
     """
     name = (item.client_name or "").strip()
     verify_first = item.segment.verify_before_balance
-    return {
+    variables = {
         "client_name": name,
         "first_name": name.split()[0] if name else "",
         "amount_due": "" if verify_first else _amount(item.amount_due),
@@ -192,6 +197,7 @@ def call_dynamic_variables(*, item: QueueItem, company_name: str) -> dict[str, s
         "segment": item.segment.name,
         "phase": item.phase,
     }
+    return high_value_variables(rule=item_high_value_rule(item), variables=variables)
 
 
 def call_metadata(*, attempt: CallAttempt) -> dict[str, Any]:
@@ -201,6 +207,7 @@ def call_metadata(*, attempt: CallAttempt) -> dict[str, Any]:
         "queue_item_id": attempt.queue_item_id,
         "attempt_id": str(attempt.pk),
         "client_id": attempt.client_id,
+        "high_value": attempt.high_value,
     }
 
 
@@ -576,12 +583,15 @@ def _create_attempts(
             continue
         from_number = caller_ids.caller_id_choose(to_number=item.phone, state=item.state, pool=pool, usage=usage)
         usage[from_number] = usage.get(from_number, 0) + 1
+        rule = item_high_value_rule(item)
         attempt = CallAttempt(
             campaign=campaign,
             queue_item=item,
             client_id=item.client_id,
             phase=item.phase,
             segment_name=item.segment.name,
+            high_value=rule.applies,
+            senior_transfer_number=rule.transfer_number if rule.applies else "",
             batch=batch,
             attempt_number=item.call_attempts + 1,
             from_number=from_number,
@@ -833,7 +843,7 @@ def callback_dynamic_variables(*, callback: Callback, account: Account | None, c
     phase = callback.phase if callback.phase in Phase.values else Phase.PAST_DUE
     resurrection = team_for_phase(phase) == Team.RESURRECTION
     transfer = (segment.resurrection_transfer_number if resurrection else segment.billing_transfer_number) if segment else ""
-    return {
+    variables = {
         "client_name": name,
         "first_name": name.split()[0] if name else "",
         "amount_due": "" if verify_first or account is None else _amount(account.amount_due),
@@ -852,6 +862,15 @@ def callback_dynamic_variables(*, callback: Callback, account: Account | None, c
         "phase": phase,
         "call_reason": "callback",
     }
+    return high_value_variables(rule=callback_high_value_rule(account=account, transfer_number=transfer), variables=variables)
+
+
+def callback_high_value_rule(*, account: Account | None, transfer_number: str) -> HighValueRule:
+    return high_value_rule(
+        segment=account.segment if account is not None else None,
+        amount_due=account.amount_due if account is not None else None,
+        transfer_number=transfer_number,
+    )
 
 
 def callbacks_release(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pacer: Pacer, dialer: DialerSettings) -> int:
@@ -918,6 +937,14 @@ def _callback_place(*, callback: Callback, campaign: Campaign, now_fn: Callable[
     earlier = CallAttempt.objects.filter(
         campaign=campaign, client_id=callback.client_id, kind=CallAttempt.Kind.CALLBACK
     ).aggregate(n=models.Max("attempt_number"))["n"]
+    phase = callback.phase if callback.phase in Phase.values else Phase.PAST_DUE
+    segment = account.segment if account is not None else None
+    rule = callback_high_value_rule(
+        account=account,
+        transfer_number=(segment.resurrection_transfer_number if team_for_phase(phase) == Team.RESURRECTION else segment.billing_transfer_number)
+        if segment is not None
+        else "",
+    )
     attempt = CallAttempt.objects.create(
         campaign=campaign,
         client_id=callback.client_id,
@@ -925,6 +952,8 @@ def _callback_place(*, callback: Callback, campaign: Campaign, now_fn: Callable[
         kind=CallAttempt.Kind.CALLBACK,
         phase=callback.phase,
         segment_name=callback.segment_name,
+        high_value=rule.applies,
+        senior_transfer_number=rule.transfer_number if rule.applies else "",
         from_number=from_number,
         to_number=callback.phone,
         status=A.CREATED,
@@ -941,6 +970,7 @@ def _callback_place(*, callback: Callback, campaign: Campaign, now_fn: Callable[
                 "client_id": callback.client_id,
                 "callback_id": callback.pk,
                 "consent_call_id": callback.consent_call_id,
+                "high_value": rule.applies,
             },
             idempotency_key=str(attempt.pk),
         )

@@ -24,6 +24,9 @@ legal_language             text/bool  Legal threats or legal terms: a LEGAL_LANG
                                       the text mentions an attorney or lawyer, also an attorney
                                       suppression on all outreach.
 vulnerable_customer        boolean    Signs of vulnerability: a VULNERABLE_CUSTOMER task.
+compliance_exception       text/bool  The client asks for something outside policy (a contract
+                                      change, a payment arrangement Grace may not offer): a
+                                      COMPLIANCE_EXCEPTION task for a person to decide.
 callback_requested         boolean    The client asked to be called back. With a usable
                                       ``callback_time`` a callback is booked that the release
                                       loop dials; without one, a CALLBACK_REQUEST task.
@@ -41,8 +44,8 @@ payment_link_requested     boolean    The client wants to pay now: the secure pa
 =========================  =========  ==========================================================
 
 Follow-up tasks land in the team queue of the client's phase (billing before suspension,
-resurrection from it on) with a due time per kind (`FOLLOW_UP_DUE`), unassigned until a
-supervisor gives them an owner in the admin.
+resurrection from it on) with a due time per kind (`FOLLOW_UP_DUE`); the routing rules
+(`campaigns.owners.routing`) then give them an owner, who is alerted (`campaigns.owners.alerts`).
 """
 
 from __future__ import annotations
@@ -96,7 +99,28 @@ def call_event_apply(*, call: Mapping[str, Any], event_type: str, now: dt.dateti
                 disconnection_reason=record.disconnection_reason,
                 now=now,
             )
+        attempt = record.attempt
+        if attempt is not None and attempt.high_value and attempt.analyzed and attempt.outcome == CallAttempt.Outcome.ANSWERED:
+            _high_value_call_review(attempt=attempt, now=now)
     return record
+
+
+def _high_value_call_review(*, attempt: CallAttempt, now: dt.datetime) -> None:
+    """A high-value client's answered call that no person took (it was not transferred) is
+    never closed by Grace alone: a senior person calls back (once per call)."""
+    context = (
+        context_for_attempt(attempt)
+        if attempt.queue_item_id is not None
+        else context_for_client(client_id=attempt.client_id, phone=attempt.to_number, now=now)
+    )
+    task_create(
+        kind=FollowUpTask.Kind.HIGH_VALUE_CALL,
+        context=context,
+        source_ref=str(attempt.call_id),
+        due_at=now + FOLLOW_UP_DUE[FollowUpTask.Kind.HIGH_VALUE_CALL],
+        detail=f"High-value client: the call was offered to the senior ring group ({attempt.senior_transfer_number}) "
+        "but ended without a transfer. Call the client back.",
+    )
 
 
 # custom_analysis_data flag → follow-up task kind (the callback and the promise are separate).
@@ -106,6 +130,7 @@ ESCALATION_FIELDS: dict[str, str] = {
     "cancellation_request": FollowUpTask.Kind.CANCELLATION_REQUEST,
     "legal_language": FollowUpTask.Kind.LEGAL_LANGUAGE,
     "vulnerable_customer": FollowUpTask.Kind.VULNERABLE_CUSTOMER,
+    "compliance_exception": FollowUpTask.Kind.COMPLIANCE_EXCEPTION,
 }
 _ATTORNEY_WORDS = re.compile(r"\b(attorney|attorneys|lawyer|lawyers|counsel|law firm|legal representation)\b", re.I)
 _FALSE_WORDS = frozenset({"", "no", "false", "none", "n/a", "na", "null", "0", "unknown", "not applicable"})
@@ -295,7 +320,21 @@ def task_create(
     )
     if created:
         log.info("follow-up task created", extra={"kind": kind, "client_id": context.client_id, "source_ref": source_ref})
+        # Routed and, for the urgent kinds, alerted right after commit; the minute sweep does it
+        # for a task whose enqueue failed (and for tasks raised elsewhere).
+        task_id = task.pk
+        transaction.on_commit(lambda: _owner_alert_enqueue(task_id))
     return task
+
+
+OWNER_ALERT_TASK = "campaigns.tasks.owner_alert_send_task"
+
+
+def _owner_alert_enqueue(task_id: int) -> None:
+    try:
+        async_task(OWNER_ALERT_TASK, task_id, save=False)
+    except Exception:
+        log.exception("owner alert not enqueued; the minute sweep sends it", extra={"task_id": task_id})
 
 
 def conversation_has_results(analysis: Any) -> bool:
@@ -466,4 +505,17 @@ def promise_create(
     )
     if created:
         log.info("promise to pay recorded", extra={"call_id": call_id, "client_id": context.client_id, "promised_date": promised.isoformat()})
+        # Its summary by e-mail, where the settings and the client's channels call for one.
+        promise_id = promise.pk
+        transaction.on_commit(lambda: _promise_summary_enqueue(promise_id))
     return promise, created
+
+
+PROMISE_SUMMARY_TASK = "campaigns.tasks.promise_summary_email_task"
+
+
+def _promise_summary_enqueue(promise_id: int) -> None:
+    try:
+        async_task(PROMISE_SUMMARY_TASK, promise_id, save=False)
+    except Exception:
+        log.exception("promise summary e-mail not enqueued", extra={"promise_id": promise_id})

@@ -31,6 +31,7 @@ from campaigns.models import (
     Callback,
     CallAttempt,
     Campaign,
+    EmailMessage,
     ContactLedgerEntry,
     DailyKpi,
     FollowUpTask,
@@ -723,6 +724,7 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
     tool_calls = list(LiveToolCall.objects.filter(client_id=client_id))
     callbacks = list(Callback.objects.filter(client_id=client_id))
     payments = list(Payment.objects.filter(client_id=client_id).select_related("promise"))
+    emails = list(EmailMessage.objects.filter(client_id=client_id))
 
     phones = sorted(
         {p for p in [*account_phones, account.phone if account else "", *(e.phone for e in ledger), *(p.phone for p in promises)] if p}
@@ -754,6 +756,8 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
         shown_refs.add(attempt.call_id or "")
         label = attempt.get_outcome_display() if attempt.outcome else attempt.get_status_display()
         title = f"Inbound call — {label}" if attempt.kind == CallAttempt.Kind.INBOUND else f"Call — {label}"
+        if attempt.high_value:
+            title += f" — high-value: offered to a senior person first ({attempt.senior_transfer_number})"
         at = attempt.placed_at or attempt.started_at or attempt.created_at
         events.append(TimelineEvent(at=at, kind="inbound_call" if attempt.kind == CallAttempt.Kind.INBOUND else "call", title=title, obj=attempt))
     for text in texts:
@@ -768,6 +772,9 @@ def client_timeline(*, client_id: str) -> ClientTimeline:
         events.append(TimelineEvent(at=tool_call.created_at, kind="live_tool", title=f"Grace: {label} — {tool_call.result.replace('_', ' ')}", obj=tool_call))
     for callback in callbacks:
         events.append(TimelineEvent(at=callback.created_at, kind="callback", title=f"Callback — {callback.get_status_display()}", obj=callback))
+    for message in emails:
+        title = f"E-mail — {message.get_kind_display()} ({message.get_status_display().lower()})"
+        events.append(TimelineEvent(at=message.sent_at or message.created_at, kind="email", title=title, obj=message))
     for payment in payments:
         title = f"Payment received — ${payment.amount:,.2f}"
         if payment.net_amount < payment.amount:

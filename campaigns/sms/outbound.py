@@ -62,6 +62,7 @@ from campaigns.models import (
 )
 from campaigns.compliance import gate as compliance
 from campaigns.compliance import ledger
+from campaigns.mail import followups as mail
 from campaigns.payments import links as payment_links
 from campaigns.alerts import alert_raise
 from campaigns.transitions import queue_item_transition
@@ -647,6 +648,14 @@ def _reply_send(*, message: SmsMessage, now: dt.datetime) -> bool:
         if exc.permanent or attempts >= MAX_SEND_ATTEMPTS:
             _mark_failed(message=message, error=str(exc))
             log.warning("sms reply failed", extra={"local_id": message.local_id, "error": str(exc), "status": exc.status})
+            if exc.permanent and message.kind == Kind.PAYMENT_LINK and message.local_id.startswith(PAYMENT_LINK_PREFIX):
+                # HeyMarket refused the text itself (a landline, a number that cannot take texts):
+                # the link the client asked for goes by e-mail.
+                account = Account.objects.filter(client_id=message.client_id).first()
+                if account is not None:
+                    mail.payment_link_email(
+                        account=account, call_id=message.local_id.removeprefix(PAYMENT_LINK_PREFIX), text_problem="the text was refused", now=now
+                    )
         else:
             SmsMessage.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
                 error=str(exc), scheduled_for=now + _retry_delay(attempts, exc.retry_after)
@@ -779,8 +788,11 @@ def payment_link_requested(analysis: Any) -> bool:
     return isinstance(value, (str, int)) and str(value).strip().lower() in TRUE_WORDS
 
 
+PAYMENT_LINK_PREFIX = "paylink-"
+
+
 def payment_link_local_id(call_id: str) -> str:
-    return f"paylink-{call_id}"[:100]
+    return f"{PAYMENT_LINK_PREFIX}{call_id}"[:100]
 
 
 def live_payment_link_local_id(call_id: str) -> str:
@@ -815,15 +827,23 @@ def payment_link_send(*, call_id: str, now: dt.datetime) -> bool:
     # The client asked for it on the call: the legal hours apply, not the cadence's texting window.
     start, end = compliance.LEGAL_WINDOW
     (block,) = compliance.gate_sms(items=[probe], now=now, start=start, end=end).values()
-    if block is not None and not block.is_window:
-        compliance.gate_record(block=block, client_id=account.client_id, channel=compliance.SMS, now=now, item=item)
-        SmsMessage.objects.get_or_create(
+    # No text can reach the client (opted out of texts, or no mobile number): the link goes by
+    # e-mail instead, where the client has an address and the settings allow it. Any other block
+    # (paid, suppressed on every channel) stops the e-mail too.
+    text_problem = mail.text_unavailable_reason(client_id=account.client_id, phone=phone)
+    if (block is not None and not block.is_window) or text_problem:
+        if block is not None and not block.is_window:
+            compliance.gate_record(block=block, client_id=account.client_id, channel=compliance.SMS, now=now, item=item)
+        _, created = SmsMessage.objects.get_or_create(
             local_id=local_id,
             defaults={
                 "kind": Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": phone, "inbox_id": "", "phase": attempt.phase,
-                "text": "", "status": MessageStatus.FAILED, "error": f"not sent: {block.detail}"[:2000],
+                "text": "", "status": MessageStatus.FAILED,
+                "error": f"not sent: {block.detail if block is not None and not block.is_window else text_problem}"[:2000],
             },
         )  # fmt: skip
+        if created and text_problem and (block is None or block.is_window or block.rule == compliance.Rule.SUPPRESSED):
+            mail.payment_link_email(account=account, call_id=call_id, text_problem=text_problem, now=now)
         return False
     if item is not None:
         inbox_id = item.inbox_id
@@ -848,7 +868,10 @@ def payment_link_send(*, call_id: str, now: dt.datetime) -> bool:
             "campaign": attempt.campaign, "queue_item": item,
         },
     )  # fmt: skip
-    return created and block is None and sms_reply_send(message_id=message.pk, now=now)
+    texted = created and block is None and sms_reply_send(message_id=message.pk, now=now)
+    if created and dialer.email_follow_ups == DialerSettings.EmailFollowUps.ALSO:
+        mail.payment_link_email(account=account, call_id=call_id, text_problem="", now=now)
+    return texted
 
 
 def payment_links_send_due(*, now: dt.datetime, limit: int = SEND_BATCH) -> int:

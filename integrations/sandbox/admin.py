@@ -5,7 +5,9 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from integrations.sandbox.models import SimulatedCall, SimulatedContact, SimulatedDelivery, SimulatedMessage, SimulatorConfig
+from integrations.sandbox.models import (
+    SimulatedCall, SimulatedContact, SimulatedDelivery, SimulatedMessage, SimulatedNotification, SimulatorConfig,
+)  # fmt: skip
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -78,3 +80,14 @@ class SimulatedMessageAdmin(ReadOnlyAdmin):
 class SimulatedContactAdmin(ReadOnlyAdmin):
     list_display = ("pk", "unsubscribed", "blocked", "updated_at")
     list_filter = ("unsubscribed", "blocked")
+
+
+@admin.register(SimulatedNotification)
+class SimulatedNotificationAdmin(ReadOnlyAdmin):
+    """The owner alerts that would have been sent (sandbox mode, or no notification URL set)."""
+
+    list_display = ("created_at", "tag", "destination", "title")
+    list_filter = ("tag",)
+    search_fields = ("title", "destination")
+    fields = ("created_at", "tag", "destination", "title", "body")
+    readonly_fields = fields

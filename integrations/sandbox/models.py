@@ -306,3 +306,21 @@ class SimulatedCheckoutSession(models.Model):
 
     def __str__(self) -> str:
         return self.session_id
+
+
+class SimulatedNotification(models.Model):
+    """An owner alert the notification sink took instead of sending it: in sandbox mode, or when
+    no notification URL was configured for its owner or team. What would have been sent, as is."""
+
+    destination = models.CharField(max_length=200, help_text="Who it was for (a team or a person) and by which services.")
+    title = models.CharField(max_length=250)
+    body = models.TextField()
+    tag = models.CharField(max_length=32, blank=True, help_text="immediate or digest")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "sandbox owner alert"
+
+    def __str__(self) -> str:
+        return self.title

@@ -65,6 +65,8 @@ def test_a_caller_in_todays_queue_gets_their_account_context(client):
         "transfer_brief": "",
         "payment_received": "false",
         "last_payment": "",
+        "high_value": "false",
+        "high_value_instruction": "",
     }
     token = variables["payment_link"].rstrip("/").rsplit("/", 1)[1]
     assert variables["payment_link"].endswith(f"/pay/{token}/")

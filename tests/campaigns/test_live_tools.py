@@ -199,10 +199,22 @@ def test_a_callback_outside_the_window_is_offered_back_and_one_inside_is_booked(
 
 
 def test_a_payment_link_to_an_opted_out_number_is_not_sent_and_says_why(client, loaded):
+    Account.objects.filter(pk=loaded.pk).update(email="")  # and no e-mail address to send it to instead
     Suppression.objects.create(phone="+12125550142", channel=Suppression.Channel.SMS, reason=Suppression.Reason.SMS_OPT_OUT, source="test")
     answer = ask(client, "send_payment_link")
     assert answer["sent"] is False and "opted out" in answer["reason"]
     assert GateDecision.objects.filter(client_id="T-LIVE-1", channel="sms", rule="suppressed").exists()
+
+
+def test_a_payment_link_to_an_opted_out_number_goes_by_email_when_the_account_has_an_address(client, loaded, mailoutbox):
+    Suppression.objects.create(phone="+12125550142", channel=Suppression.Channel.SMS, reason=Suppression.Reason.SMS_OPT_OUT, source="test")
+    answer = ask(client, "send_payment_link")
+    assert answer["sent"] is True and "e-mailed" in answer["message"]
+    (sent,) = mailoutbox
+    assert sent.to == [loaded.email] and "/pay/" in sent.body and sent.extra_headers["List-Unsubscribe"].startswith("<")
+    # Retell sending the same function call again gets the same answer, and no second e-mail.
+    assert ask(client, "send_payment_link") == answer
+    assert len(mailoutbox) == 1
 
 
 def test_a_transfer_brief_is_given_and_kept_on_the_account(client, loaded):

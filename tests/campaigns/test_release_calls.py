@@ -64,7 +64,7 @@ def test_a_released_call_carries_everything_grace_needs(sandbox, step, settings)
     assert call.idempotency_key == str(attempt.pk)
     assert call.agent_id == "agent_grace_test"
     assert (call.from_number, call.to_number) == ("+12125550100", item.phone)
-    assert call.metadata == {"campaign_id": campaign.pk, "queue_item_id": item.pk, "attempt_id": str(attempt.pk), "client_id": item.client_id}
+    assert call.metadata == {"campaign_id": campaign.pk, "queue_item_id": item.pk, "attempt_id": str(attempt.pk), "client_id": item.client_id, "high_value": False}
     # The segment verifies before disclosing the balance (the default): no amount goes to Retell.
     assert call.dynamic_variables == {
         "client_name": "Maria José Ortega",
@@ -80,6 +80,8 @@ def test_a_released_call_carries_everything_grace_needs(sandbox, step, settings)
         "company_name": "Acme Legal Billing",
         "segment": "Release Test Segment",
         "phase": "past_due",
+        "high_value": "false",
+        "high_value_instruction": "",
     }
     assert all(isinstance(v, str) for v in call.dynamic_variables.values())
     link = call.dynamic_variables["payment_link"]
