@@ -87,8 +87,6 @@ RETRY_MAX = dt.timedelta(minutes=30)
 
 
 OPT_OUT_NOTICE = templating.OPT_OUT_TEXT
-# Wording that tells the reader how to stop texts; a template carrying it needs no notice added.
-_OPT_OUT_WORDING = re.compile(r"\b(?:reply|text|send)\s+[\"']?stop\b|\bopt[\s-]?out\b|\bunsubscribe\b", re.IGNORECASE)
 # A text must never ask for card details (seeds 002/003): payment happens behind the secure link.
 CARD_REQUEST = re.compile(
     r"\b(?:card\s*(?:number|no\.?|#|details|info(?:rmation)?)|cvv2?|cvc|security\s+code|expir(?:y|ation)\s+date|"
@@ -269,7 +267,7 @@ def sms_context(*, item: QueueItem, now: dt.datetime, company_name: str) -> dict
 
 
 def has_opt_out_wording(text: str) -> bool:
-    return bool(_OPT_OUT_WORDING.search(text))
+    return templating.has_opt_out_instruction(text)
 
 
 def asks_for_card_details(text: str) -> bool:
@@ -299,14 +297,14 @@ def sms_render(*, item: QueueItem, now: dt.datetime, company_name: str) -> str:
     if item.amount_due is None and "amount_due" in templating.template_variables(template.body):
         raise RenderError("missing_amount_due", "The template cites the amount due, and the warehouse gave none for this client.")
     context = sms_context(item=item, now=now, company_name=company_name)
-    text = " ".join(template.render(context).split())
+    text = template.render(context)
     if not text:
         raise RenderError("empty_text", f"Template {template.name!r} rendered an empty text.")
     # The link's random token is not wording; leaving it out means it can never look like a request.
     if asks_for_card_details(text.replace(context["payment_link"], " ")):
         raise RenderError("asks_for_card_details", f"Template {template.name!r} asks for card details; payment goes through the link only.")
     if not has_opt_out_wording(text) and not phone_received_opt_out_notice(phone=item.phone):
-        text = f"{text} {OPT_OUT_NOTICE}"
+        text = templating.append_sentence(text, OPT_OUT_NOTICE)
     return text
 
 

@@ -145,3 +145,45 @@ def test_voicemail_prompt_rules() -> None:
     assert validate_voicemail_prompt("Hi, this is Grace. Please call us back at {{transfer_number}}.") == []
     problems = validate_voicemail_prompt("Hi, this is Grace about the debt on your account.")
     assert problems and "'debt'" in problems[0] and "'account'" in problems[0]
+
+
+@pytest.mark.parametrize(
+    "wording",
+    [
+        "Reply STOP to opt out.",
+        "Text STOP to unsubscribe.",
+        "STOP to end.",
+        "Reply STOP to cancel.",
+        "reply stop to opt-out",
+        "Send 'STOP' to stop receiving texts.",
+        "To opt out, reply STOP.",
+        "Txt QUIT to unsubscribe",
+    ],
+)
+def test_standard_opt_out_instructions_are_accepted(wording: str) -> None:
+    assert validate_template("Hi {{ first_name }}, pay at {{ payment_link }}. " + wording, phase="past_due") == []
+
+
+@pytest.mark.parametrize(
+    "wording",
+    [
+        "Don't reply STOP, we never stop.",
+        "Don't reply STOP to opt out.",
+        "We never stop to end a call early.",
+        "Reply STOP",
+        "You can opt out.",
+        "Do not text STOP to unsubscribe.",
+    ],
+)
+def test_text_that_only_mentions_stop_is_refused(wording: str) -> None:
+    problems = validate_template("Hi {{ first_name }}, pay at {{ payment_link }}. " + wording, phase="past_due")
+    assert problems == ["Add opt-out wording, e.g. 'Reply STOP to opt out.'"]
+
+
+def test_an_empty_variable_leaves_no_doubled_full_stop() -> None:
+    body = "Pay at {{ payment_link }} or reply to set up a plan. {{ company_name }}. Reply STOP to opt out."
+    rendered = render_template(body, {"payment_link": "https://pay.example.com/x", "company_name": ""})
+    assert rendered == "Pay at https://pay.example.com/x or reply to set up a plan. Reply STOP to opt out."
+    dashed = render_template("Pay at {{ payment_link }} - {{ company_name }}. Reply STOP to opt out.", {"payment_link": "L"})
+    assert dashed == "Pay at L. Reply STOP to opt out."
+    assert render_template("Wait... {{ first_name }} Reply STOP to opt out.", {}) == "Wait... Reply STOP to opt out."

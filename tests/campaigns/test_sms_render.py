@@ -112,6 +112,25 @@ def test_opt_out_wording_is_added_only_when_the_template_lacks_it_and_the_number
     assert _render(other_number).endswith(sms.OPT_OUT_NOTICE)
 
 
+@pytest.mark.parametrize(
+    "body, expected_end",
+    [
+        ("Hi {{ first_name }}, or reply to set up a plan. {{ company_name }}.", "set up a plan. Reply STOP to opt out."),
+        ("Hi {{ first_name }}, or reply to set up a plan.", "set up a plan. Reply STOP to opt out."),
+        ("Hi {{ first_name }}, or reply to set up a plan", "set up a plan. Reply STOP to opt out."),
+        ("Hi {{ first_name }}, don't reply STOP, we never stop.", "we never stop. Reply STOP to opt out."),
+    ],
+)
+def test_the_added_notice_joins_the_text_with_one_full_stop(body, expected_end):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    SmsTemplate.objects.filter(pk=item.step.sms_template_id).update(body=body)
+    item.step.sms_template.refresh_from_db()
+    text = sms.sms_render(item=item, now=NOW, company_name="")
+    assert text.endswith(expected_end), text
+    assert ". ." not in text and ".." not in text
+
+
 def test_a_template_with_the_wording_gets_no_second_notice():
     campaign = running_campaign()
     item = queue_item(campaign)
