@@ -83,6 +83,8 @@ class Segment(models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name = "segment"
+        verbose_name_plural = "segments"
         ordering = ["sort_order", "name"]
         constraints = [
             models.CheckConstraint(
@@ -144,6 +146,8 @@ class SmsTemplate(models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name = "SMS template"
+        verbose_name_plural = "SMS templates"
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -176,6 +180,8 @@ class CadenceStep(models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name = "cadence step"
+        verbose_name_plural = "cadence steps"
         ordering = ["segment__sort_order", "day"]
         constraints = [
             models.UniqueConstraint(fields=["segment", "day"], name="cadence_step_one_per_segment_day"),
@@ -286,6 +292,8 @@ class StateCallLimit(models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name = "state call limit"
+        verbose_name_plural = "state call limits"
         ordering = ["state"]
         constraints = [
             models.CheckConstraint(

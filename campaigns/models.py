@@ -94,6 +94,8 @@ class Campaign(models.Model):
     reconciled_rows = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "campaign"
+        verbose_name_plural = "campaigns"
         ordering = ["-date"]
 
     def __str__(self) -> str:
@@ -145,6 +147,8 @@ class Account(models.Model):
     transfer_brief_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "account"
+        verbose_name_plural = "accounts"
         ordering = ["client_id"]
         # Only what an inbound call looks up: every other index would cost each queue load more
         # than it saves the pages that filter accounts.
@@ -175,6 +179,8 @@ class AccountPhone(models.Model):
     last_seen_at = models.DateTimeField()
 
     class Meta:
+        verbose_name = "account phone"
+        verbose_name_plural = "account phones"
         constraints = [models.UniqueConstraint(fields=["account", "phone"], name="account_phone_once")]
         indexes = [models.Index(fields=["phone"], name="account_phone_number")]
 
@@ -268,6 +274,8 @@ class QueueItem(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "queue item"
+        verbose_name_plural = "queue items"
         constraints = [
             models.UniqueConstraint(fields=["campaign", "client_id"], name="queue_item_one_per_client_per_campaign"),
         ]
@@ -298,6 +306,8 @@ class RejectedRow(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "rejected row"
+        verbose_name_plural = "rejected rows"
         ordering = ["row_number"]
         indexes = [models.Index(fields=["campaign", "row_number"], name="rejected_row_campaign")]
 
@@ -325,6 +335,8 @@ class ReleaseBatch(models.Model):
     timed_out = models.BooleanField(default=False)
 
     class Meta:
+        verbose_name = "release batch"
+        verbose_name_plural = "release batches"
         ordering = ["-released_at"]
         indexes = [models.Index(fields=["campaign", "ring_group", "resolved_at"], name="release_batch_open")]
 
@@ -386,6 +398,8 @@ class CallAttempt(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "call attempt"
+        verbose_name_plural = "call attempts"
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["status", "created_at"], name="call_attempt_open"),
@@ -464,6 +478,8 @@ class SmsMessage(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "SMS message"
+        verbose_name_plural = "SMS messages"
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["phone", "status"], name="sms_message_phone"),
@@ -493,6 +509,8 @@ class WebhookEvent(models.Model):
     error = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = "webhook event"
+        verbose_name_plural = "webhook events"
         ordering = ["-received_at"]
         constraints = [models.UniqueConstraint(fields=["vendor", "dedupe_key"], name="webhook_event_once")]
         indexes = [
@@ -525,8 +543,9 @@ class ContactLedgerEntry(models.Model):
     state = models.CharField(max_length=2, blank=True)
 
     class Meta:
-        ordering = ["-occurred_at"]
+        verbose_name = "contact ledger entry"
         verbose_name_plural = "contact ledger entries"
+        ordering = ["-occurred_at"]
         constraints = [models.UniqueConstraint(fields=["kind", "reference"], name="ledger_entry_once")]
         indexes = [
             models.Index(fields=["client_id", "occurred_at"], name="ledger_client_time"),
@@ -561,6 +580,8 @@ class Suppression(models.Model):
     lifted_by = models.CharField(max_length=100, blank=True)
 
     class Meta:
+        verbose_name = "suppression"
+        verbose_name_plural = "suppressions"
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -594,6 +615,8 @@ class GateDecision(models.Model):
     decided_at = models.DateTimeField()
 
     class Meta:
+        verbose_name = "gate decision"
+        verbose_name_plural = "gate decisions"
         ordering = ["-decided_at"]
         indexes = [models.Index(fields=["client_id", "decided_at"], name="gate_decision_client")]
 
@@ -634,6 +657,8 @@ class FollowUpTask(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "follow-up task"
+        verbose_name_plural = "follow-up tasks"
         ordering = ["due_at"]
         constraints = [models.UniqueConstraint(fields=["kind", "source_ref"], name="follow_up_task_once")]
         indexes = [models.Index(fields=["status", "due_at"], name="follow_up_open")]
@@ -681,8 +706,9 @@ class PromiseToPay(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["promised_date"]
+        verbose_name = "promise to pay"
         verbose_name_plural = "promises to pay"
+        ordering = ["promised_date"]
         indexes = [models.Index(fields=["status", "promised_date"], name="promise_due")]
 
     def __str__(self) -> str:
@@ -703,6 +729,8 @@ class Alert(models.Model):
     acknowledged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "alert"
+        verbose_name_plural = "alerts"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -740,6 +768,8 @@ class DailyKpi(models.Model):
     callbacks_kept = models.PositiveIntegerField(default=0)
 
     class Meta:
+        verbose_name = "daily KPI"
+        verbose_name_plural = "daily KPIs"
         ordering = ["-date", "segment_name", "phase"]
         constraints = [models.UniqueConstraint(fields=["date", "segment_name", "phase"], name="daily_kpi_once")]
 
@@ -764,6 +794,8 @@ class LiveToolCall(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "live tool call"
+        verbose_name_plural = "live tool calls"
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["call_id", "name", "args_key"], name="live_tool_call_once")]
         indexes = [
@@ -805,6 +837,8 @@ class Callback(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "callback"
+        verbose_name_plural = "callbacks"
         ordering = ["due_at"]
         indexes = [
             models.Index(fields=["status", "due_at"], name="callback_due"),
@@ -856,6 +890,8 @@ class PaymentLink(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "payment link"
+        verbose_name_plural = "payment links"
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["client_id", "purpose", "status"], name="payment_link_live"),
@@ -894,6 +930,8 @@ class Payment(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "payment"
+        verbose_name_plural = "payments"
         ordering = ["-paid_at"]
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive")]
         indexes = [
