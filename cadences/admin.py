@@ -23,6 +23,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from cadences import templating
+from cadences.forms import MULTILINE_TEXT
 from cadences.models import CadenceStep, DialerSettings, Phase, Segment, SmsTemplate, StateCallLimit
 from cadences.selectors import segment_timeline
 from integrations.http import IntegrationError
@@ -31,7 +32,7 @@ from integrations.warehouse import client as warehouse
 REQUIRED_QUEUE_COLUMNS = ("client_id", "name", "phone", "segment", "days_past_due", "ring_group")
 
 _SHORT_TEXT: dict[type[models.Field[Any, Any]], dict[str, Any]] = {
-    models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 48})}
+    models.TextField: {**MULTILINE_TEXT[models.TextField], "widget": forms.Textarea(attrs={"rows": 2, "cols": 48})}
 }
 
 
@@ -60,6 +61,7 @@ class CadenceStepInline(admin.TabularInline):
 
 @admin.register(Segment)
 class SegmentAdmin(SimpleHistoryAdmin):
+    formfield_overrides = MULTILINE_TEXT
     list_display = (
         "name",
         "first_outreach_day",
@@ -125,6 +127,7 @@ class SegmentAdmin(SimpleHistoryAdmin):
 
 @admin.register(CadenceStep)
 class CadenceStepAdmin(SimpleHistoryAdmin):
+    formfield_overrides = MULTILINE_TEXT
     list_display = ("segment", "day", "phase", "action_type", "sms_template", "active")
     list_filter = ("segment", "phase", "action_type", "active")
     search_fields = ("segment__name", "sms_template__name", "sms_template__body", "voicemail_prompt", "live_call_prompt")
@@ -142,6 +145,7 @@ class SmsTemplateForm(forms.ModelForm):
 
 @admin.register(SmsTemplate)
 class SmsTemplateAdmin(SimpleHistoryAdmin):
+    formfield_overrides = MULTILINE_TEXT
     form = SmsTemplateForm
     list_display = ("name", "phase", "sample_length", "used_by", "updated_at")
     list_filter = ("phase", "updated_at")
@@ -241,6 +245,7 @@ class DialerSettingsForm(forms.ModelForm):
 
 @admin.register(DialerSettings)
 class DialerSettingsAdmin(SimpleHistoryAdmin):
+    formfield_overrides = MULTILINE_TEXT
     form = DialerSettingsForm
     list_display = ("__str__", "batch_size", "release_threshold", "revalidation_interval_minutes", "calling_window", "updated_at")
     list_filter = ("updated_at",)

@@ -25,6 +25,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
+from cadences.forms import MULTILINE_TEXT
 from campaigns.queue import selectors
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
 from campaigns.models import (
@@ -71,6 +72,7 @@ class CsvUploadForm(forms.Form):
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
+    formfield_overrides = MULTILINE_TEXT
     list_display = ("date", "status", "rows_read", "rows_inserted", "rows_rejected", "rows_no_touchpoint", "is_sandbox", "created_at")
     list_filter = ("status", "is_sandbox")
     date_hierarchy = "date"
@@ -332,6 +334,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(QueueItem)
 class QueueItemAdmin(admin.ModelAdmin):
+    formfield_overrides = MULTILINE_TEXT
     list_display = (
         "client_id",
         "client_name",
@@ -400,6 +403,7 @@ class FollowUpTaskAdmin(admin.ModelAdmin):
 
     Supervisors give tasks an owner and close them here; what a task is about (its kind, client
     and origin) is fixed by the call that raised it."""
+    formfield_overrides = MULTILINE_TEXT
 
     list_display = ("kind", "status", "team", "client_name", "client_id", "owner", "due_at", "overdue", "created_at")
     list_filter = ("status", "kind", "team", ("owner", admin.RelatedOnlyFieldListFilter))
@@ -573,6 +577,7 @@ class WarehousePaymentsQueryForm(forms.ModelForm):
 
 @admin.register(WarehousePaymentsQuery)
 class WarehousePaymentsQueryAdmin(admin.ModelAdmin):
+    formfield_overrides = MULTILINE_TEXT
     form = WarehousePaymentsQueryForm
     list_display = ("__str__", "poll_minutes", "last_polled_at", "last_rows", "last_new", "last_error")
     readonly_fields = ("last_polled_at", "last_rows", "last_new", "last_error")

@@ -24,6 +24,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from cadences.forms import MULTILINE_TEXT
 from campaigns.models import CallAttempt, ContactLedgerEntry, GateDecision, QueueItem, ReleaseBatch, Suppression
 from campaigns.compliance import gate as compliance
 from campaigns.compliance.ledger import active_suppressions_q, suppression_add, suppression_lift
@@ -197,6 +198,7 @@ class SuppressionForm(forms.ModelForm):
 
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
+    formfield_overrides = MULTILINE_TEXT
     form = SuppressionForm
     list_display = ("created_at", "client_id", "phone", "reason", "channel", "source", "active_display", "lifted_at", "lifted_by")
     list_filter = ("reason", "channel", ("lifted_at", admin.EmptyFieldListFilter))
