@@ -13,6 +13,7 @@ from campaigns.models import ContactLedgerEntry, GateDecision, Suppression
 from campaigns.compliance.gate import Block, Rule, gate_record
 from campaigns.compliance.ledger import ledger_record, suppression_add
 
+from .dialflow_stub import stub_dialflow
 from .release_factories import make_call_step, make_campaign, make_item, make_segment
 
 pytestmark = pytest.mark.django_db
@@ -116,3 +117,36 @@ def test_lifting_suppressions_from_the_list(staff):
 )
 def test_release_records_are_listed(staff, blocked_item, name):
     assert staff.get(reverse(f"admin:{name}")).status_code == 200
+
+
+def test_the_answer_is_linked_from_the_admin_index_the_decision_list_the_dashboard_and_the_timeline(staff, blocked_item, settings):
+    with stub_dialflow(settings):  # the dashboard asks for free agents
+        _the_answer_is_linked(staff, blocked_item)
+
+
+def _the_answer_is_linked(staff, blocked_item):
+    why = reverse("admin:campaigns_gatedecision_why")
+    for url in (
+        reverse("admin:index"),
+        reverse("admin:campaigns_gatedecision_changelist"),
+        reverse("campaigns-dashboard"),
+        reverse("campaigns-client-timeline", args=[blocked_item.client_id]),
+    ):
+        page = staff.get(url)
+        assert page.status_code == 200, url
+        assert f'href="{why}' in page.content.decode(), url
+    # The dashboard's link to the day's decisions opens the list filtered to that day.
+    dashboard = staff.get(reverse("campaigns-dashboard")).content.decode()
+    day_list = f"{reverse('admin:campaigns_gatedecision_changelist')}?campaign_date={blocked_item.campaign.date.isoformat()}"
+    assert day_list in dashboard
+    listed = staff.get(day_list)
+    assert listed.status_code == 200
+    assert [d.client_id for d in listed.context["cl"].result_list] == ["C-WHY-1"]
+
+
+def test_the_index_link_is_only_for_who_may_read_gate_decisions(client, blocked_item):
+    user = get_user_model().objects.create_user("plain-staff", password="pw-for-tests-only", is_staff=True)
+    client.force_login(user)
+    page = client.get(reverse("admin:index"))
+    assert page.status_code == 200
+    assert reverse("admin:campaigns_gatedecision_why") not in page.content.decode()
