@@ -156,6 +156,14 @@ class SmsTemplateAdmin(SimpleHistoryAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[SmsTemplate]:
         return super().get_queryset(request).annotate(step_count=Count("steps"))
 
+    def get_fields(self, request: HttpRequest, obj: SmsTemplate | None = None) -> Any:
+        fields = list(super().get_fields(request, obj))
+        # Whoever may edit the template gets the live preview below the form (the change form
+        # template shows it then); the saved preview would show the same text a second time.
+        if self.has_change_permission(request, obj) if obj is not None else self.has_add_permission(request):
+            fields.remove("sample_preview")
+        return fields
+
     @admin.display(description="Used by steps", ordering="step_count")
     def used_by(self, obj: SmsTemplate) -> int:
         return obj.step_count  # type: ignore[attr-defined]
@@ -178,6 +186,17 @@ class SmsTemplateAdmin(SimpleHistoryAdmin):
             return "This template does not render; fix its syntax."
         info = templating.sms_length_info(text)
         return format_html('<div class="sms-bubble">{}</div><p class="help">{}</p>', text, templating.sms_length_summary(info))
+
+    def _saved_preview(self, object_id: str | None) -> dict[str, str]:
+        """The saved body on sample data, for the live preview to start from before its first refresh."""
+        template = SmsTemplate.objects.filter(pk=object_id).first() if object_id and object_id.isdigit() else None
+        if template is None:
+            return {}
+        try:
+            text = template.render(_sample_context())
+        except TemplateSyntaxError:
+            return {}
+        return {"text": text, "summary": templating.sms_length_summary(templating.sms_length_info(text))}
 
     def get_urls(self) -> list[URLPattern]:
         custom = [
@@ -208,6 +227,7 @@ class SmsTemplateAdmin(SimpleHistoryAdmin):
             **(extra_context or {}),
             "preview_url": reverse("admin:cadences_smstemplate_preview"),
             "template_variables": templating.ALLOWED_VARIABLES,
+            "saved_preview": self._saved_preview(object_id),
         }
         return super().changeform_view(request, object_id, form_url, extra)
 

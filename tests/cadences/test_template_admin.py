@@ -105,3 +105,23 @@ def test_live_preview_requires_post_and_a_staff_login(admin_client: Client, clie
     assert admin_client.get(url).status_code == 405
     response = client.post(url, {"body": "x"})
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_the_page_shows_one_preview_and_each_problem_once(admin_client: Client) -> None:
+    template = SmsTemplate.objects.get(name="Past due - holding things up")
+    page = admin_client.get(change_url(template)).content.decode()
+    assert page.count('class="sms-bubble"') == 1
+    assert 'id="sms-live-preview"' in page and "Preview on sample data" not in page
+
+    refused = post(admin_client, template, body="Hi {{ nick_name }}. Reply STOP to opt out.").content.decode()  # type: ignore[attr-defined]
+    assert refused.count("Unknown variable") == 1
+    assert refused.count('class="sms-bubble"') == 1
+
+
+def test_who_may_only_read_a_template_sees_its_saved_preview(supervisor_client: Client) -> None:
+    template = SmsTemplate.objects.get(name="Past due - holding things up")
+    page = supervisor_client.get(change_url(template))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Preview on sample data" in html and 'id="sms-live-preview"' not in html
+    assert html.count('class="sms-bubble"') == 1
