@@ -232,11 +232,20 @@ class SmsTemplateAdmin(SimpleHistoryAdmin):
         return super().changeform_view(request, object_id, form_url, extra)
 
 
+CLIENT_LOCAL_TIMES = ("calling_window_start", "calling_window_end", "sms_window_start", "sms_window_end")
+_CLIENT_LOCAL_TIME = forms.TimeInput(format="%H:%M", attrs={"type": "time"})
+
+
 class DialerSettingsForm(forms.ModelForm):
     class Meta:
         model = DialerSettings
         fields = "__all__"
-        widgets = {"queue_sql": forms.Textarea(attrs={"rows": 10, "cols": 100, "class": "vLargeTextField", "spellcheck": "false"})}
+        # The windows are on each client's own clock, so the admin's time widget, which warns how
+        # far the browser is from the portal's time zone, would warn about the wrong clock.
+        widgets = {
+            "queue_sql": forms.Textarea(attrs={"rows": 10, "cols": 100, "class": "vLargeTextField", "spellcheck": "false"}),
+            **{name: _CLIENT_LOCAL_TIME for name in CLIENT_LOCAL_TIMES},
+        }
 
     def clean_queue_sql(self) -> str:
         sql: str = self.cleaned_data["queue_sql"]
@@ -273,10 +282,8 @@ class DialerSettingsAdmin(SimpleHistoryAdmin):
     fieldsets = (
         ("Queue", {"fields": ("queue_sql", "revalidation_interval_minutes")}),
         ("Release", {"fields": ("batch_size", "release_threshold", "poll_interval_seconds", "batch_timeout_seconds")}),
-        (
-            "Windows (client's local time)",
-            {"fields": (("calling_window_start", "calling_window_end"), ("sms_window_start", "sms_window_end"), "end_of_day")},
-        ),
+        ("Windows (client's local time)", {"fields": (("calling_window_start", "calling_window_end"), ("sms_window_start", "sms_window_end"))}),
+        ("End of day (portal time zone)", {"fields": ("end_of_day",)}),
         (
             "Contact limits",
             {"fields": ("max_calls_per_week", "conversation_blackout_days", "retry_delay_minutes", "max_call_attempts_per_day")},
