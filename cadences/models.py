@@ -140,7 +140,8 @@ class SmsTemplate(models.Model):
     phase = models.CharField(max_length=32, choices=Phase.choices, help_text="The tone this text is written for.")
     body = models.TextField(
         help_text="Django template syntax. Variables: {{ client_name }}, {{ amount_due }}, {{ days_past_due }}, "
-        "{{ payment_link }}, {{ suspension_date }}, {{ cancellation_date }}, {{ first_name }}, {{ company_name }}."
+        "{{ payment_link }}, {{ suspension_date }}, {{ cancellation_date }}, {{ first_name }}, {{ company_name }}. "
+        "{{ amount_due }} carries its currency sign (\"$249.00\"); {{ amount_due|raw }} gives the bare figure (\"249.00\")."
     )
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()

@@ -36,6 +36,44 @@ OPT_OUT_TEXT = "Reply STOP to opt out."
 # Phases whose texts must not cite an amount: the client may not even know a payment failed yet.
 NO_AMOUNT_PHASES = frozenset({"payment_missed", "soft_intro"})
 
+class Amount:
+    """An amount of money as a text shows it: "$1,234.56". The `raw` filter gives "1,234.56".
+
+    Not a Decimal: the template engine would localise a Decimal itself and drop the sign. Other
+    filters (`floatformat`) read it as the bare number.
+    """
+
+    def __init__(self, value: Decimal) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return format_money(self.value)
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Amount) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def format_figure(value: Decimal) -> str:
+    """'1,234.56': two places and thousands grouped, as Django's floatformat writes them."""
+    return str(defaultfilters.floatformat(value, "2g"))
+
+
+def format_money(value: Decimal) -> str:
+    """'$1,234.56', the way every page and text shows an amount."""
+    return f"${format_figure(value)}"
+
+
+def raw(value: Any) -> Any:
+    """`{{ amount_due|raw }}`: the figure without its currency sign."""
+    return format_figure(value.value) if isinstance(value, Amount) else value
+
+
 _ALLOWED_TAGS = ("if", "firstof", "comment")
 _ALLOWED_FILTERS = (
     "add",
@@ -60,6 +98,7 @@ for _name in _ALLOWED_TAGS:
     _LIBRARY.tag(_name, defaulttags.register.tags[_name])
 for _name in _ALLOWED_FILTERS:
     _LIBRARY.filters[_name] = defaultfilters.register.filters[_name]
+_LIBRARY.filter("raw", raw)
 
 
 class _RestrictedEngine(Engine):
@@ -74,6 +113,7 @@ class _RestrictedEngine(Engine):
 _ENGINE = _RestrictedEngine(debug=False, autoescape=False, libraries={}, builtins=[], loaders=[])
 
 _AMOUNT_LITERAL = re.compile(r"\$\s?\d")
+_SIGN_BEFORE_AMOUNT = re.compile(r"\$\s*\{\{\s*amount_due\s*\}\}")
 # An opt-out instruction names a keyword the carrier and HeyMarket act on and says what it does:
 # "Reply STOP to opt out", "Text STOP to unsubscribe", "STOP to end", "Reply STOP to cancel".
 # A text that merely mentions the word ("Don't reply STOP, we never stop.") tells no one how to stop.
@@ -210,6 +250,11 @@ def validate_template(body: str, *, phase: str) -> list[str]:
             "A soft-intro or payment-missed text must not cite the amount ({{ amount_due }} or a $ figure); "
             "amounts start in the past-due phase."
         )
+    if _SIGN_BEFORE_AMOUNT.search(body):
+        problems.append(
+            "{{ amount_due }} already carries its $ sign (it reads \"$249.00\"); remove the $ before it, "
+            "or write {{ amount_due|raw }} for the bare figure."
+        )
     card = _CARD_DETAILS.search(body)
     if card:
         problems.append(
@@ -240,7 +285,7 @@ def sample_context(*, company_name: str, today: dt.date, suspension_in_days: int
     return {
         "client_name": "Jordan Avery",
         "first_name": "Jordan",
-        "amount_due": Decimal("249.00"),
+        "amount_due": Amount(Decimal("249.00")),
         "days_past_due": 23,
         "payment_link": "https://pay.example.com/p/Xk4m9Q2",
         "suspension_date": today + dt.timedelta(days=suspension_in_days),

@@ -236,17 +236,17 @@ def sms_schedule(*, campaign: Campaign, now: dt.datetime, rng: random.Random | N
 # --- Rendering --------------------------------------------------------------------------------
 
 
-def format_amount(amount: Decimal | None) -> str:
-    """'1,234.56': templates write the currency sign themselves ("${{ amount_due }}")."""
-    return "" if amount is None else f"{amount:,.2f}"
+def format_amount(amount: Decimal | None) -> templating.Amount | str:
+    """'$1,234.56' in a text; a template wanting the bare figure writes `{{ amount_due|raw }}`."""
+    return "" if amount is None else templating.Amount(amount)
 
 
 def format_date(day: dt.date) -> str:
     return f"{day:%B} {day.day}, {day.year}"
 
 
-def sms_context(*, item: QueueItem, now: dt.datetime, company_name: str) -> dict[str, str]:
-    """The template variables for one client, as strings, computed at send time.
+def sms_context(*, item: QueueItem, now: dt.datetime, company_name: str) -> dict[str, Any]:
+    """The template variables for one client, computed at send time (the amount as an `Amount`, the rest as strings).
 
     Suspension and cancellation dates count from the campaign day's days past due to the
     segment's days, so they are the same whichever minute the text goes out.

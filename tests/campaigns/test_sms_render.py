@@ -60,7 +60,7 @@ def test_the_context_carries_the_clients_data():
     context = sms.sms_context(item=item, now=NOW, company_name="Acme Billing")
     assert context["client_name"] == "María José Núñez"
     assert context["first_name"] == "María"
-    assert context["amount_due"] == "98,765.40"
+    assert str(context["amount_due"]) == "$98,765.40"
     assert context["days_past_due"] == str(step.day)
     # Reso Initial suspends on day 90 and cancels on day 180, counted from the campaign day.
     suspension = dt.date(2025, 6, 10) + dt.timedelta(days=90 - step.day)
@@ -72,7 +72,7 @@ def test_the_context_carries_the_clients_data():
 
 def test_dates_read_like_a_person_writes_them():
     assert sms.format_date(dt.date(2025, 7, 4)) == "July 4, 2025"
-    assert sms.format_amount(Decimal("1234.5")) == "1,234.50"
+    assert str(sms.format_amount(Decimal("1234.5"))) == "$1,234.50"
     assert sms.format_amount(None) == ""
 
 
