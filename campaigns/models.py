@@ -542,6 +542,19 @@ class ContactLedgerEntry(models.Model):
     outcome = models.CharField(max_length=32, blank=True)
     state = models.CharField(max_length=2, blank=True)
 
+    # The outcome in words: a call's outcome, or what became of a text.
+    OUTCOME_LABELS = {
+        **dict(CallOutcome.choices),
+        "sent": "Sent",
+        "sent_with_opt_out_notice": "Sent, with the opt-out notice",
+    }
+
+    @property
+    def outcome_display(self) -> str:
+        if not self.outcome:
+            return ""
+        return self.OUTCOME_LABELS.get(self.outcome, self.outcome.replace("_", " ").capitalize())
+
     class Meta:
         verbose_name = "contact ledger entry"
         verbose_name_plural = "contact ledger entries"

@@ -669,30 +669,9 @@ class ClientTimeline:
         return bool(self.account or self.events or self.active_suppressions)
 
 
-def _readable(key: str) -> str:
-    return key.replace("_", " ").capitalize()
-
-
-def _readable_value(value: Any) -> str:
-    if isinstance(value, list):
-        return ", ".join(_readable_value(v) for v in value) or "—"
-    if isinstance(value, dict):
-        # Nested keys are names (a time zone, a state), not field names: kept as written.
-        return "; ".join(f"{k}: {_readable_value(v)}" for k, v in value.items())
-    if isinstance(value, str):
-        try:
-            moment = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return value.replace("_", " ") if value.islower() and " " not in value else value
-        if moment.tzinfo is not None:
-            return timezone.localtime(moment).strftime("%b %d, %Y %H:%M %Z")
-        return value
-    return str(value)
-
-
 def gate_inputs(inputs: dict[str, Any]) -> list[tuple[str, str]]:
     """A gate decision's inputs as readable (label, value) pairs."""
-    return [(_readable(key), _readable_value(value)) for key, value in inputs.items()]
+    return compliance.inputs_in_words(inputs)
 
 
 LIVE_TOOL_LABELS = {

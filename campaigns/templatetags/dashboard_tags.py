@@ -12,6 +12,8 @@ from django.contrib.staticfiles.storage import staticfiles_storage
 from django.templatetags.static import static
 from django.utils.html import format_html
 
+from cadences.templating import format_money
+
 register = template.Library()
 
 # Fetched at setup (Makefile) into static/vendor/, never committed and never from a CDN.
@@ -32,7 +34,7 @@ def percent(value: float | None, digits: int = 1) -> str:
 def money(value: Decimal | int | str | None) -> str:
     if value is None or value == "":
         return "—"
-    return f"${Decimal(value):,.2f}"
+    return format_money(Decimal(value))
 
 
 # The timeline's badge for each kind of event, in words.

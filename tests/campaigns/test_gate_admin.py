@@ -43,7 +43,9 @@ def test_gate_decisions_are_searchable_by_client_id(staff, blocked_item):
     page = staff.get(reverse("admin:campaigns_gatedecision_changelist"), {"q": "C-WHY-1"})
     assert page.status_code == 200
     text = page.content.decode()
-    assert "C-WHY-1" in text and Rule.SUPPRESSED in text
+    assert "C-WHY-1" in text and "Suppressed (do not contact)" in text
+    assert ">suppressed<" not in text and ">call<" not in text  # the rule and channel in words
+    assert "Seven call attempts in seven days already" in text  # the rule filter, in words
     assert "C-OTHER" not in text
 
 
@@ -51,7 +53,9 @@ def test_gate_decision_detail_shows_the_inputs(staff, blocked_item):
     decision = GateDecision.objects.get(client_id="C-WHY-1")
     page = staff.get(reverse("admin:campaigns_gatedecision_change", args=[decision.pk]))
     assert page.status_code == 200
-    assert "suppression_id" in page.content.decode()
+    html = page.content.decode()
+    assert "Suppression: 1" in html  # the inputs in words
+    assert "suppression_id" in html  # and as recorded
 
 
 def test_why_not_called_page_puts_the_evidence_together(staff, blocked_item):
@@ -60,7 +64,8 @@ def test_why_not_called_page_puts_the_evidence_together(staff, blocked_item):
     text = page.content.decode()
     assert "Represented by attorney" in text and "letter 2025-06-01" in text  # the active suppression
     assert "call_x" in text  # the ledger
-    assert 'id="gate-now"' in text and Rule.SUPPRESSED in text  # what the gate says right now
+    assert 'id="gate-now"' in text and "Suppressed (do not contact)" in text  # what the gate says right now
+    assert ">suppressed<" not in text and "suppression_id" not in text  # rules and inputs in words, not codes
     assert reverse("admin:campaigns_queueitem_change", args=[blocked_item.pk]) in text
 
 
