@@ -385,7 +385,7 @@ class PaymentKpiTableSerializer(serializers.Serializer):
     since = serializers.DateField()
     until = serializers.DateField()
     by = serializers.ChoiceField(choices=payment_kpis.DIMENSIONS)
-    rows = serializers.ListField(child=serializers.DictField(), help_text="One per value of `by`: amounts as decimal strings, rates null where the denominator is zero.")
+    rows = serializers.ListField(child=serializers.DictField(), help_text="One per value of `by` (`display`: that value in words): amounts as decimal strings, rates null where the denominator is zero.")
     total = serializers.DictField()
 
 
