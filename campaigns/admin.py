@@ -26,6 +26,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
 from cadences.forms import MULTILINE_TEXT
+from cadences.models import Phase
+from cadences.templating import format_money
 from campaigns.queue import selectors
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
 from campaigns.models import (
@@ -445,10 +447,34 @@ class FollowUpTaskAdmin(admin.ModelAdmin):
 # --- Promises to pay ------------------------------------------------------------------------------
 
 
+@admin.display(description="Amount", ordering="amount")
+def amount_money(obj: Any) -> str:
+    return "—" if obj.amount is None else format_money(obj.amount)
+
+
+class PhaseFilter(admin.SimpleListFilter):
+    """The phases in words; the query string keeps the phase's code."""
+
+    title = "phase"
+    parameter_name = "phase"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(Phase.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(phase=self.value()) if self.value() else queryset
+
+
 @admin.register(PromiseToPay)
 class PromiseToPayAdmin(admin.ModelAdmin):
-    list_display = ("client_name", "client_id", "amount", "promised_date", "status", "reminder_at", "segment_name", "phase", "created_at")
-    list_filter = ("status", "segment_name", "phase")
+    list_display = (
+        "client_name", "client_id", amount_money, "promised_date", "status", "reminder_at", "segment_name", "phase_words", "created_at",
+    )  # fmt: skip
+    list_filter = ("status", "segment_name", PhaseFilter)
+
+    @admin.display(description="Phase", ordering="phase")
+    def phase_words(self, obj: PromiseToPay) -> str:
+        return Phase(obj.phase).label if obj.phase in Phase.values else obj.phase
     search_fields = ("client_id", "client_name", "call_id")
     date_hierarchy = "promised_date"
     list_per_page = 100
@@ -585,7 +611,7 @@ class WarehousePaymentsQueryAdmin(admin.ModelAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
-    list_display = ("paid_at", "client_id", "amount", "source", "reference", "segment_name", "owner", "promise")
+    list_display = ("paid_at", "client_id", amount_money, "source", "reference", "segment_name", "owner", "promise")
     list_filter = ("source", "segment_name")
     search_fields = ("client_id", "reference")
     list_select_related = ("promise",)
@@ -599,7 +625,7 @@ class PaymentAdmin(admin.ModelAdmin):
 
 @admin.register(PaymentLink)
 class PaymentLinkAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "client_id", "purpose", "amount", "status", "opens", "first_opened_at", "completed_at")
+    list_display = ("created_at", "client_id", "purpose", amount_money, "status", "opens", "first_opened_at", "completed_at")
     list_filter = ("status", "purpose")
     search_fields = ("client_id", "session_id")
 

@@ -297,14 +297,29 @@ class SuppressionAdmin(admin.ModelAdmin):
 # --- Contact ledger ----------------------------------------------------------------------------
 
 
+class LedgerOutcomeFilter(admin.SimpleListFilter):
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(ContactLedgerEntry.OUTCOME_LABELS.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ContactLedgerEntry]) -> QuerySet[ContactLedgerEntry]:
+        return queryset.filter(outcome=self.value()) if self.value() else queryset
+
+
 @admin.register(ContactLedgerEntry)
 class ContactLedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ("occurred_at", "client_id", "kind", "outcome", "reference", "campaign_date", "state")
-    list_filter = ("kind", "outcome", "campaign_date")
+    list_display = ("occurred_at", "client_id", "kind", "outcome_words", "reference", "campaign_date", "state")
+    list_filter = ("kind", LedgerOutcomeFilter, "campaign_date")
     search_fields = ("=client_id", "=phone", "=reference")
     date_hierarchy = "occurred_at"
     list_per_page = 100
     show_full_result_count = False
+
+    @admin.display(description="Outcome", ordering="outcome")
+    def outcome_words(self, obj: ContactLedgerEntry) -> str:
+        return obj.outcome_display
 
 
 # --- Release batches and call attempts ----------------------------------------------------------
