@@ -28,6 +28,7 @@ urlpatterns = [
     path("dashboard/kpis/", views.kpis_page, name="campaigns-kpis"),
     path("dashboard/kpis/payments.csv", views.payment_kpis_csv, name="campaigns-payment-kpis-csv"),
     path("dashboard/clients/", views.client_search, name="campaigns-client-search"),
+    path("dashboard/follow-ups/", views.follow_up_queue, name="campaigns-follow-ups"),
     path("dashboard/clients/<str:client_id>/", views.client_timeline, name="campaigns-client-timeline"),
     # REST API (DRF): accounts, campaigns, queue items, follow-up tasks, KPIs, token, OpenAPI schema and docs.
     path("api/", include(accounts.account_urlpatterns)),

@@ -792,3 +792,78 @@ def clients_matching(*, query: str, limit: int = 20) -> list[dict[str, str]]:
         found.setdefault(client_id, {"client_id": client_id, "client_name": name})
     return list(found.values())[:limit]
 
+
+
+# --- worklists: the follow-up queue and the clients -------------------------------------------
+
+WORKLIST_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class FollowUpFilters:
+    kind: str = ""  # a FollowUpTask.Kind, or every kind
+    owner: str = ""  # a user id, "none" for unassigned, or anyone
+    overdue: bool = False
+    status: str = ""  # "" (open or in progress), a FollowUpTask.Status, or "all"
+
+
+def follow_up_queue(*, filters: FollowUpFilters, now: dt.datetime) -> Any:
+    """The follow-up tasks a supervisor works through, soonest due first."""
+    tasks = FollowUpTask.objects.select_related("owner").order_by("due_at", "pk")
+    if not filters.status:
+        tasks = tasks.exclude(status=FollowUpTask.Status.DONE)
+    elif filters.status in FollowUpTask.Status.values:
+        tasks = tasks.filter(status=filters.status)
+    if filters.kind in FollowUpTask.Kind.values:
+        tasks = tasks.filter(kind=filters.kind)
+    if filters.owner == "none":
+        tasks = tasks.filter(owner__isnull=True)
+    elif filters.owner.isdigit():
+        tasks = tasks.filter(owner_id=int(filters.owner))
+    if filters.overdue:
+        tasks = tasks.filter(due_at__lt=now).exclude(status=FollowUpTask.Status.DONE)
+    return tasks
+
+
+def follow_up_owners() -> list[tuple[int, str]]:
+    """Everyone who owns a task, for the owner filter."""
+    return list(
+        FollowUpTask.objects.filter(owner__isnull=False).order_by("owner__username").values_list("owner_id", "owner__username").distinct()
+    )
+
+
+@dataclass(frozen=True)
+class AccountFilters:
+    query: str = ""  # client id (exact or its start), part of the name, or a phone number
+    status: str = ""
+    segment: str = ""  # a segment id
+    owner: str = ""
+
+
+def _phone_forms(query: str) -> set[str]:
+    digits = "".join(ch for ch in query if ch.isdigit())
+    return {query, f"+{digits}", f"+1{digits}"} if digits else {query}
+
+
+def accounts_list(*, filters: AccountFilters) -> Any:
+    """Accounts for the Clients page, most recently named by a load first."""
+    accounts = Account.objects.select_related("segment").order_by("-last_seen_at", "client_id")
+    query = filters.query.strip()
+    if query:
+        phones = _phone_forms(query)
+        matching = Account.objects.filter(
+            Q(client_id__iexact=query) | Q(client_id__istartswith=query) | Q(name__icontains=query) | Q(phone__in=phones)
+            | Q(phones__phone__in=phones)
+        )  # fmt: skip
+        accounts = accounts.filter(pk__in=matching.values("pk"))
+    if filters.status in Account.Status.values:
+        accounts = accounts.filter(status=filters.status)
+    if filters.segment.isdigit():
+        accounts = accounts.filter(segment_id=int(filters.segment))
+    if filters.owner:
+        accounts = accounts.filter(owner=filters.owner)
+    return accounts
+
+
+def account_owners() -> list[str]:
+    return list(Account.objects.exclude(owner="").order_by("owner").values_list("owner", flat=True).distinct())

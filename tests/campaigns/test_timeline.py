@@ -153,7 +153,7 @@ def test_search_by_phone_or_id_leads_to_the_timeline(client_history: dict[str, A
         assert response["Location"] == timeline_url
     missing = client.get(reverse("campaigns-client-search"), {"q": "+19999999999"})
     assert missing.status_code == 200
-    assert "No client with the id or phone number" in missing.content.decode()
+    assert "No client with the id, name or phone number" in missing.content.decode()
 
 
 def test_a_client_after_the_flush_still_has_a_history(client_history: dict[str, Any]) -> None:
