@@ -246,6 +246,7 @@ class DialerSettingsForm(forms.ModelForm):
             "queue_sql": forms.Textarea(attrs={"rows": 10, "cols": 100, "class": "vLargeTextField", "spellcheck": "false"}),
             **{name: _CLIENT_LOCAL_TIME for name in CLIENT_LOCAL_TIMES},
         }
+        labels = {"queue_sql": "Queue SQL", "sms_window_start": "SMS window start", "sms_window_end": "SMS window end"}
 
     def clean_queue_sql(self) -> str:
         sql: str = self.cleaned_data["queue_sql"]

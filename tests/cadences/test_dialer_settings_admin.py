@@ -109,6 +109,7 @@ def test_the_windows_on_the_clients_clock_carry_no_portal_time_zone_warning(admi
     assert end_of_day is not None and "vTimeField" in end_of_day.group(0)
     local, portal = page.index("Windows (client&#x27;s local time)"), page.index("End of day (portal time zone)")
     assert local < page.index('name="sms_window_end"') < portal < page.index('name="end_of_day"')
+    assert "SMS window start" in page and "Sms window" not in page
 
 
 def test_a_window_typed_in_the_time_field_is_saved(admin_client: Client, warehouse: Path) -> None:
