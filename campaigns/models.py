@@ -397,6 +397,39 @@ class CallAttempt(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Retell's reasons a call ended, in words (the code stays in `disconnection_reason`).
+    # Reference: https://docs.retellai.com/reliability/debug-call-disconnect
+    DISCONNECTION_LABELS = {
+        "user_hangup": "the client hung up",
+        "agent_hangup": "Grace ended the call",
+        "call_transfer": "transferred",
+        "transfer_bridged": "transferred and connected",
+        "transfer_cancelled": "the transfer was cancelled",
+        "call_take_over": "a person took the call over",
+        "voicemail_reached": "voicemail answered",
+        "inactivity": "no one spoke for too long",
+        "max_duration_reached": "the longest allowed call",
+        "dial_no_answer": "no answer",
+        "dial_busy": "the line was busy",
+        "user_declined": "the client declined the call",
+        "ivr_reached": "a phone menu answered",
+        "invalid_destination": "the number is not valid",
+        "dial_failed": "the call could not be placed",
+        "concurrency_limit_reached": "too many calls at once at Retell",
+        "no_valid_payment": "Retell's billing refused the call",
+        "marked_as_spam": "the carrier marked it as spam",
+        "registered_call_timeout": "the call never started",
+    }
+
+    @property
+    def disconnection_display(self) -> str:
+        reason = self.disconnection_reason
+        if not reason:
+            return ""
+        if reason.startswith("error"):
+            return "an error at Retell or the carrier"
+        return self.DISCONNECTION_LABELS.get(reason, reason.replace("_", " "))
+
     class Meta:
         verbose_name = "call attempt"
         verbose_name_plural = "call attempts"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -76,8 +75,23 @@ def seconds(duration_ms: int | None) -> str:
 
 
 @register.filter
-def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+def analysis_words(value: Any) -> list[tuple[str, str]]:
+    """A call's analysis fields as (label, value) pairs a person reads: 'Promise to pay date: 2025-06-13'."""
+    if not isinstance(value, dict):
+        return []
+
+    def words(item: Any) -> str:
+        if item is None or item == "":
+            return "—"
+        if isinstance(item, bool):
+            return "yes" if item else "no"
+        if isinstance(item, (list, tuple)):
+            return ", ".join(words(part) for part in item) or "—"
+        if isinstance(item, dict):
+            return "; ".join(f"{str(k).replace('_', ' ')}: {words(v)}" for k, v in item.items())
+        return str(item)
+
+    return [(str(key).replace("_", " ").capitalize(), words(item)) for key, item in value.items()]
 
 
 @register.simple_tag
