@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -66,6 +67,7 @@ def test_why_not_called_page_puts_the_evidence_together(staff, blocked_item):
     assert "call_x" in text  # the ledger
     assert 'id="gate-now"' in text and "Suppressed (do not contact)" in text  # what the gate says right now
     assert ">suppressed<" not in text and "suppression_id" not in text  # rules and inputs in words, not codes
+    assert re.search(r"<td>\w{3} \d{1,2}, \d{4} \d{2}:\d{2} E[SD]T</td>", text)  # times name the portal's zone
     assert reverse("admin:campaigns_queueitem_change", args=[blocked_item.pk]) in text
 
 
