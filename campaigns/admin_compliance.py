@@ -209,12 +209,16 @@ class GateDecisionInline(admin.TabularInline):
 class CallAttemptInline(admin.TabularInline):
     model = CallAttempt
     fk_name = "queue_item"
-    fields = ("created_at", "attempt_number", "call_id", "from_number", "status", "outcome", "disconnection_reason", "error")
+    fields = ("created_at", "attempt_number", "call_id", "from_number", "status", "outcome", "ended_because", "error")
     readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = True
     ordering = ("-created_at",)
+
+    @admin.display(description="Ended because", ordering="disconnection_reason")
+    def ended_because(self, obj: CallAttempt) -> str:
+        return obj.disconnection_display or "—"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -343,7 +347,7 @@ class ReleaseBatchAdmin(ReadOnlyAdmin):
 
 @admin.register(CallAttempt)
 class CallAttemptAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "call_id", "client", "attempt_number", "from_number", "status", "outcome", "disconnection_reason", "batch")
+    list_display = ("created_at", "call_id", "client", "attempt_number", "from_number", "status", "outcome", "ended_because", "batch")
     list_filter = ("status", "outcome", "kind", "campaign")
     search_fields = ("=call_id", "=queue_item__client_id", "=to_number")
     list_select_related = ("queue_item",)
@@ -355,6 +359,10 @@ class CallAttemptAdmin(ReadOnlyAdmin):
     @admin.display(description="Client")
     def client(self, obj: CallAttempt) -> str:
         return obj.client_id
+
+    @admin.display(description="Ended because", ordering="disconnection_reason")
+    def ended_because(self, obj: CallAttempt) -> str:
+        return obj.disconnection_display or "—"
 
     @admin.display(description="Custom analysis")
     def custom_analysis_pretty(self, obj: CallAttempt) -> str:

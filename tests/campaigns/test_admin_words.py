@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import ContactLedgerEntry, PromiseToPay
+from tests.campaigns.dashboard_factories import make_attempt, make_campaign, make_item, make_segment, make_step
 
 pytestmark = pytest.mark.django_db
 
@@ -37,3 +38,14 @@ def test_ledger_outcomes_read_in_words(admin_client: Client) -> None:
     html = page.content.decode()
     assert "Sent, with the opt-out notice" in html
     assert ">sent_with_opt_out_notice<" not in html
+
+
+def test_call_attempts_say_why_the_call_ended_in_words(admin_client: Client) -> None:
+    step = make_step(make_segment("RED Initial"))
+    item = make_item(make_campaign(date=dt.date(2026, 1, 5)), step)
+    attempt = make_attempt(item, outcome="answered", disconnection_reason="user_hangup")
+    listing = admin_client.get(reverse("admin:campaigns_callattempt_changelist")).content.decode()
+    assert "the client hung up" in listing and ">user_hangup<" not in listing
+    item_page = admin_client.get(reverse("admin:campaigns_queueitem_change", args=[item.pk])).content.decode()
+    assert "the client hung up" in item_page
+    assert attempt.disconnection_display == "the client hung up"
