@@ -13,6 +13,7 @@ from django.utils import timezone
 from playwright.sync_api import ConsoleMessage, Page, Response
 
 from cadences.models import DialerSettings, Segment, SmsTemplate
+from cadences.services import cadences_reset_defaults
 from campaigns.compliance.gate import Block, Rule, gate_record
 from campaigns.lifecycle import campaign as lifecycle
 from campaigns.models import CallAttempt, Campaign, FollowUpTask, QueueItem
@@ -30,6 +31,9 @@ ASSETS = {"stylesheet", "script", "image", "font", "fetch", "xhr"}
 @pytest.fixture
 def day(sample_warehouse: SampleWarehouse, settings: Any, tmp_path: Any, live_server: Any) -> Iterator[dict[str, Any]]:  # noqa: F811
     settings.RECONCILED_FILE_DIR = tmp_path / "reconciled"
+    # The shipped cadences come from the migrations, and a transactional test before this one
+    # flushed them with everything else: put them back.
+    cadences_reset_defaults()
     get_user_model().objects.create_superuser("reviewer", "reviewer@example.com", PASSWORD)
     sample_warehouse.add([client_row(days_past_due=3) for _ in range(4)] + [client_row(days_past_due=0)])
     campaign = lifecycle.campaign_create(date=NOW.date())

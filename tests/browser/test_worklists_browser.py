@@ -11,6 +11,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from cadences.models import Segment
+from cadences.services import cadences_reset_defaults
 from cadences.roles import SUPERVISORS
 from campaigns.models import Account, FollowUpTask
 from tests.browser.browsing import log_in, screenshot
@@ -32,6 +33,7 @@ CLIPPED = """() => {
 
 @pytest.fixture
 def worklists(live_server: Any) -> dict[str, Any]:
+    cadences_reset_defaults()  # the shipped segments, which an earlier transactional test may have flushed
     owner = make_user("sam.supervisor", group=SUPERVISORS, password=PASSWORD)
     red = Segment.objects.get(name="RED Initial")
     now = timezone.now()
