@@ -32,7 +32,18 @@ $(CHARTJS) $(CHARTJS_MAP) &:
 	  cp var/npm/package/dist/chart.umd.min.js.map $(CHARTJS_MAP) && cp var/npm/package/dist/chart.umd.min.js $(CHARTJS); \
 	else rm -f $(CHARTJS) $(CHARTJS_MAP); echo "chart.js $(CHARTJS_VERSION) could not be fetched; dashboard charts fall back to their tables"; fi
 
-setup: $(STAMP) $(CHARTJS) $(CHARTJS_MAP)
+# axe-core for the browser tests' accessibility scan, fetched from the npm registry the same way
+# into var/ (a test tool: never served). Without it the scan is skipped and says why.
+AXE_VERSION := 4.14.1
+AXE := var/npm/axe-core-$(AXE_VERSION)/axe.min.js
+AXE_TGZ := var/npm/axe-core-$(AXE_VERSION).tgz
+$(AXE):
+	@mkdir -p var/npm
+	@if test -s $(AXE_TGZ) || (command -v npm >/dev/null 2>&1 && cd var/npm && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null); then \
+	  mkdir -p $(dir $(AXE)) && tar -xzf $(AXE_TGZ) -C $(dir $(AXE)) --strip-components=1 package/axe.min.js package/LICENSE; \
+	else echo "axe-core $(AXE_VERSION) could not be fetched; the accessibility scan is skipped"; fi
+
+setup: $(STAMP) $(CHARTJS) $(CHARTJS_MAP) $(AXE)
 
 # The production build of the static files: collectstatic with the storage DEBUG=False selects
 # (hashed names, compressed copies, a manifest — without which every page answers 500). Run it

@@ -17,6 +17,8 @@ class FailedLogin(models.Model):
     at = models.DateTimeField()
 
     class Meta:
+        verbose_name = "failed login"
+        verbose_name_plural = "failed logins"
         indexes = [
             models.Index(fields=["username", "at"], name="failedlogin_username_at"),
             models.Index(fields=["ip", "at"], name="failedlogin_ip_at"),

@@ -77,3 +77,34 @@ class JsonFormatter(logging.Formatter):
         # Objects in `extra` (Django's `request`, for one) are written as their text, which the
         # filter never saw: mask that text too.
         return json.dumps(line, default=lambda value: mask_text(str(value)))
+
+
+class TextFormatter(logging.Formatter):
+    """One line a person reads at a terminal: '14:02:07 warning campaigns.calls: event  key=value'."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created).astimezone().strftime("%H:%M:%S")
+        fields = " ".join(
+            f"{key}={value}" for key, value in vars(record).items() if key not in _RESERVED and not key.startswith("_")
+        )
+        line = f"{when} {record.levelname.lower():<7} {record.name}: {record.getMessage()}" + (f"  {fields}" if fields else "")
+        if record.exc_info:
+            line += "\n" + mask_text(self.formatException(record.exc_info))
+        return mask_text(line)
+
+
+def use_text_lines(log_format: str, stream: Any) -> bool:
+    """'text' or 'json' as set; 'auto' (the default): text when the stream is a terminal."""
+    if log_format in ("text", "json"):
+        return log_format == "text"
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr, in readable lines for a person at a terminal (`make run`, a command typed by hand)
+    and in JSON for anything that collects the logs; LOG_FORMAT=text|json decides instead."""
+
+    def __init__(self, log_format: str = "auto") -> None:
+        super().__init__()
+        self.setFormatter(TextFormatter() if use_text_lines(log_format, self.stream) else JsonFormatter())

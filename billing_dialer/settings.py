@@ -355,15 +355,16 @@ PROMISE_KEPT_TOLERANCE = env.str("PROMISE_KEPT_TOLERANCE", default="1.00")
 # What one text costs, for the cost per dollar recovered (calls carry their own cost from Retell).
 SMS_PRICE = env.str("SMS_PRICE", default="0.0079")
 
-# --- Logging: structured (key=value JSON) with phone numbers masked ------------------------
+# --- Logging: structured (JSON, or readable lines at a terminal) with phone numbers masked ---
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# "auto": readable lines when stderr is a terminal, JSON lines otherwise; "text" or "json" to choose.
+LOG_FORMAT = env.str("LOG_FORMAT", default="auto")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"mask_pii": {"()": "billing_dialer.logging.MaskPiiFilter"}},
-    "formatters": {"json": {"()": "billing_dialer.logging.JsonFormatter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["mask_pii"]},
+        "console": {"()": "billing_dialer.logging.ConsoleHandler", "log_format": LOG_FORMAT, "filters": ["mask_pii"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

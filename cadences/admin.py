@@ -23,6 +23,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from cadences import calendar, templating
+from cadences.forms import MULTILINE_TEXT
 from cadences.models import CadenceStep, DialerSettings, Phase, Segment, SmsTemplate, StateCallLimit
 from cadences.selectors import segment_timeline
 from integrations.http import IntegrationError
@@ -31,7 +32,7 @@ from integrations.warehouse import client as warehouse
 REQUIRED_QUEUE_COLUMNS = ("client_id", "name", "phone", "segment", "days_past_due", "ring_group")
 
 _SHORT_TEXT: dict[type[models.Field[Any, Any]], dict[str, Any]] = {
-    models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 48})}
+    models.TextField: {**MULTILINE_TEXT[models.TextField], "widget": forms.Textarea(attrs={"rows": 2, "cols": 48})}
 }
 
 
@@ -60,6 +61,7 @@ class CadenceStepInline(admin.TabularInline):
 
 @admin.register(Segment)
 class SegmentAdmin(SimpleHistoryAdmin):
+    formfield_overrides = MULTILINE_TEXT
     list_display = (
         "name",
         "first_outreach_day",
@@ -135,6 +137,7 @@ class SegmentAdmin(SimpleHistoryAdmin):
 
 @admin.register(CadenceStep)
 class CadenceStepAdmin(SimpleHistoryAdmin):
+    formfield_overrides = MULTILINE_TEXT
     list_display = ("segment", "day", "phase", "action_type", "sms_template", "active")
     list_filter = ("segment", "phase", "action_type", "active")
     search_fields = ("segment__name", "sms_template__name", "sms_template__body", "voicemail_prompt", "live_call_prompt")
@@ -152,6 +155,7 @@ class SmsTemplateForm(forms.ModelForm):
 
 @admin.register(SmsTemplate)
 class SmsTemplateAdmin(SimpleHistoryAdmin):
+    formfield_overrides = MULTILINE_TEXT
     form = SmsTemplateForm
     list_display = ("name", "phase", "sample_length", "used_by", "updated_at")
     list_filter = ("phase", "updated_at")
@@ -161,6 +165,14 @@ class SmsTemplateAdmin(SimpleHistoryAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SmsTemplate]:
         return super().get_queryset(request).annotate(step_count=Count("steps"))
+
+    def get_fields(self, request: HttpRequest, obj: SmsTemplate | None = None) -> Any:
+        fields = list(super().get_fields(request, obj))
+        # Whoever may edit the template gets the live preview below the form (the change form
+        # template shows it then); the saved preview would show the same text a second time.
+        if self.has_change_permission(request, obj) if obj is not None else self.has_add_permission(request):
+            fields.remove("sample_preview")
+        return fields
 
     @admin.display(description="Used by steps", ordering="step_count")
     def used_by(self, obj: SmsTemplate) -> int:
@@ -184,6 +196,17 @@ class SmsTemplateAdmin(SimpleHistoryAdmin):
             return "This template does not render; fix its syntax."
         info = templating.sms_length_info(text)
         return format_html('<div class="sms-bubble">{}</div><p class="help">{}</p>', text, templating.sms_length_summary(info))
+
+    def _saved_preview(self, object_id: str | None) -> dict[str, str]:
+        """The saved body on sample data, for the live preview to start from before its first refresh."""
+        template = SmsTemplate.objects.filter(pk=object_id).first() if object_id and object_id.isdigit() else None
+        if template is None:
+            return {}
+        try:
+            text = template.render(_sample_context())
+        except TemplateSyntaxError:
+            return {}
+        return {"text": text, "summary": templating.sms_length_summary(templating.sms_length_info(text))}
 
     def get_urls(self) -> list[URLPattern]:
         custom = [
@@ -214,6 +237,7 @@ class SmsTemplateAdmin(SimpleHistoryAdmin):
             **(extra_context or {}),
             "preview_url": reverse("admin:cadences_smstemplate_preview"),
             "template_variables": templating.ALLOWED_VARIABLES,
+            "saved_preview": self._saved_preview(object_id),
         }
         return super().changeform_view(request, object_id, form_url, extra)
 
@@ -233,16 +257,24 @@ class WeekdaysField(forms.MultipleChoiceField):
         return ",".join(sorted(super().clean(value), key=int))
 
 
+CLIENT_LOCAL_TIMES = ("calling_window_start", "calling_window_end", "sms_window_start", "sms_window_end")
+_CLIENT_LOCAL_TIME = forms.TimeInput(format="%H:%M", attrs={"type": "time"})
+
+
 class DialerSettingsForm(forms.ModelForm):
     business_days = WeekdaysField(label="Business days", help_text="Days of the week a campaign starts on.")
 
     class Meta:
         model = DialerSettings
         fields = "__all__"
+        # The windows are on each client's own clock, so the admin's time widget, which warns how
+        # far the browser is from the portal's time zone, would warn about the wrong clock.
         widgets = {
             "queue_sql": forms.Textarea(attrs={"rows": 10, "cols": 100, "class": "vLargeTextField", "spellcheck": "false"}),
             "closed_dates": forms.Textarea(attrs={"rows": 4, "cols": 30, "placeholder": "2026-12-24"}),
+            **{name: _CLIENT_LOCAL_TIME for name in CLIENT_LOCAL_TIMES},
         }
+        labels = {"queue_sql": "Queue SQL", "sms_window_start": "SMS window start", "sms_window_end": "SMS window end"}
 
     def clean_queue_sql(self) -> str:
         sql: str = self.cleaned_data["queue_sql"]
@@ -271,6 +303,7 @@ class DialerSettingsForm(forms.ModelForm):
 
 @admin.register(DialerSettings)
 class DialerSettingsAdmin(SimpleHistoryAdmin):
+    formfield_overrides = MULTILINE_TEXT
     form = DialerSettingsForm
     list_display = ("__str__", "batch_size", "release_threshold", "revalidation_interval_minutes", "calling_window", "updated_at")
     list_filter = ("updated_at",)
@@ -278,10 +311,8 @@ class DialerSettingsAdmin(SimpleHistoryAdmin):
     fieldsets = (
         ("Queue", {"fields": ("queue_sql", "revalidation_interval_minutes")}),
         ("Release", {"fields": ("batch_size", "release_threshold", "poll_interval_seconds", "batch_timeout_seconds")}),
-        (
-            "Windows (client's local time)",
-            {"fields": (("calling_window_start", "calling_window_end"), ("sms_window_start", "sms_window_end"), "end_of_day")},
-        ),
+        ("Windows (client's local time)", {"fields": (("calling_window_start", "calling_window_end"), ("sms_window_start", "sms_window_end"))}),
+        ("End of day (portal time zone)", {"fields": ("end_of_day",)}),
         (
             "Contact limits",
             {"fields": ("max_calls_per_week", "conversation_blackout_days", "retry_delay_minutes", "max_call_attempts_per_day")},

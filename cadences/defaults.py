@@ -181,22 +181,22 @@ SMS_TEMPLATES: dict[str, tuple[str, str]] = {
     ),
     "Past due - holding things up": (
         Phase.PAST_DUE,
-        "Hi {{ first_name }}, your overdue payment of ${{ amount_due }} is holding things up. We want to help get this "
+        "Hi {{ first_name }}, your overdue payment of {{ amount_due }} is holding things up. We want to help get this "
         "resolved and keep things moving: {{ payment_link }} - {{ company_name }}. Reply STOP to opt out.",
     ),
     "Past due - days overdue": (
         Phase.PAST_DUE,
-        "{{ first_name }}, your payment is {{ days_past_due }} days past due with ${{ amount_due }} outstanding. "
+        "{{ first_name }}, your payment is {{ days_past_due }} days past due with {{ amount_due }} outstanding. "
         "Pay securely at {{ payment_link }} or reply to set up a plan. {{ company_name }}. Reply STOP to opt out.",
     ),
     "Pre-suspension - at risk": (
         Phase.PRE_SUSPENSION,
         "{{ first_name }}, your account is at risk of suspension. Suspension will halt our work on your resolution "
-        "options. Pay the ${{ amount_due }} due at {{ payment_link }} - {{ company_name }}. Reply STOP to opt out.",
+        "options. Pay the {{ amount_due }} due at {{ payment_link }} - {{ company_name }}. Reply STOP to opt out.",
     ),
     "Pre-suspension - suspension date": (
         Phase.PRE_SUSPENSION,
-        "{{ first_name }}, to avoid suspension on {{ suspension_date }}, please bring your ${{ amount_due }} balance "
+        "{{ first_name }}, to avoid suspension on {{ suspension_date }}, please bring your {{ amount_due }} balance "
         "current at {{ payment_link }} or call us today. {{ company_name }}. Reply STOP to opt out.",
     ),
     "Suspension day - notice": (

@@ -113,6 +113,8 @@ class Segment(models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name = "segment"
+        verbose_name_plural = "segments"
         ordering = ["sort_order", "name"]
         constraints = [
             models.CheckConstraint(
@@ -171,12 +173,15 @@ class SmsTemplate(models.Model):
     phase = models.CharField(max_length=32, choices=Phase.choices, help_text="The tone this text is written for.")
     body = models.TextField(
         help_text="Django template syntax. Variables: {{ client_name }}, {{ amount_due }}, {{ days_past_due }}, "
-        "{{ payment_link }}, {{ suspension_date }}, {{ cancellation_date }}, {{ first_name }}, {{ company_name }}."
+        "{{ payment_link }}, {{ suspension_date }}, {{ cancellation_date }}, {{ first_name }}, {{ company_name }}. "
+        "{{ amount_due }} carries its currency sign (\"$249.00\"); {{ amount_due|raw }} gives the bare figure (\"249.00\")."
     )
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name = "SMS template"
+        verbose_name_plural = "SMS templates"
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -209,6 +214,8 @@ class CadenceStep(models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name = "cadence step"
+        verbose_name_plural = "cadence steps"
         ordering = ["segment__sort_order", "day"]
         constraints = [
             models.UniqueConstraint(fields=["segment", "day"], name="cadence_step_one_per_segment_day"),
@@ -319,6 +326,8 @@ class StateCallLimit(models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        verbose_name = "state call limit"
+        verbose_name_plural = "state call limits"
         ordering = ["state"]
         constraints = [
             models.CheckConstraint(

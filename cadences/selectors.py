@@ -19,6 +19,13 @@ class PhaseBand:
     width_pct: float
     steps: list[CadenceStep] = field(default_factory=list)
 
+    @property
+    def days_label(self) -> str:
+        """'day 0' for a one-day phase, 'days 1–10' for a longer one."""
+        if self.first_day == self.last_day:
+            return f"day {self.first_day}"
+        return f"days {self.first_day}–{self.last_day}"
+
 
 @dataclass(frozen=True)
 class Milestone:

@@ -37,6 +37,44 @@ OPT_OUT_TEXT = "Reply STOP to opt out."
 # Phases whose texts must not cite an amount: the client may not even know a payment failed yet.
 NO_AMOUNT_PHASES = frozenset({"payment_missed", "soft_intro"})
 
+class Amount:
+    """An amount of money as a text shows it: "$1,234.56". The `raw` filter gives "1,234.56".
+
+    Not a Decimal: the template engine would localise a Decimal itself and drop the sign. Other
+    filters (`floatformat`) read it as the bare number.
+    """
+
+    def __init__(self, value: Decimal) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return format_money(self.value)
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Amount) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def format_figure(value: Decimal) -> str:
+    """'1,234.56': two places and thousands grouped, as Django's floatformat writes them."""
+    return str(defaultfilters.floatformat(value, "2g"))
+
+
+def format_money(value: Decimal) -> str:
+    """'$1,234.56', the way every page and text shows an amount."""
+    return f"${format_figure(value)}"
+
+
+def raw(value: Any) -> Any:
+    """`{{ amount_due|raw }}`: the figure without its currency sign."""
+    return format_figure(value.value) if isinstance(value, Amount) else value
+
+
 _ALLOWED_TAGS = ("if", "firstof", "comment")
 _ALLOWED_FILTERS = (
     "add",
@@ -61,6 +99,7 @@ for _name in _ALLOWED_TAGS:
     _LIBRARY.tag(_name, defaulttags.register.tags[_name])
 for _name in _ALLOWED_FILTERS:
     _LIBRARY.filters[_name] = defaultfilters.register.filters[_name]
+_LIBRARY.filter("raw", raw)
 
 
 class _RestrictedEngine(Engine):
@@ -75,7 +114,24 @@ class _RestrictedEngine(Engine):
 _ENGINE = _RestrictedEngine(debug=False, autoescape=False, libraries={}, builtins=[], loaders=[])
 
 _AMOUNT_LITERAL = re.compile(r"\$\s?\d")
-_OPT_OUT = re.compile(r"\breply\s+stop\b", re.IGNORECASE)
+_SIGN_BEFORE_AMOUNT = re.compile(r"\$\s*\{\{\s*amount_due\s*\}\}")
+# An opt-out instruction names a keyword the carrier and HeyMarket act on and says what it does:
+# "Reply STOP to opt out", "Text STOP to unsubscribe", "STOP to end", "Reply STOP to cancel".
+# A text that merely mentions the word ("Don't reply STOP, we never stop.") tells no one how to stop.
+_OPT_OUT_KEYWORD = r"(?:STOP(?:ALL)?|UNSUBSCRIBE|CANCEL|END|QUIT|OPT[\s-]?OUT)"
+_OPT_OUT_EFFECT = r"(?:opt[\s-]?out|unsubscribe|stop|end|cancel|quit|be\s+removed|no\s+longer\s+receive)"
+_OPT_OUT_INSTRUCTION = re.compile(
+    rf"(?:\b(?P<verb>reply|text|txt|send|respond)(?:\s+with)?\s+)?[\"'\u201c]?\b(?P<keyword>{_OPT_OUT_KEYWORD})\b[\"'\u201d]?"
+    rf",?\s+(?:to|and\s+you\s*(?:'ll|\s+will))\s+{_OPT_OUT_EFFECT}\b",
+    re.IGNORECASE,
+)
+# The same instruction the other way round: "To opt out, reply STOP."
+_OPT_OUT_INSTRUCTION_EFFECT_FIRST = re.compile(
+    rf"\bto\s+{_OPT_OUT_EFFECT}\b[\w\s]{{0,30}}?,?\s+(?P<verb>reply|text|txt|send|respond)(?:\s+with)?\s+"
+    rf"[\"'\u201c]?\b(?P<keyword>{_OPT_OUT_KEYWORD})\b",
+    re.IGNORECASE,
+)
+_NEGATION_BEFORE = re.compile(r"\b(?:don'?t|do\s+not|never|not|no\s+need\s+to)\s*$", re.IGNORECASE)
 _CARD_DETAILS = re.compile(
     r"\b(card\s*(number|no\b|#|details|info)|credit\s*card|debit\s*card|cvv2?|cvc|security\s+code|"
     r"expiration\s+date|expiry\s+date|bank\s+account\s+number|routing\s+number)",
@@ -113,6 +169,46 @@ def _variables(nodelist: NodeList) -> Iterator[Variable]:
 def _lookups(variable: Variable) -> tuple[str, ...]:
     # `_variables` yields only variables that look something up (lookups is not None).
     return variable.lookups or ("",)
+
+
+def has_opt_out_instruction(text: str) -> bool:
+    """Does the text tell the client how to opt out: a keyword, and what sending it does?
+
+    Without a verb ("STOP to end") the keyword must stand out in capitals, since ordinary prose
+    uses the same words ("we stop to end the call"). A negated instruction ("don't reply STOP
+    to opt out") does not count.
+    """
+    matches = [*_OPT_OUT_INSTRUCTION.finditer(text), *_OPT_OUT_INSTRUCTION_EFFECT_FIRST.finditer(text)]
+    for match in matches:
+        if match.group("verb") is None and not match.group("keyword").isupper():
+            continue
+        if _NEGATION_BEFORE.search(text[max(0, match.start() - 20) : match.start()]):
+            continue
+        return True
+    return False
+
+
+def tidy_text(text: str) -> str:
+    """One line of text with the gaps an empty variable leaves closed.
+
+    "...set up a plan. {{ company_name }}. Reply STOP" with no company name would otherwise read
+    "plan. . Reply STOP"; a dash left before a full stop ("link - .") goes the same way.
+    """
+    text = " ".join(text.split())
+    text = re.sub(r"\s+-\s*(?=[.!?](?:\s|$))", "", text)
+    text = re.sub(r"(?<!\.)([.!?])(?:\s*\.(?!\.))+", r"\1", text)
+    return re.sub(r"\s+([,.!?])(?=\s|$)", r"\1", text)
+
+
+def append_sentence(text: str, sentence: str) -> str:
+    """`text` followed by `sentence`, with one full stop between them, never two."""
+    text = tidy_text(text)
+    if not text:
+        return sentence
+    if text[-1] not in ".!?":
+        # A link at the end takes no full stop: some phones would read it as part of the address.
+        text = text if re.search(r"https?://\S+$", text) else f"{text}."
+    return f"{text} {sentence}"
 
 
 def template_variables(body: str) -> set[str]:
@@ -155,6 +251,11 @@ def validate_template(body: str, *, phase: str) -> list[str]:
             "A soft-intro or payment-missed text must not cite the amount ({{ amount_due }} or a $ figure); "
             "amounts start in the past-due phase."
         )
+    if _SIGN_BEFORE_AMOUNT.search(body):
+        problems.append(
+            "{{ amount_due }} already carries its $ sign (it reads \"$249.00\"); remove the $ before it, "
+            "or write {{ amount_due|raw }} for the bare figure."
+        )
     card = _CARD_DETAILS.search(body)
     if card:
         problems.append(
@@ -163,9 +264,9 @@ def validate_template(body: str, *, phase: str) -> list[str]:
     # Only text outside every tag and comment is sent whatever the client's data: wording inside
     # an {% if %} or a {# comment #} would leave some texts without it.
     always_sent = "".join(node.s for node in template.nodelist if isinstance(node, TextNode))
-    if not _OPT_OUT.search(body):
+    if not has_opt_out_instruction(body):
         problems.append(f"Add opt-out wording, e.g. '{OPT_OUT_TEXT}'")
-    elif not _OPT_OUT.search(always_sent):
+    elif not has_opt_out_instruction(always_sent):
         problems.append(
             f"Put the opt-out wording ('{OPT_OUT_TEXT}') outside any {{% if %}}, {{% firstof %}} or comment, "
             "so every text carries it."
@@ -177,7 +278,7 @@ def validate_template(body: str, *, phase: str) -> list[str]:
 def render_template(body: str, context: dict[str, Any]) -> str:
     """Render with only the allowed variables; a missing one renders as an empty string."""
     values = {name: context.get(name, "") for name in ALLOWED_VARIABLES}
-    return _ENGINE.from_string(body).render(Context(values, autoescape=False)).strip()
+    return tidy_text(_ENGINE.from_string(body).render(Context(values, autoescape=False)))
 
 
 # A made-up code as long as the real ones (campaigns.payments.links.CODE_LENGTH), so a preview
@@ -190,7 +291,7 @@ def sample_context(*, company_name: str, today: dt.date, suspension_in_days: int
     return {
         "client_name": "Jordan Avery",
         "first_name": "Jordan",
-        "amount_due": Decimal("249.00"),
+        "amount_due": Amount(Decimal("249.00")),
         "days_past_due": 23,
         "payment_link": settings.PAYMENT_LINK_TEMPLATE.replace("{token}", SAMPLE_LINK_CODE),
         "suspension_date": today + dt.timedelta(days=suspension_in_days),

@@ -27,7 +27,9 @@ from django.utils.text import slugify
 
 from cadences import admin as cadences_admin
 from cadences import templating
-from cadences.models import DialerSettings, SmsTemplate
+from cadences.forms import MULTILINE_TEXT
+from cadences.models import DialerSettings, Phase, SmsTemplate
+from cadences.templating import format_money
 from campaigns.queue import selectors
 from campaigns.sms import outbound as sms_outbound
 from campaigns.admin_compliance import CallAttemptInline, GateDecisionInline, why_not_called_url
@@ -94,6 +96,7 @@ class ReconciledDeliveryInline(admin.TabularInline):
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
+    formfield_overrides = MULTILINE_TEXT
     list_display = ("date", "status", "rows_read", "rows_inserted", "rows_rejected", "rows_no_touchpoint", "is_sandbox", "created_at")
     list_filter = ("status", "is_sandbox")
     date_hierarchy = "date"
@@ -368,6 +371,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(QueueItem)
 class QueueItemAdmin(admin.ModelAdmin):
+    formfield_overrides = MULTILINE_TEXT
     list_display = (
         "client_id",
         "client_name",
@@ -436,6 +440,7 @@ class FollowUpTaskAdmin(admin.ModelAdmin):
 
     Supervisors give tasks an owner and close them here; what a task is about (its kind, client
     and origin) is fixed by the call that raised it."""
+    formfield_overrides = MULTILINE_TEXT
 
     list_display = ("kind", "status", "team", "client_name", "client_id", "owner", "owner_name", "routed_by", "alert_state", "due_at", "overdue", "created_at")
     list_filter = ("status", "kind", "team", "routed_by", "alert_mode", ("owner", admin.RelatedOnlyFieldListFilter))
@@ -578,10 +583,34 @@ class EmailMessageAdmin(admin.ModelAdmin):
 # --- Promises to pay ------------------------------------------------------------------------------
 
 
+@admin.display(description="Amount", ordering="amount")
+def amount_money(obj: Any) -> str:
+    return "—" if obj.amount is None else format_money(obj.amount)
+
+
+class PhaseFilter(admin.SimpleListFilter):
+    """The phases in words; the query string keeps the phase's code."""
+
+    title = "phase"
+    parameter_name = "phase"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(Phase.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(phase=self.value()) if self.value() else queryset
+
+
 @admin.register(PromiseToPay)
 class PromiseToPayAdmin(admin.ModelAdmin):
-    list_display = ("client_name", "client_id", "amount", "promised_date", "status", "reminder_at", "segment_name", "phase", "created_at")
-    list_filter = ("status", "segment_name", "phase")
+    list_display = (
+        "client_name", "client_id", amount_money, "promised_date", "status", "reminder_at", "segment_name", "phase_words", "created_at",
+    )  # fmt: skip
+    list_filter = ("status", "segment_name", PhaseFilter)
+
+    @admin.display(description="Phase", ordering="phase")
+    def phase_words(self, obj: PromiseToPay) -> str:
+        return Phase(obj.phase).label if obj.phase in Phase.values else obj.phase
     search_fields = ("client_id", "client_name", "call_id")
     date_hierarchy = "promised_date"
     list_per_page = 100
@@ -710,6 +739,7 @@ class WarehousePaymentsQueryForm(forms.ModelForm):
 
 @admin.register(WarehousePaymentsQuery)
 class WarehousePaymentsQueryAdmin(admin.ModelAdmin):
+    formfield_overrides = MULTILINE_TEXT
     form = WarehousePaymentsQueryForm
     list_display = ("__str__", "poll_minutes", "last_polled_at", "last_rows", "last_new", "last_error")
     readonly_fields = ("last_polled_at", "last_rows", "last_new", "last_error")
@@ -717,7 +747,7 @@ class WarehousePaymentsQueryAdmin(admin.ModelAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
-    list_display = ("paid_at", "client_id", "amount", "refunded_amount", "disputed_amount", "source", "reference", "segment_name", "owner", "promise")
+    list_display = ("paid_at", "client_id", amount_money, "refunded_amount", "disputed_amount", "source", "reference", "segment_name", "owner", "promise")
     list_filter = ("source", "segment_name", "dispute_status")
     search_fields = ("client_id", "reference")
     list_select_related = ("promise",)
@@ -731,7 +761,7 @@ class PaymentAdmin(admin.ModelAdmin):
 
 @admin.register(PaymentLink)
 class PaymentLinkAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "client_id", "purpose", "amount", "status", "opens", "first_opened_at", "completed_at")
+    list_display = ("created_at", "client_id", "purpose", amount_money, "status", "opens", "first_opened_at", "completed_at")
     list_filter = ("status", "purpose")
     search_fields = ("client_id", "session_id")
 

@@ -21,9 +21,10 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from cadences.forms import MULTILINE_TEXT
 from campaigns.models import CallAttempt, ContactLedgerEntry, GateDecision, QueueItem, ReleaseBatch, Suppression
 from campaigns.compliance import gate as compliance
 from campaigns.compliance.ledger import active_suppressions_q, suppression_add, suppression_lift
@@ -60,10 +61,35 @@ def why_not_called_url(client_id: str) -> str:
 # --- Gate decisions ----------------------------------------------------------------------------
 
 
+class RuleFilter(admin.SimpleListFilter):
+    """The rules that blocked someone, in words; the query string keeps the rule's code."""
+
+    title = "rule"
+    parameter_name = "rule"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        rules = GateDecision.objects.order_by().values_list("rule", flat=True).distinct()
+        return sorted(((rule, compliance.rule_label(rule)) for rule in rules), key=lambda pair: pair[1])
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[GateDecision]) -> QuerySet[GateDecision]:
+        return queryset.filter(rule=self.value()) if self.value() else queryset
+
+
+class ChannelFilter(admin.SimpleListFilter):
+    title = "channel"
+    parameter_name = "channel"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(compliance.CHANNEL_LABELS.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[GateDecision]) -> QuerySet[GateDecision]:
+        return queryset.filter(channel=self.value()) if self.value() else queryset
+
+
 @admin.register(GateDecision)
 class GateDecisionAdmin(ReadOnlyAdmin):
-    list_display = ("decided_at", "client_id", "channel", "rule", "detail", "campaign_date", "queue_item_link")
-    list_filter = ("rule", "channel", "campaign_date")
+    list_display = ("decided_at", "client_id", "channel_words", "rule_words", "detail", "campaign_date", "queue_item_link")
+    list_filter = (RuleFilter, ChannelFilter, "campaign_date")
     # Exact client id first (the indexed lookup a supervisor makes), then words of the detail.
     search_fields = ("=client_id", "detail")
     search_help_text = "Client id (exact), or words from the reason."
@@ -71,8 +97,23 @@ class GateDecisionAdmin(ReadOnlyAdmin):
     list_select_related = ("queue_item",)
     list_per_page = 100
     show_full_result_count = False
-    readonly_fields = ("inputs_pretty", "why_link")
-    fields = ("decided_at", "client_id", "channel", "rule", "detail", "inputs_pretty", "campaign", "campaign_date", "queue_item", "why_link")
+    readonly_fields = ("channel_words", "rule_words", "inputs_in_words", "inputs_pretty", "why_link")
+    fields = (
+        "decided_at", "client_id", "channel_words", "rule_words", "detail", "inputs_in_words", "inputs_pretty",
+        "campaign", "campaign_date", "queue_item", "why_link",
+    )  # fmt: skip
+
+    @admin.display(description="Channel", ordering="channel")
+    def channel_words(self, obj: GateDecision) -> str:
+        return compliance.channel_label(obj.channel)
+
+    @admin.display(description="Rule", ordering="rule")
+    def rule_words(self, obj: GateDecision) -> str:
+        return compliance.rule_label(obj.rule)
+
+    @admin.display(description="What the rule looked at")
+    def inputs_in_words(self, obj: GateDecision) -> str:
+        return format_html_join("", "<div>{}: {}</div>", compliance.inputs_in_words(obj.inputs)) or "—"
 
     @admin.display(description="Queue item")
     def queue_item_link(self, obj: GateDecision) -> str:
@@ -81,7 +122,7 @@ class GateDecisionAdmin(ReadOnlyAdmin):
         url = reverse("admin:campaigns_queueitem_change", args=[obj.queue_item_id])
         return format_html('<a href="{}">#{}</a>', url, obj.queue_item_id)
 
-    @admin.display(description="Rule inputs")
+    @admin.display(description="Rule inputs (as recorded)")
     def inputs_pretty(self, obj: GateDecision) -> str:
         return pretty_json(obj.inputs)
 
@@ -131,10 +172,12 @@ def client_report(*, client_id: str, now: dt.datetime) -> dict[str, Any]:
     return {
         "item": item,
         "item_url": reverse("admin:campaigns_queueitem_change", args=[item.pk]) if item else "",
+        "item_skip_reason": compliance.rule_label(item.skip_reason) if item and item.skip_reason else "",
         "gate_now": gate_now,
-        "gate_now_inputs": json.dumps(gate_now.inputs, indent=2, sort_keys=True, default=str) if gate_now else "",
+        "gate_now_rule": compliance.rule_label(gate_now.rule) if gate_now else "",
+        "gate_now_inputs": compliance.inputs_in_words(gate_now.inputs) if gate_now else [],
         "decisions": [
-            (d, json.dumps(d.inputs, indent=2, sort_keys=True, default=str))
+            (d, compliance.rule_label(d.rule), compliance.channel_label(d.channel), compliance.inputs_in_words(d.inputs))
             for d in GateDecision.objects.filter(client_id=client_id).order_by("-decided_at")[:WHY_NOT_CALLED_DECISIONS]
         ],
         "suppressions": [(s, s.pk in blocking_calls) for s in suppressions],
@@ -166,12 +209,16 @@ class GateDecisionInline(admin.TabularInline):
 class CallAttemptInline(admin.TabularInline):
     model = CallAttempt
     fk_name = "queue_item"
-    fields = ("created_at", "attempt_number", "call_id", "from_number", "status", "outcome", "disconnection_reason", "error")
+    fields = ("created_at", "attempt_number", "call_id", "from_number", "status", "outcome", "ended_because", "error")
     readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = True
     ordering = ("-created_at",)
+
+    @admin.display(description="Ended because", ordering="disconnection_reason")
+    def ended_because(self, obj: CallAttempt) -> str:
+        return obj.disconnection_display or "—"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -197,6 +244,7 @@ class SuppressionForm(forms.ModelForm):
 
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
+    formfield_overrides = MULTILINE_TEXT
     form = SuppressionForm
     list_display = ("created_at", "client_id", "phone", "reason", "channel", "source", "active_display", "lifted_at", "lifted_by")
     list_filter = ("reason", "channel", ("lifted_at", admin.EmptyFieldListFilter))
@@ -253,14 +301,29 @@ class SuppressionAdmin(admin.ModelAdmin):
 # --- Contact ledger ----------------------------------------------------------------------------
 
 
+class LedgerOutcomeFilter(admin.SimpleListFilter):
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(ContactLedgerEntry.OUTCOME_LABELS.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ContactLedgerEntry]) -> QuerySet[ContactLedgerEntry]:
+        return queryset.filter(outcome=self.value()) if self.value() else queryset
+
+
 @admin.register(ContactLedgerEntry)
 class ContactLedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ("occurred_at", "client_id", "kind", "outcome", "reference", "campaign_date", "state")
-    list_filter = ("kind", "outcome", "campaign_date")
+    list_display = ("occurred_at", "client_id", "kind", "outcome_words", "reference", "campaign_date", "state")
+    list_filter = ("kind", LedgerOutcomeFilter, "campaign_date")
     search_fields = ("=client_id", "=phone", "=reference")
     date_hierarchy = "occurred_at"
     list_per_page = 100
     show_full_result_count = False
+
+    @admin.display(description="Outcome", ordering="outcome")
+    def outcome_words(self, obj: ContactLedgerEntry) -> str:
+        return obj.outcome_display
 
 
 # --- Release batches and call attempts ----------------------------------------------------------
@@ -284,7 +347,7 @@ class ReleaseBatchAdmin(ReadOnlyAdmin):
 
 @admin.register(CallAttempt)
 class CallAttemptAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "call_id", "client", "attempt_number", "from_number", "status", "outcome", "disconnection_reason", "batch")
+    list_display = ("created_at", "call_id", "client", "attempt_number", "from_number", "status", "outcome", "ended_because", "batch")
     list_filter = ("status", "outcome", "kind", "campaign")
     search_fields = ("=call_id", "=queue_item__client_id", "=to_number")
     list_select_related = ("queue_item",)
@@ -296,6 +359,10 @@ class CallAttemptAdmin(ReadOnlyAdmin):
     @admin.display(description="Client")
     def client(self, obj: CallAttempt) -> str:
         return obj.client_id
+
+    @admin.display(description="Ended because", ordering="disconnection_reason")
+    def ended_because(self, obj: CallAttempt) -> str:
+        return obj.disconnection_display or "—"
 
     @admin.display(description="Custom analysis")
     def custom_analysis_pretty(self, obj: CallAttempt) -> str:

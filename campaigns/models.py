@@ -101,6 +101,8 @@ class Campaign(models.Model):
     reconciled_rows = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "campaign"
+        verbose_name_plural = "campaigns"
         ordering = ["-date"]
 
     def __str__(self) -> str:
@@ -152,6 +154,8 @@ class Account(models.Model):
     transfer_brief_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "account"
+        verbose_name_plural = "accounts"
         ordering = ["client_id"]
         # Only what an inbound call looks up: every other index would cost each queue load more
         # than it saves the pages that filter accounts.
@@ -182,6 +186,8 @@ class AccountPhone(models.Model):
     last_seen_at = models.DateTimeField()
 
     class Meta:
+        verbose_name = "account phone"
+        verbose_name_plural = "account phones"
         constraints = [models.UniqueConstraint(fields=["account", "phone"], name="account_phone_once")]
         indexes = [models.Index(fields=["phone"], name="account_phone_number")]
 
@@ -276,6 +282,8 @@ class QueueItem(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "queue item"
+        verbose_name_plural = "queue items"
         constraints = [
             models.UniqueConstraint(fields=["campaign", "client_id"], name="queue_item_one_per_client_per_campaign"),
         ]
@@ -306,6 +314,8 @@ class RejectedRow(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "rejected row"
+        verbose_name_plural = "rejected rows"
         ordering = ["row_number"]
         indexes = [models.Index(fields=["campaign", "row_number"], name="rejected_row_campaign")]
 
@@ -333,6 +343,8 @@ class ReleaseBatch(models.Model):
     timed_out = models.BooleanField(default=False)
 
     class Meta:
+        verbose_name = "release batch"
+        verbose_name_plural = "release batches"
         ordering = ["-released_at"]
         indexes = [models.Index(fields=["campaign", "ring_group", "resolved_at"], name="release_batch_open")]
 
@@ -414,7 +426,42 @@ class CallAttempt(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Retell's reasons a call ended, in words (the code stays in `disconnection_reason`).
+    # Reference: https://docs.retellai.com/reliability/debug-call-disconnect
+    DISCONNECTION_LABELS = {
+        "user_hangup": "the client hung up",
+        "agent_hangup": "Grace ended the call",
+        "call_transfer": "transferred",
+        "transfer_bridged": "transferred and connected",
+        "transfer_cancelled": "the transfer was cancelled",
+        "call_take_over": "a person took the call over",
+        "voicemail_reached": "voicemail answered",
+        "inactivity": "no one spoke for too long",
+        "max_duration_reached": "the longest allowed call",
+        "dial_no_answer": "no answer",
+        "dial_busy": "the line was busy",
+        "user_declined": "the client declined the call",
+        "ivr_reached": "a phone menu answered",
+        "invalid_destination": "the number is not valid",
+        "dial_failed": "the call could not be placed",
+        "concurrency_limit_reached": "too many calls at once at Retell",
+        "no_valid_payment": "Retell's billing refused the call",
+        "marked_as_spam": "the carrier marked it as spam",
+        "registered_call_timeout": "the call never started",
+    }
+
+    @property
+    def disconnection_display(self) -> str:
+        reason = self.disconnection_reason
+        if not reason:
+            return ""
+        if reason.startswith("error"):
+            return "an error at Retell or the carrier"
+        return self.DISCONNECTION_LABELS.get(reason, reason.replace("_", " "))
+
     class Meta:
+        verbose_name = "call attempt"
+        verbose_name_plural = "call attempts"
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["status", "created_at"], name="call_attempt_open"),
@@ -495,6 +542,8 @@ class SmsMessage(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "SMS message"
+        verbose_name_plural = "SMS messages"
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["phone", "status"], name="sms_message_phone"),
@@ -562,6 +611,8 @@ class WebhookEvent(models.Model):
     error = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = "webhook event"
+        verbose_name_plural = "webhook events"
         ordering = ["-received_at"]
         constraints = [models.UniqueConstraint(fields=["vendor", "dedupe_key"], name="webhook_event_once")]
         indexes = [
@@ -593,9 +644,23 @@ class ContactLedgerEntry(models.Model):
     outcome = models.CharField(max_length=32, blank=True)
     state = models.CharField(max_length=2, blank=True)
 
+    # The outcome in words: a call's outcome, or what became of a text.
+    OUTCOME_LABELS = {
+        **dict(CallOutcome.choices),
+        "sent": "Sent",
+        "sent_with_opt_out_notice": "Sent, with the opt-out notice",
+    }
+
+    @property
+    def outcome_display(self) -> str:
+        if not self.outcome:
+            return ""
+        return self.OUTCOME_LABELS.get(self.outcome, self.outcome.replace("_", " ").capitalize())
+
     class Meta:
-        ordering = ["-occurred_at"]
+        verbose_name = "contact ledger entry"
         verbose_name_plural = "contact ledger entries"
+        ordering = ["-occurred_at"]
         constraints = [models.UniqueConstraint(fields=["kind", "reference"], name="ledger_entry_once")]
         indexes = [
             models.Index(fields=["client_id", "occurred_at"], name="ledger_client_time"),
@@ -632,6 +697,8 @@ class Suppression(models.Model):
     lifted_by = models.CharField(max_length=100, blank=True)
 
     class Meta:
+        verbose_name = "suppression"
+        verbose_name_plural = "suppressions"
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -665,6 +732,8 @@ class GateDecision(models.Model):
     decided_at = models.DateTimeField()
 
     class Meta:
+        verbose_name = "gate decision"
+        verbose_name_plural = "gate decisions"
         ordering = ["-decided_at"]
         indexes = [models.Index(fields=["client_id", "decided_at"], name="gate_decision_client")]
 
@@ -736,6 +805,8 @@ class FollowUpTask(models.Model):
     alert_error = models.TextField("last alert error", blank=True)
 
     class Meta:
+        verbose_name = "follow-up task"
+        verbose_name_plural = "follow-up tasks"
         ordering = ["due_at"]
         verbose_name = "follow-up task"
         constraints = [models.UniqueConstraint(fields=["kind", "source_ref"], name="follow_up_task_once")]
@@ -870,8 +941,9 @@ class PromiseToPay(models.Model):
     reviewed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["promised_date"]
+        verbose_name = "promise to pay"
         verbose_name_plural = "promises to pay"
+        ordering = ["promised_date"]
         indexes = [models.Index(fields=["status", "promised_date"], name="promise_due")]
 
     def __str__(self) -> str:
@@ -892,6 +964,8 @@ class Alert(models.Model):
     acknowledged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "alert"
+        verbose_name_plural = "alerts"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -929,6 +1003,8 @@ class DailyKpi(models.Model):
     callbacks_kept = models.PositiveIntegerField(default=0)
 
     class Meta:
+        verbose_name = "daily KPI"
+        verbose_name_plural = "daily KPIs"
         ordering = ["-date", "segment_name", "phase"]
         constraints = [models.UniqueConstraint(fields=["date", "segment_name", "phase"], name="daily_kpi_once")]
 
@@ -1000,6 +1076,8 @@ class LiveToolCall(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "live tool call"
+        verbose_name_plural = "live tool calls"
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["call_id", "name", "args_key"], name="live_tool_call_once")]
         indexes = [
@@ -1041,6 +1119,8 @@ class Callback(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "callback"
+        verbose_name_plural = "callbacks"
         ordering = ["due_at"]
         indexes = [
             models.Index(fields=["status", "due_at"], name="callback_due"),
@@ -1118,6 +1198,8 @@ class PaymentLink(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "payment link"
+        verbose_name_plural = "payment links"
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["client_id", "purpose", "status"], name="payment_link_live"),
@@ -1162,6 +1244,8 @@ class Payment(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
+        verbose_name = "payment"
+        verbose_name_plural = "payments"
         ordering = ["-paid_at"]
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive")]
         indexes = [

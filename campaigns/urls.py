@@ -31,6 +31,7 @@ urlpatterns = [
     path("dashboard/kpis/", views.kpis_page, name="campaigns-kpis"),
     path("dashboard/kpis/payments.csv", views.payment_kpis_csv, name="campaigns-payment-kpis-csv"),
     path("dashboard/clients/", views.client_search, name="campaigns-client-search"),
+    path("dashboard/follow-ups/", views.follow_up_queue, name="campaigns-follow-ups"),
     path("dashboard/clients/<str:client_id>/", views.client_timeline, name="campaigns-client-timeline"),
     # The review of the first calls after a cadence change.
     path("dashboard/reviews/", reviews.review_rounds, name="campaigns-review-rounds"),

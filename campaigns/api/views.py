@@ -37,6 +37,7 @@ from access.forms import client_ip
 from cadences.models import Phase
 from campaigns import roles
 from campaigns.api import schema as api_schema
+from campaigns.compliance import gate as compliance
 from campaigns.dashboard import selectors
 from campaigns.metrics import payments as payment_kpis
 from campaigns.models import Campaign, FollowUpTask, QueueItem
@@ -200,16 +201,27 @@ CONTROL_ACTIONS: dict[str, Callable[..., Campaign]] = {
 class QueueItemSerializer(serializers.ModelSerializer):
     campaign_date = serializers.DateField(source="campaign.date", read_only=True)
     segment = serializers.CharField(source="segment.name", read_only=True)
+    # Each code beside its words (the code is for machines, the words for people).
+    phase_display = serializers.CharField(source="get_phase_display", read_only=True)
+    action_type_display = serializers.CharField(source="get_action_type_display", read_only=True)
+    status_display = serializers.CharField(source="get_status_display", read_only=True)
+    skip_reason_display = serializers.SerializerMethodField(help_text="The skip reason in words; empty when not skipped.")
+    last_outcome_display = serializers.CharField(source="get_last_outcome_display", read_only=True)
+    sms_status_display = serializers.CharField(source="get_sms_status_display", read_only=True)
 
     class Meta:
         model = QueueItem
         fields = [
-            "id", "campaign", "campaign_date", "client_id", "client_name", "phone", "segment", "phase",
-            "days_past_due", "action_type", "team", "ring_group", "transfer_number", "inbox_id",
-            "amount_due", "state", "timezones", "status", "status_changed_at", "skip_reason", "skip_detail",
-            "next_attempt_at", "call_attempts", "last_outcome", "sms_status", "sms_due_at", "created_at",
+            "id", "campaign", "campaign_date", "client_id", "client_name", "phone", "segment", "phase", "phase_display",
+            "days_past_due", "action_type", "action_type_display", "team", "ring_group", "transfer_number", "inbox_id",
+            "amount_due", "state", "timezones", "status", "status_display", "status_changed_at", "skip_reason",
+            "skip_reason_display", "skip_detail", "next_attempt_at", "call_attempts", "last_outcome", "last_outcome_display",
+            "sms_status", "sms_status_display", "sms_due_at", "created_at",
         ]
         read_only_fields = fields
+
+    def get_skip_reason_display(self, item: QueueItem) -> str:
+        return compliance.rule_label(item.skip_reason) if item.skip_reason else ""
 
 
 class QueueItemFilter(django_filters.FilterSet):
@@ -253,10 +265,14 @@ class FollowUpTaskSerializer(serializers.ModelSerializer):
         help_text="Username of the person who works the task; null to unassign.",
     )
 
+    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
+    status_display = serializers.CharField(source="get_status_display", read_only=True)
+
     class Meta:
         model = FollowUpTask
         fields = [
-            "id", "kind", "status", "team", "client_id", "client_name", "phone", "owner", "owner_name", "routed_by",
+            "id", "kind", "kind_display", "status", "status_display", "team", "client_id", "client_name", "phone", "owner", "owner_name",
+            "routed_by",
             "due_at", "detail", "source_ref", "created_at", "resolved_at",
         ]
         read_only_fields = [f for f in fields if f not in ("status", "owner")]
@@ -385,7 +401,7 @@ class PaymentKpiTableSerializer(serializers.Serializer):
     since = serializers.DateField()
     until = serializers.DateField()
     by = serializers.ChoiceField(choices=payment_kpis.DIMENSIONS)
-    rows = serializers.ListField(child=serializers.DictField(), help_text="One per value of `by`: amounts as decimal strings, rates null where the denominator is zero.")
+    rows = serializers.ListField(child=serializers.DictField(), help_text="One per value of `by` (`display`: that value in words): amounts as decimal strings, rates null where the denominator is zero.")
     total = serializers.DictField()
 
 

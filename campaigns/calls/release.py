@@ -622,9 +622,12 @@ def _skip_or_defer(
             )
             if opens is not None and opens < day_end:
                 deferred.setdefault(opens, []).append(item.pk)
+                # On the portal's clock, as every page is, and on the client's, which the rule reads.
+                zone = next(iter(item.timezone_list), "")
+                on_client_clock = f" ({compliance.client_time_words(opens, zone)})" if zone else ""
                 held = Block(
                     rule=block.rule,
-                    detail=f"{block.detail} Held until {opens:%Y-%m-%d %H:%M} UTC.",
+                    detail=f"{block.detail} Held until {compliance.portal_time_words(opens)}{on_client_clock}.",
                     inputs={**block.inputs, "next_window_open": opens.isoformat()},
                 )
                 to_record.append((item, held))

@@ -114,6 +114,93 @@ def rule_label(rule: str) -> str:
     return RULE_LABELS.get(rule, rule.replace("_", " ").capitalize())
 
 
+CHANNEL_LABELS = {CALL: "Call", SMS: "Text"}
+
+
+def channel_label(channel: str) -> str:
+    return CHANNEL_LABELS.get(channel, channel.replace("_", " ").capitalize())
+
+
+def portal_time_words(moment: datetime) -> str:
+    """'Dec 6, 2026 11:00 EST': an instant on the portal's clock, its zone named."""
+    local = timezone.localtime(moment)
+    return f"{local:%b} {local.day}, {local.year} {local:%H:%M %Z}"
+
+
+def client_time_words(moment: datetime, zone_name: str) -> str:
+    """'10:00 CST in America/Chicago': an instant on the client's own clock."""
+    try:
+        local = moment.astimezone(ZoneInfo(zone_name))
+    except (ZoneInfoNotFoundError, ValueError):
+        return portal_time_words(moment)
+    return f"{local:%H:%M %Z} in {zone_name}"
+
+
+# What each input a rule looked at is, in words (GateDecision.inputs keeps the machine form).
+INPUT_LABELS: dict[str, str] = {
+    "now_utc": "Checked at",
+    "local_times": "The client's local time",
+    "window_start": "Window opens",
+    "window_end": "Window closes",
+    "legal_start": "Legal hours start",
+    "legal_end": "Legal hours end",
+    "zones_outside": "Time zones outside the window",
+    "next_window_open": "The window opens next",
+    "day_end": "The campaign day ends",
+    "timezones": "Time zones",
+    "invalid": "Time zones not recognised",
+    "suppression_id": "Suppression",
+    "suppression_client_id": "Suppression's client",
+    "matched_on": "Matched on",
+    "attempts": "Call attempts",
+    "limit": "Limit",
+    "period_days": "Period (days)",
+    "since": "Counted since",
+    "until": "Until",
+    "state": "State",
+    "channel": "Channel",
+    "reason": "Reason",
+    "rule": "Rule",
+    "paid_at": "Paid at",
+    "payment_reference": "Payment reference",
+}
+
+
+def _value_in_words(key: str, value: Any) -> str:
+    if value is None or value == [] or value == {}:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_value_in_words(key, v) for v in value)
+    if isinstance(value, dict):
+        if key == "local_times":  # zone name → that zone's local time: read on the zone's own clock
+            return "; ".join(_value_in_words(key, (zone, moment)) if isinstance(moment, str) else f"{zone}: {moment}" for zone, moment in value.items())
+        return "; ".join(f"{k}: {_value_in_words(k, v)}" for k, v in value.items())
+    if isinstance(value, tuple):  # (zone, ISO instant) from local_times
+        zone, text = value
+        try:
+            return client_time_words(datetime.fromisoformat(text), zone)
+        except ValueError:
+            return f"{zone}: {text}"
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            if value in RULE_LABELS:
+                return RULE_LABELS[value]
+            return value.replace("_", " ") if value.islower() and " " not in value else value
+        if moment.tzinfo is not None:
+            return portal_time_words(moment)
+        return value
+    return str(value)
+
+
+def inputs_in_words(inputs: dict[str, Any]) -> list[tuple[str, str]]:
+    """A gate decision's inputs as (label, value) pairs a supervisor reads."""
+    return [(INPUT_LABELS.get(key, key.replace("_", " ").capitalize()), _value_in_words(key, value)) for key, value in inputs.items()]
+
+
 # Blocks that only mean "not now": the touchpoint may still happen later the same day.
 WINDOW_RULES = frozenset({Rule.OUTSIDE_LOCAL_WINDOW, Rule.CAMPAIGN_WINDOW, Rule.SMS_WINDOW})
 

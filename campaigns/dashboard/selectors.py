@@ -673,30 +673,9 @@ class ClientTimeline:
         return bool(self.account or self.events or self.active_suppressions)
 
 
-def _readable(key: str) -> str:
-    return key.replace("_", " ").capitalize()
-
-
-def _readable_value(value: Any) -> str:
-    if isinstance(value, list):
-        return ", ".join(_readable_value(v) for v in value) or "—"
-    if isinstance(value, dict):
-        # Nested keys are names (a time zone, a state), not field names: kept as written.
-        return "; ".join(f"{k}: {_readable_value(v)}" for k, v in value.items())
-    if isinstance(value, str):
-        try:
-            moment = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return value.replace("_", " ") if value.islower() and " " not in value else value
-        if moment.tzinfo is not None:
-            return timezone.localtime(moment).strftime("%b %d, %Y %H:%M %Z")
-        return value
-    return str(value)
-
-
 def gate_inputs(inputs: dict[str, Any]) -> list[tuple[str, str]]:
     """A gate decision's inputs as readable (label, value) pairs."""
-    return [(_readable(key), _readable_value(value)) for key, value in inputs.items()]
+    return compliance.inputs_in_words(inputs)
 
 
 LIVE_TOOL_LABELS = {
@@ -840,3 +819,78 @@ def daily_start_note(day: dt.date) -> str:
         return f"The daily start does not run today: {closed}."
     return f"The daily start creates and starts it at {dialer.auto_start_at:%H:%M}."
 
+
+
+# --- worklists: the follow-up queue and the clients -------------------------------------------
+
+WORKLIST_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class FollowUpFilters:
+    kind: str = ""  # a FollowUpTask.Kind, or every kind
+    owner: str = ""  # a user id, "none" for unassigned, or anyone
+    overdue: bool = False
+    status: str = ""  # "" (open or in progress), a FollowUpTask.Status, or "all"
+
+
+def follow_up_queue(*, filters: FollowUpFilters, now: dt.datetime) -> Any:
+    """The follow-up tasks a supervisor works through, soonest due first."""
+    tasks = FollowUpTask.objects.select_related("owner").order_by("due_at", "pk")
+    if not filters.status:
+        tasks = tasks.exclude(status=FollowUpTask.Status.DONE)
+    elif filters.status in FollowUpTask.Status.values:
+        tasks = tasks.filter(status=filters.status)
+    if filters.kind in FollowUpTask.Kind.values:
+        tasks = tasks.filter(kind=filters.kind)
+    if filters.owner == "none":
+        tasks = tasks.filter(owner__isnull=True)
+    elif filters.owner.isdigit():
+        tasks = tasks.filter(owner_id=int(filters.owner))
+    if filters.overdue:
+        tasks = tasks.filter(due_at__lt=now).exclude(status=FollowUpTask.Status.DONE)
+    return tasks
+
+
+def follow_up_owners() -> list[tuple[int, str]]:
+    """Everyone who owns a task, for the owner filter."""
+    return list(
+        FollowUpTask.objects.filter(owner__isnull=False).order_by("owner__username").values_list("owner_id", "owner__username").distinct()
+    )
+
+
+@dataclass(frozen=True)
+class AccountFilters:
+    query: str = ""  # client id (exact or its start), part of the name, or a phone number
+    status: str = ""
+    segment: str = ""  # a segment id
+    owner: str = ""
+
+
+def _phone_forms(query: str) -> set[str]:
+    digits = "".join(ch for ch in query if ch.isdigit())
+    return {query, f"+{digits}", f"+1{digits}"} if digits else {query}
+
+
+def accounts_list(*, filters: AccountFilters) -> Any:
+    """Accounts for the Clients page, most recently named by a load first."""
+    accounts = Account.objects.select_related("segment").order_by("-last_seen_at", "client_id")
+    query = filters.query.strip()
+    if query:
+        phones = _phone_forms(query)
+        matching = Account.objects.filter(
+            Q(client_id__iexact=query) | Q(client_id__istartswith=query) | Q(name__icontains=query) | Q(phone__in=phones)
+            | Q(phones__phone__in=phones)
+        )  # fmt: skip
+        accounts = accounts.filter(pk__in=matching.values("pk"))
+    if filters.status in Account.Status.values:
+        accounts = accounts.filter(status=filters.status)
+    if filters.segment.isdigit():
+        accounts = accounts.filter(segment_id=int(filters.segment))
+    if filters.owner:
+        accounts = accounts.filter(owner=filters.owner)
+    return accounts
+
+
+def account_owners() -> list[str]:
+    return list(Account.objects.exclude(owner="").order_by("owner").values_list("owner", flat=True).distinct())

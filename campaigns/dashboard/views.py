@@ -16,6 +16,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -24,10 +25,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from integrations import clock
-from cadences.models import Phase
+from cadences.models import Phase, Segment
 from campaigns import roles, spreadsheets
 from campaigns.dashboard import selectors
-from campaigns.models import Campaign
+from campaigns.models import Account, Campaign, FollowUpTask
 from campaigns.metrics import kpis
 from campaigns.metrics import payments as payment_kpis
 from campaigns.metrics import reviews as call_reviews
@@ -271,11 +272,64 @@ def payment_kpis_csv(request: HttpRequest) -> HttpResponse:
 @require_GET
 @viewer_required
 def client_search(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()
-    matches = selectors.clients_matching(query=query) if query else []
-    if len(matches) == 1:
+    """The Clients page: every account, searched, filtered and paged; a lookup that names one
+    client exactly (the header's box) opens its timeline."""
+    filters = selectors.AccountFilters(
+        query=request.GET.get("q", "").strip()[:100],
+        status=request.GET.get("status", ""),
+        segment=request.GET.get("segment", ""),
+        owner=request.GET.get("owner", "")[:100],
+    )
+    narrowed = filters.status or filters.segment or filters.owner or "page" in request.GET
+    # Clients known only from the ledger or a promise (no account) are found by exact id or phone.
+    matches = selectors.clients_matching(query=filters.query) if filters.query else []
+    if len(matches) == 1 and not narrowed:
         return redirect("campaigns-client-timeline", client_id=matches[0]["client_id"])
-    return render(request, "campaigns/client_search.html", {"query": query, "matches": matches})
+    page = Paginator(selectors.accounts_list(filters=filters), selectors.WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    listed = {account.client_id for account in page.object_list}
+    return render(
+        request,
+        "campaigns/client_search.html",
+        {
+            "query": filters.query,
+            "filters": filters,
+            "page": page,
+            "other_matches": [m for m in matches if m["client_id"] not in listed and not narrowed],
+            "statuses": Account.Status.choices,
+            "segments": Segment.objects.order_by("sort_order", "name").values_list("pk", "name"),
+            "owners": selectors.account_owners(),
+        },
+    )
+
+
+@require_GET
+@viewer_required
+def follow_up_queue(request: HttpRequest) -> HttpResponse:
+    """The follow-up tasks to work, filtered by kind, owner and overdue; each links to its client."""
+    if not roles.has(request.user, roles.VIEW_FOLLOW_UP_TASKS):
+        raise PermissionDenied("Whoever may read follow-up tasks only.")
+    filters = selectors.FollowUpFilters(
+        kind=request.GET.get("kind", ""),
+        owner=request.GET.get("owner", ""),
+        overdue=request.GET.get("overdue") == "1",
+        status=request.GET.get("status", ""),
+    )
+    now = clock.now()
+    page = Paginator(selectors.follow_up_queue(filters=filters, now=now), selectors.WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "campaigns/follow_ups.html",
+        {
+            "filters": filters,
+            "page": page,
+            "now": now,
+            "kinds": FollowUpTask.Kind.choices,
+            "statuses": [("", "Open or in progress"), *FollowUpTask.Status.choices, ("all", "Any status")],
+            "owners": selectors.follow_up_owners(),
+            "time_zone": timezone.get_current_timezone_name(),
+            "can_change": roles.has(request.user, roles.CHANGE_FOLLOW_UP_TASKS),
+        },
+    )
 
 
 @require_GET

@@ -27,7 +27,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from cadences.models import DialerSettings
+from cadences.models import DialerSettings, Phase
 from campaigns.models import (
     Account,
     CallAttempt,
@@ -41,6 +41,7 @@ from campaigns.models import (
 )
 from integrations import clock, modes
 from campaigns.metrics import kpis
+from campaigns.compliance import gate as compliance
 from campaigns.queue import load as queue
 from campaigns.calls import release
 from campaigns.lifecycle import delivery
@@ -95,6 +96,11 @@ RECONCILED_COLUMNS = (
     "opted_out",
     "sms_status",
     "inbound_call",
+    # The same codes in words, for whoever reads the file; the columns above stay machine values.
+    "phase_display",
+    "final_status_display",
+    "skip_reason_display",
+    "last_call_outcome_display",
 )
 
 
@@ -573,10 +579,22 @@ def reconciled_rows(*, campaign: Campaign) -> Iterator[dict[str, Any]]:
         }
 
 
+def _reconciled_words(row: dict[str, Any]) -> dict[str, Any]:
+    statuses = dict(ItemStatus.choices) | {"inbound": "Inbound"}
+    outcomes = dict(CallAttempt.Outcome.choices) | dict(CallAttempt.Status.choices)
+    return row | {
+        "phase_display": dict(Phase.choices).get(row["phase"], row["phase"]),
+        "final_status_display": statuses.get(row["final_status"], str(row["final_status"]).replace("_", " ").capitalize()),
+        "skip_reason_display": compliance.rule_label(row["skip_reason"]) if row["skip_reason"] else "",
+        "last_call_outcome_display": outcomes.get(row["last_call_outcome"], row["last_call_outcome"]),
+    }
+
+
 def reconciled_csv_lines(*, campaign: Campaign) -> Iterator[str]:
     """The reconciled file as CSV text lines (streamed for the download view); every cell goes
     through the one spreadsheet-safe writer, since names and phones come from outside."""
-    yield from spreadsheets.csv_dict_lines(reconciled_rows(campaign=campaign), fieldnames=RECONCILED_COLUMNS)
+    rows = (_reconciled_words(row) for row in reconciled_rows(campaign=campaign))
+    yield from spreadsheets.csv_dict_lines(rows, fieldnames=RECONCILED_COLUMNS)
 
 
 def reconciled_file_write(*, campaign: Campaign) -> tuple[Path, int]:

@@ -30,6 +30,7 @@ from django.db.models import Avg, CharField, Count, F, OuterRef, Q, Subquery, Su
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
+from cadences.models import Phase
 from campaigns.models import Account, CallAttempt, Payment, PaymentLink, PromiseToPay, SmsMessage
 
 DIMENSIONS = ("segment", "phase", "owner", "source")
@@ -137,9 +138,20 @@ def payment_kpis(*, since: dt.date, until: dt.date, by: str = "segment") -> dict
         "since": since,
         "until": until,
         "by": by,
-        "rows": [{by: name, **finish(values)} for name, values in sorted(rows.items())],
+        "rows": [{by: name, "display": dimension_label(by, name), **finish(values)} for name, values in sorted(rows.items())],
         "total": finish(total),
     }
+
+
+def dimension_label(by: str, name: str) -> str:
+    """A grouping's value as a person reads it: a phase or a payment source in words."""
+    if not name:
+        return {"phase": "No phase (inbound calls, replies)", "source": "No payment (outreach only)", "owner": "No owner"}.get(by, "—")
+    if by == "phase":
+        return Phase(name).label if name in Phase.values else name.replace("_", " ").capitalize()
+    if by == "source":
+        return Payment.Source(name).label if name in Payment.Source.values else name
+    return name
 
 
 def payment_kpi_windows(*, date: dt.date, by: str = "segment") -> dict[str, Any]:
@@ -152,9 +164,9 @@ def payment_kpi_windows(*, date: dt.date, by: str = "segment") -> dict[str, Any]
 
 
 def payment_kpi_csv_rows(*, date: dt.date, by: str) -> list[list[object]]:
-    header: list[object] = ["window", "since", "until", by, *FIELDS]
+    header: list[object] = ["window", "since", "until", by, f"{by}_display", *FIELDS]
     out: list[list[object]] = [header]
     for window, table in payment_kpi_windows(date=date, by=by).items():
-        for row in [*table["rows"], {by: "(all)", **table["total"]}]:
-            out.append([window, table["since"].isoformat(), table["until"].isoformat(), row[by], *(row[name] for name in FIELDS)])
+        for row in [*table["rows"], {by: "(all)", "display": "All", **table["total"]}]:
+            out.append([window, table["since"].isoformat(), table["until"].isoformat(), row[by], row["display"], *(row[name] for name in FIELDS)])
     return out

@@ -88,8 +88,6 @@ RETRY_MAX = dt.timedelta(minutes=30)
 
 
 OPT_OUT_NOTICE = templating.OPT_OUT_TEXT
-# Wording that tells the reader how to stop texts; a template carrying it needs no notice added.
-_OPT_OUT_WORDING = re.compile(r"\b(?:reply|text|send)\s+[\"']?stop\b|\bopt[\s-]?out\b|\bunsubscribe\b", re.IGNORECASE)
 # A text must never ask for card details (seeds 002/003): payment happens behind the secure link.
 CARD_REQUEST = re.compile(
     r"\b(?:card\s*(?:number|no\.?|#|details|info(?:rmation)?)|cvv2?|cvc|security\s+code|expir(?:y|ation)\s+date|"
@@ -239,17 +237,17 @@ def sms_schedule(*, campaign: Campaign, now: dt.datetime, rng: random.Random | N
 # --- Rendering --------------------------------------------------------------------------------
 
 
-def format_amount(amount: Decimal | None) -> str:
-    """'1,234.56': templates write the currency sign themselves ("${{ amount_due }}")."""
-    return "" if amount is None else f"{amount:,.2f}"
+def format_amount(amount: Decimal | None) -> templating.Amount | str:
+    """'$1,234.56' in a text; a template wanting the bare figure writes `{{ amount_due|raw }}`."""
+    return "" if amount is None else templating.Amount(amount)
 
 
 def format_date(day: dt.date) -> str:
     return f"{day:%B} {day.day}, {day.year}"
 
 
-def sms_context(*, item: QueueItem, now: dt.datetime, company_name: str, with_link: bool = True) -> dict[str, str]:
-    """The template variables for one client, as strings, computed at send time.
+def sms_context(*, item: QueueItem, now: dt.datetime, company_name: str, with_link: bool = True) -> dict[str, Any]:
+    """The template variables for one client, computed at send time (the amount as an `Amount`, the rest as strings).
 
     Suspension and cancellation dates count from the campaign day's days past due to the
     segment's days, so they are the same whichever minute the text goes out. The payment link
@@ -271,7 +269,7 @@ def sms_context(*, item: QueueItem, now: dt.datetime, company_name: str, with_li
 
 
 def has_opt_out_wording(text: str) -> bool:
-    return bool(_OPT_OUT_WORDING.search(text))
+    return templating.has_opt_out_instruction(text)
 
 
 def asks_for_card_details(text: str) -> bool:
@@ -305,14 +303,14 @@ def sms_render(*, item: QueueItem, now: dt.datetime, company_name: str, template
     context = sms_context(item=item, now=now, company_name=company_name, with_link="payment_link" in cited and not preview)
     if preview and "payment_link" in cited:
         context["payment_link"] = payment_links.example_link()
-    text = " ".join(template.render(context).split())
+    text = template.render(context)
     if not text:
         raise RenderError("empty_text", f"Template {template.name!r} rendered an empty text.")
     # The link's random token is not wording; leaving it out means it can never look like a request.
     if asks_for_card_details(text.replace(context["payment_link"], " ") if context["payment_link"] else text):
         raise RenderError("asks_for_card_details", f"Template {template.name!r} asks for card details; payment goes through the link only.")
     if not has_opt_out_wording(text) and not phone_received_opt_out_notice(phone=item.phone):
-        text = f"{text} {OPT_OUT_NOTICE}"
+        text = templating.append_sentence(text, OPT_OUT_NOTICE)
     return text
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +10,8 @@ from django.contrib.staticfiles import finders
 from django.contrib.staticfiles.storage import staticfiles_storage
 from django.templatetags.static import static
 from django.utils.html import format_html
+
+from cadences.templating import format_money
 
 register = template.Library()
 
@@ -32,7 +33,7 @@ def percent(value: float | None, digits: int = 1) -> str:
 def money(value: Decimal | int | str | None) -> str:
     if value is None or value == "":
         return "—"
-    return f"${Decimal(value):,.2f}"
+    return format_money(Decimal(value))
 
 
 # The timeline's badge for each kind of event, in words.
@@ -74,8 +75,23 @@ def seconds(duration_ms: int | None) -> str:
 
 
 @register.filter
-def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+def analysis_words(value: Any) -> list[tuple[str, str]]:
+    """A call's analysis fields as (label, value) pairs a person reads: 'Promise to pay date: 2025-06-13'."""
+    if not isinstance(value, dict):
+        return []
+
+    def words(item: Any) -> str:
+        if item is None or item == "":
+            return "—"
+        if isinstance(item, bool):
+            return "yes" if item else "no"
+        if isinstance(item, (list, tuple)):
+            return ", ".join(words(part) for part in item) or "—"
+        if isinstance(item, dict):
+            return "; ".join(f"{str(k).replace('_', ' ')}: {words(v)}" for k, v in item.items())
+        return str(item)
+
+    return [(str(key).replace("_", " ").capitalize(), words(item)) for key, item in value.items()]
 
 
 @register.simple_tag

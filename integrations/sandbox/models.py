@@ -205,6 +205,8 @@ class SimulatedCall(models.Model):
     analyzed_delivered = models.BooleanField(default=False)
 
     class Meta:
+        verbose_name = "simulated call"
+        verbose_name_plural = "simulated calls"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["ended_at"], name="sim_call_active")]
 
@@ -237,6 +239,8 @@ class SimulatedDelivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = "simulated delivery"
+        verbose_name_plural = "simulated deliveries"
         ordering = ["due_at", "pk"]
         indexes = [models.Index(fields=["status", "due_at"], name="sim_delivery_due")]
 
@@ -260,6 +264,8 @@ class SimulatedMessage(models.Model):
     created_at = models.DateTimeField()
 
     class Meta:
+        verbose_name = "simulated message"
+        verbose_name_plural = "simulated messages"
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["phone", "created_at"], name="sim_message_phone")]
 
@@ -275,6 +281,10 @@ class SimulatedContact(models.Model):
     unsubscribed = models.BooleanField(default=False)
     blocked = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "simulated contact"
+        verbose_name_plural = "simulated contacts"
 
     def __str__(self) -> str:
         return self.phone
@@ -302,6 +312,8 @@ class SimulatedCheckoutSession(models.Model):
     payment_intent = models.CharField(max_length=64, blank=True)
 
     class Meta:
+        verbose_name = "simulated checkout session"
+        verbose_name_plural = "simulated checkout sessions"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:

@@ -18,12 +18,21 @@
     var timer = null;
     var sequence = 0;
 
+    // After a refused save the form already lists the body's problems beside it; the preview
+    // lists only the ones it does not, so no problem is shown twice.
+    var row = body.closest(".form-row");
+    var shown = Array.prototype.map.call(row ? row.querySelectorAll(".errorlist li") : [], function (item) {
+      return item.textContent.trim();
+    });
+
     function show(result) {
       textOut.textContent = result.text;
       summaryOut.textContent = result.summary;
       summaryOut.classList.toggle("sms-length-long", result.length.segments > 2);
       problemsOut.replaceChildren();
-      result.problems.forEach(function (problem) {
+      result.problems.filter(function (problem) {
+        return shown.indexOf(problem.trim()) === -1;
+      }).forEach(function (problem) {
         var item = document.createElement("li");
         item.textContent = problem;
         problemsOut.appendChild(item);

@@ -22,7 +22,7 @@ def test_a_billing_manager_edits_a_template_and_sees_the_preview(live_server: An
     template = SmsTemplate.objects.create(
         name="Past due reminder (browser test)",
         phase="past_due",
-        body="Hi {{ first_name }}, your payment of ${{ amount_due }} is past due. Reply STOP to opt out.",
+        body="Hi {{ first_name }}, your payment of {{ amount_due }} is past due. Reply STOP to opt out.",
     )
 
     log_in(page, live_server.url, username="bea.billing", password=PASSWORD, next_path=f"/admin/cadences/smstemplate/{template.pk}/change/")
@@ -30,7 +30,7 @@ def test_a_billing_manager_edits_a_template_and_sees_the_preview(live_server: An
     preview = page.locator("#sms-live-preview")
     expect(preview.locator("[data-role=text]")).to_contain_text("your payment of $")
 
-    new_body = "Hi {{ first_name }}, we still need ${{ amount_due }} from you. Pay here: {{ payment_link }} Reply STOP to opt out."
+    new_body = "Hi {{ first_name }}, we still need {{ amount_due }} from you. Pay here: {{ payment_link }} Reply STOP to opt out."
     page.fill("#id_body", new_body)
     expect(preview.locator("[data-role=text]")).to_contain_text("we still need $")
     expect(preview.locator("[data-role=summary]")).to_contain_text("SMS part")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,3 +122,25 @@ def test_a_calendar_it_cannot_read_is_refused_saying_why(admin_client: Client, c
     assert response.status_code == 200
     errors = " ".join(response.context["adminform"].form.errors.get(field, []))  # type: ignore[attr-defined]
     assert message in errors
+
+
+def test_the_windows_on_the_clients_clock_carry_no_portal_time_zone_warning(admin_client: Client) -> None:
+    # The admin's time widget (class vTimeField) warns how far the browser is from the portal's
+    # time zone; on a window kept on each client's own clock that warning is about the wrong clock.
+    page = admin_client.get(change_url()).content.decode()
+    for name in ("calling_window_start", "calling_window_end", "sms_window_start", "sms_window_end"):
+        field = re.search(rf'<input[^>]*name="{name}"[^>]*>', page)
+        assert field is not None, name
+        assert 'type="time"' in field.group(0) and "vTimeField" not in field.group(0), field.group(0)
+    end_of_day = re.search(r'<input[^>]*name="end_of_day"[^>]*>', page)
+    assert end_of_day is not None and "vTimeField" in end_of_day.group(0)
+    local, portal = page.index("Windows (client&#x27;s local time)"), page.index("End of day (portal time zone)")
+    assert local < page.index('name="sms_window_end"') < portal < page.index('name="end_of_day"')
+    assert "SMS window start" in page and "Sms window" not in page
+
+
+def test_a_window_typed_in_the_time_field_is_saved(admin_client: Client, warehouse: Path) -> None:
+    response = save(admin_client, calling_window_start="09:30", sms_window_end="12:45")
+    assert response.status_code == 302, response.context["errors"] if response.context else response  # type: ignore[attr-defined]
+    row = DialerSettings.load()
+    assert (row.calling_window_start.strftime("%H:%M"), row.sms_window_end.strftime("%H:%M")) == ("09:30", "12:45")

@@ -144,7 +144,7 @@ def test_a_suspension_day_change_must_move_the_phases_with_it(tmp_path: Path) ->
 def test_every_problem_is_reported_and_nothing_is_written(tmp_path: Path) -> None:
     before = snapshot()
     data = json.loads(export_text())
-    data[0]["steps"][1]["sms_template"] = "Hi {{ nick }}, ${{ amount_due }} now. Reply STOP to opt out."  # day 1, soft intro
+    data[0]["steps"][1]["sms_template"] = "Hi {{ nick }}, {{ amount_due }} now. Reply STOP to opt out."  # day 1, soft intro
     data[0]["billing_ring_group"] = "billing-red-east"  # a valid change that must not be applied either
     data[1]["steps"][5]["phase"] = "re_engagement"  # RED Recurring day 9 is before suspension
     data[2]["steps"][2]["action_type"] = "FAX"

@@ -68,7 +68,7 @@ def test_a_supervisor_cannot_change_a_template(supervisor_client: Client) -> Non
 def test_a_billing_manager_can_change_a_template(billing_manager_client: Client) -> None:
     template = SmsTemplate.objects.get(name="Past due - holding things up")
     url = reverse("admin:cadences_smstemplate_change", args=[template.pk])
-    body = "Hi {{ first_name }}, ${{ amount_due }} is past due: {{ payment_link }} Reply STOP to opt out."
+    body = "Hi {{ first_name }}, {{ amount_due }} is past due: {{ payment_link }} Reply STOP to opt out."
     response = billing_manager_client.post(url, _template_post(template, body))
     assert response.status_code == 302
     template.refresh_from_db()

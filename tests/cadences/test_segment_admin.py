@@ -91,3 +91,13 @@ def test_timeline_is_visible_read_only_to_supervisors(supervisor_client: Client)
 
 def test_timeline_of_an_unknown_segment_is_404(admin_client: Client) -> None:
     assert admin_client.get(reverse("admin:cadences_segment_timeline", args=[999999])).status_code == 404
+
+
+def test_a_one_day_phase_reads_day_not_a_range(admin_client: Client) -> None:
+    segment = Segment.objects.get(name="RED Initial")
+    page = admin_client.get(reverse("admin:cadences_segment_timeline", args=[segment.pk])).content.decode()
+    assert "days 0–0" not in page
+    assert "Payment missed · day 0 ·" in page
+    soft_intro = next(band for band in segment_timeline(segment=segment).bands if band.phase == Phase.SOFT_INTRO)
+    assert soft_intro.first_day < soft_intro.last_day
+    assert f"Soft intro · days {soft_intro.first_day}–{soft_intro.last_day} ·" in page

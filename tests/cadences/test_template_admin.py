@@ -44,7 +44,7 @@ def test_syntax_error_is_refused_with_djangos_message(admin_client: Client) -> N
 
 def test_soft_intro_citing_the_amount_is_refused(admin_client: Client) -> None:
     template = SmsTemplate.objects.get(name="Soft intro - friendly reminder")
-    response = post(admin_client, template, body="Hi {{ first_name }}, ${{ amount_due }} is due. Reply STOP to opt out.")
+    response = post(admin_client, template, body="Hi {{ first_name }}, {{ amount_due }} is due. Reply STOP to opt out.")
     assert response.status_code == 200
     assert any("must not cite the amount" in e for e in body_errors(response))
 
@@ -53,7 +53,7 @@ def test_a_template_shared_by_soft_intro_steps_cannot_start_citing_the_amount(ad
     # Moving the template to the past-due phase does not make it right for the soft-intro steps using it.
     template = SmsTemplate.objects.get(name="Soft intro - friendly reminder")
     response = post(
-        admin_client, template, phase="past_due", body="Hi {{ first_name }}, ${{ amount_due }} is due. Reply STOP to opt out."
+        admin_client, template, phase="past_due", body="Hi {{ first_name }}, {{ amount_due }} is due. Reply STOP to opt out."
     )
     assert response.status_code == 200
     assert any(e.startswith("Used by a soft intro step:") for e in body_errors(response))
@@ -61,7 +61,7 @@ def test_a_template_shared_by_soft_intro_steps_cannot_start_citing_the_amount(ad
 
 def test_a_good_edit_is_saved_and_its_history_says_who_and_what(admin_client: Client) -> None:
     template = SmsTemplate.objects.get(name="Past due - holding things up")
-    new_body = "Hi {{ first_name }}, ${{ amount_due }} is past due: {{ payment_link }} Reply STOP to opt out."
+    new_body = "Hi {{ first_name }}, {{ amount_due }} is past due: {{ payment_link }} Reply STOP to opt out."
     response = post(admin_client, template, body=new_body)
     assert response.status_code == 302
     template.refresh_from_db()
@@ -86,12 +86,12 @@ def test_change_page_shows_preview_length_and_parts(admin_client: Client) -> Non
 
 def test_live_preview_renders_the_body_being_edited(admin_client: Client) -> None:
     url = reverse("admin:cadences_smstemplate_preview")
-    result = admin_client.post(url, {"body": "Hi {{ first_name }}, ${{ amount_due }} due. Reply STOP to opt out.", "phase": "past_due"}).json()
+    result = admin_client.post(url, {"body": "Hi {{ first_name }}, {{ amount_due }} due. Reply STOP to opt out.", "phase": "past_due"}).json()
     assert result["text"] == "Hi Jordan, $249.00 due. Reply STOP to opt out."
     assert result["length"] == {"encoding": "GSM-7", "characters": len(result["text"]), "segments": 1}
     assert result["problems"] == []
 
-    result = admin_client.post(url, {"body": "Hi {{ nickname }} ${{ amount_due }} €", "phase": "soft_intro"}).json()
+    result = admin_client.post(url, {"body": "Hi {{ nickname }} {{ amount_due }} €", "phase": "soft_intro"}).json()
     assert result["length"]["encoding"] == "GSM-7"
     problems = " ".join(result["problems"])
     assert "'nickname'" in problems and "must not cite the amount" in problems and "opt-out" in problems
@@ -105,3 +105,23 @@ def test_live_preview_requires_post_and_a_staff_login(admin_client: Client, clie
     assert admin_client.get(url).status_code == 405
     response = client.post(url, {"body": "x"})
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_the_page_shows_one_preview_and_each_problem_once(admin_client: Client) -> None:
+    template = SmsTemplate.objects.get(name="Past due - holding things up")
+    page = admin_client.get(change_url(template)).content.decode()
+    assert page.count('class="sms-bubble"') == 1
+    assert 'id="sms-live-preview"' in page and "Preview on sample data" not in page
+
+    refused = post(admin_client, template, body="Hi {{ nick_name }}. Reply STOP to opt out.").content.decode()  # type: ignore[attr-defined]
+    assert refused.count("Unknown variable") == 1
+    assert refused.count('class="sms-bubble"') == 1
+
+
+def test_who_may_only_read_a_template_sees_its_saved_preview(supervisor_client: Client) -> None:
+    template = SmsTemplate.objects.get(name="Past due - holding things up")
+    page = supervisor_client.get(change_url(template))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Preview on sample data" in html and 'id="sms-live-preview"' not in html
+    assert html.count('class="sms-bubble"') == 1

@@ -38,7 +38,7 @@ def test_typing_in_the_body_updates_the_preview(live_server: Any, page: Page) ->
     template = SmsTemplate.objects.create(
         name="Browser test - past due",
         phase="past_due",
-        body="Hi {{ first_name }}, your overdue payment of ${{ amount_due }} is holding things up. Reply STOP to opt out.",
+        body="Hi {{ first_name }}, your overdue payment of {{ amount_due }} is holding things up. Reply STOP to opt out.",
     )
 
     page.goto(f"{live_server.url}/admin/login/")
@@ -50,9 +50,9 @@ def test_typing_in_the_body_updates_the_preview(live_server: Any, page: Page) ->
     preview = page.locator("#sms-live-preview")
     expect(preview.locator("[data-role=text]")).to_contain_text("Hi Jordan, your overdue payment of $249.00")
 
-    page.fill("#id_body", "Hi {{ first_name }}, ${{ amount_due }} is due. {{ nickname }} Reply STOP to opt out.")
-    expect(preview.locator("[data-role=text]")).to_have_text("Hi Jordan, $249.00 is due.  Reply STOP to opt out.")
-    expect(preview.locator("[data-role=summary]")).to_have_text("50 characters, 1 SMS part (GSM-7)")
+    page.fill("#id_body", "Hi {{ first_name }}, {{ amount_due }} is due. {{ nickname }} Reply STOP to opt out.")
+    expect(preview.locator("[data-role=text]")).to_have_text("Hi Jordan, $249.00 is due. Reply STOP to opt out.")
+    expect(preview.locator("[data-role=summary]")).to_have_text("49 characters, 1 SMS part (GSM-7)")
     expect(preview.locator("[data-role=problems]")).to_contain_text("Unknown variable 'nickname'")
 
     page.fill("#id_body", "Olá {{ first_name }} ✓ Reply STOP to opt out.")
@@ -60,5 +60,5 @@ def test_typing_in_the_body_updates_the_preview(live_server: Any, page: Page) ->
     expect(preview.locator("[data-role=problems] li")).to_have_count(0)
 
     page.select_option("#id_phase", "soft_intro")
-    page.fill("#id_body", "Hi {{ first_name }}, ${{ amount_due }} now. Reply STOP to opt out.")
+    page.fill("#id_body", "Hi {{ first_name }}, {{ amount_due }} now. Reply STOP to opt out.")
     expect(preview.locator("[data-role=problems]")).to_contain_text("must not cite the amount")

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from cadences.templating import (
+    Amount,
     ALLOWED_VARIABLES,
     render_template,
     sample_context,
@@ -20,7 +21,7 @@ OK_TAIL = " Reply STOP to opt out."
 
 
 def test_a_valid_template_has_no_problems() -> None:
-    body = "Hi {{ first_name }}, ${{ amount_due }} is due: {{ payment_link }}." + OK_TAIL
+    body = "Hi {{ first_name }}, {{ amount_due }} is due: {{ payment_link }}." + OK_TAIL
     assert validate_template(body, phase="past_due") == []
 
 
@@ -125,7 +126,7 @@ def test_empty_body_is_refused() -> None:
 
 def test_render_uses_only_allowed_variables_and_blanks_missing_ones() -> None:
     text = render_template(
-        "{{ first_name }} owes ${{ amount_due }} by {{ suspension_date|date:'M j' }}{{ payment_link }}",
+        "{{ first_name }} owes {{ amount_due }} by {{ suspension_date|date:'M j' }}{{ payment_link }}",
         {"first_name": "Ana", "amount_due": Decimal("10.50"), "suspension_date": dt.date(2026, 5, 4), "secret": "x"},
     )
     assert text == "Ana owes $10.50 by May 4"
@@ -145,3 +146,62 @@ def test_voicemail_prompt_rules() -> None:
     assert validate_voicemail_prompt("Hi, this is Grace. Please call us back at {{transfer_number}}.") == []
     problems = validate_voicemail_prompt("Hi, this is Grace about the debt on your account.")
     assert problems and "'debt'" in problems[0] and "'account'" in problems[0]
+
+
+@pytest.mark.parametrize(
+    "wording",
+    [
+        "Reply STOP to opt out.",
+        "Text STOP to unsubscribe.",
+        "STOP to end.",
+        "Reply STOP to cancel.",
+        "reply stop to opt-out",
+        "Send 'STOP' to stop receiving texts.",
+        "To opt out, reply STOP.",
+        "Txt QUIT to unsubscribe",
+    ],
+)
+def test_standard_opt_out_instructions_are_accepted(wording: str) -> None:
+    assert validate_template("Hi {{ first_name }}, pay at {{ payment_link }}. " + wording, phase="past_due") == []
+
+
+@pytest.mark.parametrize(
+    "wording",
+    [
+        "Don't reply STOP, we never stop.",
+        "Don't reply STOP to opt out.",
+        "We never stop to end a call early.",
+        "Reply STOP",
+        "You can opt out.",
+        "Do not text STOP to unsubscribe.",
+    ],
+)
+def test_text_that_only_mentions_stop_is_refused(wording: str) -> None:
+    problems = validate_template("Hi {{ first_name }}, pay at {{ payment_link }}. " + wording, phase="past_due")
+    assert problems == ["Add opt-out wording, e.g. 'Reply STOP to opt out.'"]
+
+
+def test_an_empty_variable_leaves_no_doubled_full_stop() -> None:
+    body = "Pay at {{ payment_link }} or reply to set up a plan. {{ company_name }}. Reply STOP to opt out."
+    rendered = render_template(body, {"payment_link": "https://pay.example.com/x", "company_name": ""})
+    assert rendered == "Pay at https://pay.example.com/x or reply to set up a plan. Reply STOP to opt out."
+    dashed = render_template("Pay at {{ payment_link }} - {{ company_name }}. Reply STOP to opt out.", {"payment_link": "L"})
+    assert dashed == "Pay at L. Reply STOP to opt out."
+    assert render_template("Wait... {{ first_name }} Reply STOP to opt out.", {}) == "Wait... Reply STOP to opt out."
+
+
+def test_the_amount_carries_its_currency_sign_and_raw_gives_the_bare_figure() -> None:
+    context = sample_context(company_name="Acme", today=dt.date(2025, 6, 10))
+    assert render_template("Due: {{ amount_due }}.", context) == "Due: $249.00."
+    assert render_template("Due: {{ amount_due|raw }} dollars.", context) == "Due: 249.00 dollars."
+    big = {"amount_due": Amount(Decimal("12345.5"))}
+    assert render_template("{{ amount_due }} / {{ amount_due|raw }} / {{ amount_due|floatformat:0 }}", big) == "$12,345.50 / 12,345.50 / 12346"
+
+
+def test_a_currency_sign_written_before_the_amount_is_refused() -> None:
+    problems = validate_template("Pay ${{ amount_due }} at {{ payment_link }}." + OK_TAIL, phase="past_due")
+    assert problems == [
+        '{{ amount_due }} already carries its $ sign (it reads "$249.00"); remove the $ before it, '
+        "or write {{ amount_due|raw }} for the bare figure."
+    ]
+    assert validate_template("Pay ${{ amount_due|raw }} at {{ payment_link }}." + OK_TAIL, phase="past_due") == []

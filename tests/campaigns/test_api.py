@@ -155,6 +155,10 @@ def test_queue_items_filter_by_status_ring_group_segment_phase_and_client(day: d
 
     row = client.get(url, {"client_id": day["red"][3].client_id}).json()["results"][0]
     assert row["segment"] == "RED Initial" and row["phase"] == "past_due" and row["campaign_date"] == day["campaign"].date.isoformat()
+    assert row["phase_display"] == "Past due" and "_" not in row["status_display"]
+    skipped = client.get(url, {"campaign": day["campaign"].pk, "skip_reason": "suppressed"}).json()["results"][0]
+    assert (skipped["skip_reason"], skipped["skip_reason_display"]) == ("suppressed", "Suppressed (do not contact)")
+    assert skipped["status_display"] == "Skipped"
 
     bad = client.get(url, {"status": "exploded"})
     assert bad.status_code == 400 and "status" in bad.json()
@@ -199,6 +203,7 @@ def test_follow_up_tasks_list_and_update(day: dict[str, Any]) -> None:
 
     reopened = boss.patch(url, {"status": "open"}, format="json").json()
     assert reopened["resolved_at"] is None
+    assert (reopened["kind_display"], reopened["status_display"]) == ("Dispute", "Open")
     assert boss.patch(url, {"owner": "nobody-by-that-name"}, format="json").status_code == 400
     assert boss.patch(url, {"status": "finished"}, format="json").status_code == 400
 

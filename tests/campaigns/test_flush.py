@@ -193,6 +193,12 @@ def test_reconciled_file_has_one_row_per_client_touched_outbound_and_inbound(sto
     assert answered["promise_amount"] == "120.50" and answered["promise_date"] == "2025-06-13"
     assert {r["final_status"] for r in rows if r["direction"] == "outbound"} == {"answered", "voicemail", "skipped", "sms_sent"}
     assert next(r for r in rows if r["final_status"] == "skipped")["skip_reason"] == "conversation_blackout"
+    # Beside each code, its words.
+    skipped = next(r for r in rows if r["final_status"] == "skipped")
+    assert (skipped["final_status_display"], skipped["skip_reason_display"]) == ("Skipped", "A conversation in the last seven days")
+    assert answered["last_call_outcome_display"] == "Answered" and answered["final_status_display"] == "Answered"
+    assert all(r["phase_display"] and "_" not in r["phase_display"] for r in rows if r["direction"] == "outbound")
+    assert by_direction["INBOUND-ONLY"]["final_status_display"] and "_" not in by_direction["INBOUND-ONLY"]["final_status_display"]
 
 
 def test_a_second_worker_flushing_the_same_day_leaves_the_reconciled_file_whole(

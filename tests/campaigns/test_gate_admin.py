@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -13,6 +14,7 @@ from campaigns.models import ContactLedgerEntry, GateDecision, Suppression
 from campaigns.compliance.gate import Block, Rule, gate_record
 from campaigns.compliance.ledger import ledger_record, suppression_add
 
+from .dialflow_stub import stub_dialflow
 from .release_factories import make_call_step, make_campaign, make_item, make_segment
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +44,9 @@ def test_gate_decisions_are_searchable_by_client_id(staff, blocked_item):
     page = staff.get(reverse("admin:campaigns_gatedecision_changelist"), {"q": "C-WHY-1"})
     assert page.status_code == 200
     text = page.content.decode()
-    assert "C-WHY-1" in text and Rule.SUPPRESSED in text
+    assert "C-WHY-1" in text and "Suppressed (do not contact)" in text
+    assert ">suppressed<" not in text and ">call<" not in text  # the rule and channel in words
+    assert "Seven call attempts in seven days already" in text  # the rule filter, in words
     assert "C-OTHER" not in text
 
 
@@ -50,7 +54,9 @@ def test_gate_decision_detail_shows_the_inputs(staff, blocked_item):
     decision = GateDecision.objects.get(client_id="C-WHY-1")
     page = staff.get(reverse("admin:campaigns_gatedecision_change", args=[decision.pk]))
     assert page.status_code == 200
-    assert "suppression_id" in page.content.decode()
+    html = page.content.decode()
+    assert "Suppression: 1" in html  # the inputs in words
+    assert "suppression_id" in html  # and as recorded
 
 
 def test_why_not_called_page_puts_the_evidence_together(staff, blocked_item):
@@ -59,7 +65,9 @@ def test_why_not_called_page_puts_the_evidence_together(staff, blocked_item):
     text = page.content.decode()
     assert "Represented by attorney" in text and "letter 2025-06-01" in text  # the active suppression
     assert "call_x" in text  # the ledger
-    assert 'id="gate-now"' in text and Rule.SUPPRESSED in text  # what the gate says right now
+    assert 'id="gate-now"' in text and "Suppressed (do not contact)" in text  # what the gate says right now
+    assert ">suppressed<" not in text and "suppression_id" not in text  # rules and inputs in words, not codes
+    assert re.search(r"<td>\w{3} \d{1,2}, \d{4} \d{2}:\d{2} E[SD]T</td>", text)  # times name the portal's zone
     assert reverse("admin:campaigns_queueitem_change", args=[blocked_item.pk]) in text
 
 
@@ -116,3 +124,36 @@ def test_lifting_suppressions_from_the_list(staff):
 )
 def test_release_records_are_listed(staff, blocked_item, name):
     assert staff.get(reverse(f"admin:{name}")).status_code == 200
+
+
+def test_the_answer_is_linked_from_the_admin_index_the_decision_list_the_dashboard_and_the_timeline(staff, blocked_item, settings):
+    with stub_dialflow(settings):  # the dashboard asks for free agents
+        _the_answer_is_linked(staff, blocked_item)
+
+
+def _the_answer_is_linked(staff, blocked_item):
+    why = reverse("admin:campaigns_gatedecision_why")
+    for url in (
+        reverse("admin:index"),
+        reverse("admin:campaigns_gatedecision_changelist"),
+        reverse("campaigns-dashboard"),
+        reverse("campaigns-client-timeline", args=[blocked_item.client_id]),
+    ):
+        page = staff.get(url)
+        assert page.status_code == 200, url
+        assert f'href="{why}' in page.content.decode(), url
+    # The dashboard's link to the day's decisions opens the list filtered to that day.
+    dashboard = staff.get(reverse("campaigns-dashboard")).content.decode()
+    day_list = f"{reverse('admin:campaigns_gatedecision_changelist')}?campaign_date={blocked_item.campaign.date.isoformat()}"
+    assert day_list in dashboard
+    listed = staff.get(day_list)
+    assert listed.status_code == 200
+    assert [d.client_id for d in listed.context["cl"].result_list] == ["C-WHY-1"]
+
+
+def test_the_index_link_is_only_for_who_may_read_gate_decisions(client, blocked_item):
+    user = get_user_model().objects.create_user("plain-staff", password="pw-for-tests-only", is_staff=True)
+    client.force_login(user)
+    page = client.get(reverse("admin:index"))
+    assert page.status_code == 200
+    assert reverse("admin:campaigns_gatedecision_why") not in page.content.decode()

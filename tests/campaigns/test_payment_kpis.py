@@ -101,6 +101,25 @@ def test_page_api_and_csv_show_them(settings):
     assert client.get("/api/kpis/payments/?by=nope").status_code == 400
     exported = client.get("/dashboard/kpis/payments.csv?by=segment")
     rows = list(csv.reader(io.StringIO(exported.content.decode())))
-    assert rows[0][:4] == ["window", "since", "until", "segment"]
+    assert rows[0][:6] == ["window", "since", "until", "segment", "segment_display", "amount_recovered"]
     totals = [r for r in rows if r[3] == "(all)"]
-    assert [r[0] for r in totals] == ["today", "last_7_days", "last_30_days"] and all(r[4] == "120.00" for r in totals)
+    assert [r[0] for r in totals] == ["today", "last_7_days", "last_30_days"] and all(r[4:6] == ["All", "120.00"] for r in totals)
+
+
+def test_phases_and_sources_read_in_words_on_the_page_and_in_the_csv(settings):
+    today = money_day(settings)
+    Payment.objects.filter(reference="pi_k1").update(phase="past_due")
+    Payment.objects.filter(reference="wh_k2").update(phase="pre_suspension")
+    by_source = payment_kpis.payment_kpis(since=today, until=today, by="source")["rows"]
+    assert {r["source"]: r["display"] for r in by_source} == {"stripe": "Stripe", "warehouse": "Warehouse payments query"}
+    client = Client()
+    client.force_login(supervisor())
+    page = client.get("/dashboard/kpis/?by=phase").content.decode()
+    by_phase = payment_kpis.payment_kpis(since=today - dt.timedelta(days=29), until=today, by="phase")["rows"]
+    assert {r["phase"]: r["display"] for r in by_phase if r["phase"]} == {"past_due": "Past due", "pre_suspension": "Pre-suspension"}
+    assert ">Past due<" in page and ">Pre-suspension<" in page
+    assert ">past_due<" not in page and ">pre_suspension<" not in page
+    exported = client.get("/dashboard/kpis/payments.csv?by=phase").content.decode()
+    rows = list(csv.reader(io.StringIO(exported)))
+    assert rows[0][3:5] == ["phase", "phase_display"]
+    assert all("_" not in r[4] for r in rows[1:])

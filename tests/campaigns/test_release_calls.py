@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, QueueItem, ReleaseBatch
+from campaigns.models import CallAttempt, Campaign, ContactLedgerEntry, GateDecision, QueueItem, ReleaseBatch
 from campaigns.calls.release import LoopState, Pacer, release_loop_run, release_pass
 from campaigns.transitions import campaign_recount, queue_item_transition
 from campaigns.payments.links import payment_link_verify
@@ -253,3 +253,15 @@ def test_a_segment_without_verification_first_gives_grace_the_amount(sandbox, st
     assert run_pass(campaign)
     (call,) = simulated_calls()
     assert (call.dynamic_variables["amount_due"], call.dynamic_variables["verify_before_balance"]) == ("1234.50", "false")
+
+
+def test_a_held_call_says_until_when_on_the_portals_clock_and_the_clients(sandbox, step, settings):
+    settings.TIME_ZONE = "America/New_York"
+    campaign = make_campaign(date=NOW.date(), batch_size=10)
+    held = make_item(campaign, step, timezones="Pacific/Honolulu")  # 06:00 there at noon in New York
+    run_pass(campaign)  # nothing is placed: the one item is held
+    decision = GateDecision.objects.get(queue_item=held)
+    # Honolulu opens at 08:00 HST, 14:00 in New York (EDT in June).
+    assert decision.detail.endswith("Held until Jun 10, 2025 14:00 EDT (08:00 HST in Pacific/Honolulu).")
+    assert "UTC" not in decision.detail
+    assert decision.inputs["next_window_open"] == "2025-06-10T18:00:00+00:00"  # the machine form stays

@@ -60,7 +60,7 @@ def test_the_context_carries_the_clients_data():
     context = sms.sms_context(item=item, now=NOW, company_name="Acme Billing")
     assert context["client_name"] == "María José Núñez"
     assert context["first_name"] == "María"
-    assert context["amount_due"] == "98,765.40"
+    assert str(context["amount_due"]) == "$98,765.40"
     assert context["days_past_due"] == str(step.day)
     # Reso Initial suspends on day 90 and cancels on day 180, counted from the campaign day.
     suspension = dt.date(2025, 6, 10) + dt.timedelta(days=90 - step.day)
@@ -72,7 +72,7 @@ def test_the_context_carries_the_clients_data():
 
 def test_dates_read_like_a_person_writes_them():
     assert sms.format_date(dt.date(2025, 7, 4)) == "July 4, 2025"
-    assert sms.format_amount(Decimal("1234.5")) == "1,234.50"
+    assert str(sms.format_amount(Decimal("1234.5"))) == "$1,234.50"
     assert sms.format_amount(None) == ""
 
 
@@ -110,6 +110,25 @@ def test_opt_out_wording_is_added_only_when_the_template_lacks_it_and_the_number
 
     other_number = queue_item(campaign)
     assert _render(other_number).endswith(sms.OPT_OUT_NOTICE)
+
+
+@pytest.mark.parametrize(
+    "body, expected_end",
+    [
+        ("Hi {{ first_name }}, or reply to set up a plan. {{ company_name }}.", "set up a plan. Reply STOP to opt out."),
+        ("Hi {{ first_name }}, or reply to set up a plan.", "set up a plan. Reply STOP to opt out."),
+        ("Hi {{ first_name }}, or reply to set up a plan", "set up a plan. Reply STOP to opt out."),
+        ("Hi {{ first_name }}, don't reply STOP, we never stop.", "we never stop. Reply STOP to opt out."),
+    ],
+)
+def test_the_added_notice_joins_the_text_with_one_full_stop(body, expected_end):
+    campaign = running_campaign()
+    item = queue_item(campaign)
+    SmsTemplate.objects.filter(pk=item.step.sms_template_id).update(body=body)
+    item.step.sms_template.refresh_from_db()
+    text = sms.sms_render(item=item, now=NOW, company_name="")
+    assert text.endswith(expected_end), text
+    assert ". ." not in text and ".." not in text
 
 
 def test_a_template_with_the_wording_gets_no_second_notice():

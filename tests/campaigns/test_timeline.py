@@ -47,6 +47,7 @@ def client_history() -> dict[str, Any]:
         transcript="Agent: Hello, this is Grace.\nUser: Hi — I can pay on Friday.",
         recording_url="https://recordings.example.com/call_4711.wav",
         custom_analysis={"promise_to_pay_date": "2026-03-13", "right_party": True},
+        disconnection_reason="user_hangup",
     )
     make_sms(item, text="Hi Avery, your payment is past due. Reply STOP to opt out.")
     make_promise(attempt, amount="150.00", created_at=at(DAY, 10, 7))
@@ -98,6 +99,10 @@ def test_it_shows_every_kind_of_event_with_why(client_history: dict[str, Any]) -
     assert "$150.00" in html
     assert "call_from_last_week" in html
     assert "SMS opt-out" in html
+    # The call's analysis and why it ended read in words, not as JSON or Retell's codes.
+    assert "<li>Promise to pay date: 2026-03-13</li>" in html and "<li>Right party: yes</li>" in html
+    assert "right_party" not in html and "user_hangup" not in html
+    assert "(the client hung up)" in html
 
     kinds = [event.kind for event in response.context["timeline"].events]
     assert sorted(set(kinds)) == ["call", "gate", "ledger", "promise", "sms", "suppression", "task"]
@@ -153,7 +158,7 @@ def test_search_by_phone_or_id_leads_to_the_timeline(client_history: dict[str, A
         assert response["Location"] == timeline_url
     missing = client.get(reverse("campaigns-client-search"), {"q": "+19999999999"})
     assert missing.status_code == 200
-    assert "No client with the id or phone number" in missing.content.decode()
+    assert "No client with the id, name or phone number" in missing.content.decode()
 
 
 def test_a_client_after_the_flush_still_has_a_history(client_history: dict[str, Any]) -> None:

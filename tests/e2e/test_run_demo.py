@@ -78,6 +78,13 @@ def test_the_demo_serves_a_running_campaign_and_ctrl_c_stops_everything(tmp_path
             pytest.fail("the portal did not answer within two minutes")
         output = (tmp_path / "demo.log").read_text()
         assert "demo login: demo / " in output and f"{base}/" in output
+        # Built from nothing: the warehouse was never asked for before its file existed.
+        assert "warehouse error" not in output and "unable to open database file" not in output
+        # Once the portal answers, the login and address are printed again below its start-up lines.
+        deadline = time.monotonic() + 10
+        while (tmp_path / "demo.log").read_text().count("demo login: demo / ") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (tmp_path / "demo.log").read_text().count("demo login: demo / ") == 2
 
         session = requests.Session()
         login = session.get(f"{base}/admin/login/", timeout=10)
@@ -105,6 +112,7 @@ def test_the_demo_serves_a_running_campaign_and_ctrl_c_stops_everything(tmp_path
         while time.monotonic() < deadline and any(_alive(pid) for pid in children):
             time.sleep(0.2)
         assert not [pid for pid in children if _alive(pid)], "processes left running after Ctrl-C"
+        assert f"Billing Dialer ran at {base}/ (demo login: demo / " in (tmp_path / "demo.log").read_text()
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{base}/admin/login/", timeout=5)
     finally:

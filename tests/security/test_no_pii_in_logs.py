@@ -71,9 +71,9 @@ def log_output() -> Iterator[Captured]:
     config = django_settings.LOGGING
     console = config["handlers"]["console"]
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    formatter_conf = dict(config["formatters"][console["formatter"]])
-    handler.setFormatter(import_string(formatter_conf.pop("()"))(**formatter_conf))
+    # The configured handler as a log collector sees it (JSON lines), writing to this stream.
+    handler = import_string(console["()"])(log_format="json")
+    handler.setStream(stream)
     for name in console["filters"]:
         filter_conf = dict(config["filters"][name])
         handler.addFilter(import_string(filter_conf.pop("()"))(**filter_conf))

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +33,26 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _sample_built() -> bool:
+    """Is the sample warehouse there? A fresh checkout has no file yet: asking the warehouse
+    would only log a 'unable to open database file' error before the file is built."""
+    location = warehouse.target()
+    if location.dialect == "sqlite" and not Path(location.location).exists():
+        return False
+    try:
+        return warehouse.table_exists(sample.QUEUE_TABLE)
+    except IntegrationError:
+        return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status < 500)
+    except (OSError, ValueError):
+        return False
+
+
 class Command(BaseCommand):
     help = (
         "The local demo behind `make run`: a demo login, the sample warehouse, and today's sandbox "
@@ -50,11 +72,7 @@ class Command(BaseCommand):
         speed = options["speed"]
         base = f"http://{options['host']}:{options['port']}"
         self._demo_login()
-        try:
-            built = warehouse.table_exists(sample.QUEUE_TABLE)
-        except IntegrationError:  # no warehouse file yet: a fresh checkout
-            built = False
-        if not built:
+        if not _sample_built():
             self.stdout.write(f"Building the sample warehouse ({options['clients']} clients)…")
             call_command("seed_warehouse", clients=options["clients"], stdout=self.stdout)
         else:
@@ -75,10 +93,7 @@ class Command(BaseCommand):
         )
         self._start_today(today)
 
-        self.stdout.write(self.style.SUCCESS(f"\nBilling Dialer is running at {base}/"))
-        self.stdout.write(f"  demo login: {DEMO_USERNAME} / {DEMO_PASSWORD}")
-        self.stdout.write(f"  today's sandbox campaign runs from 08:00 at {speed:g}× speed — watch it on {base}/dashboard/")
-        self.stdout.write("  sandbox mode: no real calls or texts are made. Ctrl-C stops the portal and the worker.\n")
+        self._banner(base, speed)
         commands = [
             [sys.executable, "manage.py", "qcluster"],
             [sys.executable, "manage.py", "runserver", f"{options['host']}:{options['port']}", "--noreload"],
@@ -90,10 +105,17 @@ class Command(BaseCommand):
         try:
             for command in commands:
                 processes.append(subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, start_new_session=True))
+            answered = False
             while all(p.poll() is None for p in processes):
+                # The portal's and the worker's start-up lines push the first banner off the
+                # screen: once the portal answers, say again where it is and how to sign in.
+                if not answered and _answers(f"{base}/admin/login/"):
+                    answered = True
+                    self._banner(base, speed)
                 time.sleep(0.5)
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
+            self.stdout.write(f"Billing Dialer ran at {base}/ (demo login: {DEMO_USERNAME} / {DEMO_PASSWORD}); `make run` starts it again.")
         finally:
             # A second Ctrl-C or SIGTERM must not cut the cleanup short and orphan a child.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -108,6 +130,12 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+
+    def _banner(self, base: str, speed: float) -> None:
+        self.stdout.write(self.style.SUCCESS(f"\nBilling Dialer is running at {base}/"))
+        self.stdout.write(f"  demo login: {DEMO_USERNAME} / {DEMO_PASSWORD}")
+        self.stdout.write(f"  today's sandbox campaign runs from 08:00 at {speed:g}× speed — watch it on {base}/dashboard/")
+        self.stdout.write("  sandbox mode: no real calls or texts are made. Ctrl-C stops the portal and the worker.\n")
 
     def _demo_login(self) -> None:
         user, created = get_user_model().objects.get_or_create(
