@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.db.models import OuterRef, Subquery
+
 from cadences import defaults
 from cadences.models import CadenceStep, Phase, Segment, team_for_phase
 
@@ -104,9 +106,21 @@ def segment_timeline(*, segment: Segment) -> SegmentTimeline:
 def phase_on_day(*, segment: Segment, day: int) -> str:
     """The phase a client `day` days past due is in: that of the segment's last step on or before
     the day (its phase runs until the next one starts), else by the segment's milestones."""
-    phase = CadenceStep.objects.filter(segment=segment, day__lte=day).order_by("-day").values_list("phase", flat=True).first()
-    if phase:
-        return str(phase)
+    step_phase = CadenceStep.objects.filter(segment=segment, day__lte=day).order_by("-day").values_list("phase", flat=True).first()
+    return phase_from_step(segment=segment, day=day, step_phase=step_phase)
+
+
+def step_phase_subquery(*, segment_ref: str, day_ref: str) -> Subquery:
+    """`phase_on_day`'s step lookup as a subquery, so a row that names a segment and a day (an
+    account, say) comes back with its step's phase in the same query; `phase_from_step` finishes it."""
+    steps = CadenceStep.objects.filter(segment=OuterRef(segment_ref), day__lte=OuterRef(day_ref)).order_by("-day")
+    return Subquery(steps.values("phase")[:1])
+
+
+def phase_from_step(*, segment: Segment, day: int, step_phase: str | None) -> str:
+    """The phase on `day` given the phase of the segment's last step on or before it (None: no step)."""
+    if step_phase:
+        return str(step_phase)
     if day >= segment.cancellation_day:
         return Phase.CANCELLATION
     if day >= segment.suspension_day:

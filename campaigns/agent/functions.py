@@ -36,11 +36,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, Q
 from django.utils import timezone
 
 from cadences.models import DialerSettings, Phase, Team, team_for_phase
-from cadences.selectors import phase_on_day
+from cadences.selectors import phase_from_step, phase_on_day, step_phase_subquery
 from campaigns import geo
 from campaigns.calls import callbacks, inbound
 from campaigns.compliance import gate as compliance
@@ -126,8 +126,17 @@ def live_call_resolve(*, call: Mapping[str, Any], now: dt.datetime, verified: bo
     metadata = _object(call.get("metadata"))
     client_id = _text(str(metadata.get("client_id") or ""), 64)
     account: Account | None = None
+    step_phase: str | None = None
     if client_id:
-        account = Account.objects.select_related("segment").filter(client_id=client_id).first()
+        # The account, its segment and its cadence step's phase in one round trip: Grace is
+        # waiting on the answer, and every function needs all three.
+        account = (
+            Account.objects.select_related("segment")
+            .annotate(live_step_phase=step_phase_subquery(segment_ref="segment", day_ref="days_past_due"))
+            .filter(client_id=client_id)
+            .first()
+        )
+        step_phase = getattr(account, "live_step_phase", None)
     inbound_call = call.get("direction") == "inbound" or not client_id
     raw_phone = call.get("from_number") if inbound_call else call.get("to_number")
     try:
@@ -141,7 +150,10 @@ def live_call_resolve(*, call: Mapping[str, Any], now: dt.datetime, verified: bo
         phone = account.phone
     phase = ""
     if account is not None and account.segment is not None and account.days_past_due is not None:
-        phase = phase_on_day(segment=account.segment, day=account.days_past_due)
+        if account.client_id == client_id:
+            phase = phase_from_step(segment=account.segment, day=account.days_past_due, step_phase=step_phase)
+        else:  # found by the caller's number
+            phase = phase_on_day(segment=account.segment, day=account.days_past_due)
     return LiveCall(call_id=call_id, call=call, account=account, phone=phone, now=now, verified=verified, phase=phase)
 
 
@@ -158,21 +170,31 @@ def verify_identity(live: LiveCall, args: Mapping[str, Any]) -> Answer:
     assert account is not None
     dob_hash = identity.date_of_birth_hash(args.get("date_of_birth"))
     ssn_hash = identity.ssn_last4_hash(args.get("ssn_last4"))
-    with transaction.atomic():
+    # No savepoint when the request's transaction is already open: the lock is held to its commit.
+    with transaction.atomic(savepoint=False):
         # One check at a time per account, so two quick tries cannot both be a "third".
-        Account.objects.select_for_update().filter(pk=account.pk).first()
-        earlier = list(LiveToolCall.objects.filter(call_id=live.call_id, name="verify_identity").values_list("result", flat=True))
-        if "verified" in earlier:
-            return Answer("verified", {"verified": True, "locked": False})
-        failures = earlier.count("failed") + earlier.count("locked")
-        if failures >= MAX_IDENTITY_TRIES:
-            return Answer("locked", {"verified": False, "locked": True})
-        # Across calls too: someone redialling from the client's number gets no fresh tries at
+        list(Account.objects.select_for_update().filter(pk=account.pk).values_list("pk", flat=True))
+        # This call's tries and, across calls too, the account's in the window, counted under the
+        # lock in one query: someone redialling from the client's number gets no fresh tries at
         # four digits with every call. After ACCOUNT_FAILURES_LIMIT wrong answers in a day the
         # check stays locked until the day has passed (the follow-up task asks a person to look).
-        tally = LiveToolCall.objects.filter(
-            client_id=account.client_id, name="verify_identity", created_at__gte=live.now - ACCOUNT_FAILURES_WINDOW
-        ).aggregate(failed=Count("pk", filter=Q(result="failed")), locked_calls=Count("call_id", filter=Q(result="locked"), distinct=True))
+        this_call = Q(call_id=live.call_id)
+        recent = Q(client_id=account.client_id, created_at__gte=live.now - ACCOUNT_FAILURES_WINDOW)
+        tally = (
+            LiveToolCall.objects.filter(name="verify_identity")
+            .filter(this_call | recent)
+            .aggregate(
+                call_verified=Count("pk", filter=this_call & Q(result="verified")),
+                call_failures=Count("pk", filter=this_call & Q(result__in=("failed", "locked"))),
+                failed=Count("pk", filter=recent & Q(result="failed")),
+                locked_calls=Count("call_id", filter=recent & Q(result="locked"), distinct=True),
+            )
+        )
+        if tally["call_verified"]:
+            return Answer("verified", {"verified": True, "locked": False})
+        failures = tally["call_failures"]
+        if failures >= MAX_IDENTITY_TRIES:
+            return Answer("locked", {"verified": False, "locked": True})
         # A call locks on its third wrong answer: two stored as failed, the third as locked.
         account_failures = tally["failed"] + tally["locked_calls"]
         if account_failures >= ACCOUNT_FAILURES_LIMIT:
@@ -259,7 +281,7 @@ def send_payment_link(live: LiveCall, args: Mapping[str, Any]) -> Answer:
             local_id=local_id,
             defaults={
                 "kind": SmsMessage.Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": live.phone,
-                "inbox_id": _inbox(account), "text": text, "status": SmsMessage.Status.PENDING, "scheduled_for": live.now,
+                "inbox_id": _inbox(account, live.phase), "text": text, "status": SmsMessage.Status.PENDING, "scheduled_for": live.now,
             },
         )  # fmt: skip
     if existing.status == SmsMessage.Status.PENDING:
@@ -283,11 +305,11 @@ def _sms_block_words(block: compliance.Block) -> str:
     return "I'm not able to text the link right now. A specialist can help you pay."
 
 
-def _inbox(account: Account) -> str:
+def _inbox(account: Account, phase: str) -> str:
     segment = account.segment
     if segment is None:
         return ""
-    phase = phase_on_day(segment=segment, day=account.days_past_due) if account.days_past_due is not None else Phase.PAST_DUE
+    phase = phase if account.days_past_due is not None else Phase.PAST_DUE
     return segment.resurrection_inbox_id if team_for_phase(phase) == Team.RESURRECTION else segment.billing_inbox_id
 
 
@@ -395,11 +417,16 @@ def schedule_callback(live: LiveCall, args: Mapping[str, Any]) -> Answer:
 def transfer_brief_text(*, account: Account, verified: bool, reason: str) -> str:
     """A few sentences for the rep before the transfer bridges."""
     promise = PromiseToPay.objects.filter(client_id=account.client_id, status=PromiseToPay.Status.PENDING).order_by("promised_date").first()
-    dispute = (
-        FollowUpTask.objects.filter(client_id=account.client_id, kind=FollowUpTask.Kind.DISPUTE)
-        .exclude(status=FollowUpTask.Status.DONE)
-        .exists()
-        or Suppression.objects.filter(client_id=account.client_id, reason=Suppression.Reason.DISPUTE_HOLD, lifted_at__isnull=True).exists()
+    # An open dispute task or a dispute hold: both asked in one query.
+    dispute_task = FollowUpTask.objects.filter(client_id=account.client_id, kind=FollowUpTask.Kind.DISPUTE).exclude(
+        status=FollowUpTask.Status.DONE
+    )
+    dispute_hold = Suppression.objects.filter(client_id=account.client_id, reason=Suppression.Reason.DISPUTE_HOLD, lifted_at__isnull=True)
+    dispute = bool(
+        Account.objects.filter(pk=account.pk)
+        .annotate(dispute=Exists(dispute_task) | Exists(dispute_hold))
+        .values_list("dispute", flat=True)
+        .first()
     )
     parts = [
         f"{account.name}, client {account.client_id}.",
@@ -428,7 +455,12 @@ def transfer_brief(live: LiveCall, args: Mapping[str, Any]) -> Answer:
     return Answer("brief", {"brief": brief})
 
 
-VENDOR_FUNCTIONS = frozenset({"send_payment_link"})
+# Only the identity check needs its record in its own transaction (it holds the account's lock
+# until the try is counted). The others write at most one idempotent row of their own (a promise
+# or callback keyed by the call, the brief) and run in autocommit: a BEGIN and a COMMIT are two
+# more round trips while Grace waits, and a retry after a half-done answer finds the same row.
+# send_payment_link calls a vendor, which is never done inside a transaction.
+TRANSACTION_FUNCTIONS = frozenset({"verify_identity"})
 FUNCTIONS: dict[str, Callable[[LiveCall, Mapping[str, Any]], Answer]] = {
     "verify_identity": verify_identity,
     "lookup_account": lookup_account,
@@ -498,20 +530,19 @@ def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dic
         return answer
 
     try:
-        if name in VENDOR_FUNCTIONS:
-            # Calls a vendor: never inside a transaction (the text's local_id keeps it once).
-            answer = answer_and_store()
-        else:
+        if name in TRANSACTION_FUNCTIONS:
             # The check and its record commit together, so the third try is counted once.
             with transaction.atomic():
                 answer = answer_and_store()
+        else:
+            answer = answer_and_store()
     except IntegrityError:
         # The same function call answered meanwhile by a concurrent retry: its answer stands.
         first = LiveToolCall.objects.filter(call_id=call_id, name=name, args_key=args_key).values_list("response", flat=True).first()
         return dict(first) if first is not None else {"error": SAY_FAILED}
     except Exception:
         log.exception("retell function failed", extra={"function": name, "call_id": call_id})
-        return {"error": SAY_FAILED}  # nothing stored: a retry tries again
+        return {"error": SAY_FAILED}  # no answer stored: a retry tries again (and finds any row it booked)
     log.info(
         "retell function answered",
         extra={"function": name, "call_id": call_id, "client_id": account.client_id if account else "", "result": answer.result},

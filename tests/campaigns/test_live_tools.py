@@ -213,6 +213,25 @@ def test_a_transfer_brief_is_given_and_kept_on_the_account(client, loaded):
     assert loaded.transfer_brief == brief and loaded.transfer_brief_at is not None
 
 
+def test_a_brief_names_an_open_dispute_task_or_hold_and_no_closed_one(client, loaded):
+    def brief(call_id: str) -> str:
+        return ask(client, "transfer_brief", {"reason": "disputes the charge"}, call_object=call(call_id))["brief"]
+
+    task = FollowUpTask.objects.create(
+        kind=FollowUpTask.Kind.DISPUTE, status=FollowUpTask.Status.DONE, client_id="T-LIVE-1", due_at=MORNING, source_ref="old"
+    )
+    assert "Open dispute" not in brief("call_brief_1")
+    FollowUpTask.objects.filter(pk=task.pk).update(status=FollowUpTask.Status.OPEN)
+    assert "Open dispute on file." in brief("call_brief_2")
+    FollowUpTask.objects.filter(pk=task.pk).update(status=FollowUpTask.Status.DONE)
+    hold = Suppression.objects.create(
+        client_id="T-LIVE-1", channel=Suppression.Channel.ALL, reason=Suppression.Reason.DISPUTE_HOLD, source="test"
+    )
+    assert "Open dispute on file." in brief("call_brief_3")
+    Suppression.objects.filter(pk=hold.pk).update(lifted_at=MORNING)
+    assert "Open dispute" not in brief("call_brief_4")
+
+
 def test_an_unverified_callers_brief_names_no_amount_and_no_earlier_brief_reaches_a_new_caller(client, loaded):
     ask(client, "verify_identity", {"date_of_birth": DOB})
     ask(client, "transfer_brief", {"reason": "wants a payment plan"})  # verified: names the balance
