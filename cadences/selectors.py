@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import OuterRef, Subquery
-
 from cadences import defaults
 from cadences.models import CadenceStep, Phase, Segment, team_for_phase
 
@@ -108,13 +106,6 @@ def phase_on_day(*, segment: Segment, day: int) -> str:
     the day (its phase runs until the next one starts), else by the segment's milestones."""
     step_phase = CadenceStep.objects.filter(segment=segment, day__lte=day).order_by("-day").values_list("phase", flat=True).first()
     return phase_from_step(segment=segment, day=day, step_phase=step_phase)
-
-
-def step_phase_subquery(*, segment_ref: str, day_ref: str) -> Subquery:
-    """`phase_on_day`'s step lookup as a subquery, so a row that names a segment and a day (an
-    account, say) comes back with its step's phase in the same query; `phase_from_step` finishes it."""
-    steps = CadenceStep.objects.filter(segment=OuterRef(segment_ref), day__lte=OuterRef(day_ref)).order_by("-day")
-    return Subquery(steps.values("phase")[:1])
 
 
 def phase_from_step(*, segment: Segment, day: int, step_phase: str | None) -> str:

@@ -28,6 +28,7 @@ answers were given, and the idempotency key is a keyed hash.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -35,12 +36,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, Q
 from django.utils import timezone
 
-from cadences.models import DialerSettings, Phase, Team, team_for_phase
-from cadences.selectors import phase_from_step, phase_on_day, step_phase_subquery
+from cadences.models import CadenceStep, DialerSettings, Phase, Segment, Team, team_for_phase
+from cadences.selectors import phase_from_step, phase_on_day
 from campaigns import geo
 from campaigns.calls import callbacks, inbound
 from campaigns.compliance import gate as compliance
@@ -59,6 +60,7 @@ from campaigns.models import (
 from campaigns.payments import links
 from campaigns.queue import identity
 from campaigns.sms import outbound
+from campaigns.sql import quoted_names
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,79 @@ def _local_words(moment: dt.datetime, timezones: list[str]) -> str:
     return f"{local:%A, %B} {local.day} at {hour}"
 
 
+# --- The statements every request runs -----------------------------------------------------------
+# Grace waits on every answer mid-call, and these three run on every request: the call's earlier
+# function calls, the account (with its segment and cadence phase), and the answer's record. They
+# are plain SQL built once from the models' own names, because the ORM's compilation of each costs
+# several times its round trip; the values still go through the models' fields both ways.
+
+
+@functools.cache
+def _earlier_sql() -> str:
+    table, call_id, name, args_key, result, response = quoted_names(LiveToolCall, "call_id", "name", "args_key", "result", "response")
+    return f"SELECT {name}, {args_key}, {result}, {response} FROM {table} WHERE {call_id} = %s"
+
+
+def earlier_calls(call_id: str) -> list[tuple[str, str, str, Any]]:
+    """(name, args_key, result, response) of every function call answered on this call."""
+    response_field = LiveToolCall._meta.get_field("response")
+    with connection.cursor() as cursor:
+        cursor.execute(_earlier_sql(), [call_id])
+        rows = cursor.fetchall()
+    return [(name, key, result, response_field.from_db_value(response, None, connection)) for name, key, result, response in rows]
+
+
+SEGMENT_PREFIX = "segment__"
+
+
+@functools.cache
+def _account_sql() -> str:
+    q = connection.ops.quote_name
+    account_columns = ", ".join(f"a.{q(f.column)}" for f in Account._meta.concrete_fields)
+    segment_columns = ", ".join(f"g.{q(f.column)} AS {q(SEGMENT_PREFIX + f.attname)}" for f in Segment._meta.concrete_fields)
+    account_table, client_id, segment_id, days_past_due = quoted_names(Account, "client_id", "segment", "days_past_due")
+    segment_table, segment_pk = quoted_names(Segment, "id")
+    step_table, step_segment, step_day, step_phase = quoted_names(CadenceStep, "segment", "day", "phase")
+    # phase_on_day's lookup: the phase of the segment's last step on or before the account's day.
+    phase = (
+        f"(SELECT s.{step_phase} FROM {step_table} s WHERE s.{step_segment} = a.{segment_id} "
+        f"AND s.{step_day} <= a.{days_past_due} ORDER BY s.{step_day} DESC LIMIT 1) AS live_step_phase"
+    )
+    return (
+        f"SELECT {account_columns}, {segment_columns}, {phase} FROM {account_table} a "
+        f"LEFT JOIN {segment_table} g ON g.{segment_pk} = a.{segment_id} WHERE a.{client_id} = %s"
+    )
+
+
+def account_with_phase(client_id: str) -> tuple[Account | None, str | None]:
+    """The account with its segment, and the phase of the segment's step on its day (None: no step)."""
+    account = next(iter(Account.objects.raw(_account_sql(), [client_id])), None)
+    if account is None:
+        return None, None
+    names = [f.attname for f in Segment._meta.concrete_fields]
+    values = [getattr(account, SEGMENT_PREFIX + name) for name in names]
+    account.segment = Segment.from_db(account._state.db, names, values) if account.segment_id is not None else None
+    return account, account.live_step_phase
+
+
+@functools.cache
+def _record_fields() -> list[Any]:
+    return [f for f in LiveToolCall._meta.concrete_fields if not f.primary_key]
+
+
+@functools.cache
+def _record_sql() -> str:
+    table, *columns = quoted_names(LiveToolCall, *(f.name for f in _record_fields()))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+
+
+def record_insert(record: LiveToolCall) -> None:
+    """Store an answer (IntegrityError when the same function call was stored meanwhile)."""
+    params = [f.get_db_prep_save(f.pre_save(record, True), connection) for f in _record_fields()]
+    with connection.cursor() as cursor:
+        cursor.execute(_record_sql(), params)
+
+
 # --- Finding the call's account ------------------------------------------------------------------
 
 
@@ -128,15 +203,8 @@ def live_call_resolve(*, call: Mapping[str, Any], now: dt.datetime, verified: bo
     account: Account | None = None
     step_phase: str | None = None
     if client_id:
-        # The account, its segment and its cadence step's phase in one round trip: Grace is
-        # waiting on the answer, and every function needs all three.
-        account = (
-            Account.objects.select_related("segment")
-            .annotate(live_step_phase=step_phase_subquery(segment_ref="segment", day_ref="days_past_due"))
-            .filter(client_id=client_id)
-            .first()
-        )
-        step_phase = getattr(account, "live_step_phase", None)
+        # The account, its segment and its cadence step's phase in one round trip.
+        account, step_phase = account_with_phase(client_id)
     inbound_call = call.get("direction") == "inbound" or not client_id
     raw_phone = call.get("from_number") if inbound_call else call.get("to_number")
     try:
@@ -502,7 +570,7 @@ def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dic
     # after the caller was verified is a new question, not a retry of the one before.
     # The call's earlier function calls, in one query: whether the caller is verified, and the
     # stored answer if this very request was answered before.
-    earlier = list(LiveToolCall.objects.filter(call_id=call_id).values_list("name", "args_key", "result", "response"))
+    earlier = earlier_calls(call_id)
     verified = any(n == "verify_identity" and result == "verified" for n, _, result, _ in earlier)
     args_key = identity.keyed_digest(json.dumps([args, name != "verify_identity" and verified], sort_keys=True, default=str))
     stored = next((response for n, key, _, response in earlier if n == name and key == args_key), None)
@@ -515,7 +583,7 @@ def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dic
 
     def answer_and_store() -> Answer:
         answer = Answer("unknown_call", {"error": SAY_UNKNOWN_CALL}) if account is None else FUNCTIONS[name](live, args)
-        LiveToolCall.objects.create(
+        record = LiveToolCall(
             call_id=call_id,
             name=name,
             args_key=args_key,
@@ -527,6 +595,7 @@ def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dic
             response=answer.response,
             created_at=now,
         )
+        record_insert(record)
         return answer
 
     try:

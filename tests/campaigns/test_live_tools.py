@@ -12,6 +12,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from cadences.models import Phase, Segment
+from cadences.selectors import phase_on_day
 from campaigns.lifecycle import campaign as lifecycle
 from campaigns.models import (
     Account,
@@ -256,6 +258,29 @@ def test_an_inbound_caller_is_found_by_number_unless_the_number_is_shared(client
     )
     shared = ask(client, "lookup_account", call_object={**inbound_call, "call_id": "call_in_2"})
     assert set(shared) == {"error"}
+
+
+def test_the_record_keeps_the_accounts_segment_and_its_phase_on_the_day(client, loaded):
+    phases = []
+    for n, day in enumerate((0, 3, 20, 45, 60, 61, 160, 180)):
+        Account.objects.filter(pk=loaded.pk).update(days_past_due=day)
+        ask(client, "lookup_account", call_object=call(f"call_phase_{n}"))
+        record = LiveToolCall.objects.get(call_id=f"call_phase_{n}")
+        phases.append(record.phase)
+        assert (record.segment_name, record.phase) == (loaded.segment.name, phase_on_day(segment=loaded.segment, day=day))
+    assert len(set(phases)) >= 4
+    # A segment without steps: the phase by its milestones.
+    bare = Segment.objects.create(
+        name="No steps", first_outreach_day=1, suspension_day=60, cancellation_day=180, billing_transfer_number="+12125550188",
+        resurrection_transfer_number="+12125550199", billing_ring_group="billing", resurrection_ring_group="resurrection",
+    )  # fmt: skip
+    Account.objects.filter(pk=loaded.pk).update(segment=bare, days_past_due=60)
+    ask(client, "lookup_account", call_object=call("call_phase_bare"))
+    assert LiveToolCall.objects.filter(call_id="call_phase_bare").values_list("segment_name", "phase").get() == ("No steps", Phase.SUSPENSION)
+    Account.objects.filter(pk=loaded.pk).update(segment=None)
+    answer = ask(client, "lookup_account", call_object=call("call_phase_none"))
+    assert answer["verified"] is False and "amount_due" not in answer  # no segment: verification first
+    assert LiveToolCall.objects.filter(call_id="call_phase_none").values_list("segment_name", "phase").get() == ("", "")
 
 
 def test_every_function_call_is_kept_for_the_timeline(client, loaded):
