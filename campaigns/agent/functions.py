@@ -37,7 +37,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from cadences.models import CadenceStep, DialerSettings, Phase, Segment, Team, team_for_phase
@@ -116,11 +116,12 @@ def _local_words(moment: dt.datetime, timezones: list[str]) -> str:
     return f"{local:%A, %B} {local.day} at {hour}"
 
 
-# --- The statements every request runs -----------------------------------------------------------
-# Grace waits on every answer mid-call, and these three run on every request: the call's earlier
-# function calls, the account (with its segment and cadence phase), and the answer's record. They
-# are plain SQL built once from the models' own names, because the ORM's compilation of each costs
-# several times its round trip; the values still go through the models' fields both ways.
+# --- The statements Grace waits on -----------------------------------------------------------------
+# Grace waits on every answer mid-call, and three statements run on every request: the call's
+# earlier function calls, the account (with its segment and cadence phase), and the answer's
+# record; the account's standing (promise, payment, dispute) serves two functions. They are plain
+# SQL built once from the models' own names, because the ORM's compilation of each costs several
+# times its round trip; the values still go through the models' fields both ways.
 
 
 @functools.cache
@@ -187,6 +188,62 @@ def record_insert(record: LiveToolCall) -> None:
     params = [f.get_db_prep_save(f.pre_save(record, True), connection) for f in _record_fields()]
     with connection.cursor() as cursor:
         cursor.execute(_record_sql(), params)
+
+
+def _column_value(model: type[Any], name: str, value: Any) -> Any:
+    """A value read by plain SQL, converted as the ORM converts the field's column (SQLite hands
+    back decimals as floats and dates as text)."""
+    column = model._meta.get_field(name).get_col(model._meta.db_table)
+    for converter in [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]:
+        value = converter(value, column, connection)
+    return value
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What lookup_account and transfer_brief say beyond the account row itself."""
+
+    promise_amount: Decimal | None
+    promise_date: dt.date | None  # the earliest pending promise's (None: no open promise)
+    paid_amount: Decimal | None
+    paid_at: dt.datetime | None  # the latest payment's (None: none yet)
+    dispute: bool  # an open dispute task or a dispute hold
+
+
+@functools.cache
+def _standing_sql() -> str:
+    pt, p_client, p_status, p_date, p_amount, p_id = quoted_names(PromiseToPay, "client_id", "status", "promised_date", "amount", "id")
+    yt, y_client, y_paid, y_amount, y_id = quoted_names(Payment, "client_id", "paid_at", "amount", "id")
+    tt, t_client, t_kind, t_status = quoted_names(FollowUpTask, "client_id", "kind", "status")
+    st, s_client, s_reason, s_lifted = quoted_names(Suppression, "client_id", "reason", "lifted_at")
+    promise = f"FROM {pt} WHERE {p_client} = %s AND {p_status} = %s ORDER BY {p_date}, {p_id} LIMIT 1"
+    payment = f"FROM {yt} WHERE {y_client} = %s ORDER BY {y_paid} DESC, {y_id} DESC LIMIT 1"
+    return (
+        f"SELECT (SELECT {p_amount} {promise}), (SELECT {p_date} {promise}), "
+        f"(SELECT {y_amount} {payment}), (SELECT {y_paid} {payment}), "
+        f"CASE WHEN EXISTS (SELECT 1 FROM {tt} WHERE {t_client} = %s AND {t_kind} = %s AND {t_status} <> %s) "
+        f"OR EXISTS (SELECT 1 FROM {st} WHERE {s_client} = %s AND {s_reason} = %s AND {s_lifted} IS NULL) THEN 1 ELSE 0 END"
+    )
+
+
+def account_standing(client_id: str) -> Standing:
+    """The open promise, the last payment and any open dispute, in one round trip."""
+    pending = PromiseToPay.Status.PENDING.value
+    params = [
+        client_id, pending, client_id, pending, client_id, client_id,
+        client_id, FollowUpTask.Kind.DISPUTE.value, FollowUpTask.Status.DONE.value,
+        client_id, Suppression.Reason.DISPUTE_HOLD.value,
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_standing_sql(), params)
+        promise_amount, promise_date, paid_amount, paid_at, dispute = cursor.fetchone()
+    return Standing(
+        promise_amount=_column_value(PromiseToPay, "amount", promise_amount),
+        promise_date=_column_value(PromiseToPay, "promised_date", promise_date),
+        paid_amount=_column_value(Payment, "amount", paid_amount),
+        paid_at=_column_value(Payment, "paid_at", paid_at),
+        dispute=bool(dispute),
+    )
 
 
 # --- Finding the call's account ------------------------------------------------------------------
@@ -300,8 +357,8 @@ def lookup_account(live: LiveCall, args: Mapping[str, Any]) -> Answer:
             "withheld",
             {"verified": False, "first_name": account.first_name, "has_matter": True, "message": SAY_VERIFY_FIRST},
         )
-    promise = PromiseToPay.objects.filter(client_id=account.client_id, status=PromiseToPay.Status.PENDING).order_by("promised_date").first()
-    paid = Payment.objects.filter(client_id=account.client_id).order_by("-paid_at").first()
+    standing = account_standing(account.client_id)
+    promised, paid_at = standing.promise_date, standing.paid_at
     return Answer(
         "disclosed",
         {
@@ -312,13 +369,13 @@ def lookup_account(live: LiveCall, args: Mapping[str, Any]) -> Answer:
             "days_past_due": "" if account.days_past_due is None else str(account.days_past_due),
             "status": account.get_status_display(),
             "open_promise": (
-                f"{_speak_money(promise.amount) or 'A payment'} promised for {promise.promised_date:%B} {promise.promised_date.day}"
-                if promise is not None
+                f"{_speak_money(standing.promise_amount) or 'A payment'} promised for {promised:%B} {promised.day}"
+                if promised is not None
                 else ""
             ),
             "last_payment": (
-                f"{_speak_money(paid.amount)} received {timezone.localtime(paid.paid_at):%B} {timezone.localtime(paid.paid_at).day}"
-                if paid is not None
+                f"{_speak_money(standing.paid_amount)} received {timezone.localtime(paid_at):%B} {timezone.localtime(paid_at).day}"
+                if paid_at is not None
                 else ""
             ),
             "how_to_pay": "I can text a secure payment link to this number right now. We never take card numbers over the phone.",
@@ -484,18 +541,7 @@ def schedule_callback(live: LiveCall, args: Mapping[str, Any]) -> Answer:
 
 def transfer_brief_text(*, account: Account, verified: bool, reason: str) -> str:
     """A few sentences for the rep before the transfer bridges."""
-    promise = PromiseToPay.objects.filter(client_id=account.client_id, status=PromiseToPay.Status.PENDING).order_by("promised_date").first()
-    # An open dispute task or a dispute hold: both asked in one query.
-    dispute_task = FollowUpTask.objects.filter(client_id=account.client_id, kind=FollowUpTask.Kind.DISPUTE).exclude(
-        status=FollowUpTask.Status.DONE
-    )
-    dispute_hold = Suppression.objects.filter(client_id=account.client_id, reason=Suppression.Reason.DISPUTE_HOLD, lifted_at__isnull=True)
-    dispute = bool(
-        Account.objects.filter(pk=account.pk)
-        .annotate(dispute=Exists(dispute_task) | Exists(dispute_hold))
-        .values_list("dispute", flat=True)
-        .first()
-    )
+    standing = account_standing(account.client_id)
     parts = [
         f"{account.name}, client {account.client_id}.",
         "Identity verified." if verified else "Identity NOT verified: do not discuss the account before verifying.",
@@ -507,10 +553,10 @@ def transfer_brief_text(*, account: Account, verified: bool, reason: str) -> str
         days = f", {account.days_past_due} days past due" if account.days_past_due is not None else ""
         parts.append(f"Owes {_speak_money(account.amount_due)}{days}.")
     parts.append(f"Wants a person: {reason}." if reason else "Asked for a person.")
-    if promise is not None:
-        promised = (_speak_money(promise.amount) if verified else "") or "a payment"
-        parts.append(f"Open promise: {promised} by {promise.promised_date:%b} {promise.promised_date.day}.")
-    if dispute:
+    if standing.promise_date is not None:
+        promised = (_speak_money(standing.promise_amount) if verified else "") or "a payment"
+        parts.append(f"Open promise: {promised} by {standing.promise_date:%b} {standing.promise_date.day}.")
+    if standing.dispute:
         parts.append("Open dispute on file.")
     return " ".join(parts)
 

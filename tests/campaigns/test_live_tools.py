@@ -149,6 +149,30 @@ def test_the_balance_is_disclosed_only_after_verification(client, loaded):
     assert "text" in after["how_to_pay"]
 
 
+def test_a_lookup_and_a_brief_name_the_earliest_open_promise_and_the_last_payment(client, loaded):
+    from campaigns.payments import record
+
+    ask(client, "verify_identity", {"date_of_birth": DOB})
+    assert ask(client, "lookup_account")["open_promise"] == "" and ask(client, "lookup_account")["last_payment"] == ""
+    record.payment_record(
+        client_id="T-LIVE-1", amount="35.50", reference="pi_live_1", paid_at=MORNING - dt.timedelta(days=3), source="warehouse", now=MORNING
+    )  # fmt: skip
+    record.payment_record(
+        client_id="T-LIVE-1", amount="20.25", reference="pi_live_2", paid_at=MORNING - dt.timedelta(days=1), source="warehouse", now=MORNING
+    )  # fmt: skip
+    ask(client, "verify_identity", {"date_of_birth": DOB}, call_object=call("call_live_2"))
+    ask(client, "record_promise", {"date": "2025-06-27", "amount": "75"}, call_object=call("call_live_2"))
+    ask(client, "verify_identity", {"date_of_birth": DOB}, call_object=call("call_live_3"))
+    ask(client, "record_promise", {"date": "2025-06-18", "amount": "60.10"}, call_object=call("call_live_3"))
+    answer = ask(client, "lookup_account", call_object=call("call_live_3"))
+    assert answer["open_promise"] == "$60.10 promised for June 18"
+    assert answer["last_payment"] == f"$20.25 received {timezone.localtime(MORNING - dt.timedelta(days=1)):%B} 9"
+    brief = ask(client, "transfer_brief", {"reason": "asks for a person"}, call_object=call("call_live_3"))["brief"]
+    assert "Open promise: $60.10 by Jun 18." in brief and "Open dispute" not in brief
+    unverified = ask(client, "transfer_brief", {"reason": "asks for a person"}, call_object=call("call_live_4"))["brief"]
+    assert "Open promise: a payment by Jun 18." in unverified and "$" not in unverified
+
+
 def test_a_segment_without_the_rule_discloses_at_once(client, loaded):
     segment = loaded.segment
     segment.verify_before_balance = False
