@@ -37,7 +37,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from cadences.models import CadenceStep, DialerSettings, Phase, Segment, Team, team_for_phase
@@ -246,6 +245,54 @@ def account_standing(client_id: str) -> Standing:
     )
 
 
+@dataclass(frozen=True)
+class IdentityTally:
+    call_verified: bool  # this call passed the check already
+    call_failures: int  # this call's wrong answers (the third is stored as locked)
+    account_failures: int  # the account's wrong answers in the window, over all its calls
+
+
+@functools.cache
+def _lock_sql() -> str:
+    table, pk = quoted_names(Account, "id")
+    return f"SELECT {pk} FROM {table} WHERE {pk} = %s FOR UPDATE"
+
+
+@functools.cache
+def _tally_sql() -> str:
+    table, call_id, client_id, name, result, created_at = quoted_names(LiveToolCall, "call_id", "client_id", "name", "result", "created_at")
+    this_call = f"{call_id} = %s"
+    recent = f"{client_id} = %s AND {created_at} >= %s"
+    return (
+        f"SELECT COALESCE(SUM(CASE WHEN {this_call} AND {result} = %s THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN {this_call} AND {result} IN (%s, %s) THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN {recent} AND {result} = %s THEN 1 ELSE 0 END), 0), "
+        # A call locks on its third wrong answer: two stored as failed, the third as locked.
+        f"COUNT(DISTINCT CASE WHEN {recent} AND {result} = %s THEN {call_id} END) "
+        f"FROM {table} WHERE {name} = %s AND ({this_call} OR ({recent}))"
+    )
+
+
+def identity_tally_locked(*, account: Account, call_id: str, since: dt.datetime) -> IdentityTally:
+    """Inside the check's transaction: take the account's lock (one check at a time per account,
+    so two quick tries cannot both be a "third"), then count its tries."""
+    since_value = connection.ops.adapt_datetimefield_value(since)
+    with connection.cursor() as cursor:
+        if connection.features.has_select_for_update:  # SQLite's BEGIN IMMEDIATE already holds the write lock
+            cursor.execute(_lock_sql(), [account.pk])
+        cursor.execute(
+            _tally_sql(),
+            [
+                call_id, "verified", call_id, "failed", "locked",
+                account.client_id, since_value, "failed",
+                account.client_id, since_value, "locked",
+                "verify_identity", call_id, account.client_id, since_value,
+            ],
+        )  # fmt: skip
+        call_verified, call_failures, failed, locked_calls = cursor.fetchone()
+    return IdentityTally(call_verified=bool(call_verified), call_failures=int(call_failures), account_failures=int(failed) + int(locked_calls))
+
+
 # --- Finding the call's account ------------------------------------------------------------------
 
 
@@ -297,31 +344,17 @@ def verify_identity(live: LiveCall, args: Mapping[str, Any]) -> Answer:
     ssn_hash = identity.ssn_last4_hash(args.get("ssn_last4"))
     # No savepoint when the request's transaction is already open: the lock is held to its commit.
     with transaction.atomic(savepoint=False):
-        # One check at a time per account, so two quick tries cannot both be a "third".
-        list(Account.objects.select_for_update().filter(pk=account.pk).values_list("pk", flat=True))
         # This call's tries and, across calls too, the account's in the window, counted under the
-        # lock in one query: someone redialling from the client's number gets no fresh tries at
-        # four digits with every call. After ACCOUNT_FAILURES_LIMIT wrong answers in a day the
-        # check stays locked until the day has passed (the follow-up task asks a person to look).
-        this_call = Q(call_id=live.call_id)
-        recent = Q(client_id=account.client_id, created_at__gte=live.now - ACCOUNT_FAILURES_WINDOW)
-        tally = (
-            LiveToolCall.objects.filter(name="verify_identity")
-            .filter(this_call | recent)
-            .aggregate(
-                call_verified=Count("pk", filter=this_call & Q(result="verified")),
-                call_failures=Count("pk", filter=this_call & Q(result__in=("failed", "locked"))),
-                failed=Count("pk", filter=recent & Q(result="failed")),
-                locked_calls=Count("call_id", filter=recent & Q(result="locked"), distinct=True),
-            )
-        )
-        if tally["call_verified"]:
+        # lock: someone redialling from the client's number gets no fresh tries at four digits
+        # with every call. After ACCOUNT_FAILURES_LIMIT wrong answers in a day the check stays
+        # locked until the day has passed (the follow-up task asks a person to look).
+        tally = identity_tally_locked(account=account, call_id=live.call_id, since=live.now - ACCOUNT_FAILURES_WINDOW)
+        if tally.call_verified:
             return Answer("verified", {"verified": True, "locked": False})
-        failures = tally["call_failures"]
+        failures = tally.call_failures
         if failures >= MAX_IDENTITY_TRIES:
             return Answer("locked", {"verified": False, "locked": True})
-        # A call locks on its third wrong answer: two stored as failed, the third as locked.
-        account_failures = tally["failed"] + tally["locked_calls"]
+        account_failures = tally.account_failures
         if account_failures >= ACCOUNT_FAILURES_LIMIT:
             return Answer("locked", {"verified": False, "locked": True})
         checkable = [(stored, given) for stored, given in ((account.date_of_birth_hash, dob_hash), (account.ssn_last4_hash, ssn_hash)) if stored and given]

@@ -139,6 +139,21 @@ def test_redialling_gives_no_fresh_tries_after_two_locked_calls_in_a_day(client,
     assert ask(client, "verify_identity", {"ssn_last4": SSN4}, call_object=call("call_guess_3")) == {"verified": False, "locked": True}
 
 
+def test_wrong_answers_older_than_a_day_give_the_account_fresh_tries(client, loaded):
+    def wrong_calls(hours_ago: int) -> None:
+        for n in (1, 2):
+            for result in ("failed", "failed", "locked"):
+                LiveToolCall.objects.create(
+                    call_id=f"call_old_{hours_ago}_{n}", name="verify_identity", args_key=f"{result}-{LiveToolCall.objects.count()}",
+                    client_id="T-LIVE-1", args={"ssn_last4": "given"}, result=result, response={}, created_at=MORNING - dt.timedelta(hours=hours_ago),
+                )  # fmt: skip
+
+    wrong_calls(25)
+    assert ask(client, "verify_identity", {"ssn_last4": SSN4}, call_object=call("call_new_1")) == {"verified": True, "locked": False}
+    wrong_calls(23)
+    assert ask(client, "verify_identity", {"ssn_last4": SSN4}, call_object=call("call_new_2")) == {"verified": False, "locked": True}
+
+
 def test_the_balance_is_disclosed_only_after_verification(client, loaded):
     before = ask(client, "lookup_account")
     assert before["verified"] is False and before["first_name"] == "Dana" and before["has_matter"] is True
