@@ -111,9 +111,14 @@ def segment_timeline(*, segment: Segment) -> SegmentTimeline:
 def phase_on_day(*, segment: Segment, day: int) -> str:
     """The phase a client `day` days past due is in: that of the segment's last step on or before
     the day (its phase runs until the next one starts), else by the segment's milestones."""
-    phase = CadenceStep.objects.filter(segment=segment, day__lte=day).order_by("-day").values_list("phase", flat=True).first()
-    if phase:
-        return str(phase)
+    step_phase = CadenceStep.objects.filter(segment=segment, day__lte=day).order_by("-day").values_list("phase", flat=True).first()
+    return phase_from_step(segment=segment, day=day, step_phase=step_phase)
+
+
+def phase_from_step(*, segment: Segment, day: int, step_phase: str | None) -> str:
+    """The phase on `day` given the phase of the segment's last step on or before it (None: no step)."""
+    if step_phase:
+        return str(step_phase)
     if day >= segment.cancellation_day:
         return Phase.CANCELLATION
     if day >= segment.suspension_day:

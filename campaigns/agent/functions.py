@@ -28,6 +28,7 @@ answers were given, and the idempotency key is a keyed hash.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -35,12 +36,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from cadences.models import DialerSettings, Phase, Team, team_for_phase
-from cadences.selectors import phase_on_day
+from cadences.models import CadenceStep, DialerSettings, Phase, Segment, Team, team_for_phase
+from cadences.selectors import phase_from_step, phase_on_day
 from campaigns import geo
 from campaigns.calls import callbacks, inbound
 from campaigns.compliance import gate as compliance
@@ -60,6 +60,7 @@ from campaigns.models import (
 from campaigns.payments import links
 from campaigns.queue import identity
 from campaigns.sms import outbound
+from campaigns.sql import quoted_names
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,184 @@ def _local_words(moment: dt.datetime, timezones: list[str]) -> str:
     return f"{local:%A, %B} {local.day} at {hour}"
 
 
+# --- The statements Grace waits on -----------------------------------------------------------------
+# Grace waits on every answer mid-call, and three statements run on every request: the call's
+# earlier function calls, the account (with its segment and cadence phase), and the answer's
+# record; the account's standing (promise, payment, dispute) serves two functions. They are plain
+# SQL built once from the models' own names, because the ORM's compilation of each costs several
+# times its round trip; the values still go through the models' fields both ways.
+
+
+@functools.cache
+def _earlier_sql() -> str:
+    table, call_id, name, args_key, result, response = quoted_names(LiveToolCall, "call_id", "name", "args_key", "result", "response")
+    return f"SELECT {name}, {args_key}, {result}, {response} FROM {table} WHERE {call_id} = %s"
+
+
+def earlier_calls(call_id: str) -> list[tuple[str, str, str, Any]]:
+    """(name, args_key, result, response) of every function call answered on this call."""
+    response_field = LiveToolCall._meta.get_field("response")
+    with connection.cursor() as cursor:
+        cursor.execute(_earlier_sql(), [call_id])
+        rows = cursor.fetchall()
+    return [(name, key, result, response_field.from_db_value(response, None, connection)) for name, key, result, response in rows]
+
+
+SEGMENT_PREFIX = "segment__"
+
+
+@functools.cache
+def _account_sql() -> str:
+    q = connection.ops.quote_name
+    account_columns = ", ".join(f"a.{q(f.column)}" for f in Account._meta.concrete_fields)
+    segment_columns = ", ".join(f"g.{q(f.column)} AS {q(SEGMENT_PREFIX + f.attname)}" for f in Segment._meta.concrete_fields)
+    account_table, client_id, segment_id, days_past_due = quoted_names(Account, "client_id", "segment", "days_past_due")
+    segment_table, segment_pk = quoted_names(Segment, "id")
+    step_table, step_segment, step_day, step_phase = quoted_names(CadenceStep, "segment", "day", "phase")
+    # phase_on_day's lookup: the phase of the segment's last step on or before the account's day.
+    phase = (
+        f"(SELECT s.{step_phase} FROM {step_table} s WHERE s.{step_segment} = a.{segment_id} "
+        f"AND s.{step_day} <= a.{days_past_due} ORDER BY s.{step_day} DESC LIMIT 1) AS live_step_phase"
+    )
+    return (
+        f"SELECT {account_columns}, {segment_columns}, {phase} FROM {account_table} a "
+        f"LEFT JOIN {segment_table} g ON g.{segment_pk} = a.{segment_id} WHERE a.{client_id} = %s"
+    )
+
+
+def account_with_phase(client_id: str) -> tuple[Account | None, str | None]:
+    """The account with its segment, and the phase of the segment's step on its day (None: no step)."""
+    account = next(iter(Account.objects.raw(_account_sql(), [client_id])), None)
+    if account is None:
+        return None, None
+    names = [f.attname for f in Segment._meta.concrete_fields]
+    values = [getattr(account, SEGMENT_PREFIX + name) for name in names]
+    account.segment = Segment.from_db(account._state.db, names, values) if account.segment_id is not None else None
+    return account, account.live_step_phase
+
+
+@functools.cache
+def _record_fields() -> list[Any]:
+    return [f for f in LiveToolCall._meta.concrete_fields if not f.primary_key]
+
+
+@functools.cache
+def _record_sql() -> str:
+    table, *columns = quoted_names(LiveToolCall, *(f.name for f in _record_fields()))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+
+
+def record_insert(record: LiveToolCall) -> None:
+    """Store an answer (IntegrityError when the same function call was stored meanwhile)."""
+    params = [f.get_db_prep_save(f.pre_save(record, True), connection) for f in _record_fields()]
+    with connection.cursor() as cursor:
+        cursor.execute(_record_sql(), params)
+
+
+def _column_value(model: type[Any], name: str, value: Any) -> Any:
+    """A value read by plain SQL, converted as the ORM converts the field's column (SQLite hands
+    back decimals as floats and dates as text)."""
+    column = model._meta.get_field(name).get_col(model._meta.db_table)
+    for converter in [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]:
+        value = converter(value, column, connection)
+    return value
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What lookup_account and transfer_brief say beyond the account row itself."""
+
+    promise_amount: Decimal | None
+    promise_date: dt.date | None  # the earliest pending promise's (None: no open promise)
+    paid_amount: Decimal | None
+    paid_at: dt.datetime | None  # the latest payment's (None: none yet)
+    dispute: bool  # an open dispute task or a dispute hold
+
+
+@functools.cache
+def _standing_sql() -> str:
+    pt, p_client, p_status, p_date, p_amount, p_id = quoted_names(PromiseToPay, "client_id", "status", "promised_date", "amount", "id")
+    yt, y_client, y_paid, y_amount, y_id = quoted_names(Payment, "client_id", "paid_at", "amount", "id")
+    tt, t_client, t_kind, t_status = quoted_names(FollowUpTask, "client_id", "kind", "status")
+    st, s_client, s_reason, s_lifted = quoted_names(Suppression, "client_id", "reason", "lifted_at")
+    promise = f"FROM {pt} WHERE {p_client} = %s AND {p_status} = %s ORDER BY {p_date}, {p_id} LIMIT 1"
+    payment = f"FROM {yt} WHERE {y_client} = %s ORDER BY {y_paid} DESC, {y_id} DESC LIMIT 1"
+    return (
+        f"SELECT (SELECT {p_amount} {promise}), (SELECT {p_date} {promise}), "
+        f"(SELECT {y_amount} {payment}), (SELECT {y_paid} {payment}), "
+        f"CASE WHEN EXISTS (SELECT 1 FROM {tt} WHERE {t_client} = %s AND {t_kind} = %s AND {t_status} <> %s) "
+        f"OR EXISTS (SELECT 1 FROM {st} WHERE {s_client} = %s AND {s_reason} = %s AND {s_lifted} IS NULL) THEN 1 ELSE 0 END"
+    )
+
+
+def account_standing(client_id: str) -> Standing:
+    """The open promise, the last payment and any open dispute, in one round trip."""
+    pending = PromiseToPay.Status.PENDING.value
+    params = [
+        client_id, pending, client_id, pending, client_id, client_id,
+        client_id, FollowUpTask.Kind.DISPUTE.value, FollowUpTask.Status.DONE.value,
+        client_id, Suppression.Reason.DISPUTE_HOLD.value,
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_standing_sql(), params)
+        promise_amount, promise_date, paid_amount, paid_at, dispute = cursor.fetchone()
+    return Standing(
+        promise_amount=_column_value(PromiseToPay, "amount", promise_amount),
+        promise_date=_column_value(PromiseToPay, "promised_date", promise_date),
+        paid_amount=_column_value(Payment, "amount", paid_amount),
+        paid_at=_column_value(Payment, "paid_at", paid_at),
+        dispute=bool(dispute),
+    )
+
+
+@dataclass(frozen=True)
+class IdentityTally:
+    call_verified: bool  # this call passed the check already
+    call_failures: int  # this call's wrong answers (the third is stored as locked)
+    account_failures: int  # the account's wrong answers in the window, over all its calls
+
+
+@functools.cache
+def _lock_sql() -> str:
+    table, pk = quoted_names(Account, "id")
+    return f"SELECT {pk} FROM {table} WHERE {pk} = %s FOR UPDATE"
+
+
+@functools.cache
+def _tally_sql() -> str:
+    table, call_id, client_id, name, result, created_at = quoted_names(LiveToolCall, "call_id", "client_id", "name", "result", "created_at")
+    this_call = f"{call_id} = %s"
+    recent = f"{client_id} = %s AND {created_at} >= %s"
+    return (
+        f"SELECT COALESCE(SUM(CASE WHEN {this_call} AND {result} = %s THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN {this_call} AND {result} IN (%s, %s) THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN {recent} AND {result} = %s THEN 1 ELSE 0 END), 0), "
+        # A call locks on its third wrong answer: two stored as failed, the third as locked.
+        f"COUNT(DISTINCT CASE WHEN {recent} AND {result} = %s THEN {call_id} END) "
+        f"FROM {table} WHERE {name} = %s AND ({this_call} OR ({recent}))"
+    )
+
+
+def identity_tally_locked(*, account: Account, call_id: str, since: dt.datetime) -> IdentityTally:
+    """Inside the check's transaction: take the account's lock (one check at a time per account,
+    so two quick tries cannot both be a "third"), then count its tries."""
+    since_value = connection.ops.adapt_datetimefield_value(since)
+    with connection.cursor() as cursor:
+        if connection.features.has_select_for_update:  # SQLite's BEGIN IMMEDIATE already holds the write lock
+            cursor.execute(_lock_sql(), [account.pk])
+        cursor.execute(
+            _tally_sql(),
+            [
+                call_id, "verified", call_id, "failed", "locked",
+                account.client_id, since_value, "failed",
+                account.client_id, since_value, "locked",
+                "verify_identity", call_id, account.client_id, since_value,
+            ],
+        )  # fmt: skip
+        call_verified, call_failures, failed, locked_calls = cursor.fetchone()
+    return IdentityTally(call_verified=bool(call_verified), call_failures=int(call_failures), account_failures=int(failed) + int(locked_calls))
+
+
 # --- Finding the call's account ------------------------------------------------------------------
 
 
@@ -127,8 +306,10 @@ def live_call_resolve(*, call: Mapping[str, Any], now: dt.datetime, verified: bo
     metadata = _object(call.get("metadata"))
     client_id = _text(str(metadata.get("client_id") or ""), 64)
     account: Account | None = None
+    step_phase: str | None = None
     if client_id:
-        account = Account.objects.select_related("segment").filter(client_id=client_id).first()
+        # The account, its segment and its cadence step's phase in one round trip.
+        account, step_phase = account_with_phase(client_id)
     inbound_call = call.get("direction") == "inbound" or not client_id
     raw_phone = call.get("from_number") if inbound_call else call.get("to_number")
     try:
@@ -142,7 +323,10 @@ def live_call_resolve(*, call: Mapping[str, Any], now: dt.datetime, verified: bo
         phone = account.phone
     phase = ""
     if account is not None and account.segment is not None and account.days_past_due is not None:
-        phase = phase_on_day(segment=account.segment, day=account.days_past_due)
+        if account.client_id == client_id:
+            phase = phase_from_step(segment=account.segment, day=account.days_past_due, step_phase=step_phase)
+        else:  # found by the caller's number
+            phase = phase_on_day(segment=account.segment, day=account.days_past_due)
     return LiveCall(call_id=call_id, call=call, account=account, phone=phone, now=now, verified=verified, phase=phase)
 
 
@@ -159,23 +343,19 @@ def verify_identity(live: LiveCall, args: Mapping[str, Any]) -> Answer:
     assert account is not None
     dob_hash = identity.date_of_birth_hash(args.get("date_of_birth"))
     ssn_hash = identity.ssn_last4_hash(args.get("ssn_last4"))
-    with transaction.atomic():
-        # One check at a time per account, so two quick tries cannot both be a "third".
-        Account.objects.select_for_update().filter(pk=account.pk).first()
-        earlier = list(LiveToolCall.objects.filter(call_id=live.call_id, name="verify_identity").values_list("result", flat=True))
-        if "verified" in earlier:
+    # No savepoint when the request's transaction is already open: the lock is held to its commit.
+    with transaction.atomic(savepoint=False):
+        # This call's tries and, across calls too, the account's in the window, counted under the
+        # lock: someone redialling from the client's number gets no fresh tries at four digits
+        # with every call. After ACCOUNT_FAILURES_LIMIT wrong answers in a day the check stays
+        # locked until the day has passed (the follow-up task asks a person to look).
+        tally = identity_tally_locked(account=account, call_id=live.call_id, since=live.now - ACCOUNT_FAILURES_WINDOW)
+        if tally.call_verified:
             return Answer("verified", {"verified": True, "locked": False})
-        failures = earlier.count("failed") + earlier.count("locked")
+        failures = tally.call_failures
         if failures >= MAX_IDENTITY_TRIES:
             return Answer("locked", {"verified": False, "locked": True})
-        # Across calls too: someone redialling from the client's number gets no fresh tries at
-        # four digits with every call. After ACCOUNT_FAILURES_LIMIT wrong answers in a day the
-        # check stays locked until the day has passed (the follow-up task asks a person to look).
-        tally = LiveToolCall.objects.filter(
-            client_id=account.client_id, name="verify_identity", created_at__gte=live.now - ACCOUNT_FAILURES_WINDOW
-        ).aggregate(failed=Count("pk", filter=Q(result="failed")), locked_calls=Count("call_id", filter=Q(result="locked"), distinct=True))
-        # A call locks on its third wrong answer: two stored as failed, the third as locked.
-        account_failures = tally["failed"] + tally["locked_calls"]
+        account_failures = tally.account_failures
         if account_failures >= ACCOUNT_FAILURES_LIMIT:
             return Answer("locked", {"verified": False, "locked": True})
         checkable = [(stored, given) for stored, given in ((account.date_of_birth_hash, dob_hash), (account.ssn_last4_hash, ssn_hash)) if stored and given]
@@ -211,8 +391,8 @@ def lookup_account(live: LiveCall, args: Mapping[str, Any]) -> Answer:
             "withheld",
             {"verified": False, "first_name": account.first_name, "has_matter": True, "message": SAY_VERIFY_FIRST},
         )
-    promise = PromiseToPay.objects.filter(client_id=account.client_id, status=PromiseToPay.Status.PENDING).order_by("promised_date").first()
-    paid = Payment.objects.filter(client_id=account.client_id).order_by("-paid_at").first()
+    standing = account_standing(account.client_id)
+    promised, paid_at = standing.promise_date, standing.paid_at
     return Answer(
         "disclosed",
         {
@@ -223,13 +403,13 @@ def lookup_account(live: LiveCall, args: Mapping[str, Any]) -> Answer:
             "days_past_due": "" if account.days_past_due is None else str(account.days_past_due),
             "status": account.get_status_display(),
             "open_promise": (
-                f"{_speak_money(promise.amount) or 'A payment'} promised for {promise.promised_date:%B} {promise.promised_date.day}"
-                if promise is not None
+                f"{_speak_money(standing.promise_amount) or 'A payment'} promised for {promised:%B} {promised.day}"
+                if promised is not None
                 else ""
             ),
             "last_payment": (
-                f"{_speak_money(paid.amount)} received {timezone.localtime(paid.paid_at):%B} {timezone.localtime(paid.paid_at).day}"
-                if paid is not None
+                f"{_speak_money(standing.paid_amount)} received {timezone.localtime(paid_at):%B} {timezone.localtime(paid_at).day}"
+                if paid_at is not None
                 else ""
             ),
             "how_to_pay": "I can text a secure payment link to this number right now. We never take card numbers over the phone.",
@@ -270,7 +450,7 @@ def send_payment_link(live: LiveCall, args: Mapping[str, Any]) -> Answer:
             local_id=local_id,
             defaults={
                 "kind": SmsMessage.Kind.PAYMENT_LINK, "client_id": account.client_id, "phone": live.phone, "phase": live.phase,
-                "inbox_id": _inbox(account), "text": text, "status": SmsMessage.Status.PENDING, "scheduled_for": live.now,
+                "inbox_id": _inbox(account, live.phase), "text": text, "status": SmsMessage.Status.PENDING, "scheduled_for": live.now,
             },
         )  # fmt: skip
     if existing.status == SmsMessage.Status.PENDING:
@@ -303,11 +483,11 @@ def _sms_block_words(block: compliance.Block) -> str:
     return "I'm not able to text the link right now. A specialist can help you pay."
 
 
-def _inbox(account: Account) -> str:
+def _inbox(account: Account, phase: str) -> str:
     segment = account.segment
     if segment is None:
         return ""
-    phase = phase_on_day(segment=segment, day=account.days_past_due) if account.days_past_due is not None else Phase.PAST_DUE
+    phase = phase if account.days_past_due is not None else Phase.PAST_DUE
     return segment.resurrection_inbox_id if team_for_phase(phase) == Team.RESURRECTION else segment.billing_inbox_id
 
 
@@ -414,13 +594,7 @@ def schedule_callback(live: LiveCall, args: Mapping[str, Any]) -> Answer:
 
 def transfer_brief_text(*, account: Account, verified: bool, reason: str) -> str:
     """A few sentences for the rep before the transfer bridges."""
-    promise = PromiseToPay.objects.filter(client_id=account.client_id, status=PromiseToPay.Status.PENDING).order_by("promised_date").first()
-    dispute = (
-        FollowUpTask.objects.filter(client_id=account.client_id, kind=FollowUpTask.Kind.DISPUTE)
-        .exclude(status=FollowUpTask.Status.DONE)
-        .exists()
-        or Suppression.objects.filter(client_id=account.client_id, reason=Suppression.Reason.DISPUTE_HOLD, lifted_at__isnull=True).exists()
-    )
+    standing = account_standing(account.client_id)
     parts = [
         f"{account.name}, client {account.client_id}.",
         "Identity verified." if verified else "Identity NOT verified: do not discuss the account before verifying.",
@@ -432,10 +606,10 @@ def transfer_brief_text(*, account: Account, verified: bool, reason: str) -> str
         days = f", {account.days_past_due} days past due" if account.days_past_due is not None else ""
         parts.append(f"Owes {_speak_money(account.amount_due)}{days}.")
     parts.append(f"Wants a person: {reason}." if reason else "Asked for a person.")
-    if promise is not None:
-        promised = (_speak_money(promise.amount) if verified else "") or "a payment"
-        parts.append(f"Open promise: {promised} by {promise.promised_date:%b} {promise.promised_date.day}.")
-    if dispute:
+    if standing.promise_date is not None:
+        promised = (_speak_money(standing.promise_amount) if verified else "") or "a payment"
+        parts.append(f"Open promise: {promised} by {standing.promise_date:%b} {standing.promise_date.day}.")
+    if standing.dispute:
         parts.append("Open dispute on file.")
     return " ".join(parts)
 
@@ -448,7 +622,12 @@ def transfer_brief(live: LiveCall, args: Mapping[str, Any]) -> Answer:
     return Answer("brief", {"brief": brief})
 
 
-VENDOR_FUNCTIONS = frozenset({"send_payment_link"})
+# Only the identity check needs its record in its own transaction (it holds the account's lock
+# until the try is counted). The others write at most one idempotent row of their own (a promise
+# or callback keyed by the call, the brief) and run in autocommit: a BEGIN and a COMMIT are two
+# more round trips while Grace waits, and a retry after a half-done answer finds the same row.
+# send_payment_link calls a vendor, which is never done inside a transaction.
+TRANSACTION_FUNCTIONS = frozenset({"verify_identity"})
 FUNCTIONS: dict[str, Callable[[LiveCall, Mapping[str, Any]], Answer]] = {
     "verify_identity": verify_identity,
     "lookup_account": lookup_account,
@@ -490,7 +669,7 @@ def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dic
     # after the caller was verified is a new question, not a retry of the one before.
     # The call's earlier function calls, in one query: whether the caller is verified, and the
     # stored answer if this very request was answered before.
-    earlier = list(LiveToolCall.objects.filter(call_id=call_id).values_list("name", "args_key", "result", "response"))
+    earlier = earlier_calls(call_id)
     verified = any(n == "verify_identity" and result == "verified" for n, _, result, _ in earlier)
     args_key = identity.keyed_digest(json.dumps([args, name != "verify_identity" and verified], sort_keys=True, default=str))
     stored = next((response for n, key, _, response in earlier if n == name and key == args_key), None)
@@ -503,7 +682,7 @@ def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dic
 
     def answer_and_store() -> Answer:
         answer = Answer("unknown_call", {"error": SAY_UNKNOWN_CALL}) if account is None else FUNCTIONS[name](live, args)
-        LiveToolCall.objects.create(
+        record = LiveToolCall(
             call_id=call_id,
             name=name,
             args_key=args_key,
@@ -515,23 +694,23 @@ def live_function_answer(*, payload: Mapping[str, Any], now: dt.datetime) -> dic
             response=answer.response,
             created_at=now,
         )
+        record_insert(record)
         return answer
 
     try:
-        if name in VENDOR_FUNCTIONS:
-            # Calls a vendor: never inside a transaction (the text's local_id keeps it once).
-            answer = answer_and_store()
-        else:
+        if name in TRANSACTION_FUNCTIONS:
             # The check and its record commit together, so the third try is counted once.
             with transaction.atomic():
                 answer = answer_and_store()
+        else:
+            answer = answer_and_store()
     except IntegrityError:
         # The same function call answered meanwhile by a concurrent retry: its answer stands.
         first = LiveToolCall.objects.filter(call_id=call_id, name=name, args_key=args_key).values_list("response", flat=True).first()
         return dict(first) if first is not None else {"error": SAY_FAILED}
     except Exception:
         log.exception("retell function failed", extra={"function": name, "call_id": call_id})
-        return {"error": SAY_FAILED}  # nothing stored: a retry tries again
+        return {"error": SAY_FAILED}  # no answer stored: a retry tries again (and finds any row it booked)
     log.info(
         "retell function answered",
         extra={"function": name, "call_id": call_id, "client_id": account.client_id if account else "", "result": answer.result},

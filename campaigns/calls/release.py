@@ -47,7 +47,7 @@ from django_q.tasks import async_task
 
 from integrations import clock
 from cadences import defaults as default_prompts
-from cadences.models import DialerSettings, Phase, Team, team_for_phase
+from cadences.models import DialerSettings, Phase, Segment, Team, team_for_phase
 from campaigns import schedules
 from campaigns.calls import caller_ids, outcomes, retry
 from campaigns.calls.high_value import HighValueRule, high_value_rule, high_value_variables
@@ -876,10 +876,44 @@ def callback_high_value_rule(*, account: Account | None, transfer_number: str) -
     )
 
 
-def callbacks_release(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], pacer: Pacer, dialer: DialerSettings) -> int:
+def callback_ring_group(*, callback: Callback, segment: Segment | None) -> str:
+    """The ring group whose agents take a callback's transfer: its segment's, for the team of the
+    phase it was booked in (the team callback_dynamic_variables gives the transfer number of)."""
+    if segment is None:
+        return ""
+    phase = callback.phase if callback.phase in Phase.values else Phase.PAST_DUE
+    return segment.resurrection_ring_group if team_for_phase(phase) == Team.RESURRECTION else segment.billing_ring_group
+
+
+def free_agents(*, campaign: Campaign, ring_group: str, free: dict[str, int]) -> int:
+    """Free agents in the ring group for this pass: asked of Dialflow once per pass (`free` keeps
+    the answer), so what the pass's callbacks take is no longer free for its batches."""
+    if ring_group not in free:
+        available, unknown = dialflow.availability(ring_group)
+        if unknown:
+            alert_raise(
+                campaign=campaign, source="dialflow", level=Alert.Level.WARNING,
+                message=f"Free agents in {ring_group} unknown, so none are released there: {unknown}",
+            )  # fmt: skip
+        free[ring_group] = available
+    return free[ring_group]
+
+
+def callbacks_release(
+    *,
+    campaign: Campaign,
+    now_fn: Callable[[], dt.datetime],
+    state: LoopState,
+    dialer: DialerSettings,
+    free: dict[str, int] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> int:
     """Dial the callbacks that are due, through the gate with the client's consent (no blackout);
     a callback whose window is closed waits for it (when it opens before the day ends), one the
-    gate refuses for good is marked missed with why. Returns how many were placed."""
+    gate refuses for good is marked missed with why. Like a batch, a callback waits for free
+    agents in its ring group (at least the release threshold, one per call) to take the transfer
+    it may ask for. Returns how many were placed."""
+    free = {} if free is None else free
     now = now_fn()
     headroom = dialer.max_concurrent_calls - active_call_count()
     if headroom <= 0:
@@ -893,7 +927,30 @@ def callbacks_release(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], 
             status=Callback.Status.MISSED, detail="No campaign was calling at the time asked for."
         )
     due = [c for c in due if c not in late]
-    claimed = [c for c in due if Callback.objects.filter(pk=c.pk, status=Callback.Status.SCHEDULED).update(status=Callback.Status.DIALING)]
+    accounts = {a.client_id: a for a in Account.objects.select_related("segment").filter(client_id__in={c.client_id for c in due})}
+    named = {s.name: s for s in Segment.objects.filter(name__in={c.segment_name for c in due if c.client_id not in accounts})}
+    by_group: dict[str, list[Callback]] = {}
+    for callback in due:
+        account = accounts.get(callback.client_id)
+        segment = account.segment if account is not None else named.get(callback.segment_name)
+        by_group.setdefault(callback_ring_group(callback=callback, segment=segment), []).append(callback)
+    ready: list[Callback] = []
+    for ring_group, waiting in sorted(by_group.items()):
+        if not ring_group:
+            log.warning("callbacks without a ring group wait", extra={"callbacks": [c.pk for c in waiting]})
+            continue
+        if monotonic() < state.poll_after.get(ring_group, 0.0):
+            continue
+        available = free_agents(campaign=campaign, ring_group=ring_group, free=free)
+        if available < campaign.release_threshold:
+            state.poll_after[ring_group] = monotonic() + campaign.poll_interval_seconds / clock.speed()
+            log.debug("callbacks wait for free agents", extra={"ring_group": ring_group, "available": available})
+            continue
+        taken = waiting[:available]
+        free[ring_group] = available - len(taken)
+        ready += taken
+    ready.sort(key=lambda c: c.due_at)
+    claimed = [c for c in ready if Callback.objects.filter(pk=c.pk, status=Callback.Status.SCHEDULED).update(status=Callback.Status.DIALING)]
     blocks = compliance.gate_callbacks(campaign=campaign, callbacks=claimed, now=now)
     placed = 0
     for callback in claimed:
@@ -901,8 +958,8 @@ def callbacks_release(*, campaign: Campaign, now_fn: Callable[[], dt.datetime], 
         if block is not None:
             _callback_not_now(callback=callback, block=block, campaign=campaign, now=now)
             continue
-        pacer.wait()
-        placed += _callback_place(callback=callback, campaign=campaign, now_fn=now_fn, dialer=dialer)
+        state.pacer.wait()
+        placed += _callback_place(callback=callback, account=accounts.get(callback.client_id), campaign=campaign, now_fn=now_fn, dialer=dialer)
     return placed
 
 
@@ -921,7 +978,9 @@ def _callback_not_now(*, callback: Callback, block: compliance.Block, campaign: 
         Callback.objects.filter(pk=callback.pk).update(status=Callback.Status.MISSED, detail=block.detail[:300])
 
 
-def _callback_place(*, callback: Callback, campaign: Campaign, now_fn: Callable[[], dt.datetime], dialer: DialerSettings) -> int:
+def _callback_place(
+    *, callback: Callback, account: Account | None, campaign: Campaign, now_fn: Callable[[], dt.datetime], dialer: DialerSettings
+) -> int:
     # As for every call (`call_place`): pacing can carry the dial past the end of the client's
     # window, so it is checked again at the moment of dialing, which is the time recorded.
     dial_at = now_fn()
@@ -932,7 +991,6 @@ def _callback_place(*, callback: Callback, campaign: Campaign, now_fn: Callable[
         _callback_not_now(callback=callback, block=window, campaign=campaign, now=dial_at)
         log.info("callback not placed: window closed before dialing", extra={"callback_id": callback.pk})
         return 0
-    account = Account.objects.select_related("segment").filter(client_id=callback.client_id).first()
     pool = list(settings.RETELL_FROM_NUMBERS)
     from_number = caller_ids.caller_id_choose(to_number=callback.phone, state=callback.state, pool=pool, usage={})
     # Callbacks are numbered in their own series, after the client's earlier callbacks of the day
@@ -1040,8 +1098,9 @@ def release_pass(
     open_groups = set(ReleaseBatch.objects.filter(campaign=campaign, resolved_at__isnull=True).values_list("ring_group", flat=True))
     released = False
     dialer = DialerSettings.load()
+    free: dict[str, int] = {}  # ring group → free agents this pass, asked once
     # Callbacks first: the client asked for this time.
-    state.placed += callbacks_release(campaign=campaign, now_fn=now_fn, pacer=state.pacer, dialer=dialer)
+    state.placed += callbacks_release(campaign=campaign, now_fn=now_fn, state=state, dialer=dialer, free=free, monotonic=monotonic)
     for ring_group in sorted(due_groups | open_groups):
         if monotonic() < state.poll_after.get(ring_group, 0.0):
             continue
@@ -1053,12 +1112,7 @@ def release_pass(
             continue
         if time_left is not None and time_left() < _placement_budget(campaign=campaign, dialer=dialer):
             return released  # not enough of this slice left to place a whole batch
-        available, unknown = dialflow.availability(ring_group)
-        if unknown:
-            alert_raise(
-                campaign=campaign, source="dialflow", level=Alert.Level.WARNING,
-                message=f"Free agents in {ring_group} unknown, so none are released there: {unknown}",
-            )  # fmt: skip
+        available = free_agents(campaign=campaign, ring_group=ring_group, free=free)
         if available < campaign.release_threshold:
             state.poll_after[ring_group] = monotonic() + campaign.poll_interval_seconds / clock.speed()
             log.debug("not enough free agents", extra={"ring_group": ring_group, "available": available})

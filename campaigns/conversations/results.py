@@ -175,22 +175,26 @@ def context_for_client(
 ) -> ClientContext:
     """The client as today's queue has them, else as their account has them (`account` and its
     `phase` today, when the caller has them already)."""
+    # Only the columns the context holds: Grace's live tools wait on this mid-call, and a whole
+    # queue item with its segment is forty-odd columns to build and read.
     item = (
-        QueueItem.objects.select_related("segment")
-        .filter(client_id=client_id, campaign__date=timezone.localdate(now))
+        QueueItem.objects.filter(client_id=client_id, campaign__date=timezone.localdate(now))
+        .order_by("pk")
+        .values_list("pk", "phone", "client_name", "team", "segment__name", "phase", "timezones", "state")
         .first()
     )
     if item is not None:
+        item_id, item_phone, client_name, team, segment_name, item_phase, timezones, state = item
         return ClientContext(
             client_id=client_id,
-            phone=phone or item.phone,
-            client_name=item.client_name,
-            team=item.team,
-            segment_name=item.segment.name,
-            phase=item.phase,
-            timezones=item.timezone_list,
-            queue_item_id=item.pk,
-            state=item.state,
+            phone=phone or item_phone,
+            client_name=client_name,
+            team=team,
+            segment_name=segment_name,
+            phase=item_phase,
+            timezones=[z for z in timezones.split(",") if z],
+            queue_item_id=item_id,
+            state=state,
         )
     if account is None or account.client_id != client_id:
         account = Account.objects.select_related("segment").filter(client_id=client_id).first()

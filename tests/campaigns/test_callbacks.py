@@ -11,7 +11,7 @@ import pytest
 from campaigns.calls import release
 from campaigns.compliance.ledger import ledger_record
 from campaigns.conversations import results
-from campaigns.models import Callback, CallAttempt, ContactLedgerEntry, GateDecision, QueueItem, Suppression
+from campaigns.models import Callback, CallAttempt, ContactLedgerEntry, GateDecision, QueueItem, ReleaseBatch, Suppression
 from campaigns.payments import record
 from integrations.sandbox.models import SimulatedCall
 from tests.campaigns.release_factories import make_call_step, make_campaign, make_item, make_segment, sandbox  # noqa: F401
@@ -56,7 +56,7 @@ def test_the_release_loop_dials_a_due_callback_inside_the_blackout(sandbox):  # 
     analysed(item, "2025-06-10T14:00:00")
     state = release.LoopState(pacer=release.Pacer(None))
     # Not yet due: nothing is dialed.
-    assert release.callbacks_release(campaign=campaign, now_fn=lambda: ASKED + dt.timedelta(hours=2), pacer=state.pacer, dialer=release.DialerSettings.load()) == 0
+    assert release.callbacks_release(campaign=campaign, now_fn=lambda: ASKED + dt.timedelta(hours=2), state=state, dialer=release.DialerSettings.load()) == 0
     due = dt.datetime(2025, 6, 10, 18, 1, tzinfo=dt.timezone.utc)
     release.release_pass(campaign=campaign, now_fn=lambda: due, state=state)
     callback = Callback.objects.get()
@@ -72,6 +72,58 @@ def test_the_release_loop_dials_a_due_callback_inside_the_blackout(sandbox):  # 
     # Dialed once.
     release.release_pass(campaign=campaign, now_fn=lambda: due + dt.timedelta(minutes=1), state=state)
     assert SimulatedCall.objects.filter(to_number="+12125550177").count() == 1
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+DUE = dt.datetime(2025, 6, 10, 18, 1, tzinfo=dt.timezone.utc)  # 14:01 in New York
+
+
+def test_a_due_callback_waits_for_a_free_agent_of_its_ring_group(sandbox):  # noqa: F811
+    campaign, item = answered_item()
+    campaign.poll_interval_seconds = 5
+    campaign.save()
+    analysed(item, "2025-06-10T14:00:00")
+    # Its ring group (the billing team's, as the phase it was booked in) has nobody free; another has.
+    sandbox.dialflow_overrides = {"billing": [0], "resurrection": [5]}
+    sandbox.save()
+    monotonic = Monotonic()
+    state = release.LoopState(pacer=release.Pacer(None))
+    release.release_pass(campaign=campaign, now_fn=lambda: DUE, state=state, monotonic=monotonic)
+    assert Callback.objects.get().status == Callback.Status.SCHEDULED and not SimulatedCall.objects.exists()
+    # An agent is free now; the group is asked again only after the poll interval, like a batch's.
+    sandbox.dialflow_overrides = {"billing": [1]}
+    sandbox.save()
+    monotonic.t += 4.9
+    release.release_pass(campaign=campaign, now_fn=lambda: DUE + dt.timedelta(seconds=5), state=state, monotonic=monotonic)
+    assert Callback.objects.get().status == Callback.Status.SCHEDULED
+    monotonic.t += 0.1
+    later = DUE + dt.timedelta(minutes=3)
+    release.release_pass(campaign=campaign, now_fn=lambda: later, state=state, monotonic=monotonic)
+    callback = Callback.objects.get()
+    # Still inside the blackout the answered call started, and inside the client's window.
+    assert callback.status == Callback.Status.PLACED and callback.dialed_at == later
+    assert SimulatedCall.objects.filter(to_number=item.phone).count() == 1
+
+
+def test_a_callback_takes_the_free_agent_before_the_next_batch(sandbox):  # noqa: F811
+    campaign, item = answered_item()
+    analysed(item, "2025-06-10T14:00:00")
+    waiting = make_item(campaign, make_call_step(make_segment()), phone="+12125550178", ring_group="billing")
+    sandbox.dialflow_overrides = {"billing": [1]}
+    sandbox.save()
+    state = release.LoopState(pacer=release.Pacer(None))
+    release.release_pass(campaign=campaign, now_fn=lambda: DUE, state=state, monotonic=Monotonic())
+    assert Callback.objects.get().status == Callback.Status.PLACED
+    waiting.refresh_from_db()
+    assert waiting.status == QueueItem.Status.QUEUED and not ReleaseBatch.objects.exists()
+    assert [c.to_number for c in SimulatedCall.objects.all()] == [item.phone]
 
 
 def test_a_suppressed_client_is_not_called_back(sandbox):  # noqa: F811
@@ -113,8 +165,8 @@ def test_a_callback_the_pacing_carries_past_the_window_is_not_dialed(sandbox):  
     gate_time = dt.datetime(2025, 6, 11, 0, 59, 50, tzinfo=dt.timezone.utc)
     times = iter([gate_time, gate_time + dt.timedelta(seconds=20)])
     placed = release.callbacks_release(
-        campaign=campaign, now_fn=lambda: next(times, gate_time + dt.timedelta(seconds=30)), pacer=release.Pacer(None),
-        dialer=release.DialerSettings.load(),
+        campaign=campaign, now_fn=lambda: next(times, gate_time + dt.timedelta(seconds=30)),
+        state=release.LoopState(pacer=release.Pacer(None)), dialer=release.DialerSettings.load(),
     )  # fmt: skip
     assert placed == 0 and not SimulatedCall.objects.exists()
     callback = Callback.objects.get()

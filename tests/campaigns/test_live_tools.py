@@ -12,6 +12,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from cadences.models import Phase, Segment
+from cadences.selectors import phase_on_day
 from campaigns.lifecycle import campaign as lifecycle
 from campaigns.models import (
     Account,
@@ -137,6 +139,21 @@ def test_redialling_gives_no_fresh_tries_after_two_locked_calls_in_a_day(client,
     assert ask(client, "verify_identity", {"ssn_last4": SSN4}, call_object=call("call_guess_3")) == {"verified": False, "locked": True}
 
 
+def test_wrong_answers_older_than_a_day_give_the_account_fresh_tries(client, loaded):
+    def wrong_calls(hours_ago: int) -> None:
+        for n in (1, 2):
+            for result in ("failed", "failed", "locked"):
+                LiveToolCall.objects.create(
+                    call_id=f"call_old_{hours_ago}_{n}", name="verify_identity", args_key=f"{result}-{LiveToolCall.objects.count()}",
+                    client_id="T-LIVE-1", args={"ssn_last4": "given"}, result=result, response={}, created_at=MORNING - dt.timedelta(hours=hours_ago),
+                )  # fmt: skip
+
+    wrong_calls(25)
+    assert ask(client, "verify_identity", {"ssn_last4": SSN4}, call_object=call("call_new_1")) == {"verified": True, "locked": False}
+    wrong_calls(23)
+    assert ask(client, "verify_identity", {"ssn_last4": SSN4}, call_object=call("call_new_2")) == {"verified": False, "locked": True}
+
+
 def test_the_balance_is_disclosed_only_after_verification(client, loaded):
     before = ask(client, "lookup_account")
     assert before["verified"] is False and before["first_name"] == "Dana" and before["has_matter"] is True
@@ -145,6 +162,30 @@ def test_the_balance_is_disclosed_only_after_verification(client, loaded):
     after = ask(client, "lookup_account")
     assert after["amount_due"] == "240.00" and after["days_past_due"] == "20" and after["verified"] is True
     assert "text" in after["how_to_pay"]
+
+
+def test_a_lookup_and_a_brief_name_the_earliest_open_promise_and_the_last_payment(client, loaded):
+    from campaigns.payments import record
+
+    ask(client, "verify_identity", {"date_of_birth": DOB})
+    assert ask(client, "lookup_account")["open_promise"] == "" and ask(client, "lookup_account")["last_payment"] == ""
+    record.payment_record(
+        client_id="T-LIVE-1", amount="35.50", reference="pi_live_1", paid_at=MORNING - dt.timedelta(days=3), source="warehouse", now=MORNING
+    )  # fmt: skip
+    record.payment_record(
+        client_id="T-LIVE-1", amount="20.25", reference="pi_live_2", paid_at=MORNING - dt.timedelta(days=1), source="warehouse", now=MORNING
+    )  # fmt: skip
+    ask(client, "verify_identity", {"date_of_birth": DOB}, call_object=call("call_live_2"))
+    ask(client, "record_promise", {"date": "2025-06-27", "amount": "75"}, call_object=call("call_live_2"))
+    ask(client, "verify_identity", {"date_of_birth": DOB}, call_object=call("call_live_3"))
+    ask(client, "record_promise", {"date": "2025-06-18", "amount": "60.10"}, call_object=call("call_live_3"))
+    answer = ask(client, "lookup_account", call_object=call("call_live_3"))
+    assert answer["open_promise"] == "$60.10 promised for June 18"
+    assert answer["last_payment"] == f"$20.25 received {timezone.localtime(MORNING - dt.timedelta(days=1)):%B} 9"
+    brief = ask(client, "transfer_brief", {"reason": "asks for a person"}, call_object=call("call_live_3"))["brief"]
+    assert "Open promise: $60.10 by Jun 18." in brief and "Open dispute" not in brief
+    unverified = ask(client, "transfer_brief", {"reason": "asks for a person"}, call_object=call("call_live_4"))["brief"]
+    assert "Open promise: a payment by Jun 18." in unverified and "$" not in unverified
 
 
 def test_a_segment_without_the_rule_discloses_at_once(client, loaded):
@@ -225,6 +266,25 @@ def test_a_transfer_brief_is_given_and_kept_on_the_account(client, loaded):
     assert loaded.transfer_brief == brief and loaded.transfer_brief_at is not None
 
 
+def test_a_brief_names_an_open_dispute_task_or_hold_and_no_closed_one(client, loaded):
+    def brief(call_id: str) -> str:
+        return ask(client, "transfer_brief", {"reason": "disputes the charge"}, call_object=call(call_id))["brief"]
+
+    task = FollowUpTask.objects.create(
+        kind=FollowUpTask.Kind.DISPUTE, status=FollowUpTask.Status.DONE, client_id="T-LIVE-1", due_at=MORNING, source_ref="old"
+    )
+    assert "Open dispute" not in brief("call_brief_1")
+    FollowUpTask.objects.filter(pk=task.pk).update(status=FollowUpTask.Status.OPEN)
+    assert "Open dispute on file." in brief("call_brief_2")
+    FollowUpTask.objects.filter(pk=task.pk).update(status=FollowUpTask.Status.DONE)
+    hold = Suppression.objects.create(
+        client_id="T-LIVE-1", channel=Suppression.Channel.ALL, reason=Suppression.Reason.DISPUTE_HOLD, source="test"
+    )
+    assert "Open dispute on file." in brief("call_brief_3")
+    Suppression.objects.filter(pk=hold.pk).update(lifted_at=MORNING)
+    assert "Open dispute" not in brief("call_brief_4")
+
+
 def test_an_unverified_callers_brief_names_no_amount_and_no_earlier_brief_reaches_a_new_caller(client, loaded):
     ask(client, "verify_identity", {"date_of_birth": DOB})
     ask(client, "transfer_brief", {"reason": "wants a payment plan"})  # verified: names the balance
@@ -249,6 +309,29 @@ def test_an_inbound_caller_is_found_by_number_unless_the_number_is_shared(client
     )
     shared = ask(client, "lookup_account", call_object={**inbound_call, "call_id": "call_in_2"})
     assert set(shared) == {"error"}
+
+
+def test_the_record_keeps_the_accounts_segment_and_its_phase_on_the_day(client, loaded):
+    phases = []
+    for n, day in enumerate((0, 3, 20, 45, 60, 61, 160, 180)):
+        Account.objects.filter(pk=loaded.pk).update(days_past_due=day)
+        ask(client, "lookup_account", call_object=call(f"call_phase_{n}"))
+        record = LiveToolCall.objects.get(call_id=f"call_phase_{n}")
+        phases.append(record.phase)
+        assert (record.segment_name, record.phase) == (loaded.segment.name, phase_on_day(segment=loaded.segment, day=day))
+    assert len(set(phases)) >= 4
+    # A segment without steps: the phase by its milestones.
+    bare = Segment.objects.create(
+        name="No steps", first_outreach_day=1, suspension_day=60, cancellation_day=180, billing_transfer_number="+12125550188",
+        resurrection_transfer_number="+12125550199", billing_ring_group="billing", resurrection_ring_group="resurrection",
+    )  # fmt: skip
+    Account.objects.filter(pk=loaded.pk).update(segment=bare, days_past_due=60)
+    ask(client, "lookup_account", call_object=call("call_phase_bare"))
+    assert LiveToolCall.objects.filter(call_id="call_phase_bare").values_list("segment_name", "phase").get() == ("No steps", Phase.SUSPENSION)
+    Account.objects.filter(pk=loaded.pk).update(segment=None)
+    answer = ask(client, "lookup_account", call_object=call("call_phase_none"))
+    assert answer["verified"] is False and "amount_due" not in answer  # no segment: verification first
+    assert LiveToolCall.objects.filter(call_id="call_phase_none").values_list("segment_name", "phase").get() == ("", "")
 
 
 def test_every_function_call_is_kept_for_the_timeline(client, loaded):

@@ -120,6 +120,22 @@ print(json.dumps({
 }))
 """
 
+# The callbacks booked for a time the day has reached: each dialed as a call of its own, or given
+# up with the reason (a payment since, a suppression); none still waiting on the release loop.
+# Grace books "in 2 hours" on the call, two simulated hours being seconds of this day; the ones
+# only the analysis asked for are for tomorrow.
+CALLBACKS = """
+import datetime as dt, json
+from integrations import clock
+from campaigns.models import Callback
+reached = Callback.objects.filter(due_at__lte=clock.now() - dt.timedelta(minutes=15))
+print(json.dumps({
+    "dialed": reached.filter(status="placed", attempt__kind="callback").exclude(attempt__call_id=None).count(),
+    "waiting": reached.filter(status__in=["scheduled", "dialing"]).count(),
+    "booked": Callback.objects.count(),
+}))
+"""
+
 UNQUEUED = """
 import json
 from campaigns.models import Account, QueueItem
@@ -222,7 +238,14 @@ def test_a_sandbox_day_on_gunicorn_and_qcluster_keeps_every_invariant(database_u
             except requests.RequestException:
                 time.sleep(0.5)
         # The simulators' knobs, as staff set them in the admin (the HTTP controls want a session).
-        _manage(env, "shell", "-c", f"from integrations.sandbox.models import SimulatorConfig as C; c = C.load(); c.speed_factor = {SPEED}; c.save()")
+        # A third of the conversations ask for a callback (a tenth by default), so that among the
+        # ones Grace books for later the same day some are still allowed to be dialed when their
+        # time comes: a payment since, or the day's call cap, rightly stops the others.
+        _manage(
+            env, "shell", "-c",
+            f"from integrations.sandbox.models import SimulatorConfig as C; c = C.load(); c.speed_factor = {SPEED}; "
+            "c.conversation_weights = {**c.conversation_weights, 'callback_requested': 0.3}; c.save()",
+        )  # fmt: skip
 
         _manage(env, "campaign", "start", "--date", today.isoformat())
         deadline = time.monotonic() + 420
@@ -247,6 +270,13 @@ def test_a_sandbox_day_on_gunicorn_and_qcluster_keeps_every_invariant(database_u
         # verify) callers, disclosed balances only after, texted links and booked callbacks.
         money_and_tools = _query(env, MONEY_AND_TOOLS)
         assert all(money_and_tools[k] for k in ("payments", "verified", "not_verified", "disclosed", "links_sent", "callbacks")), money_and_tools
+        # The callbacks whose time has come are dialed (the release loop polls every few seconds).
+        for _ in range(60):
+            callbacks = _query(env, CALLBACKS)
+            if callbacks["dialed"] and not callbacks["waiting"]:
+                break
+            time.sleep(1)
+        assert callbacks["dialed"] and not callbacks["waiting"], callbacks
         log_in(page, base, username="day.supervisor", password="e2e-day-pass", next_path="/dashboard/")
         picked = _query(env, PICK_CLIENTS)
         assert all(picked.values()), f"the day produced no transfer, voicemail or dispute to follow: {picked}"
