@@ -34,7 +34,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -136,7 +136,9 @@ def earlier_calls(call_id: str) -> list[tuple[str, str, str, Any]]:
     with connection.cursor() as cursor:
         cursor.execute(_earlier_sql(), [call_id])
         rows = cursor.fetchall()
-    return [(name, key, result, response_field.from_db_value(response, None, connection)) for name, key, result, response in rows]
+    # No expression: the column is read whole, not through a key transform.
+    expression = cast(Any, None)
+    return [(name, key, result, response_field.from_db_value(response, expression, connection)) for name, key, result, response in rows]
 
 
 SEGMENT_PREFIX = "segment__"
@@ -169,7 +171,7 @@ def account_with_phase(client_id: str) -> tuple[Account | None, str | None]:
     names = [f.attname for f in Segment._meta.concrete_fields]
     values = [getattr(account, SEGMENT_PREFIX + name) for name in names]
     account.segment = Segment.from_db(account._state.db, names, values) if account.segment_id is not None else None
-    return account, account.live_step_phase
+    return account, getattr(account, "live_step_phase")  # the raw query's extra column
 
 
 @functools.cache
