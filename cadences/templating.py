@@ -278,6 +278,8 @@ def validate_template(body: str, *, phase: str) -> list[str]:
 def render_template(body: str, context: dict[str, Any]) -> str:
     """Render with only the allowed variables; a missing one renders as an empty string."""
     values = {name: context.get(name, "") for name in ALLOWED_VARIABLES}
+    if isinstance(values["amount_due"], Decimal):  # a bare figure: it still reads with its sign
+        values["amount_due"] = Amount(values["amount_due"])
     return tidy_text(_ENGINE.from_string(body).render(Context(values, autoescape=False)))
 
 
