@@ -399,8 +399,8 @@ class CallAttempt(models.Model):
     # The touchpoint's lifecycle phase and segment, kept on the call: the queue item goes at the
     # flush, and the cost per dollar recovered (by phase) and the review of the first calls after
     # a cadence change (by segment) read them for past days too ("" for inbound calls).
-    phase = models.CharField(max_length=32, blank=True, db_default="")
-    segment_name = models.CharField(max_length=64, blank=True, db_default="")
+    phase = models.CharField(max_length=32, blank=True, default="", db_default="")
+    segment_name = models.CharField(max_length=64, blank=True, default="", db_default="")
     custom_analysis = models.JSONField(default=dict, blank=True)
     # The high-value rule, as it applied when the call was dialed: the client owed the segment's
     # high-value amount or more, so Grace offered a senior person first and was not to close the
@@ -415,6 +415,7 @@ class CallAttempt(models.Model):
         "senior ring group number",
         max_length=20,
         blank=True,
+        default="",
         db_default="",
         help_text="Where Grace was told to transfer this high-value call.",
     )
@@ -528,7 +529,7 @@ class SmsMessage(models.Model):
     kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.TOUCHPOINT)
     client_id = models.CharField(max_length=64, blank=True)
     # The phase of the touchpoint, promise or call the text belongs to (kept past the flush).
-    phase = models.CharField(max_length=32, blank=True, db_default="")
+    phase = models.CharField(max_length=32, blank=True, default="", db_default="")
     phone = models.CharField(max_length=20)
     inbox_id = models.CharField(max_length=64)
     text = models.TextField()
@@ -583,6 +584,7 @@ class EmailMessage(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "follow-up e-mail"
+        verbose_name_plural = "follow-up e-mails"
         indexes = [
             models.Index(fields=["client_id", "created_at"], name="email_message_client"),
             models.Index(fields=["status", "next_attempt_at"], name="email_message_due"),
@@ -876,6 +878,7 @@ class NotificationTarget(models.Model):
 
     class Meta:
         verbose_name = "alert destination"
+        verbose_name_plural = "alert destinations"
         ordering = ["team", "user__username"]
         constraints = [
             models.CheckConstraint(
@@ -1050,6 +1053,7 @@ class CallReview(models.Model):
     class Meta:
         ordering = ["round", "attempt__placed_at"]
         verbose_name = "call review"
+        verbose_name_plural = "call reviews"
         constraints = [models.UniqueConstraint(fields=["round", "attempt"], name="call_review_once")]
 
     def __str__(self) -> str:
@@ -1155,6 +1159,7 @@ class PayLinkCode(models.Model):
 
     class Meta:
         verbose_name = "payment link code"
+        verbose_name_plural = "payment link codes"
         indexes = [models.Index(fields=["client_id", "issued_at"], name="pay_link_code_client")]
 
     def __str__(self) -> str:
@@ -1443,6 +1448,7 @@ class IntakeFile(models.Model):
     class Meta:
         ordering = ["-received_at"]
         verbose_name = "intake file"
+        verbose_name_plural = "intake files"
 
     def __str__(self) -> str:
         return self.filename

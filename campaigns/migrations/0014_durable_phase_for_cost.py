@@ -22,12 +22,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='callattempt',
             name='phase',
-            field=models.CharField(blank=True, db_default='', max_length=32),
+            field=models.CharField(blank=True, default='', db_default='', max_length=32),
         ),
         migrations.AddField(
             model_name='smsmessage',
             name='phase',
-            field=models.CharField(blank=True, db_default='', max_length=32),
+            field=models.CharField(blank=True, default='', db_default='', max_length=32),
         ),
         migrations.RunPython(phase_from_queue_items, migrations.RunPython.noop),
     ]

@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='callattempt',
             name='segment_name',
-            field=models.CharField(blank=True, db_default='', max_length=64),
+            field=models.CharField(blank=True, default='', db_default='', max_length=64),
         ),
         migrations.CreateModel(
             name='ReviewRound',

@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='callattempt',
             name='senior_transfer_number',
-            field=models.CharField(blank=True, db_default='', help_text='Where Grace was told to transfer this high-value call.', max_length=20, verbose_name='senior ring group number'),
+            field=models.CharField(blank=True, default='', db_default='', help_text='Where Grace was told to transfer this high-value call.', max_length=20, verbose_name='senior ring group number'),
         ),
         migrations.AlterField(
             model_name='followuptask',

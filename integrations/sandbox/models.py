@@ -333,6 +333,7 @@ class SimulatedNotification(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "sandbox owner alert"
+        verbose_name_plural = "sandbox owner alerts"
 
     def __str__(self) -> str:
         return self.title
