@@ -10,22 +10,20 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-from playwright.sync_api import ConsoleMessage, Page, Response
+from playwright.sync_api import Page
 
 from cadences.models import DialerSettings, Segment, SmsTemplate
 from cadences.services import cadences_reset_defaults
 from campaigns.compliance.gate import Block, Rule, gate_record
 from campaigns.lifecycle import campaign as lifecycle
 from campaigns.models import CallAttempt, Campaign, FollowUpTask, QueueItem
-from tests.browser.browsing import log_in, screenshot
+from tests.browser.browsing import log_in, pages_review
 from tests.campaigns.conftest import NOW, SampleWarehouse, client_row, sample_warehouse  # noqa: F401 - fixture
 from tests.campaigns.dialflow_stub import stub_dialflow
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "a-long-test-password-1"
-# What a page loads for itself; a 404 on any of them is a broken page.
-ASSETS = {"stylesheet", "script", "image", "font", "fetch", "xhr"}
 
 
 @pytest.fixture
@@ -62,6 +60,7 @@ def main_pages(day: dict[str, Any]) -> list[tuple[str, str]]:
         ("kpis", "/dashboard/kpis/"),
         ("clients", "/dashboard/clients/"),
         ("follow-ups", "/dashboard/follow-ups/"),
+        ("call-reviews", "/dashboard/reviews/"),
         ("timeline", f"/dashboard/clients/{day['client_id']}/"),
         ("admin", "/admin/"),
         ("gate-decisions", "/admin/campaigns/gatedecision/"),
@@ -76,31 +75,7 @@ def main_pages(day: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def review(page: Page, day: dict[str, Any], moment: str) -> None:
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"{page.url}: console error: {message.text}")
-
-    def on_response(response: Response) -> None:
-        if response.status >= 500:
-            problems.append(f"{response.status} {response.url}")
-        elif response.status == 404 and response.request.resource_type in ASSETS:
-            problems.append(f"404 {response.url} (a {response.request.resource_type} of {page.url})")
-
-    page.on("console", on_console)
-    page.on("response", on_response)
-    try:
-        for name, path in main_pages(day):
-            answer = page.goto(f"{day['url']}{path}")
-            assert answer is not None and answer.status == 200, f"{path}: {answer.status if answer else 'no answer'}"
-            page.wait_for_load_state("load")
-            page.wait_for_timeout(300)  # the pages' own first requests (previews, feeds)
-            screenshot(page, f"review-{moment}-{name}")
-    finally:
-        page.remove_listener("console", on_console)
-        page.remove_listener("response", on_response)
-    assert problems == []
+    assert pages_review(page, day["url"], main_pages(day), moment=moment) == []
 
 
 def test_every_main_page_during_and_after_the_day(day: dict[str, Any], page: Page) -> None:

@@ -36,7 +36,7 @@ import requests
 from playwright.sync_api import Page
 
 from tests.browser.conftest import page  # noqa: F401 - fixture
-from tests.browser.browsing import log_in, screenshot
+from tests.browser.browsing import log_in, pages_review, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEED = 600
@@ -173,6 +173,15 @@ def _status(env: dict[str, str], *, checks: bool = False) -> dict[str, Any]:
     return json.loads(_manage(env, "campaign", "status", "--date", env["CAMPAIGN_DATE"], *(["--checks"] if checks else [])))
 
 
+def _main_pages(picked: dict[str, str]) -> list[tuple[str, str]]:
+    """The pages a supervisor works from, and the timelines of the clients the day followed."""
+    return [
+        ("dashboard", "/dashboard/"), ("kpis", "/dashboard/kpis/"), ("clients", "/dashboard/clients/"),
+        ("follow-ups", "/dashboard/follow-ups/"), ("call-reviews", "/dashboard/reviews/"), ("admin", "/admin/"),
+        *((f"timeline-{kind}", f"/dashboard/clients/{client_id}/") for kind, client_id in picked.items()),
+    ]  # fmt: skip
+
+
 def _start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     log = log_path.open("wb")
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -285,6 +294,9 @@ def test_a_sandbox_day_on_gunicorn_and_qcluster_keeps_every_invariant(database_u
         counters_before = page.locator(".counters").first.inner_text()
         screenshot(page, "e2e-day-dashboard-before-flush")
 
+        # Every main page while the day is still open, as a supervisor reads them.
+        assert pages_review(page, base, _main_pages(picked), moment="e2e-during") == []
+
         before_flush = _status(env, checks=True)
         _manage(env, "campaign", "stop", "--date", today.isoformat())
         failed = [c for c in before_flush["invariants"] if not c["ok"]]
@@ -325,6 +337,7 @@ def test_a_sandbox_day_on_gunicorn_and_qcluster_keeps_every_invariant(database_u
         for kind, client_id in picked.items():
             assert _timeline_text(page, base, client_id) == timelines_before[kind], kind
         screenshot(page, "e2e-day-timeline-after-flush")
+        assert pages_review(page, base, _main_pages(picked), moment="e2e-after") == []
 
         unqueued = _query(env, UNQUEUED)
         if not unqueued["shared"]:
