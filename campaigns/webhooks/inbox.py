@@ -89,8 +89,10 @@ def webhook_event_store(
     if raw_body is None or _UNSTORABLE_ESCAPE.search(raw_body):  # only escapes carry them into parsed JSON
         payload = storable(payload)
         raw_body = None
-    event_type = event_type[:64]
-    reference = reference[:100]
+    # PostgreSQL text holds no NUL character; a vendor's (or a forger's) string may.
+    event_type = event_type.replace("\x00", "")[:64]
+    reference = reference.replace("\x00", "")[:100]
+    dedupe_key = dedupe_key.replace("\x00", "")
     if enqueue.available():
         now = timezone.now()
         event_id = enqueue.event_and_task_insert(

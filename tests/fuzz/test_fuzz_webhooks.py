@@ -213,3 +213,11 @@ def test_deeply_nested_bodies_are_a_400_on_every_json_endpoint(shape: str, djang
         HTTP_AUTHORIZATION=f"Bearer {settings.RETELL_SANDBOX_KEY}",
     )
     assert sandbox.status_code == 400
+
+
+@pytest.mark.django_db
+def test_an_event_name_holding_a_nul_character_is_stored_without_it() -> None:
+    attempt = make_dialing_attempt()
+    response = signed_post(json.dumps({"event": "call_\x00ended", "call": call_object(attempt)}))
+    assert_not_5xx(response)
+    assert WebhookEvent.objects.get().event_type == "call_ended"
