@@ -101,6 +101,8 @@ def test_identity_values_are_kept_only_as_keyed_hashes(client, loaded):
     # Nowhere in the database: not on the account, the tool log, an event or a rejected row.
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names():
+            if table == "django_migrations":  # the schema's own bookkeeping, no client data
+                continue
             cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608 - table names from introspection
             dump = repr(cursor.fetchall())
             assert DOB not in dump and "1984" not in dump.replace(loaded.date_of_birth_hash, ""), table
