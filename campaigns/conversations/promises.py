@@ -61,6 +61,18 @@ def promise_review(*, now: dt.datetime, still_past_due: Mapping[str, bool]) -> P
     return review
 
 
+def _promise_context(promise: PromiseToPay) -> results.ClientContext:
+    """Who a promise's follow-up task is about, and the team its phase belongs to."""
+    return results.ClientContext(
+        client_id=promise.client_id,
+        phone=promise.phone,
+        client_name=promise.client_name,
+        team=team_for_phase(promise.phase),
+        segment_name=promise.segment_name,
+        phase=promise.phase,
+    )
+
+
 def promise_settle(*, promise: PromiseToPay, kept: bool, now: dt.datetime) -> bool:
     """Mark one pending promise kept (amount recovered) or broken (a follow-up task); True if it was pending."""
     with transaction.atomic():
@@ -72,14 +84,7 @@ def promise_settle(*, promise: PromiseToPay, kept: bool, now: dt.datetime) -> bo
         if moved and not kept:
             results.task_create(
                 kind=FollowUpTask.Kind.BROKEN_PROMISE,
-                context=results.ClientContext(
-                    client_id=promise.client_id,
-                    phone=promise.phone,
-                    client_name=promise.client_name,
-                    team=team_for_phase(promise.phase),
-                    segment_name=promise.segment_name,
-                    phase=promise.phase,
-                ),
+                context=_promise_context(promise),
                 source_ref=promise.call_id,
                 due_at=now + FOLLOW_UP_DUE[FollowUpTask.Kind.BROKEN_PROMISE],
                 detail=f"Promised {promise.amount or 'a payment'} by {promise.promised_date:%Y-%m-%d}; still past due.",
@@ -105,14 +110,7 @@ def partly_kept_review(*, promise: PromiseToPay, still_past_due: bool, now: dt.d
             short = (promise.amount - paid) if promise.amount is not None else None
             results.task_create(
                 kind=FollowUpTask.Kind.PROMISE_PARTLY_KEPT,
-                context=results.ClientContext(
-                    client_id=promise.client_id,
-                    phone=promise.phone,
-                    client_name=promise.client_name,
-                    team=team_for_phase(promise.phase),
-                    segment_name=promise.segment_name,
-                    phase=promise.phase,
-                ),
+                context=_promise_context(promise),
                 source_ref=promise.call_id,
                 due_at=now + FOLLOW_UP_DUE[FollowUpTask.Kind.PROMISE_PARTLY_KEPT],
                 detail=(
