@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from campaigns.models import CallAttempt, Payment, PaymentLink, PromiseToPay, SmsMessage
 from campaigns.metrics import payments as payment_kpis
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 def money_day(settings) -> dt.date:
     settings.SMS_PRICE = "0.01"
     now = clock.now()
-    today = now.date()
+    today = timezone.localdate(now)  # the portal's day, as the KPIs count it
     a = account("K-1", amount_due="100.00", owner="ana")
     account("K-2", amount_due="50.00", phone="+12125550148", owner="bo")
     PromiseToPay.objects.create(client_id="K-1", amount="100.00", promised_date=today, call_id="c1", segment_name="RED Initial")

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from campaigns.metrics.payments import payment_kpis
 from campaigns.models import Account, FollowUpTask, Payment, PromiseToPay, WebhookEvent
@@ -51,7 +52,7 @@ def pay(url: str, client_id: str, cents: int, pi: str) -> Payment:
 
 
 def test_a_refund_takes_the_money_back_once_whatever_the_order(stripe_sandbox):
-    today = clock.now().date()
+    today = timezone.localdate(clock.now())  # the portal's day, as the KPIs count it
     account("C-1", amount_due="100.00")
     promise = PromiseToPay.objects.create(client_id="C-1", amount="100.00", promised_date=today + dt.timedelta(days=3), call_id="call_p1")
     url = hook(stripe_sandbox)
@@ -106,7 +107,7 @@ def test_a_dispute_holds_the_money_until_it_is_won_even_when_its_events_cross(st
 
 
 def test_a_lost_dispute_counts_as_money_not_recovered(stripe_sandbox):
-    today = clock.now().date()
+    today = timezone.localdate(clock.now())  # the portal's day, as the KPIs count it
     account("C-4", amount_due="80.00")
     url = hook(stripe_sandbox)
     pay(url, "C-4", 8000, "pi_d2")
